@@ -1,0 +1,2 @@
+// Package scalerkit is the shared core of the kedascalers services.
+package scalerkit

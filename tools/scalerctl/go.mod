@@ -1,0 +1,3 @@
+module github.com/kedascalers/kedascalers/tools/scalerctl
+
+go 1.25.0
