@@ -1,0 +1,129 @@
+// Package config loads the settings every scaler shares from environment
+// variables. Their names are a public interface: the deploy manifests and
+// the service READMEs rely on them.
+package config
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+)
+
+// Config holds the shared settings. The defaults are safe in production.
+type Config struct {
+	// GRPCAddr is where the ExternalScaler gRPC service listens.
+	GRPCAddr string `envconfig:"GRPC_ADDR" default:":9090" desc:"address of the gRPC service (ExternalScaler, health, reflection)"`
+	// HTTPAddr is where /metrics, /healthz and /readyz are served.
+	HTTPAddr string `envconfig:"HTTP_ADDR" default:":8080" desc:"address of /metrics, /healthz and /readyz"`
+	// LogLevel is the lowest level logged.
+	LogLevel string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	// LogFormat is json or text.
+	LogFormat string `envconfig:"LOG_FORMAT" default:"json" desc:"json or text"`
+	// CacheTTL is how long one backend reading answers repeated questions.
+	CacheTTL time.Duration `envconfig:"CACHE_TTL" default:"2s" desc:"how long a reading answers repeated GetMetrics/IsActive calls; 0 keeps none but still coalesces concurrent calls"`
+	// PushInterval is how often push streams re-check their backend.
+	PushInterval time.Duration `envconfig:"PUSH_INTERVAL" default:"5s" desc:"how often StreamIsActive and backend-read targets are re-checked"`
+	// BackendTimeout bounds every backend call.
+	BackendTimeout time.Duration `envconfig:"BACKEND_TIMEOUT" default:"5s" desc:"bound on every backend call (KEDA sets no deadline of its own)"`
+	// ShutdownTimeout is how long in-flight calls may finish on shutdown.
+	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"10s" desc:"how long in-flight calls may finish after SIGTERM before the server stops hard"`
+	// TLSCertFile is the server certificate (PEM); TLS is on when set.
+	TLSCertFile string `envconfig:"TLS_CERT_FILE" desc:"server certificate (PEM); serves TLS when set, with TLS_KEY_FILE"`
+	// TLSKeyFile is the server certificate's private key (PEM).
+	TLSKeyFile string `envconfig:"TLS_KEY_FILE" desc:"private key of TLS_CERT_FILE (PEM)"`
+	// TLSClientCAFile, when set, requires client certificates signed by it.
+	TLSClientCAFile string `envconfig:"TLS_CLIENT_CA_FILE" desc:"CA bundle (PEM) for client certificates; requires mutual TLS when set"`
+}
+
+// Load reads spec (a pointer to a struct with envconfig tags) from the
+// environment. The error names the variable at fault.
+func Load(spec any) error {
+	if err := envconfig.Process("", spec); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	if v, ok := spec.(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return fmt.Errorf("configuration: %w", err)
+		}
+	}
+	return nil
+}
+
+// Validate checks the values envconfig cannot.
+func (c *Config) Validate() error {
+	if _, err := c.Level(); err != nil {
+		return err
+	}
+	switch {
+	case c.LogFormat != "json" && c.LogFormat != "text":
+		return fmt.Errorf("LOG_FORMAT=%q: want json or text", c.LogFormat)
+	case c.CacheTTL < 0:
+		return fmt.Errorf("CACHE_TTL=%v: want >= 0", c.CacheTTL)
+	case c.PushInterval <= 0:
+		return fmt.Errorf("PUSH_INTERVAL=%v: want > 0", c.PushInterval)
+	case c.BackendTimeout <= 0:
+		return fmt.Errorf("BACKEND_TIMEOUT=%v: want > 0", c.BackendTimeout)
+	case c.ShutdownTimeout < 0:
+		return fmt.Errorf("SHUTDOWN_TIMEOUT=%v: want >= 0", c.ShutdownTimeout)
+	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):
+		return fmt.Errorf("TLS_CERT_FILE and TLS_KEY_FILE: set both or neither")
+	case c.TLSClientCAFile != "" && c.TLSCertFile == "":
+		return fmt.Errorf("TLS_CLIENT_CA_FILE needs TLS_CERT_FILE and TLS_KEY_FILE")
+	}
+	return nil
+}
+
+// Level returns LOG_LEVEL as a slog.Level.
+func (c *Config) Level() (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return l, fmt.Errorf("LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel)
+	}
+	return l, nil
+}
+
+// Logger returns the logger the settings ask for, writing to w.
+func (c *Config) Logger(w io.Writer) *slog.Logger {
+	level, _ := c.Level()
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// usageFormat prints one row per variable: name, type, default, meaning.
+const usageFormat = `{{range .}}{{usage_key .}}	{{usage_type .}}	{{usage_default .}}	{{usage_description .}}
+{{end}}`
+
+// Usage writes a table of the variables of each spec to w.
+func Usage(w io.Writer, specs ...any) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VARIABLE\tTYPE\tDEFAULT\tMEANING")
+	for _, spec := range specs {
+		if err := envconfig.Usagef("", spec, tw, usageFormat); err != nil {
+			return err
+		}
+	}
+	return tw.Flush()
+}
+
+// LookupAll returns the environment variables whose names start with
+// prefix, keyed by the rest of the name: LookupAll("POSTGRES_URL_") turns
+// POSTGRES_URL_BILLING into "BILLING". Named connections use it.
+func LookupAll(prefix string) map[string]string {
+	out := make(map[string]string)
+	for _, kv := range os.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		if name, ok := strings.CutPrefix(k, prefix); ok && name != "" {
+			out[name] = v
+		}
+	}
+	return out
+}

@@ -1,0 +1,134 @@
+package scalerkit
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"google.golang.org/grpc/credentials"
+
+	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/metrics"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/server"
+)
+
+// Version is the build's version, stamped at link time with
+// -ldflags "-X github.com/kedascalers/kedascalers/libs/scalerkit.Version=v1.2.3".
+var Version = "dev"
+
+// BuildFunc builds a service's backend once the configuration is loaded.
+// ctx ends when the process is asked to stop. If the backend implements
+// io.Closer, Main closes it after the server has stopped.
+type BuildFunc func(ctx context.Context, log *slog.Logger) (scaler.Backend, error)
+
+// Main runs the scaler process called name and returns its exit code: 0
+// after a clean shutdown, 1 when serving failed, 2 for a configuration
+// error. svcConfig is a pointer to the service's own envconfig struct; it
+// is loaded before build is called. "--help" prints every variable.
+func Main(name string, svcConfig any, build BuildFunc) int {
+	return run(name, os.Args[1:], os.Stdout, os.Stderr, svcConfig, build)
+}
+
+func run(name string, args []string, stdout, stderr io.Writer, svcConfig any, build BuildFunc) int {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(stdout, "%s %s: a KEDA external scaler.\n\nUsage: %s [--version]\n\nConfigured by environment variables:\n\n", name, Version, name)
+		if err := config.Usage(stdout, &config.Config{}, svcConfig); err != nil {
+			fmt.Fprintln(stderr, err)
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *showVersion {
+		fmt.Fprintf(stdout, "%s %s\n", name, Version)
+		return 0
+	}
+
+	var cfg config.Config
+	if err := config.Load(&cfg); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return 2
+	}
+	if err := config.Load(svcConfig); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return 2
+	}
+	log := cfg.Logger(stderr).With(slog.String("service", name))
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := serve(ctx, cfg, log, build); err != nil {
+		log.Error("failed", slog.Any("error", err))
+		return 1
+	}
+	return 0
+}
+
+func serve(ctx context.Context, cfg config.Config, log *slog.Logger, build BuildFunc) error {
+	creds, err := serverCredentials(cfg)
+	if err != nil {
+		return err
+	}
+	backend, err := build(ctx, log)
+	if err != nil {
+		return fmt.Errorf("building the backend: %w", err)
+	}
+	if c, ok := backend.(io.Closer); ok {
+		defer func() {
+			if err := c.Close(); err != nil {
+				log.Warn("closing the backend", slog.Any("error", err))
+			}
+		}()
+	}
+	m := metrics.New()
+	svc := scaler.New(backend, scaler.Options{
+		CacheTTL:       cfg.CacheTTL,
+		PushInterval:   cfg.PushInterval,
+		BackendTimeout: cfg.BackendTimeout,
+		Logger:         log,
+		Metrics:        m,
+	})
+	log.Info("starting", slog.String("version", Version))
+	return server.New(cfg, svc, m, log, creds).Run(ctx)
+}
+
+// serverCredentials returns TLS credentials when TLS_CERT_FILE is set,
+// requiring client certificates when TLS_CLIENT_CA_FILE is set.
+func serverCredentials(cfg config.Config) (credentials.TransportCredentials, error) {
+	if cfg.TLSCertFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("TLS_CERT_FILE/TLS_KEY_FILE: %w", err)
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if cfg.TLSClientCAFile != "" {
+		pem, err := os.ReadFile(cfg.TLSClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("TLS_CLIENT_CA_FILE: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("TLS_CLIENT_CA_FILE %s: no PEM certificate found", cfg.TLSClientCAFile)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return credentials.NewTLS(tc), nil
+}

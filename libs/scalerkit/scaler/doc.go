@@ -1,0 +1,23 @@
+// Package scaler implements KEDA's ExternalScaler service on top of a
+// Backend.
+//
+// A backend says two things: how to parse its trigger metadata into a
+// Trigger, and how a Probe reads the current value (and, optionally, how it
+// watches for changes: stream.Watcher). Service turns that into the five
+// RPCs, the way the protocol reference describes them:
+//
+//   - GetMetricSpec and StreamMetricSpec answer from memory. A target read
+//     from the backend (Trigger.TargetProbe) is refreshed in the
+//     background and pushed to StreamMetricSpec when it changes.
+//   - GetMetrics and IsActive read through one coalescing cache, so that a
+//     poll's two calls, and every ScaledObject asking the same question,
+//     cost one backend call per TTL.
+//   - StreamIsActive sends the current activity at once, then every change
+//     (KEDA acts only on true), from one feed per distinct probe.
+//   - A failed read is Unavailable (DeadlineExceeded when it timed out),
+//     never a made-up 0, unless the trigger asks for ErrorInactive.
+//
+// Values are float64. The deprecated int64 fields are filled too: a target
+// is rounded up (so that an int-only client never scales out more than
+// asked), a value is rounded half away from zero.
+package scaler

@@ -1,0 +1,144 @@
+package scaler_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+
+	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
+)
+
+// fake is an in-memory backend. Metadata:
+//
+//	key         name of the value to read (required)
+//	target      static target (default 10)
+//	targetKey   read the target from this value instead
+//	activation  activation threshold (default 0)
+//	switchKey   activity follows this value: 1 on, 0 off
+//	onError     error | inactive
+type fake struct {
+	mu      sync.Mutex
+	values  map[string]float64
+	fail    map[string]error
+	panics  map[string]bool
+	block   map[string]bool
+	reads   map[string]*atomic.Int64
+	changed map[string]map[int]func()
+	nextID  int
+}
+
+func newFake() *fake {
+	return &fake{values: map[string]float64{}, fail: map[string]error{}, panics: map[string]bool{},
+		block: map[string]bool{}, reads: map[string]*atomic.Int64{}, changed: map[string]map[int]func(){}}
+}
+
+func (f *fake) set(key string, v float64) {
+	f.mu.Lock()
+	f.values[key] = v
+	f.mu.Unlock()
+}
+
+func (f *fake) setErr(key string, err error) {
+	f.mu.Lock()
+	f.fail[key] = err
+	f.mu.Unlock()
+}
+
+// notify signals the watchers of key, as a keyspace notification would.
+func (f *fake) notify(key string) {
+	f.mu.Lock()
+	var fns []func()
+	for _, fn := range f.changed[key] {
+		fns = append(fns, fn)
+	}
+	f.mu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
+}
+
+func (f *fake) readCount(key string) int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c := f.reads[key]; c != nil {
+		return c.Load()
+	}
+	return 0
+}
+
+func (f *fake) Parse(md map[string]string) (*scaler.Trigger, error) {
+	p := metadata.NewParser(md)
+	key := p.RequiredString("key", "the name of a value")
+	t := &scaler.Trigger{
+		MetricName: scaler.ParseMetricName(p, "fake_value"),
+		Target:     p.Float("target", 10, metadata.Positive[float64]()),
+		Activation: p.Float("activation", 0, metadata.AtLeast[float64](0)),
+		OnError:    scaler.ParseOnError(p),
+	}
+	t.Probe = &fakeProbe{f: f, key: key, switchKey: p.String("switchKey", "")}
+	if tk := p.String("targetKey", ""); tk != "" {
+		t.TargetProbe = &fakeProbe{f: f, key: tk}
+	}
+	return t, p.Err()
+}
+
+type fakeProbe struct {
+	f         *fake
+	key       string
+	switchKey string
+}
+
+func (p *fakeProbe) Key() string { return p.key + "|" + p.switchKey }
+
+func (p *fakeProbe) Read(ctx context.Context) (scaler.Reading, error) {
+	f := p.f
+	f.mu.Lock()
+	c := f.reads[p.key]
+	if c == nil {
+		c = new(atomic.Int64)
+		f.reads[p.key] = c
+	}
+	v, err, panics, block := f.values[p.key], f.fail[p.key], f.panics[p.key], f.block[p.key]
+	sw, hasSwitch := f.values[p.switchKey]
+	f.mu.Unlock()
+	c.Add(1)
+	switch {
+	case panics:
+		panic("fake backend exploded")
+	case block:
+		<-ctx.Done()
+		return scaler.Reading{}, ctx.Err()
+	case err != nil:
+		return scaler.Reading{}, err
+	}
+	r := scaler.Reading{Value: v}
+	if p.switchKey != "" {
+		r.Switch = scaler.SwitchOff
+		if hasSwitch && sw == 1 {
+			r.Switch = scaler.SwitchOn
+		}
+	}
+	return r, nil
+}
+
+// Watch implements stream.Watcher.
+func (p *fakeProbe) Watch(ctx context.Context, changed func()) error {
+	f := p.f
+	f.mu.Lock()
+	f.nextID++
+	id := f.nextID
+	if f.changed[p.key] == nil {
+		f.changed[p.key] = map[int]func(){}
+	}
+	f.changed[p.key][id] = changed
+	f.mu.Unlock()
+	<-ctx.Done()
+	f.mu.Lock()
+	delete(f.changed[p.key], id)
+	f.mu.Unlock()
+	return ctx.Err()
+}
+
+var errDown = errors.New("connection refused")

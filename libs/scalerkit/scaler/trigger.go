@@ -1,0 +1,132 @@
+package scaler
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+
+	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
+)
+
+// Backend is what a scaler's backend provides: it turns a trigger's
+// metadata into a Trigger. Parse is called on every RPC, so it must be
+// cheap and do no I/O; connections belong to the backend, built once.
+type Backend interface {
+	// Parse validates md and returns the trigger it describes. A bad key is
+	// reported as a *metadata.Error (InvalidArgument naming the key).
+	Parse(md map[string]string) (*Trigger, error)
+}
+
+// Trigger is one parsed ScaledObject trigger.
+type Trigger struct {
+	// MetricName is the metric's name in GetMetricSpec and GetMetrics:
+	// lowercase and stable (KEDA prefixes it with s<index>- for the HPA).
+	MetricName string
+	// Target is the value one replica should handle. With a TargetProbe it
+	// is the fallback served until the probe's first successful reading.
+	Target float64
+	// TargetProbe, when set, reads the target from the backend. It is read
+	// in the background, never on GetMetricSpec's request path.
+	TargetProbe Probe
+	// Activation is the activation threshold: the trigger is active when the
+	// value is greater than it (KEDA's convention), unless the reading's
+	// Switch decides.
+	Activation float64
+	// Probe reads the metric value.
+	Probe Probe
+	// OnError says what a failed read means.
+	OnError ErrorPolicy
+}
+
+// Probe reads one value from a backend.
+type Probe interface {
+	// Key identifies the question asked: probes with equal keys share one
+	// backend call, cached reading and push feed, so the key must cover
+	// everything the reading depends on.
+	Key() string
+	// Read asks the backend. ctx carries the backend timeout.
+	Read(ctx context.Context) (Reading, error)
+}
+
+// Reading is what a Probe read.
+type Reading struct {
+	// Value is the metric value (or the target, for a target probe).
+	Value float64
+	// Switch, when not SwitchUnset, decides activity in place of the
+	// activation threshold.
+	Switch Switch
+}
+
+// Switch is an activity decided by the backend itself, e.g. a key an
+// application sets to say "on".
+type Switch int
+
+const (
+	// SwitchUnset leaves activity to the activation threshold.
+	SwitchUnset Switch = iota
+	// SwitchOn makes the trigger active.
+	SwitchOn
+	// SwitchOff makes the trigger inactive.
+	SwitchOff
+)
+
+// Active reports whether r makes t active.
+func (t *Trigger) Active(r Reading) bool {
+	switch r.Switch {
+	case SwitchOn:
+		return true
+	case SwitchOff:
+		return false
+	}
+	return r.Value > t.Activation
+}
+
+// ErrorPolicy says what a failed backend read means.
+type ErrorPolicy int
+
+const (
+	// ErrorFail reports the failure (Unavailable), so that KEDA keeps the
+	// replicas or applies the ScaledObject's fallback. The default.
+	ErrorFail ErrorPolicy = iota
+	// ErrorInactive reports value 0 and inactive, so that the workload falls
+	// to minReplicaCount.
+	ErrorInactive
+)
+
+// ParseOnError reads the metadata key "onError": "error" (the default) or
+// "inactive".
+func ParseOnError(p *metadata.Parser) ErrorPolicy {
+	if p.OneOf("onError", "error", "error", "inactive") == "inactive" {
+		return ErrorInactive
+	}
+	return ErrorFail
+}
+
+var metricNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9_.-]{0,190}[a-z0-9])?$`)
+
+// ParseMetricName reads the metadata key "metricName", def when absent. A
+// name must be lowercase letters, digits, '_', '.' or '-', starting and
+// ending with a letter or digit: the HPA and KEDA need it stable.
+func ParseMetricName(p *metadata.Parser, def string) string {
+	name := p.String("metricName", def)
+	if !metricNameRE.MatchString(name) {
+		p.Fail(&metadata.Error{Key: "metricName", Value: name,
+			Want: "lowercase letters, digits, '_', '.' or '-', starting and ending with a letter or digit"})
+		return def
+	}
+	return name
+}
+
+// Validate reports a trigger a backend built wrongly: a programming error,
+// not a user's.
+func (t *Trigger) Validate() error {
+	switch {
+	case t.Probe == nil:
+		return fmt.Errorf("trigger %q has no probe", t.MetricName)
+	case !(t.Target > 0):
+		return fmt.Errorf("trigger %q has target %v, want > 0", t.MetricName, t.Target)
+	case t.MetricName == "":
+		return fmt.Errorf("trigger has no metric name")
+	}
+	return nil
+}

@@ -1,0 +1,292 @@
+// Package stream feeds many long-lived push streams from one reader per
+// question.
+//
+// A Hub runs one feed per distinct source key, however many streams share
+// it: the feed reads its source when it starts, every interval after that,
+// and soon after the source signals a change (for sources that implement
+// Watcher), and hands every reading to its subscribers. A subscriber holds
+// only the newest reading, so a slow stream never blocks a feed. A feed
+// stops when its last subscriber leaves and its lease (see Hub.Latest) has
+// run out; Close stops them all and tells stream handlers to end.
+package stream
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Source is one question a feed asks over and over.
+type Source[T any] interface {
+	// Key identifies the question: sources with equal keys share a feed.
+	Key() string
+	// Read returns the current answer.
+	Read(ctx context.Context) (T, error)
+}
+
+// Watcher is implemented by sources that can tell when their answer may
+// have changed (Redis keyspace notifications, PostgreSQL NOTIFY).
+type Watcher interface {
+	// Watch calls changed whenever the answer may have changed, until ctx
+	// ends or watching fails. It returns ctx.Err() after ctx ends, or the
+	// reason watching failed; the feed falls back to its interval and tries
+	// again later.
+	Watch(ctx context.Context, changed func()) error
+}
+
+// Update is one reading of a source.
+type Update[T any] struct {
+	// Value is the answer; meaningless when Err is set.
+	Value T
+	// Err is the reason the read failed.
+	Err error
+	// At is when the read ended.
+	At time.Time
+}
+
+// Options configures a Hub.
+type Options struct {
+	// Interval is how often each feed reads its source.
+	Interval time.Duration
+	// Debounce gathers change signals for this long before reading, so a
+	// burst of changes costs one read. Defaults to 50ms.
+	Debounce time.Duration
+	// Lease is how long Latest keeps a feed running without subscribers.
+	Lease time.Duration
+	// RetryWatch is the pause before watching again after Watch failed.
+	// Defaults to the Interval.
+	RetryWatch time.Duration
+	// Logger receives one line per watch failure. Defaults to slog.Default.
+	Logger *slog.Logger
+}
+
+// Hub runs feeds and hands their readings to subscribers.
+type Hub[T any] struct {
+	opts Options
+	ctx  context.Context
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+
+	mu     sync.Mutex
+	feeds  map[string]*feed[T]
+	closed bool
+}
+
+// NewHub returns a Hub configured by opts.
+func NewHub[T any](opts Options) *Hub[T] {
+	if opts.Debounce <= 0 {
+		opts.Debounce = 50 * time.Millisecond
+	}
+	if opts.RetryWatch <= 0 {
+		opts.RetryWatch = opts.Interval
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	return &Hub[T]{opts: opts, ctx: ctx, stop: stop, feeds: make(map[string]*feed[T])}
+}
+
+// Done is closed when Close is called: stream handlers return on it, so
+// that streams end cleanly on shutdown.
+func (h *Hub[T]) Done() <-chan struct{} { return h.ctx.Done() }
+
+// Close stops every feed, waits for them and closes Done. Subscriptions
+// stay valid but receive nothing more.
+func (h *Hub[T]) Close() {
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
+	h.stop()
+	h.wg.Wait()
+}
+
+// Feeds returns the number of running feeds.
+func (h *Hub[T]) Feeds() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.feeds)
+}
+
+// Subscription receives the readings of one feed.
+type Subscription[T any] struct {
+	c    chan Update[T]
+	hub  *Hub[T]
+	feed *feed[T]
+	once sync.Once
+}
+
+// C delivers the newest reading not yet received.
+func (s *Subscription[T]) C() <-chan Update[T] { return s.c }
+
+// Close leaves the feed; the feed stops when nobody else needs it.
+func (s *Subscription[T]) Close() {
+	s.once.Do(func() {
+		if s.feed != nil {
+			s.hub.leave(s.feed, s)
+		}
+	})
+}
+
+// Subscribe joins the feed of src, starting it if needed.
+func (h *Hub[T]) Subscribe(src Source[T]) *Subscription[T] {
+	s := &Subscription[T]{c: make(chan Update[T], 1), hub: h}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return s
+	}
+	f := h.feedLocked(src)
+	f.subs[s] = struct{}{}
+	s.feed = f
+	return s
+}
+
+// Latest returns the newest successful reading of src's feed, starting the
+// feed if needed (its first reading then arrives in the background), and
+// keeps the feed running for at least the lease. ok is false until a read
+// has succeeded.
+func (h *Hub[T]) Latest(src Source[T]) (v T, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return v, false
+	}
+	f := h.feedLocked(src)
+	f.lease = time.Now().Add(h.opts.Lease)
+	return f.good, f.hasGood
+}
+
+func (h *Hub[T]) feedLocked(src Source[T]) *feed[T] {
+	key := src.Key()
+	if f, ok := h.feeds[key]; ok {
+		return f
+	}
+	ctx, cancel := context.WithCancel(h.ctx)
+	f := &feed[T]{hub: h, src: src, key: key, ctx: ctx, cancel: cancel, subs: make(map[*Subscription[T]]struct{})}
+	h.feeds[key] = f
+	h.wg.Add(1)
+	go f.run()
+	return f
+}
+
+func (h *Hub[T]) leave(f *feed[T], s *Subscription[T]) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(f.subs, s)
+	h.retireLocked(f)
+}
+
+// retireLocked stops f when it has no subscribers and no lease left.
+func (h *Hub[T]) retireLocked(f *feed[T]) {
+	if len(f.subs) == 0 && !time.Now().Before(f.lease) && h.feeds[f.key] == f {
+		delete(h.feeds, f.key)
+		f.cancel()
+	}
+}
+
+type feed[T any] struct {
+	hub    *Hub[T]
+	src    Source[T]
+	key    string
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// Guarded by hub.mu.
+	subs    map[*Subscription[T]]struct{}
+	lease   time.Time
+	good    T
+	hasGood bool
+}
+
+func (f *feed[T]) run() {
+	defer f.hub.wg.Done()
+	defer f.cancel()
+	changed := make(chan struct{}, 1)
+	var watchers sync.WaitGroup
+	defer watchers.Wait()
+	if w, ok := f.src.(Watcher); ok {
+		watchers.Add(1)
+		go func() {
+			defer watchers.Done()
+			f.watch(w, changed)
+		}()
+	}
+	ticker := time.NewTicker(f.hub.opts.Interval)
+	defer ticker.Stop()
+	f.read()
+	for {
+		select {
+		case <-f.ctx.Done():
+			return
+		case <-ticker.C:
+		case <-changed:
+			if !sleep(f.ctx, f.hub.opts.Debounce) {
+				return
+			}
+			select { // signals that came during the debounce are covered
+			case <-changed:
+			default:
+			}
+		}
+		f.read()
+		f.hub.mu.Lock()
+		f.hub.retireLocked(f)
+		f.hub.mu.Unlock()
+	}
+}
+
+// read asks the source once and hands the reading to every subscriber.
+func (f *feed[T]) read() {
+	v, err := f.src.Read(f.ctx)
+	if f.ctx.Err() != nil {
+		return // stopping: a read cut short is no news
+	}
+	u := Update[T]{Value: v, Err: err, At: time.Now()}
+	f.hub.mu.Lock()
+	defer f.hub.mu.Unlock()
+	if err == nil {
+		f.good, f.hasGood = v, true
+	}
+	for s := range f.subs {
+		select { // keep only the newest reading; this feed is the only sender
+		case <-s.c:
+		default:
+		}
+		s.c <- u
+	}
+}
+
+func (f *feed[T]) watch(w Watcher, changed chan<- struct{}) {
+	signal := func() {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	for {
+		err := w.Watch(f.ctx, signal)
+		if f.ctx.Err() != nil {
+			return
+		}
+		f.hub.opts.Logger.Warn("watching for changes failed; polling until it works again",
+			slog.String("source", f.key), slog.Any("error", err))
+		if !sleep(f.ctx, f.hub.opts.RetryWatch) {
+			return
+		}
+		signal() // changes may have been missed while not watching
+	}
+}
+
+// sleep waits for d or until ctx ends, reporting whether d elapsed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,171 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the service's connection to Redis, read from REDIS_*
+// environment variables. Its envconfig defaults are the only defaults:
+// tests and callers that build a Config by hand set every field.
+type Config struct {
+	// URL is a redis:// or rediss:// URL with optional user, password and
+	// database. Exactly one of URL and Addrs must be set.
+	URL string `envconfig:"REDIS_URL" desc:"redis://[user[:password]@]host:port[/db] or rediss:// for TLS; this or REDIS_ADDRS is required"`
+	// Addrs lists host:port addresses: Sentinels when MasterName is set,
+	// Cluster nodes when there are several (or Cluster is set), else one
+	// server.
+	Addrs []string `envconfig:"REDIS_ADDRS" desc:"comma-separated host:port list: Sentinels with REDIS_MASTER_NAME, Cluster nodes when several; this or REDIS_URL is required"`
+	// MasterName is the Sentinel master name.
+	MasterName string `envconfig:"REDIS_MASTER_NAME" desc:"Sentinel master name; REDIS_ADDRS are then Sentinels"`
+	// Cluster makes a single REDIS_ADDRS entry a Cluster (a cloud
+	// provider's configuration endpoint).
+	Cluster bool `envconfig:"REDIS_CLUSTER" default:"false" desc:"treat a single REDIS_ADDRS entry as a Redis Cluster (configuration endpoint)"`
+	// Username overrides the URL's user.
+	Username string `envconfig:"REDIS_USERNAME" desc:"ACL user; overrides the user in REDIS_URL"`
+	// Password overrides the URL's password. Mount it from a Secret.
+	Password string `envconfig:"REDIS_PASSWORD" desc:"password (from a Secret); overrides the password in REDIS_URL"`
+	// DB is the database used when a trigger gives no databaseIndex and
+	// REDIS_ADDRS is used; with REDIS_URL the URL's path says.
+	DB int `envconfig:"REDIS_DB" default:"0" desc:"default database with REDIS_ADDRS (with REDIS_URL the URL path says); triggers override it with databaseIndex"`
+	// TLS turns TLS on; rediss:// implies it.
+	TLS bool `envconfig:"REDIS_TLS" default:"false" desc:"connect with TLS (rediss:// implies it)"`
+	// TLSCAFile is a PEM bundle of the CAs trusted for the server
+	// certificate, instead of the system roots.
+	TLSCAFile string `envconfig:"REDIS_TLS_CA_FILE" desc:"CA bundle (PEM) trusted for the Redis server certificate; system roots when empty"`
+	// TLSServerName is the name checked in the server certificate.
+	TLSServerName string `envconfig:"REDIS_TLS_SERVER_NAME" desc:"name checked in the server certificate; the host name when empty"`
+	// TLSInsecureSkipVerify disables certificate checks. Never in
+	// production.
+	TLSInsecureSkipVerify bool `envconfig:"REDIS_TLS_INSECURE_SKIP_VERIFY" default:"false" desc:"accept any server certificate (tests only)"`
+	// PoolSize caps the connections of each database's client.
+	PoolSize int `envconfig:"REDIS_POOL_SIZE" default:"10" desc:"maximum connections per database used (the scaler must never load Redis)"`
+	// MinIdleConns is how many connections each client keeps open.
+	MinIdleConns int `envconfig:"REDIS_MIN_IDLE_CONNS" default:"1" desc:"idle connections kept open per database used"`
+	// DialTimeout bounds connecting.
+	DialTimeout time.Duration `envconfig:"REDIS_DIAL_TIMEOUT" default:"2s" desc:"bound on connecting to Redis"`
+	// ReadTimeout bounds reading one reply.
+	ReadTimeout time.Duration `envconfig:"REDIS_READ_TIMEOUT" default:"3s" desc:"bound on reading one reply"`
+	// WriteTimeout bounds writing one command.
+	WriteTimeout time.Duration `envconfig:"REDIS_WRITE_TIMEOUT" default:"3s" desc:"bound on writing one command"`
+	// ScanCount is the COUNT hint of SCAN in mode=pattern.
+	ScanCount int64 `envconfig:"REDIS_SCAN_COUNT" default:"1000" desc:"COUNT hint of each SCAN step (mode=pattern)"`
+	// NotifyMinInterval is the least time between two re-checks caused by
+	// keyspace notifications of a whole keyspace or pattern (mode=dbsize and
+	// mode=pattern): a busy keyspace sends an event on every write, and a
+	// pattern re-check is a SCAN walk. The first change after a quiet spell
+	// is re-checked at once.
+	NotifyMinInterval time.Duration `envconfig:"REDIS_NOTIFY_MIN_INTERVAL" default:"5s" desc:"least time between re-checks caused by keyspace notifications for dbsize and pattern triggers (the first change after a quiet spell is immediate)"`
+}
+
+// Validate checks the configuration and names the variable at fault.
+func (c *Config) Validate() error {
+	hasURL := strings.TrimSpace(c.URL) != ""
+	switch {
+	case !hasURL && len(c.Addrs) == 0:
+		return errors.New("REDIS_URL or REDIS_ADDRS is required (there is no default: the scaler must not guess which Redis to read)")
+	case hasURL && len(c.Addrs) > 0:
+		return errors.New("REDIS_URL and REDIS_ADDRS are both set: set one")
+	case hasURL && c.MasterName != "":
+		return errors.New("REDIS_MASTER_NAME needs REDIS_ADDRS (the Sentinels), not REDIS_URL")
+	case hasURL && c.Cluster:
+		return errors.New("REDIS_CLUSTER needs REDIS_ADDRS, not REDIS_URL")
+	case c.Cluster && c.MasterName != "":
+		return errors.New("REDIS_CLUSTER and REDIS_MASTER_NAME: set one")
+	case c.DB < 0:
+		return fmt.Errorf("REDIS_DB=%d: want >= 0", c.DB)
+	case c.isCluster() && c.DB != 0:
+		return fmt.Errorf("REDIS_DB=%d: Redis Cluster has only database 0", c.DB)
+	case c.PoolSize <= 0:
+		return fmt.Errorf("REDIS_POOL_SIZE=%d: want > 0", c.PoolSize)
+	case c.MinIdleConns < 0 || c.MinIdleConns > c.PoolSize:
+		return fmt.Errorf("REDIS_MIN_IDLE_CONNS=%d: want between 0 and REDIS_POOL_SIZE (%d)", c.MinIdleConns, c.PoolSize)
+	case c.DialTimeout <= 0:
+		return fmt.Errorf("REDIS_DIAL_TIMEOUT=%v: want > 0", c.DialTimeout)
+	case c.ReadTimeout <= 0:
+		return fmt.Errorf("REDIS_READ_TIMEOUT=%v: want > 0", c.ReadTimeout)
+	case c.WriteTimeout <= 0:
+		return fmt.Errorf("REDIS_WRITE_TIMEOUT=%v: want > 0", c.WriteTimeout)
+	case c.ScanCount <= 0:
+		return fmt.Errorf("REDIS_SCAN_COUNT=%d: want > 0", c.ScanCount)
+	case c.NotifyMinInterval < 0:
+		return fmt.Errorf("REDIS_NOTIFY_MIN_INTERVAL=%v: want >= 0", c.NotifyMinInterval)
+	}
+	if hasURL {
+		if _, err := parseURL(c.URL); err != nil {
+			return err
+		}
+	}
+	for _, a := range c.Addrs {
+		if _, _, err := net.SplitHostPort(strings.TrimSpace(a)); err != nil {
+			return fmt.Errorf("REDIS_ADDRS entry %q: want host:port", a)
+		}
+	}
+	if !c.tlsOn() && (c.TLSCAFile != "" || c.TLSServerName != "" || c.TLSInsecureSkipVerify) {
+		return errors.New("REDIS_TLS_CA_FILE, REDIS_TLS_SERVER_NAME or REDIS_TLS_INSECURE_SKIP_VERIFY is set but TLS is off: use rediss:// or REDIS_TLS=true")
+	}
+	return nil
+}
+
+// isCluster reports whether the configuration names a Redis Cluster.
+func (c *Config) isCluster() bool {
+	return c.MasterName == "" && (len(c.Addrs) > 1 || (c.Cluster && len(c.Addrs) > 0))
+}
+
+// tlsOn reports whether connections use TLS.
+func (c *Config) tlsOn() bool {
+	return c.TLS || strings.HasPrefix(strings.TrimSpace(c.URL), "rediss://")
+}
+
+// redisURL is what REDIS_URL says.
+type redisURL struct {
+	addr     string
+	username string
+	password string
+	db       int
+}
+
+// parseURL reads a redis:// or rediss:// URL. Its errors never quote the
+// URL, which may hold a password.
+func parseURL(raw string) (redisURL, error) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error quotes the whole URL, password included
+		}
+		return redisURL{}, fmt.Errorf("REDIS_URL is not a valid URL: %w", err)
+	}
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
+		return redisURL{}, fmt.Errorf("REDIS_URL scheme %q: want redis:// or rediss://", u.Scheme)
+	}
+	if u.RawQuery != "" {
+		return redisURL{}, errors.New("REDIS_URL has query parameters: set pool and timeouts with the REDIS_* variables instead")
+	}
+	host, port := u.Hostname(), u.Port()
+	if host == "" {
+		return redisURL{}, errors.New("REDIS_URL has no host")
+	}
+	if port == "" {
+		port = "6379"
+	}
+	r := redisURL{addr: net.JoinHostPort(host, port), username: u.User.Username()}
+	r.password, _ = u.User.Password()
+	switch path := strings.Trim(u.Path, "/"); {
+	case path == "":
+	case strings.Contains(path, "/"):
+		return redisURL{}, fmt.Errorf("REDIS_URL path %q: want /<database number>", u.Path)
+	default:
+		db, err := strconv.Atoi(path)
+		if err != nil || db < 0 {
+			return redisURL{}, fmt.Errorf("REDIS_URL path %q: want /<database number>", u.Path)
+		}
+		r.db = db
+	}
+	return r, nil
+}

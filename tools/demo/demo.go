@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kedascalers/kedascalers/libs/scalerkit/testenv"
+)
+
+// demo runs the binaries in bin and narrates to out.
+type demo struct {
+	bin string
+	out io.Writer
+}
+
+// step prints a heading.
+func (d *demo) step(format string, args ...any) {
+	fmt.Fprintf(d.out, "\n==> %s\n", fmt.Sprintf(format, args...))
+}
+
+// service is a scaler process started by the demo.
+type service struct {
+	name string
+	addr string
+	cmd  *exec.Cmd
+	log  *os.File
+	done chan error
+}
+
+// startService runs the named scaler binary with env on free loopback
+// ports and waits until /readyz answers.
+func (d *demo) startService(ctx context.Context, name string, env ...string) (*service, error) {
+	grpcPort, err := testenv.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	httpPort, err := testenv.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	logFile, err := os.CreateTemp("", "demo-"+name+"-*.log")
+	if err != nil {
+		return nil, err
+	}
+	s := &service{name: name, addr: fmt.Sprintf("127.0.0.1:%d", grpcPort), log: logFile, done: make(chan error, 1)}
+	s.cmd = exec.Command(filepath.Join(d.bin, name))
+	s.cmd.Env = append(os.Environ(),
+		"GRPC_ADDR="+s.addr,
+		fmt.Sprintf("HTTP_ADDR=127.0.0.1:%d", httpPort),
+		"LOG_FORMAT=text",
+		"PUSH_INTERVAL=1s",
+	)
+	s.cmd.Env = append(s.cmd.Env, env...)
+	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
+	if err := s.cmd.Start(); err != nil {
+		logFile.Close()
+		os.Remove(logFile.Name())
+		return nil, fmt.Errorf("starting %s: %w (run make build first)", name, err)
+	}
+	go func() { s.done <- s.cmd.Wait() }()
+
+	ready := fmt.Sprintf("http://127.0.0.1:%d/readyz", httpPort)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, ready, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		select {
+		case err := <-s.done:
+			s.done <- err
+			return nil, fmt.Errorf("%s exited: %v\n%s", name, err, s.logTail())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			return nil, fmt.Errorf("%s not ready within 15s\n%s", name, s.logTail())
+		}
+	}
+	fmt.Fprintf(d.out, "%s is serving gRPC on %s (log: %s)\n", name, s.addr, logFile.Name())
+	return s, nil
+}
+
+// stop sends SIGTERM, as Kubernetes does, and reports the exit status.
+func (s *service) stop() error {
+	defer func() {
+		s.log.Close()
+		os.Remove(s.log.Name())
+	}()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	select {
+	case err := <-s.done:
+		if err != nil {
+			return fmt.Errorf("%s stopped with %v", s.name, err)
+		}
+		return nil
+	case <-time.After(20 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.done
+		return fmt.Errorf("%s did not stop within 20s of SIGTERM", s.name)
+	}
+}
+
+func (s *service) logTail() string {
+	b, _ := os.ReadFile(s.log.Name())
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > 20 {
+		lines = lines[len(lines)-20:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// scalerctl runs scalerctl with args, printing the command and its output.
+// A failing command is part of the story (an outage), so its exit status
+// is printed, not returned; only a missing binary is an error.
+func (d *demo) scalerctl(ctx context.Context, args ...string) error {
+	fmt.Fprintf(d.out, "$ scalerctl %s\n", quoteArgs(args))
+	cmd := exec.CommandContext(ctx, filepath.Join(d.bin, "scalerctl"), args...)
+	cmd.Stdout, cmd.Stderr = d.out, d.out
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		fmt.Fprintf(d.out, "(scalerctl exited with status %d)\n", exit.ExitCode())
+		return nil
+	}
+	return err
+}
+
+func quoteArgs(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		if strings.ContainsAny(a, " *$&;|'\"") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		q[i] = a
+	}
+	return strings.Join(q, " ")
+}

@@ -1,0 +1,247 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
+	"github.com/kedascalers/kedascalers/tools/scalerctl/internal/dial"
+)
+
+const watchSynopsis = `Opens StreamIsActive and StreamMetricSpec concurrently, as KEDA does for an
+external-push trigger, and prints every message with an RFC3339Nano timestamp
+(UTC) and the stream's name, until --duration has elapsed (exit 0) or Ctrl-C
+(exit 0). A stream the scaler ends cleanly is reopened after 2 s, as KEDA
+does. StreamMetricSpec answering Unimplemented is reported and not fatal
+(KEDA then falls back to GetMetricSpec); any other stream error prints the
+gRPC status to stderr and exits 1.
+`
+
+// Stream names, as printed.
+const (
+	streamIsActive   = "StreamIsActive"
+	streamMetricSpec = "StreamMetricSpec"
+)
+
+// Event kinds of watch's output.
+const (
+	eventMessage       = "message"
+	eventEnd           = "end"
+	eventUnimplemented = "unimplemented"
+)
+
+// watchEvent is one line of watch's output.
+type watchEvent struct {
+	Time        string      `json:"time"`
+	Stream      string      `json:"stream"`
+	Event       string      `json:"event"`
+	Result      *bool       `json:"result,omitempty"`
+	MetricSpecs *[]specJSON `json:"metricSpecs,omitempty"`
+	Status      string      `json:"status,omitempty"`
+	Message     string      `json:"message,omitempty"`
+}
+
+func (a *app) watch(ctx context.Context, args []string) int {
+	var f commonFlags
+	var duration time.Duration
+	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
+	f.register(fs)
+	fs.DurationVar(&duration, "duration", 0, "stop after this long and exit 0 (0: until Ctrl-C)")
+	if code, done := a.parse(fs, args, watchSynopsis); done {
+		return code
+	}
+	if duration < 0 {
+		return a.usageErr("watch", fmt.Errorf("--duration %v is negative", duration))
+	}
+	if err := f.dial.Check(); err != nil {
+		return a.usageErr("watch", err)
+	}
+	ref, err := f.ref()
+	if err != nil {
+		return a.usageErr("watch", err)
+	}
+	conn, err := dial.Dial(f.dial)
+	if err != nil {
+		return a.usageErr("watch", err)
+	}
+	defer conn.Close()
+	client := pb.NewExternalScalerClient(conn)
+
+	// A timer, not a context deadline: KEDA sends no deadline on its streams
+	// (a deadline would travel to the scaler as grpc-timeout), and the
+	// scaler's copy of a deadline could end a stream with DeadlineExceeded
+	// just before ours expires.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if duration > 0 {
+		timer := time.AfterFunc(duration, cancel)
+		defer timer.Stop()
+	}
+
+	events := make(chan watchEvent)
+	done := make(chan error, 2)
+	go func() {
+		done <- a.follow(ctx, streamIsActive, false, events, func(ctx context.Context) (func() (watchEvent, error), error) {
+			s, err := client.StreamIsActive(ctx, ref)
+			if err != nil {
+				return nil, err
+			}
+			return func() (watchEvent, error) {
+				m, err := s.Recv()
+				if err != nil {
+					return watchEvent{}, err
+				}
+				r := m.GetResult()
+				return watchEvent{Result: &r}, nil
+			}, nil
+		})
+	}()
+	go func() {
+		done <- a.follow(ctx, streamMetricSpec, true, events, func(ctx context.Context) (func() (watchEvent, error), error) {
+			s, err := client.StreamMetricSpec(ctx, ref)
+			if err != nil {
+				return nil, err
+			}
+			return func() (watchEvent, error) {
+				m, err := s.Recv()
+				if err != nil {
+					return watchEvent{}, err
+				}
+				specs := make([]specJSON, 0, len(m.GetMetricSpecs()))
+				for _, sp := range m.GetMetricSpecs() {
+					specs = append(specs, specFromProto(sp, 0))
+				}
+				return watchEvent{MetricSpecs: &specs}, nil
+			}, nil
+		})
+	}()
+
+	var failed error
+	for running := 2; running > 0; {
+		select {
+		case ev := <-events:
+			a.printEvent(ev, f.json)
+		case err := <-done:
+			running--
+			if err != nil && failed == nil {
+				failed = err
+				cancel()
+			}
+		}
+	}
+	if failed != nil {
+		var se *streamError
+		if errors.As(failed, &se) {
+			return a.rpcFailed(se.stream, se.err)
+		}
+		fmt.Fprintf(a.stderr, "scalerctl: %v\n", failed)
+		return ExitFailure
+	}
+	return ExitOK
+}
+
+// streamError is a stream's failure.
+type streamError struct {
+	stream string
+	err    error
+}
+
+func (e *streamError) Error() string { return e.stream + ": " + statusText(e.err) }
+
+// follow opens one server stream and sends its messages as events until ctx
+// ends (nil) or the stream fails (a *streamError). A stream the server ends
+// cleanly is reported and reopened after reopenDelay; Unimplemented ends
+// following without error when tolerateUnimplemented is set.
+func (a *app) follow(ctx context.Context, stream string, tolerateUnimplemented bool, out chan<- watchEvent,
+	open func(context.Context) (func() (watchEvent, error), error),
+) error {
+	send := func(ev watchEvent) bool {
+		ev.Stream = stream
+		if ev.Time == "" {
+			ev.Time = a.now().UTC().Format(time.RFC3339Nano)
+		}
+		select {
+		case out <- ev:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	for {
+		recv, err := open(ctx)
+		for err == nil {
+			var ev watchEvent
+			if ev, err = recv(); err == nil {
+				ev.Time = a.now().UTC().Format(time.RFC3339Nano)
+				ev.Event = eventMessage
+				if !send(ev) {
+					return nil
+				}
+			}
+		}
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, io.EOF):
+			msg := fmt.Sprintf("the scaler ended the stream; reopening in %v, as KEDA does", a.reopenDelay)
+			if !send(watchEvent{Event: eventEnd, Message: msg}) {
+				return nil
+			}
+			t := time.NewTimer(a.reopenDelay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+		case tolerateUnimplemented && status.Code(err) == codes.Unimplemented:
+			send(watchEvent{Event: eventUnimplemented, Status: statusText(err),
+				Message: "not implemented by the scaler: KEDA falls back to GetMetricSpec"})
+			return nil
+		default:
+			return &streamError{stream: stream, err: err}
+		}
+	}
+}
+
+func (a *app) printEvent(ev watchEvent, asJSON bool) {
+	if asJSON {
+		b, err := json.Marshal(ev)
+		if err != nil { // jsonFloat keeps every field encodable
+			fmt.Fprintf(a.stderr, "scalerctl: %v\n", err)
+			return
+		}
+		fmt.Fprintf(a.stdout, "%s\n", b)
+		return
+	}
+	var body string
+	switch {
+	case ev.Event == eventEnd:
+		body = "end: " + ev.Message
+	case ev.Event == eventUnimplemented:
+		body = "unimplemented: " + ev.Message + " (" + ev.Status + ")"
+	case ev.Result != nil:
+		body = fmt.Sprintf("result=%t", *ev.Result)
+	case ev.MetricSpecs != nil && len(*ev.MetricSpecs) == 0:
+		body = "no metric specs"
+	case ev.MetricSpecs != nil:
+		parts := make([]string, len(*ev.MetricSpecs))
+		for i, s := range *ev.MetricSpecs {
+			parts[i] = fmt.Sprintf("metricName=%q targetSize=%d targetSizeFloat=%s", s.MetricName, s.TargetSize, fmtRaw(float64(s.TargetSizeFloat)))
+			if s.Target != nil {
+				parts[i] += fmt.Sprintf(" target=%s", fmtRaw(*s.Target))
+			}
+		}
+		body = strings.Join(parts, "; ")
+	}
+	fmt.Fprintf(a.stdout, "%s %s %s\n", ev.Time, ev.Stream, body)
+}
