@@ -2,8 +2,6 @@ package scalerkit
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,6 +17,7 @@ import (
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metrics"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/server"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/tlsfiles"
 )
 
 // Version is the build's version, stamped at link time with
@@ -80,7 +79,7 @@ func run(name string, args []string, stdout, stderr io.Writer, svcConfig any, bu
 }
 
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger, build BuildFunc) error {
-	creds, err := serverCredentials(cfg)
+	creds, err := serverCredentials(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -108,27 +107,15 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, build Build
 }
 
 // serverCredentials returns TLS credentials when TLS_CERT_FILE is set,
-// requiring client certificates when TLS_CLIENT_CA_FILE is set.
-func serverCredentials(cfg config.Config) (credentials.TransportCredentials, error) {
+// requiring client certificates when TLS_CLIENT_CA_FILE is set. The files
+// are reloaded when they change (see tlsfiles).
+func serverCredentials(cfg config.Config, log *slog.Logger) (credentials.TransportCredentials, error) {
 	if cfg.TLSCertFile == "" {
 		return nil, nil
 	}
-	cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+	r, err := tlsfiles.New(tlsfiles.Files{Cert: cfg.TLSCertFile, Key: cfg.TLSKeyFile, ClientCA: cfg.TLSClientCAFile}, log)
 	if err != nil {
-		return nil, fmt.Errorf("TLS_CERT_FILE/TLS_KEY_FILE: %w", err)
+		return nil, err
 	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
-	if cfg.TLSClientCAFile != "" {
-		pem, err := os.ReadFile(cfg.TLSClientCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("TLS_CLIENT_CA_FILE: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("TLS_CLIENT_CA_FILE %s: no PEM certificate found", cfg.TLSClientCAFile)
-		}
-		tc.ClientCAs = pool
-		tc.ClientAuth = tls.RequireAndVerifyClientCert
-	}
-	return credentials.NewTLS(tc), nil
+	return credentials.NewTLS(r.Config()), nil
 }

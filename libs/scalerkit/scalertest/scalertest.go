@@ -5,6 +5,7 @@ package scalertest
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
 
@@ -33,6 +35,7 @@ type Scaler struct {
 	// HTTPAddr is the loopback address of /metrics, /healthz and /readyz.
 	HTTPAddr string
 
+	lis  *bufconn.Listener
 	stop context.CancelFunc
 	done chan error
 }
@@ -46,6 +49,9 @@ type Options struct {
 	ShutdownTimeout time.Duration
 	// Logger defaults to one that discards everything.
 	Logger *slog.Logger
+	// ServerTLS, when set, makes the server speak TLS with it, and
+	// ClientTLS is what Client dials with.
+	ServerTLS, ClientTLS *tls.Config
 }
 
 // Serve serves b until the test ends.
@@ -79,7 +85,13 @@ func Serve(t testing.TB, b scaler.Backend, opts Options) *Scaler {
 		CacheTTL: cfg.CacheTTL, PushInterval: cfg.PushInterval, BackendTimeout: cfg.BackendTimeout,
 		Logger: log, Metrics: m,
 	})
-	srv := server.New(cfg, svc, m, log, nil)
+	var serverCreds credentials.TransportCredentials
+	clientCreds := insecure.NewCredentials()
+	if opts.ServerTLS != nil {
+		serverCreds = credentials.NewTLS(opts.ServerTLS)
+		clientCreds = credentials.NewTLS(opts.ClientTLS)
+	}
+	srv := server.New(cfg, svc, m, log, serverCreds)
 
 	grpcLis := bufconn.Listen(1 << 20)
 	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -87,13 +99,10 @@ func Serve(t testing.TB, b scaler.Backend, opts Options) *Scaler {
 		t.Fatalf("listening on loopback: %v", err)
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	s := &Scaler{Metrics: m, HTTPAddr: httpLis.Addr().String(), stop: stop, done: make(chan error, 1)}
+	s := &Scaler{Metrics: m, HTTPAddr: httpLis.Addr().String(), lis: grpcLis, stop: stop, done: make(chan error, 1)}
 	go func() { s.done <- srv.Serve(ctx, grpcLis, httpLis) }()
 
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return grpcLis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-	)
+	conn, err := s.Dial(clientCreds)
 	if err != nil {
 		t.Fatalf("dialing the in-memory listener: %v", err)
 	}
@@ -106,6 +115,16 @@ func Serve(t testing.TB, b scaler.Backend, opts Options) *Scaler {
 		}
 	})
 	return s
+}
+
+// Dial opens another connection to the server with creds; the caller
+// closes it. Connections are made lazily: a refused handshake shows on the
+// first call.
+func (s *Scaler) Dial(creds credentials.TransportCredentials) (*grpc.ClientConn, error) {
+	return grpc.NewClient("passthrough:///scaler.test",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return s.lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(creds),
+	)
 }
 
 // Shutdown stops the server the way SIGTERM does and returns what Serve

@@ -7,7 +7,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
-	"github.com/kedascalers/kedascalers/tools/scalerctl/internal/testpki"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/testpki"
 )
 
 func TestCheckTLS(t *testing.T) {
