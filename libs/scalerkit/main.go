@@ -31,7 +31,8 @@ type BuildFunc func(ctx context.Context, log *slog.Logger) (scaler.Backend, erro
 
 // Main runs the scaler process called name and returns its exit code: 0
 // after a clean shutdown, 1 when serving failed, 2 for a configuration
-// error. svcConfig is a pointer to the service's own envconfig struct; it
+// error. svcConfig is a pointer to the service's own envconfig struct (nil
+// for none); it
 // is loaded before build is called. "--help" prints every variable.
 func Main(name string, svcConfig any, build BuildFunc) int {
 	return run(name, os.Args[1:], os.Stdout, os.Stderr, svcConfig, build)
@@ -43,7 +44,11 @@ func run(name string, args []string, stdout, stderr io.Writer, svcConfig any, bu
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(stdout, "%s %s: a KEDA external scaler.\n\nUsage: %s [--version]\n\nConfigured by environment variables:\n\n", name, Version, name)
-		if err := config.Usage(stdout, &config.Config{}, svcConfig); err != nil {
+		specs := []any{&config.Config{}}
+		if svcConfig != nil {
+			specs = append(specs, svcConfig)
+		}
+		if err := config.Usage(stdout, specs...); err != nil {
 			fmt.Fprintln(stderr, err)
 		}
 	}
@@ -62,6 +67,9 @@ func run(name string, args []string, stdout, stderr io.Writer, svcConfig any, bu
 	if err := config.Load(&cfg); err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 2
+	}
+	if svcConfig == nil {
+		svcConfig = &struct{}{} // a service with no settings of its own
 	}
 	if err := config.Load(svcConfig); err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)

@@ -63,7 +63,8 @@ type Options struct {
 	// Timeout bounds each shared call. Zero means no bound, which is only
 	// sensible in tests.
 	Timeout time.Duration
-	// Observe, when set, is called once per Get with its outcome.
+	// Observe, when set, is called once per answered Get with its outcome
+	// (a Get that ends on its own context is not counted).
 	Observe func(Outcome)
 }
 

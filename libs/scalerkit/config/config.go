@@ -61,6 +61,10 @@ func (c *Config) Validate() error {
 		return err
 	}
 	switch {
+	case c.GRPCAddr == "":
+		return fmt.Errorf("GRPC_ADDR is empty: want an address such as :9090")
+	case c.HTTPAddr == "":
+		return fmt.Errorf("HTTP_ADDR is empty: want an address such as :8080")
 	case c.LogFormat != "json" && c.LogFormat != "text":
 		return fmt.Errorf("LOG_FORMAT=%q: want json or text", c.LogFormat)
 	case c.CacheTTL < 0:

@@ -107,7 +107,6 @@ func TestIntFields(t *testing.T) {
 
 func strconvF(f float64) string { return fmtFloat(f) }
 
-
 func TestBadMetadata(t *testing.T) {
 	f := newFake()
 	f.set("v", 1)

@@ -122,7 +122,9 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		if err := s.grpc.Serve(grpcLis); err != nil {
+		// ErrServerStopped: shutdown came before Serve started (a signal
+		// during start-up), which is still a clean stop.
+		if err := s.grpc.Serve(grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			return fmt.Errorf("serving gRPC: %w", err)
 		}
 		return nil

@@ -47,7 +47,7 @@ type Update[T any] struct {
 
 // Options configures a Hub.
 type Options struct {
-	// Interval is how often each feed reads its source.
+	// Interval is how often each feed reads its source. Defaults to 5s.
 	Interval time.Duration
 	// Debounce gathers change signals for this long before reading, so a
 	// burst of changes costs one read. Defaults to 50ms.
@@ -75,6 +75,9 @@ type Hub[T any] struct {
 
 // NewHub returns a Hub configured by opts.
 func NewHub[T any](opts Options) *Hub[T] {
+	if opts.Interval <= 0 {
+		opts.Interval = 5 * time.Second
+	}
 	if opts.Debounce <= 0 {
 		opts.Debounce = 50 * time.Millisecond
 	}
@@ -97,6 +100,7 @@ func (h *Hub[T]) Done() <-chan struct{} { return h.ctx.Done() }
 func (h *Hub[T]) Close() {
 	h.mu.Lock()
 	h.closed = true
+	clear(h.feeds)
 	h.mu.Unlock()
 	h.stop()
 	h.wg.Wait()
@@ -270,8 +274,10 @@ func (f *feed[T]) watch(w Watcher, changed chan<- struct{}) {
 		if f.ctx.Err() != nil {
 			return
 		}
-		f.hub.opts.Logger.Warn("watching for changes failed; polling until it works again",
-			slog.String("source", f.key), slog.Any("error", err))
+		if err != nil {
+			f.hub.opts.Logger.Warn("watching for changes failed; polling until it works again",
+				slog.String("source", f.key), slog.Any("error", err))
+		}
 		if !sleep(f.ctx, f.hub.opts.RetryWatch) {
 			return
 		}

@@ -119,20 +119,21 @@ func (r *Reloader) reloadIfChanged() {
 	r.log.Info("TLS certificate reloaded", slog.String("cert", r.files.Cert), slog.Time("notAfter", r.cert.Leaf.NotAfter))
 }
 
-func (r *Reloader) paths() []string {
-	p := []string{r.files.Cert, r.files.Key}
+// variables names each file by the variable that sets it, for errors.
+func (r *Reloader) variables() [][2]string {
+	v := [][2]string{{"TLS_CERT_FILE", r.files.Cert}, {"TLS_KEY_FILE", r.files.Key}}
 	if r.files.ClientCA != "" {
-		p = append(p, r.files.ClientCA)
+		v = append(v, [2]string{"TLS_CLIENT_CA_FILE", r.files.ClientCA})
 	}
-	return p
+	return v
 }
 
 func (r *Reloader) stat() ([]stamp, error) {
 	var out []stamp
-	for _, p := range r.paths() {
-		fi, err := os.Stat(p)
+	for _, v := range r.variables() {
+		fi, err := os.Stat(v[1])
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s: %w", v[0], err)
 		}
 		out = append(out, stamp{mod: fi.ModTime(), size: fi.Size()})
 	}

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -58,9 +59,14 @@ func New(cfg Config, log *slog.Logger) (*Backend, error) {
 		// never be what loads Redis.
 		MaxActiveConns:   cfg.PoolSize,
 		PipelinePoolSize: -1,
-		DialTimeout:      cfg.DialTimeout,
-		ReadTimeout:      cfg.ReadTimeout,
-		WriteTimeout:     cfg.WriteTimeout,
+		// One dial per attempt: a refused connection is an outage to
+		// report now (Unavailable), not to retry until BACKEND_TIMEOUT
+		// turns it into DeadlineExceeded. Commands still retry, which
+		// covers pooled connections gone stale after a Redis restart.
+		DialerRetries: 1,
+		DialTimeout:   cfg.DialTimeout,
+		ReadTimeout:   cfg.ReadTimeout,
+		WriteTimeout:  cfg.WriteTimeout,
 		// scalerkit bounds every read with BACKEND_TIMEOUT through ctx.
 		ContextTimeoutEnabled: true,
 		IsClusterMode:         cfg.Cluster,
@@ -91,10 +97,20 @@ func New(cfg Config, log *slog.Logger) (*Backend, error) {
 		}
 		opts.TLSConfig = tc
 	}
+	redis.SetLogger(redisLogger{log.With(slog.String("component", "go-redis"))})
 	b := &Backend{cfg: cfg, log: log, opts: opts, cluster: cfg.isCluster(), dbs: make(map[int]*database)}
 	log.Info("redis configured", slog.String("topology", b.topology()), slog.Any("addrs", opts.Addrs),
 		slog.Int("defaultDB", opts.DB), slog.Bool("tls", opts.TLSConfig != nil), slog.Int("poolSize", cfg.PoolSize))
 	return b, nil
+}
+
+// redisLogger sends go-redis's own log lines (reconnects, pool trouble)
+// to the service's structured log. go-redis has one logger per process.
+type redisLogger struct{ log *slog.Logger }
+
+// Printf implements go-redis's logging interface.
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, fmt.Sprintf(format, v...))
 }
 
 // topology names the kind of deployment the configuration describes.

@@ -29,7 +29,12 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"url", func(c *Config) {}, ""},
 		{"rediss url", func(c *Config) { c.URL = "rediss://u:p@redis.example:6380/3"; c.TLSCAFile = "ca.pem" }, ""},
-		{"sentinel", func(c *Config) { c.URL = ""; c.Addrs = []string{"s1:26379", " s2:26379"}; c.MasterName = "mymaster"; c.DB = 4 }, ""},
+		{"sentinel", func(c *Config) {
+			c.URL = ""
+			c.Addrs = []string{"s1:26379", " s2:26379"}
+			c.MasterName = "mymaster"
+			c.DB = 4
+		}, ""},
 		{"cluster", func(c *Config) { c.URL = ""; c.Addrs = []string{"n1:6379", "n2:6379"} }, ""},
 		{"single-address cluster", func(c *Config) { c.URL = ""; c.Addrs = []string{"cfg:6379"}; c.Cluster = true }, ""},
 		{"nothing", func(c *Config) { c.URL = "" }, "REDIS_URL or REDIS_ADDRS is required"},

@@ -84,8 +84,8 @@ type notifier struct {
 	db     int
 
 	mu       sync.Mutex
-	ps       *redis.PubSub   // nil while nobody watches
-	done     chan struct{}   // closed when ps's receive loop has ended
+	ps       *redis.PubSub // nil while nobody watches
+	done     chan struct{} // closed when ps's receive loop has ended
 	watchers map[*watcher]struct{}
 	chans    map[string]map[*watcher]struct{}
 	pats     map[string]map[*watcher]struct{}

@@ -1,0 +1,408 @@
+package config_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
+)
+
+// vars are the shared variables, a public interface.
+var vars = []string{
+	"GRPC_ADDR", "HTTP_ADDR", "LOG_LEVEL", "LOG_FORMAT", "CACHE_TTL", "PUSH_INTERVAL",
+	"BACKEND_TIMEOUT", "SHUTDOWN_TIMEOUT", "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE",
+}
+
+// unsetEnv removes keys from the environment for the test; t.Setenv
+// restores them afterwards.
+func unsetEnv(t *testing.T, keys ...string) {
+	t.Helper()
+	for _, k := range keys {
+		t.Setenv(k, "")
+		if err := os.Unsetenv(k); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// cleanEnv unsets every shared variable and sets env.
+func cleanEnv(t *testing.T, env map[string]string) {
+	t.Helper()
+	unsetEnv(t, vars...)
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+}
+
+func TestLoadDefaults(t *testing.T) {
+	cleanEnv(t, nil)
+	var c config.Config
+	if err := config.Load(&c); err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	want := config.Config{
+		GRPCAddr:        ":9090",
+		HTTPAddr:        ":8080",
+		LogLevel:        "info",
+		LogFormat:       "json",
+		CacheTTL:        2 * time.Second,
+		PushInterval:    5 * time.Second,
+		BackendTimeout:  5 * time.Second,
+		ShutdownTimeout: 10 * time.Second,
+	}
+	if c != want {
+		t.Errorf("Load() =\n%+v\nwant\n%+v", c, want)
+	}
+}
+
+func TestLoadValues(t *testing.T) {
+	tests := []struct {
+		name  string
+		env   map[string]string
+		check func(c config.Config) bool
+	}{
+		{"addresses", map[string]string{"GRPC_ADDR": "127.0.0.1:1", "HTTP_ADDR": "127.0.0.1:2"},
+			func(c config.Config) bool { return c.GRPCAddr == "127.0.0.1:1" && c.HTTPAddr == "127.0.0.1:2" }},
+		{"durations", map[string]string{"CACHE_TTL": "250ms", "PUSH_INTERVAL": "1m", "BACKEND_TIMEOUT": "3s", "SHUTDOWN_TIMEOUT": "1h"},
+			func(c config.Config) bool {
+				return c.CacheTTL == 250*time.Millisecond && c.PushInterval == time.Minute &&
+					c.BackendTimeout == 3*time.Second && c.ShutdownTimeout == time.Hour
+			}},
+		{"CACHE_TTL=0 keeps nothing", map[string]string{"CACHE_TTL": "0"}, func(c config.Config) bool { return c.CacheTTL == 0 }},
+		{"SHUTDOWN_TIMEOUT=0 stops hard", map[string]string{"SHUTDOWN_TIMEOUT": "0s"}, func(c config.Config) bool { return c.ShutdownTimeout == 0 }},
+		{"LOG_LEVEL debug", map[string]string{"LOG_LEVEL": "debug"}, func(c config.Config) bool { return c.LogLevel == "debug" }},
+		{"LOG_LEVEL upper case", map[string]string{"LOG_LEVEL": "WARN"}, func(c config.Config) bool { return c.LogLevel == "WARN" }},
+		{"LOG_LEVEL error", map[string]string{"LOG_LEVEL": "error"}, func(c config.Config) bool { return c.LogLevel == "error" }},
+		{"LOG_FORMAT text", map[string]string{"LOG_FORMAT": "text"}, func(c config.Config) bool { return c.LogFormat == "text" }},
+		{"TLS", map[string]string{"TLS_CERT_FILE": "c.pem", "TLS_KEY_FILE": "k.pem"},
+			func(c config.Config) bool {
+				return c.TLSCertFile == "c.pem" && c.TLSKeyFile == "k.pem" && c.TLSClientCAFile == ""
+			}},
+		{"mTLS", map[string]string{"TLS_CERT_FILE": "c.pem", "TLS_KEY_FILE": "k.pem", "TLS_CLIENT_CA_FILE": "ca.pem"},
+			func(c config.Config) bool { return c.TLSClientCAFile == "ca.pem" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cleanEnv(t, tt.env)
+			var c config.Config
+			if err := config.Load(&c); err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if !tt.check(c) {
+				t.Errorf("Load() = %+v for %v", c, tt.env)
+			}
+		})
+	}
+}
+
+func TestLoadInvalid(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want []string // substrings of the error, the variable first
+	}{
+		{"CACHE_TTL not a duration", map[string]string{"CACHE_TTL": "abc"}, []string{"CACHE_TTL", "abc"}},
+		{"CACHE_TTL empty", map[string]string{"CACHE_TTL": ""}, []string{"CACHE_TTL"}},
+		{"CACHE_TTL negative", map[string]string{"CACHE_TTL": "-1s"}, []string{"CACHE_TTL", ">= 0"}},
+		{"PUSH_INTERVAL zero", map[string]string{"PUSH_INTERVAL": "0"}, []string{"PUSH_INTERVAL", "> 0"}},
+		{"PUSH_INTERVAL negative", map[string]string{"PUSH_INTERVAL": "-5s"}, []string{"PUSH_INTERVAL"}},
+		{"PUSH_INTERVAL bare number", map[string]string{"PUSH_INTERVAL": "5"}, []string{"PUSH_INTERVAL"}},
+		{"BACKEND_TIMEOUT negative", map[string]string{"BACKEND_TIMEOUT": "-1s"}, []string{"BACKEND_TIMEOUT", "> 0"}},
+		{"BACKEND_TIMEOUT zero", map[string]string{"BACKEND_TIMEOUT": "0s"}, []string{"BACKEND_TIMEOUT"}},
+		{"SHUTDOWN_TIMEOUT negative", map[string]string{"SHUTDOWN_TIMEOUT": "-1s"}, []string{"SHUTDOWN_TIMEOUT", ">= 0"}},
+		{"SHUTDOWN_TIMEOUT garbage", map[string]string{"SHUTDOWN_TIMEOUT": "soon"}, []string{"SHUTDOWN_TIMEOUT"}},
+		{"LOG_LEVEL unknown", map[string]string{"LOG_LEVEL": "loud"}, []string{"LOG_LEVEL", "loud", "debug, info, warn or error"}},
+		{"LOG_LEVEL empty", map[string]string{"LOG_LEVEL": ""}, []string{"LOG_LEVEL"}},
+		{"LOG_FORMAT unknown", map[string]string{"LOG_FORMAT": "xml"}, []string{"LOG_FORMAT", "xml", "json or text"}},
+		{"LOG_FORMAT case", map[string]string{"LOG_FORMAT": "JSON"}, []string{"LOG_FORMAT"}},
+		{"TLS_CERT_FILE without key", map[string]string{"TLS_CERT_FILE": "c.pem"}, []string{"TLS_CERT_FILE", "TLS_KEY_FILE"}},
+		{"TLS_KEY_FILE without cert", map[string]string{"TLS_KEY_FILE": "k.pem"}, []string{"TLS_CERT_FILE", "TLS_KEY_FILE"}},
+		{"TLS_CLIENT_CA_FILE alone", map[string]string{"TLS_CLIENT_CA_FILE": "ca.pem"}, []string{"TLS_CLIENT_CA_FILE"}},
+		{"TLS_CLIENT_CA_FILE with key only", map[string]string{"TLS_CLIENT_CA_FILE": "ca.pem", "TLS_KEY_FILE": "k.pem"}, []string{"TLS_"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cleanEnv(t, tt.env)
+			var c config.Config
+			err := config.Load(&c)
+			if err == nil {
+				t.Fatalf("Load() = nil error for %v", tt.env)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if !strings.HasPrefix(err.Error(), "configuration: ") {
+				t.Errorf("error %q lacks the configuration: prefix", err)
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	valid := func() config.Config {
+		return config.Config{GRPCAddr: ":9090", HTTPAddr: ":8080", LogLevel: "info", LogFormat: "json",
+			CacheTTL: time.Second, PushInterval: time.Second, BackendTimeout: time.Second}
+	}
+	tests := []struct {
+		name   string
+		modify func(c *config.Config)
+		want   string // "" for valid
+	}{
+		{"valid", func(*config.Config) {}, ""},
+		{"level", func(c *config.Config) { c.LogLevel = "trace" }, "LOG_LEVEL"},
+		{"empty gRPC address", func(c *config.Config) { c.GRPCAddr = "" }, "GRPC_ADDR"},
+		{"empty HTTP address", func(c *config.Config) { c.HTTPAddr = "" }, "HTTP_ADDR"},
+		{"level offset", func(c *config.Config) { c.LogLevel = "info+2" }, ""},
+		{"format", func(c *config.Config) { c.LogFormat = "" }, "LOG_FORMAT"},
+		{"ttl", func(c *config.Config) { c.CacheTTL = -1 }, "CACHE_TTL"},
+		{"push", func(c *config.Config) { c.PushInterval = 0 }, "PUSH_INTERVAL"},
+		{"backend", func(c *config.Config) { c.BackendTimeout = -time.Second }, "BACKEND_TIMEOUT"},
+		{"shutdown", func(c *config.Config) { c.ShutdownTimeout = -time.Second }, "SHUTDOWN_TIMEOUT"},
+		{"cert only", func(c *config.Config) { c.TLSCertFile = "c" }, "TLS_KEY_FILE"},
+		{"ca only", func(c *config.Config) { c.TLSClientCAFile = "ca" }, "TLS_CLIENT_CA_FILE"},
+		{"full mTLS", func(c *config.Config) { c.TLSCertFile, c.TLSKeyFile, c.TLSClientCAFile = "c", "k", "ca" }, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := valid()
+			tt.modify(&c)
+			err := c.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("Validate() = %v, want nil", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("Validate() = %v, want an error naming %s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestLevel(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    slog.Level
+		wantErr bool
+	}{
+		{"debug", slog.LevelDebug, false},
+		{"info", slog.LevelInfo, false},
+		{"warn", slog.LevelWarn, false},
+		{"error", slog.LevelError, false},
+		{"ERROR", slog.LevelError, false},
+		{"loud", 0, true},
+		{"", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			c := config.Config{LogLevel: tt.in}
+			got, err := c.Level()
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("Level() error = %v, wantErr %v", err, tt.wantErr)
+			}
+			if err == nil && got != tt.want {
+				t.Errorf("Level() = %v, want %v", got, tt.want)
+			}
+			if err != nil && !strings.Contains(err.Error(), "LOG_LEVEL") {
+				t.Errorf("error %q does not name LOG_LEVEL", err)
+			}
+		})
+	}
+}
+
+func TestLogger(t *testing.T) {
+	tests := []struct {
+		name, format, level string
+		wantDebug           bool
+		wantInfo            bool
+	}{
+		{"json info", "json", "info", false, true},
+		{"json debug", "json", "debug", true, true},
+		{"text info", "text", "info", false, true},
+		{"text warn", "text", "warn", false, false},
+		{"text debug", "text", "debug", true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			c := config.Config{LogFormat: tt.format, LogLevel: tt.level}
+			log := c.Logger(&buf)
+			log.Debug("debug-line", slog.Int("n", 1))
+			log.Info("info-line", slog.String("k", "v"))
+			log.Warn("warn-line")
+			out := buf.String()
+			if got := strings.Contains(out, "debug-line"); got != tt.wantDebug {
+				t.Errorf("debug logged = %v, want %v:\n%s", got, tt.wantDebug, out)
+			}
+			if got := strings.Contains(out, "info-line"); got != tt.wantInfo {
+				t.Errorf("info logged = %v, want %v:\n%s", got, tt.wantInfo, out)
+			}
+			if !strings.Contains(out, "warn-line") {
+				t.Errorf("warn not logged:\n%s", out)
+			}
+			for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+				var m map[string]any
+				isJSON := json.Unmarshal([]byte(line), &m) == nil
+				if isJSON != (tt.format == "json") {
+					t.Errorf("line %q: JSON = %v, want format %s", line, isJSON, tt.format)
+				}
+				if tt.format == "json" && (m["msg"] == nil || m["level"] == nil || m["time"] == nil) {
+					t.Errorf("JSON line lacks msg/level/time: %q", line)
+				}
+				if tt.format == "text" && !strings.Contains(line, "msg=") {
+					t.Errorf("text line lacks msg=: %q", line)
+				}
+			}
+		})
+	}
+}
+
+// svcConfig is a service's own configuration, with a Validate method.
+type svcConfig struct {
+	RedisURL string        `envconfig:"REDIS_URL" default:"redis://localhost:6379" desc:"where the sessions live"`
+	PoolSize int           `envconfig:"REDIS_POOL_SIZE" default:"10" desc:"connections per pod"`
+	Retry    time.Duration `envconfig:"REDIS_RETRY" desc:"pause between retries"`
+	Required string        `envconfig:"REDIS_SECRET_NAME" required:"true" desc:"name of the secret"`
+}
+
+func (s *svcConfig) Validate() error {
+	if s.PoolSize <= 0 {
+		return errors.New("REDIS_POOL_SIZE: want > 0")
+	}
+	return nil
+}
+
+func TestLoadServiceConfig(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string // error substring, "" for none
+	}{
+		{"ok", map[string]string{"REDIS_SECRET_NAME": "s"}, ""},
+		{"required missing", map[string]string{}, "REDIS_SECRET_NAME"},
+		{"bad int", map[string]string{"REDIS_SECRET_NAME": "s", "REDIS_POOL_SIZE": "many"}, "REDIS_POOL_SIZE"},
+		{"Validate called", map[string]string{"REDIS_SECRET_NAME": "s", "REDIS_POOL_SIZE": "0"}, "REDIS_POOL_SIZE: want > 0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			unsetEnv(t, "REDIS_URL", "REDIS_POOL_SIZE", "REDIS_RETRY", "REDIS_SECRET_NAME")
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			var s svcConfig
+			err := config.Load(&s)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("Load: %v", err)
+				}
+				if s.RedisURL != "redis://localhost:6379" || s.PoolSize != 10 || s.Required != "s" {
+					t.Errorf("Load() = %+v", s)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Load() error = %v, want it to contain %q", err, tt.want)
+			}
+			if !strings.HasPrefix(err.Error(), "configuration: ") {
+				t.Errorf("error %q lacks the configuration: prefix", err)
+			}
+		})
+	}
+}
+
+func TestLoadNotAPointer(t *testing.T) {
+	if err := config.Load(config.Config{}); err == nil {
+		t.Error("Load(non-pointer) = nil error")
+	}
+	if err := config.Load(nil); err == nil {
+		t.Error("Load(nil) = nil error")
+	}
+}
+
+func TestUsage(t *testing.T) {
+	var buf bytes.Buffer
+	if err := config.Usage(&buf, &config.Config{}, &svcConfig{}); err != nil {
+		t.Fatalf("Usage: %v", err)
+	}
+	out := buf.String()
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if !strings.HasPrefix(lines[0], "VARIABLE") || !strings.Contains(lines[0], "DEFAULT") || !strings.Contains(lines[0], "MEANING") {
+		t.Errorf("header = %q", lines[0])
+	}
+	rows := map[string]string{}
+	for _, l := range lines[1:] {
+		if f := strings.Fields(l); len(f) > 0 {
+			rows[f[0]] = l
+		}
+	}
+	all := append(append([]string{}, vars...), "REDIS_URL", "REDIS_POOL_SIZE", "REDIS_RETRY", "REDIS_SECRET_NAME")
+	for _, v := range all {
+		if _, ok := rows[v]; !ok {
+			t.Errorf("Usage lacks a row for %s:\n%s", v, out)
+		}
+	}
+	if len(rows) != len(all) {
+		t.Errorf("Usage has %d rows, want %d:\n%s", len(rows), len(all), out)
+	}
+	checks := map[string][]string{
+		"GRPC_ADDR":         {":9090", "gRPC"},
+		"CACHE_TTL":         {"2s", "Duration"},
+		"LOG_FORMAT":        {"json", "json or text"},
+		"REDIS_URL":         {"redis://localhost:6379", "where the sessions live"},
+		"REDIS_POOL_SIZE":   {"10", "Integer"},
+		"REDIS_SECRET_NAME": {"name of the secret"},
+	}
+	for v, wants := range checks {
+		for _, w := range wants {
+			if !strings.Contains(rows[v], w) {
+				t.Errorf("row %s = %q, want it to contain %q", v, rows[v], w)
+			}
+		}
+	}
+}
+
+func TestUsageBadSpec(t *testing.T) {
+	var buf bytes.Buffer
+	if err := config.Usage(&buf, 42); err == nil {
+		t.Error("Usage(42) = nil error")
+	}
+}
+
+func TestLookupAll(t *testing.T) {
+	const prefix = "POSTGRES_URL_"
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, prefix) {
+			unsetEnv(t, k)
+		}
+	}
+	if got := config.LookupAll(prefix); len(got) != 0 {
+		t.Fatalf("LookupAll in a clean environment = %v", got)
+	}
+	t.Setenv("POSTGRES_URL_BILLING", "postgres://billing")
+	t.Setenv("POSTGRES_URL_SHOP", "postgres://shop?sslmode=require&x=a=b")
+	t.Setenv("POSTGRES_URL_EMPTY", "")
+	t.Setenv("POSTGRES_URL_", "no name")
+	t.Setenv("POSTGRES_URLX", "wrong prefix")
+	t.Setenv("XPOSTGRES_URL_A", "wrong prefix")
+	t.Setenv("postgres_url_lower", "other case")
+	got := config.LookupAll(prefix)
+	want := map[string]string{
+		"BILLING": "postgres://billing",
+		"SHOP":    "postgres://shop?sslmode=require&x=a=b",
+		"EMPTY":   "",
+	}
+	if len(got) != len(want) {
+		t.Errorf("LookupAll(%q) = %v, want %v", prefix, got, want)
+	}
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("LookupAll[%q] = %q, %v; want %q", k, g, ok, v)
+		}
+	}
+}

@@ -1,0 +1,607 @@
+package scalerkit
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
+	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// waitTimeout bounds every wait: a safety net, not a performance expectation.
+const waitTimeout = 10 * time.Second
+
+var sharedVars = []string{
+	"GRPC_ADDR", "HTTP_ADDR", "LOG_LEVEL", "LOG_FORMAT", "CACHE_TTL", "PUSH_INTERVAL",
+	"BACKEND_TIMEOUT", "SHUTDOWN_TIMEOUT", "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE",
+}
+
+// testSvcConfig is a service's own configuration.
+type testSvcConfig struct {
+	Endpoint string `envconfig:"TESTSVC_ENDPOINT" default:"localhost:1234" desc:"where the test backend lives"`
+	Workers  int    `envconfig:"TESTSVC_WORKERS" default:"4" desc:"number of test workers"`
+}
+
+func (c *testSvcConfig) Validate() error {
+	if c.Workers > 100 {
+		return errors.New("TESTSVC_WORKERS: want <= 100")
+	}
+	return nil
+}
+
+// cleanEnv unsets the shared and the test service's variables, then sets env.
+func cleanEnv(t *testing.T, env map[string]string) {
+	t.Helper()
+	for _, k := range append(append([]string{}, sharedVars...), "TESTSVC_ENDPOINT", "TESTSVC_WORKERS") {
+		t.Setenv(k, "") // restored after the test
+		if err := os.Unsetenv(k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+}
+
+// fakeProbe reads a fixed value.
+type fakeProbe struct{ value float64 }
+
+func (p fakeProbe) Key() string { return "fake" }
+func (p fakeProbe) Read(context.Context) (scaler.Reading, error) {
+	return scaler.Reading{Value: p.value}, nil
+}
+
+// fakeBackend is a scaler.Backend; closable adds io.Closer.
+type fakeBackend struct{}
+
+func (fakeBackend) Parse(map[string]string) (*scaler.Trigger, error) {
+	return &scaler.Trigger{MetricName: "fake", Target: 2, Probe: fakeProbe{value: 5}}, nil
+}
+
+type closableBackend struct {
+	fakeBackend
+	closed   atomic.Int32
+	closeErr error
+}
+
+func (b *closableBackend) Close() error {
+	b.closed.Add(1)
+	return b.closeErr
+}
+
+// builder records how build was called.
+type builder struct {
+	backend scaler.Backend
+	err     error
+	calls   atomic.Int32
+	mu      sync.Mutex
+	ctx     context.Context
+}
+
+func (b *builder) build(ctx context.Context, log *slog.Logger) (scaler.Backend, error) {
+	b.calls.Add(1)
+	b.mu.Lock()
+	b.ctx = ctx
+	b.mu.Unlock()
+	if log == nil {
+		return nil, errors.New("build got no logger")
+	}
+	return b.backend, b.err
+}
+
+func TestRunHelp(t *testing.T) {
+	for _, arg := range []string{"--help", "-help", "-h"} {
+		t.Run(arg, func(t *testing.T) {
+			cleanEnv(t, map[string]string{"CACHE_TTL": "abc"}) // not loaded for --help
+			var stdout, stderr bytes.Buffer
+			b := &builder{backend: fakeBackend{}}
+			code := run("my-scaler", []string{arg}, &stdout, &stderr, &testSvcConfig{}, b.build)
+			if code != 0 {
+				t.Fatalf("run %s = %d, want 0; stderr:\n%s", arg, code, stderr.String())
+			}
+			out := stdout.String()
+			for _, want := range append(append([]string{"my-scaler", "--version", "VARIABLE"}, sharedVars...),
+				"TESTSVC_ENDPOINT", "TESTSVC_WORKERS", "where the test backend lives", "localhost:1234") {
+				if !strings.Contains(out, want) {
+					t.Errorf("--help output lacks %q:\n%s", want, out)
+				}
+			}
+			if b.calls.Load() != 0 {
+				t.Error("--help built the backend")
+			}
+		})
+	}
+}
+
+func TestRunVersion(t *testing.T) {
+	old := Version
+	Version = "v1.2.3"
+	t.Cleanup(func() { Version = old })
+	cleanEnv(t, map[string]string{"CACHE_TTL": "abc"}) // not loaded for --version
+	var stdout, stderr bytes.Buffer
+	b := &builder{backend: fakeBackend{}}
+	if code := run("my-scaler", []string{"--version"}, &stdout, &stderr, &testSvcConfig{}, b.build); code != 0 {
+		t.Fatalf("run --version = %d, want 0; stderr:\n%s", code, stderr.String())
+	}
+	if got := stdout.String(); got != "my-scaler v1.2.3\n" {
+		t.Errorf("--version printed %q, want %q", got, "my-scaler v1.2.3\n")
+	}
+	if b.calls.Load() != 0 {
+		t.Error("--version built the backend")
+	}
+}
+
+func TestRunBadFlag(t *testing.T) {
+	cleanEnv(t, nil)
+	var stdout, stderr bytes.Buffer
+	b := &builder{backend: fakeBackend{}}
+	if code := run("my-scaler", []string{"--nope"}, &stdout, &stderr, &testSvcConfig{}, b.build); code != 2 {
+		t.Fatalf("run --nope = %d, want 2", code)
+	}
+	if !strings.Contains(stderr.String(), "nope") {
+		t.Errorf("stderr does not name the bad flag:\n%s", stderr.String())
+	}
+	if b.calls.Load() != 0 {
+		t.Error("a bad flag built the backend")
+	}
+}
+
+func TestRunConfigErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"CACHE_TTL", map[string]string{"CACHE_TTL": "abc"}, "CACHE_TTL"},
+		{"LOG_LEVEL", map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
+		{"PUSH_INTERVAL", map[string]string{"PUSH_INTERVAL": "0"}, "PUSH_INTERVAL"},
+		{"TLS_CERT_FILE alone", map[string]string{"TLS_CERT_FILE": "x.pem"}, "TLS_CERT_FILE"},
+		{"service variable unparsable", map[string]string{"TESTSVC_WORKERS": "many"}, "TESTSVC_WORKERS"},
+		{"service Validate", map[string]string{"TESTSVC_WORKERS": "1000"}, "TESTSVC_WORKERS"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cleanEnv(t, tt.env)
+			var stdout, stderr bytes.Buffer
+			b := &builder{backend: fakeBackend{}}
+			code := run("my-scaler", nil, &stdout, &stderr, &testSvcConfig{}, b.build)
+			if code != 2 {
+				t.Fatalf("run = %d, want 2; stderr:\n%s", code, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tt.want) {
+				t.Errorf("stderr does not name %s:\n%s", tt.want, stderr.String())
+			}
+			if !strings.HasPrefix(stderr.String(), "my-scaler: ") {
+				t.Errorf("stderr does not start with the program name:\n%s", stderr.String())
+			}
+			if b.calls.Load() != 0 {
+				t.Error("a configuration error built the backend")
+			}
+		})
+	}
+}
+
+func TestRunServeErrors(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	tests := []struct {
+		name       string
+		env        map[string]string
+		build      *builder
+		want       []string
+		wantBuilt  bool
+		wantClosed bool
+	}{
+		{"build fails", nil,
+			&builder{err: errors.New("redis unreachable")},
+			[]string{"building the backend", "redis unreachable"}, true, false},
+		{"TLS files missing", map[string]string{"TLS_CERT_FILE": "/nonexistent/c.pem", "TLS_KEY_FILE": "/nonexistent/k.pem"},
+			&builder{backend: &closableBackend{}},
+			[]string{"TLS_CERT_FILE"}, false, false},
+		{"gRPC address in use", map[string]string{"GRPC_ADDR": busy.Addr().String(), "HTTP_ADDR": "127.0.0.1:0"},
+			&builder{backend: &closableBackend{}},
+			[]string{"GRPC_ADDR"}, true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cleanEnv(t, tt.env)
+			var stdout, stderr bytes.Buffer
+			code := run("my-scaler", nil, &stdout, &stderr, &testSvcConfig{}, tt.build.build)
+			if code != 1 {
+				t.Fatalf("run = %d, want 1; stderr:\n%s", code, stderr.String())
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(stderr.String(), w) {
+					t.Errorf("stderr lacks %q:\n%s", w, stderr.String())
+				}
+			}
+			// The default LOG_FORMAT is json, with the service name.
+			if !strings.Contains(stderr.String(), `"service":"my-scaler"`) || !strings.Contains(stderr.String(), `"level":"ERROR"`) {
+				t.Errorf("stderr is not the JSON log of my-scaler:\n%s", stderr.String())
+			}
+			if built := tt.build.calls.Load() == 1; built != tt.wantBuilt {
+				t.Errorf("built = %v, want %v", built, tt.wantBuilt)
+			}
+			if cb, ok := tt.build.backend.(*closableBackend); ok {
+				if closed := cb.closed.Load() == 1; closed != tt.wantClosed {
+					t.Errorf("backend closed = %v, want %v", closed, tt.wantClosed)
+				}
+			}
+		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func testConfig() config.Config {
+	return config.Config{
+		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", LogLevel: "info", LogFormat: "text",
+		CacheTTL: time.Second, PushInterval: time.Second, BackendTimeout: time.Second, ShutdownTimeout: 5 * time.Second,
+	}
+}
+
+// served runs serve in the background and returns the gRPC address from the
+// "serving" log line, and a function that stops it and returns serve's result.
+func served(t *testing.T, cfg config.Config, b *builder) (addr string, logs *syncBuffer, stop func() error) {
+	t.Helper()
+	logs = &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, log, b.build) }()
+	var result error
+	stopped := false
+	stop = func() error {
+		t.Helper()
+		if stopped {
+			return result
+		}
+		stopped = true
+		cancel()
+		select {
+		case result = <-done:
+		case <-time.After(waitTimeout):
+			t.Fatal("serve did not return after cancel")
+		}
+		return result
+	}
+	t.Cleanup(func() { stop() })
+
+	re := regexp.MustCompile(`msg=serving grpc=(\S+)`)
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		if m := re.FindStringSubmatch(logs.String()); m != nil {
+			return m[1], logs, stop
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("serve returned %v before serving:\n%s", err, logs)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no serving log line:\n%s", logs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func dial(t *testing.T, addr string, creds credentials.TransportCredentials) *grpc.ClientConn {
+	t.Helper()
+	if creds == nil {
+		creds = insecure.NewCredentials()
+	}
+	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+func callCtx(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestServe(t *testing.T) {
+	tests := []struct {
+		name     string
+		closeErr error
+		wantWarn bool
+	}{
+		{"backend closes cleanly", nil, false},
+		{"backend close fails", errors.New("pool already closed"), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			backend := &closableBackend{closeErr: tt.closeErr}
+			b := &builder{backend: backend}
+			addr, logs, stop := served(t, testConfig(), b)
+			conn := dial(t, addr, nil)
+
+			hr, err := healthpb.NewHealthClient(conn).Check(callCtx(t), &healthpb.HealthCheckRequest{Service: "externalscaler.ExternalScaler"})
+			if err != nil || hr.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+				t.Fatalf("health = %v, %v", hr, err)
+			}
+			// The backend is wired to the ExternalScaler service.
+			client := pb.NewExternalScalerClient(conn)
+			ref := &pb.ScaledObjectRef{Name: "so", Namespace: "ns"}
+			active, err := client.IsActive(callCtx(t), ref)
+			if err != nil || !active.GetResult() {
+				t.Fatalf("IsActive = %v, %v; want true", active, err)
+			}
+			mv, err := client.GetMetrics(callCtx(t), &pb.GetMetricsRequest{ScaledObjectRef: ref, MetricName: "fake"})
+			if err != nil || len(mv.GetMetricValues()) != 1 || mv.GetMetricValues()[0].GetMetricValueFloat() != 5 {
+				t.Fatalf("GetMetrics = %v, %v; want one value 5", mv, err)
+			}
+			if backend.closed.Load() != 0 {
+				t.Fatal("backend closed while serving")
+			}
+
+			if err := stop(); err != nil {
+				t.Fatalf("serve = %v after cancel, want nil", err)
+			}
+			if n := backend.closed.Load(); n != 1 {
+				t.Errorf("backend closed %d times, want 1", n)
+			}
+			b.mu.Lock()
+			bctx := b.ctx
+			b.mu.Unlock()
+			if bctx == nil || bctx.Err() == nil {
+				t.Error("build's ctx did not end with serve's")
+			}
+			out := logs.String()
+			if got := strings.Contains(out, "closing the backend") && strings.Contains(out, "pool already closed"); got != tt.wantWarn {
+				t.Errorf("close warning logged = %v, want %v:\n%s", got, tt.wantWarn, out)
+			}
+			if !strings.Contains(out, "msg=starting version=") {
+				t.Errorf("no starting line with the version:\n%s", out)
+			}
+		})
+	}
+}
+
+func TestServeBackendWithoutCloser(t *testing.T) {
+	addr, _, stop := served(t, testConfig(), &builder{backend: fakeBackend{}})
+	conn := dial(t, addr, nil)
+	if _, err := healthpb.NewHealthClient(conn).Check(callCtx(t), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("serve = %v, want nil", err)
+	}
+}
+
+// pki is a CA with a server and a client certificate, written as PEM files.
+type pki struct {
+	dir                                              string
+	caFile, certFile, keyFile, clientCert, clientKey string
+	caPool                                           *x509.CertPool
+}
+
+func newPKI(t *testing.T) *pki {
+	t.Helper()
+	dir := t.TempDir()
+	p := &pki{dir: dir, caPool: x509.NewCertPool()}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.caPool.AddCert(ca)
+	p.caFile = writePEM(t, dir, "ca.pem", "CERTIFICATE", caDER)
+
+	leaf := func(name string, serial int64, usage x509.ExtKeyUsage) (certFile, keyFile string) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(serial),
+			Subject:      pkix.Name{CommonName: name},
+			NotBefore:    time.Now().Add(-time.Hour),
+			NotAfter:     time.Now().Add(time.Hour),
+			KeyUsage:     x509.KeyUsageDigitalSignature,
+			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+			IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return writePEM(t, dir, name+".pem", "CERTIFICATE", der), writePEM(t, dir, name+"-key.pem", "PRIVATE KEY", keyDER)
+	}
+	p.certFile, p.keyFile = leaf("server", 2, x509.ExtKeyUsageServerAuth)
+	p.clientCert, p.clientKey = leaf("client", 3, x509.ExtKeyUsageClientAuth)
+	return p
+}
+
+func writePEM(t *testing.T, dir, name, typ string, der []byte) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestServerCredentials(t *testing.T) {
+	p := newPKI(t)
+	garbage := writeFile(t, p.dir, "garbage.pem", "not a certificate\n")
+	tests := []struct {
+		name              string
+		cert, key, ca     string
+		wantNil, wantErr  bool
+		wantName, wantMsg string
+	}{
+		{name: "plaintext", wantNil: true},
+		{name: "TLS", cert: p.certFile, key: p.keyFile},
+		{name: "mTLS", cert: p.certFile, key: p.keyFile, ca: p.caFile},
+		{name: "cert file missing", cert: filepath.Join(p.dir, "nope.pem"), key: p.keyFile, wantErr: true, wantName: "TLS_CERT_FILE"},
+		{name: "key file missing", cert: p.certFile, key: filepath.Join(p.dir, "nope.pem"), wantErr: true, wantName: "TLS_KEY_FILE"},
+		{name: "cert file garbage", cert: garbage, key: p.keyFile, wantErr: true, wantName: "TLS_CERT_FILE"},
+		{name: "key does not match", cert: p.certFile, key: p.clientKey, wantErr: true, wantName: "TLS_CERT_FILE"},
+		{name: "CA file missing", cert: p.certFile, key: p.keyFile, ca: filepath.Join(p.dir, "nope.pem"), wantErr: true, wantName: "TLS_CLIENT_CA_FILE"},
+		{name: "CA file without PEM", cert: p.certFile, key: p.keyFile, ca: garbage, wantErr: true, wantName: "TLS_CLIENT_CA_FILE", wantMsg: "no PEM certificate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			creds, err := serverCredentials(config.Config{TLSCertFile: tt.cert, TLSKeyFile: tt.key, TLSClientCAFile: tt.ca}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if tt.wantErr {
+				if err == nil {
+					t.Fatal("serverCredentials = nil error")
+				}
+				if !strings.Contains(err.Error(), tt.wantName) || !strings.Contains(err.Error(), tt.wantMsg) {
+					t.Errorf("error %q does not name %s (%q)", err, tt.wantName, tt.wantMsg)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("serverCredentials: %v", err)
+			}
+			if (creds == nil) != tt.wantNil {
+				t.Fatalf("creds = %v, want nil: %v", creds, tt.wantNil)
+			}
+			if creds != nil && creds.Info().SecurityProtocol != "tls" {
+				t.Errorf("SecurityProtocol = %q, want tls", creds.Info().SecurityProtocol)
+			}
+		})
+	}
+}
+
+func TestServeTLS(t *testing.T) {
+	p := newPKI(t)
+	clientCert, err := tls.LoadX509KeyPair(p.clientCert, p.clientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type client struct {
+		name    string
+		tls     *tls.Config // nil: plaintext
+		wantErr bool
+	}
+	tests := []struct {
+		name    string
+		ca      string
+		clients []client
+		wantLog string
+	}{
+		{"TLS", "", []client{
+			{"TLS client", &tls.Config{RootCAs: p.caPool}, false},
+			{"TLS client with a certificate", &tls.Config{RootCAs: p.caPool, Certificates: []tls.Certificate{clientCert}}, false},
+			{"plaintext client", nil, true},
+			{"client not trusting the CA", &tls.Config{}, true},
+		}, "tls=true mtls=false"},
+		{"mTLS", p.caFile, []client{
+			{"client with a certificate", &tls.Config{RootCAs: p.caPool, Certificates: []tls.Certificate{clientCert}}, false},
+			{"client without a certificate", &tls.Config{RootCAs: p.caPool}, true},
+			{"plaintext client", nil, true},
+		}, "tls=true mtls=true"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.TLSCertFile, cfg.TLSKeyFile, cfg.TLSClientCAFile = p.certFile, p.keyFile, tt.ca
+			addr, logs, stop := served(t, cfg, &builder{backend: fakeBackend{}})
+			if !strings.Contains(logs.String(), tt.wantLog) {
+				t.Errorf("serving line lacks %q:\n%s", tt.wantLog, logs)
+			}
+			for _, c := range tt.clients {
+				t.Run(c.name, func(t *testing.T) {
+					var creds credentials.TransportCredentials
+					if c.tls != nil {
+						creds = credentials.NewTLS(c.tls)
+					}
+					conn := dial(t, addr, creds)
+					_, err := healthpb.NewHealthClient(conn).Check(callCtx(t), &healthpb.HealthCheckRequest{})
+					if (err != nil) != c.wantErr {
+						t.Errorf("health check error = %v, want error: %v", err, c.wantErr)
+					}
+					conn.Close()
+				})
+			}
+			if err := stop(); err != nil {
+				t.Fatalf("serve = %v, want nil", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,332 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/kedascalers/kedascalers/libs/scalerkit/scalertest"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/stream"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/testenv"
+	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
+)
+
+// streamIsActive opens StreamIsActive for md and returns its messages.
+func (e *env) streamIsActive(t *testing.T, md map[string]string) <-chan bool {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	st, err := e.s.Client.StreamIsActive(ctx, scalertest.Ref(md))
+	must(t, err)
+	return messages(ctx, func() (bool, error) {
+		m, err := st.Recv()
+		return m.GetResult(), err
+	})
+}
+
+// TestStreamIsActivePolling: without keyspace notifications the stream
+// follows the push interval, and sends true once per transition.
+func TestStreamIsActivePolling(t *testing.T) {
+	const interval = 300 * time.Millisecond
+	e := newEnv(t, scalertest.Options{PushInterval: interval, CacheTTL: -1})
+	ctx := timeout(t, time.Minute)
+	md := map[string]string{"mode": "set", "key": "live", "activationSessionSize": "2"}
+
+	start := time.Now()
+	ch := e.streamIsActive(t, md)
+	if got := next(t, ch, time.Second, "first message"); got {
+		t.Fatal("first message is true for an empty set")
+	}
+	t.Logf("first message after %v", time.Since(start))
+
+	must(t, e.rdb.SAdd(ctx, "live", "a", "b").Err()) // at the threshold: still inactive
+	none(t, ch, 2*interval, "at the activation threshold")
+
+	must(t, e.rdb.SAdd(ctx, "live", "c").Err())
+	changed := time.Now()
+	if got := next(t, ch, interval+300*time.Millisecond, "after crossing the threshold"); !got {
+		t.Fatal("got false after crossing the threshold")
+	}
+	t.Logf("true %v after the change (push interval %v)", time.Since(changed), interval)
+
+	must(t, e.rdb.SAdd(ctx, "live", "d").Err()) // still active: nothing to say
+	none(t, ch, 3*interval, "while staying active")
+}
+
+// TestStreamIsActiveKeyspaceNotifications: with notifications on, a change
+// arrives within a second although the push interval is 30 s.
+func TestStreamIsActiveKeyspaceNotifications(t *testing.T) {
+	tests := []struct {
+		name    string
+		md      map[string]string
+		channel string // waited for; empty for a pattern subscription
+		change  func(context.Context, *redis.Client) error
+	}{
+		{"set", map[string]string{"mode": "set", "key": "s"}, "__keyspace@0__:s",
+			func(ctx context.Context, c *redis.Client) error { return c.SAdd(ctx, "s", "a").Err() }},
+		{"zset now", map[string]string{"mode": "zset", "key": "z", "minScore": "now"}, "__keyspace@0__:z",
+			func(ctx context.Context, c *redis.Client) error {
+				return c.ZAdd(ctx, "z", redis.Z{Score: float64(time.Now().Add(time.Hour).Unix()), Member: "a"}).Err()
+			}},
+		{"hash", map[string]string{"mode": "hash", "key": "h"}, "__keyspace@0__:h",
+			func(ctx context.Context, c *redis.Client) error { return c.HSet(ctx, "h", "f", "v").Err() }},
+		{"list", map[string]string{"mode": "list", "key": "l"}, "__keyspace@0__:l",
+			func(ctx context.Context, c *redis.Client) error { return c.LPush(ctx, "l", "a").Err() }},
+		{"counter", map[string]string{"mode": "counter", "key": "n"}, "__keyspace@0__:n",
+			func(ctx context.Context, c *redis.Client) error { return c.Incr(ctx, "n").Err() }},
+		{"key with glob characters", map[string]string{"mode": "set", "key": `s[*]?\`}, `__keyspace@0__:s[*]?\`,
+			func(ctx context.Context, c *redis.Client) error { return c.SAdd(ctx, `s[*]?\`, "a").Err() }},
+		{"pattern", map[string]string{"mode": "pattern", "keyPattern": "sess:*"}, "",
+			func(ctx context.Context, c *redis.Client) error { return c.Set(ctx, "sess:1", "{}", time.Minute).Err() }},
+		{"dbsize", map[string]string{}, "",
+			func(ctx context.Context, c *redis.Client) error { return c.Set(ctx, "anything", "1", 0).Err() }},
+		{"activeKey", map[string]string{"mode": "set", "key": "s", "activeKey": "scale"}, "__keyspace@0__:scale",
+			func(ctx context.Context, c *redis.Client) error { return c.Set(ctx, "scale", "true", 0).Err() }},
+		{"other database", map[string]string{"mode": "set", "key": "s", "databaseIndex": "5"}, "__keyspace@5__:s",
+			func(ctx context.Context, c *redis.Client) error {
+				return c.Do(ctx, "eval", "redis.call('select', 5); return redis.call('sadd', 's', 'a')", 0).Err()
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, scalertest.Options{PushInterval: 30 * time.Second, CacheTTL: 30 * time.Second},
+				"--notify-keyspace-events", "KEA")
+			ctx := timeout(t, time.Minute)
+			ch := e.streamIsActive(t, tt.md)
+			if got := next(t, ch, time.Second, "first message"); got {
+				t.Fatal("first message is true before any session")
+			}
+			waitSubscribed(t, e.rdb, tt.channel)
+
+			must(t, tt.change(ctx, e.rdb))
+			changed := time.Now()
+			if got := next(t, ch, time.Second, "after the change"); !got {
+				t.Fatal("got false after the change")
+			}
+			t.Logf("true %v after the change", time.Since(changed))
+		})
+	}
+}
+
+// TestStreamMetricSpecSessionSizeKey: operators retune the target in
+// Redis; the stream and GetMetricSpec follow.
+func TestStreamMetricSpecSessionSizeKey(t *testing.T) {
+	const interval = 300 * time.Millisecond
+	e := newEnv(t, scalertest.Options{PushInterval: interval, CacheTTL: -1})
+	ctx := timeout(t, time.Minute)
+	md := map[string]string{"mode": "set", "key": "s", "sessionSize": "10", "sessionSizeKey": "capacity"}
+
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := e.s.Client.StreamMetricSpec(sctx, scalertest.Ref(md))
+	must(t, err)
+	ch := messages(sctx, func() (*pb.MetricSpec, error) {
+		m, err := st.Recv()
+		if err != nil || len(m.GetMetricSpecs()) != 1 {
+			return nil, fmt.Errorf("recv %v: %w", m, err)
+		}
+		return m.GetMetricSpecs()[0], nil
+	})
+	if got := next(t, ch, time.Second, "first message"); got.GetTargetSizeFloat() != 10 {
+		t.Fatalf("first target %v, want the fallback 10", got.GetTargetSizeFloat())
+	}
+	specTarget := func() float64 {
+		res, err := e.s.Client.GetMetricSpec(ctx, scalertest.Ref(md))
+		must(t, err)
+		return res.GetMetricSpecs()[0].GetTargetSizeFloat()
+	}
+
+	must(t, e.rdb.Set(ctx, "capacity", "50", 0).Err())
+	got := next(t, ch, 5*interval, "after SET capacity 50")
+	if got.GetTargetSizeFloat() != 50 || got.GetTargetSize() != 50 {
+		t.Fatalf("target %d/%v, want 50", got.GetTargetSize(), got.GetTargetSizeFloat())
+	}
+	if v := specTarget(); v != 50 {
+		t.Errorf("GetMetricSpec target %v after the stream said 50", v)
+	}
+
+	must(t, e.rdb.Set(ctx, "capacity", "lots", 0).Err()) // a bad value keeps the last good target
+	none(t, ch, 3*interval, "after a bad value")
+	if v := specTarget(); v != 50 {
+		t.Errorf("GetMetricSpec target %v after a bad value, want the last good 50", v)
+	}
+
+	must(t, e.rdb.Set(ctx, "capacity", "12.5", 0).Err())
+	if got := next(t, ch, 5*interval, "after SET capacity 12.5"); got.GetTargetSizeFloat() != 12.5 || got.GetTargetSize() != 13 {
+		t.Fatalf("target %d/%v, want 13/12.5", got.GetTargetSize(), got.GetTargetSizeFloat())
+	}
+
+	must(t, e.rdb.Del(ctx, "capacity").Err()) // no key: back to sessionSize
+	if got := next(t, ch, 5*interval, "after DEL capacity"); got.GetTargetSizeFloat() != 10 {
+		t.Fatalf("target %v after DEL, want the fallback 10", got.GetTargetSizeFloat())
+	}
+}
+
+// TestStreamMetricSpecWatchesSessionSizeKey: with notifications on, a new
+// target arrives within a second although the push interval is 30 s.
+func TestStreamMetricSpecWatchesSessionSizeKey(t *testing.T) {
+	e := newEnv(t, scalertest.Options{PushInterval: 30 * time.Second}, "--notify-keyspace-events", "KEA")
+	ctx := timeout(t, time.Minute)
+	md := map[string]string{"sessionSizeKey": "capacity", "sessionSize": "10"}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := e.s.Client.StreamMetricSpec(sctx, scalertest.Ref(md))
+	must(t, err)
+	ch := messages(sctx, func() (float64, error) {
+		m, err := st.Recv()
+		if err != nil {
+			return 0, err
+		}
+		return m.GetMetricSpecs()[0].GetTargetSizeFloat(), nil
+	})
+	next(t, ch, time.Second, "first message")
+	waitSubscribed(t, e.rdb, "__keyspace@0__:capacity")
+	must(t, e.rdb.Set(ctx, "capacity", "40", 0).Err())
+	if got := next(t, ch, time.Second, "after SET capacity 40"); got != 40 {
+		t.Fatalf("target %v, want 40", got)
+	}
+}
+
+// TestNotifierSharesOneConnection: every watcher of a database shares one
+// pub/sub connection, each hears only its keys, and the connection goes
+// when the last watcher leaves.
+func TestNotifierSharesOneConnection(t *testing.T) {
+	r := testenv.NewRedis(t, "--notify-keyspace-events", "KEA")
+	rdb := client(t, r, 0)
+	b := newBackend(t, testConfig(r))
+	ctx := timeout(t, time.Minute)
+
+	pubsubClients := func() int {
+		list, err := rdb.ClientList(ctx).Result()
+		must(t, err)
+		return strings.Count(list, "flags=P")
+	}
+	type watch struct {
+		calls atomic.Int32
+		done  chan error
+		stop  context.CancelFunc
+	}
+	start := func(md map[string]string) *watch {
+		tr, err := b.Parse(md)
+		must(t, err)
+		w := &watch{done: make(chan error, 1)}
+		wctx, stop := context.WithCancel(ctx)
+		w.stop = stop
+		go func() { w.done <- tr.Probe.(stream.Watcher).Watch(wctx, func() { w.calls.Add(1) }) }()
+		return w
+	}
+	a := start(map[string]string{"mode": "set", "key": "a"})
+	a2 := start(map[string]string{"mode": "set", "key": "a", "activeKey": "on"})
+	bw := start(map[string]string{"mode": "set", "key": "b"})
+	for _, ch := range []string{"__keyspace@0__:a", "__keyspace@0__:b", "__keyspace@0__:on"} {
+		waitSubscribed(t, rdb, ch)
+	}
+	if n := pubsubClients(); n != 1 {
+		t.Errorf("%d pub/sub connections for three watchers, want 1", n)
+	}
+
+	must(t, rdb.SAdd(ctx, "b", "x").Err())
+	waitFor(t, func() bool { return bw.calls.Load() == 1 }, "watcher of b called")
+	must(t, rdb.Set(ctx, "on", "1", 0).Err())
+	waitFor(t, func() bool { return a2.calls.Load() == 1 }, "watcher of activeKey called")
+	if a.calls.Load() != 0 {
+		t.Errorf("watcher of a called %d times for changes of b and on", a.calls.Load())
+	}
+
+	bw.stop()
+	if err := <-bw.done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Watch after cancel = %v, want context.Canceled", err)
+	}
+	waitFor(t, func() bool { return rdb.PubSubNumSub(ctx, "__keyspace@0__:b").Val()["__keyspace@0__:b"] == 0 }, "b unsubscribed")
+	must(t, rdb.SAdd(ctx, "a", "x").Err())
+	waitFor(t, func() bool { return a.calls.Load() == 1 && a2.calls.Load() == 2 }, "both watchers of a called")
+
+	a.stop()
+	a2.stop()
+	<-a.done
+	<-a2.done
+	waitFor(t, func() bool { return pubsubClients() == 0 }, "pub/sub connection closed after the last watcher")
+}
+
+// TestWatchFailsWithRedis: a watch ends with an error when Redis goes, so
+// that the feed polls and watches again later.
+func TestWatchFailsWithRedis(t *testing.T) {
+	r := testenv.NewRedis(t, "--notify-keyspace-events", "KEA")
+	b := newBackend(t, testConfig(r))
+	tr, err := b.Parse(map[string]string{"mode": "pattern", "keyPattern": "sess:*"})
+	must(t, err)
+	done := make(chan error, 1)
+	ctx := timeout(t, time.Minute)
+	go func() { done <- tr.Probe.(stream.Watcher).Watch(ctx, func() {}) }()
+	waitSubscribed(t, client(t, r, 0), "")
+	must(t, r.Stop())
+	select {
+	case err := <-done:
+		if err == nil || errors.Is(err, context.Canceled) {
+			t.Errorf("Watch = %v, want the subscription's failure", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Watch still running 5s after Redis stopped")
+	}
+	// Redis is down: subscribing again fails at once.
+	if err := tr.Probe.(stream.Watcher).Watch(ctx, func() {}); err == nil || errors.Is(err, context.Canceled) {
+		t.Errorf("Watch with Redis down = %v, want an error", err)
+	}
+}
+
+func TestClusterProbesDoNotWatch(t *testing.T) {
+	b := &Backend{cluster: true}
+	tr, err := b.Parse(map[string]string{"mode": "set", "key": "s", "sessionSizeKey": "c"})
+	must(t, err)
+	if _, ok := tr.Probe.(stream.Watcher); ok {
+		t.Error("a Cluster probe watches: notifications are node-local there")
+	}
+	if _, ok := tr.TargetProbe.(stream.Watcher); ok {
+		t.Error("a Cluster target probe watches")
+	}
+}
+
+func TestThrottle(t *testing.T) {
+	const gap = 200 * time.Millisecond
+	var calls atomic.Int32
+	th := &throttle{gap: gap, fn: func() { calls.Add(1) }}
+	defer th.stop()
+	th.signal()
+	if calls.Load() != 1 {
+		t.Fatal("the first signal after a quiet spell was not passed on at once")
+	}
+	for range 10 {
+		th.signal()
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("%d calls within the gap, want 1", calls.Load())
+	}
+	waitFor(t, func() bool { return calls.Load() == 2 }, "one trailing call for the signals within the gap")
+	time.Sleep(2 * gap)
+	if calls.Load() != 2 {
+		t.Fatalf("%d calls, want 2", calls.Load())
+	}
+	th.signal() // quiet again: at once
+	if calls.Load() != 3 {
+		t.Fatal("a signal after a quiet spell was delayed")
+	}
+}
+
+// waitFor waits up to 5s for cond.
+func waitFor(t testing.TB, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
