@@ -514,3 +514,26 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestFeedIgnoresLongCacheTTL: a push feed reads every interval even when
+// CACHE_TTL is longer, so a change is pushed within one interval.
+func TestFeedIgnoresLongCacheTTL(t *testing.T) {
+	f := newFake()
+	interval := 100 * time.Millisecond
+	s := scalertest.Serve(t, f, scalertest.Options{PushInterval: interval, CacheTTL: time.Hour})
+	st, err := s.Client.StreamIsActive(ctxT(t), scalertest.Ref(map[string]string{"key": "nowatch"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := st.Recv(); err != nil || m.Result {
+		t.Fatalf("first message = %v, %v; want false", m, err)
+	}
+	f.set("nowatch", 1) // no change signal: only the interval can see it
+	start := time.Now()
+	if m, err := st.Recv(); err != nil || !m.Result {
+		t.Fatalf("after the change: %v, %v; want true", m, err)
+	}
+	if elapsed := time.Since(start); elapsed > 2*time.Second {
+		t.Errorf("true came after %v with an hour-long CACHE_TTL, want about one interval", elapsed)
+	}
+}

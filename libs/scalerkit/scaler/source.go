@@ -7,7 +7,7 @@ import (
 )
 
 // source adapts a Probe to a push feed that reads through the service's
-// cache, so feeds and polls share readings.
+// cache, so feeds and polls share readings and in-flight calls.
 type source struct {
 	s    *Service
 	kind string
@@ -16,7 +16,11 @@ type source struct {
 
 func (src source) Key() string { return src.kind + ":" + src.p.Key() }
 
+// Read asks the backend afresh: a feed's reading must not be older than
+// its interval, whatever CACHE_TTL is. The reading is kept, so polls in
+// between share it, and a call already in flight is joined.
 func (src source) Read(ctx context.Context) (Reading, error) {
+	src.s.cache.Forget(src.Key())
 	return src.s.read(ctx, src.kind, src.p)
 }
 
