@@ -1,0 +1,114 @@
+package sqlmetric
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Config holds the settings every SQL scaler shares. Services embed it in
+// their own configuration.
+type Config struct {
+	// QueryTimeout is the statement timeout of every query.
+	QueryTimeout time.Duration `envconfig:"QUERY_TIMEOUT" default:"5s" desc:"statement timeout of every query (and its context deadline)"`
+	// MaxRows caps the rows a query may return.
+	MaxRows int `envconfig:"MAX_ROWS" default:"10000" desc:"a query returning more rows is an error, not a count"`
+	// QueryPolicy is "any" or "allowlist".
+	QueryPolicy string `envconfig:"QUERY_POLICY" default:"any" desc:"any: metadata may carry SQL (query) or name a query (queryName); allowlist: queryName only"`
+	// Queries defines named queries inline, as JSON.
+	Queries string `envconfig:"QUERIES" desc:"named queries as JSON: {\"name\": {\"sql\": \"...\", \"params\": [\"p\"], \"connection\": \"\"}}"`
+	// QueriesFile names a file of named queries, as JSON.
+	QueriesFile string `envconfig:"QUERIES_FILE" desc:"file with named queries (same JSON as QUERIES), e.g. a mounted ConfigMap"`
+}
+
+// Policies.
+const (
+	// PolicyAny accepts SQL in metadata and named queries.
+	PolicyAny = "any"
+	// PolicyAllowlist accepts named queries only.
+	PolicyAllowlist = "allowlist"
+)
+
+// NamedQuery is a query an operator defines in the scaler's configuration,
+// for ScaledObjects to refer to by name.
+type NamedQuery struct {
+	// SQL is the query. Parameters are bind parameters in the database's
+	// own syntax ($1, $2 for PostgreSQL; :1, :2 for Oracle), in the order of
+	// Params.
+	SQL string `json:"sql"`
+	// Params names the parameters a ScaledObject supplies, as metadata keys
+	// "param.<name>". They are always passed as bind parameters, as text.
+	Params []string `json:"params,omitempty"`
+	// Connection, when set, is the named connection the query runs on; a
+	// ScaledObject cannot move it elsewhere.
+	Connection string `json:"connection,omitempty"`
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
+
+// Validate checks the settings and the named queries.
+func (c *Config) Validate() error {
+	switch {
+	case c.QueryTimeout <= 0:
+		return fmt.Errorf("QUERY_TIMEOUT=%v: want > 0", c.QueryTimeout)
+	case c.MaxRows <= 0:
+		return fmt.Errorf("MAX_ROWS=%d: want > 0", c.MaxRows)
+	case c.QueryPolicy != PolicyAny && c.QueryPolicy != PolicyAllowlist:
+		return fmt.Errorf("QUERY_POLICY=%q: want any or allowlist", c.QueryPolicy)
+	}
+	_, err := c.NamedQueries()
+	return err
+}
+
+// NamedQueries returns the named queries of QUERIES and QUERIES_FILE. A
+// name defined in both is an error.
+func (c *Config) NamedQueries() (map[string]NamedQuery, error) {
+	out := make(map[string]NamedQuery)
+	add := func(source, doc string) error {
+		var qs map[string]NamedQuery
+		dec := json.NewDecoder(strings.NewReader(doc))
+		dec.DisallowUnknownFields() // a typo such as "parms" must not be ignored
+		if err := dec.Decode(&qs); err != nil {
+			return fmt.Errorf("%s: not a JSON object of named queries: %w", source, err)
+		}
+		for name, q := range qs {
+			if !nameRE.MatchString(name) {
+				return fmt.Errorf("%s: query name %q: want letters, digits, '_', '.' or '-'", source, name)
+			}
+			if q.SQL == "" {
+				return fmt.Errorf("%s: query %q has no sql", source, name)
+			}
+			if err := CheckSelect(q.SQL); err != nil {
+				return fmt.Errorf("%s: query %q: want %w", source, name, err)
+			}
+			for _, p := range q.Params {
+				if !nameRE.MatchString(p) {
+					return fmt.Errorf("%s: query %q: parameter name %q: want letters, digits, '_', '.' or '-'", source, name, p)
+				}
+			}
+			if _, dup := out[name]; dup {
+				return fmt.Errorf("%s: query %q is defined twice", source, name)
+			}
+			out[name] = q
+		}
+		return nil
+	}
+	if c.Queries != "" {
+		if err := add("QUERIES", c.Queries); err != nil {
+			return nil, err
+		}
+	}
+	if c.QueriesFile != "" {
+		b, err := os.ReadFile(c.QueriesFile)
+		if err != nil {
+			return nil, fmt.Errorf("QUERIES_FILE: %w", err)
+		}
+		if err := add("QUERIES_FILE "+c.QueriesFile, string(b)); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}

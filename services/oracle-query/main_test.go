@@ -1,0 +1,86 @@
+package main
+
+import (
+	"io"
+	"os"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// capture runs run() with args and returns its exit code, stdout and
+// stderr.
+func capture(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	savedArgs, savedOut, savedErr := os.Args, os.Stdout, os.Stderr
+	t.Cleanup(func() { os.Args, os.Stdout, os.Stderr = savedArgs, savedOut, savedErr })
+	read := func(f **os.File) func() string {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		*f = w
+		out := make(chan string)
+		go func() {
+			b, _ := io.ReadAll(r)
+			r.Close()
+			out <- string(b)
+		}()
+		return func() string { w.Close(); return <-out }
+	}
+	outText, errText := read(&os.Stdout), read(&os.Stderr)
+	os.Args = append([]string{"oracle-query"}, args...)
+	code = run()
+	return code, outText(), errText()
+}
+
+// clearOracleEnv unsets every ORACLE_* variable for the test.
+func clearOracleEnv(t *testing.T) {
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "ORACLE_") {
+			t.Setenv(name, "")
+			os.Unsetenv(name)
+		}
+	}
+}
+
+func TestHelpListsEveryVariable(t *testing.T) {
+	code, out, _ := capture(t, "--help")
+	if code != 0 {
+		t.Errorf("--help exited %d, want 0", code)
+	}
+	for _, v := range []string{"GRPC_ADDR", "BACKEND_TIMEOUT", "QUERY_TIMEOUT", "MAX_ROWS", "QUERY_POLICY", "QUERIES", "QUERIES_FILE",
+		"ORACLE_URL", "ORACLE_HOST", "ORACLE_PORT", "ORACLE_SERVICE", "ORACLE_USER", "ORACLE_PASSWORD", "ORACLE_OPTIONS",
+		"ORACLE_MAX_OPEN_CONNS", "ORACLE_MAX_IDLE_CONNS", "ORACLE_CONN_MAX_LIFETIME", "ORACLE_CONN_MAX_IDLE_TIME"} {
+		if !strings.Contains(out, v) {
+			t.Errorf("--help does not list %s:\n%s", v, out)
+		}
+	}
+}
+
+func TestWithoutOracleItRefusesToStart(t *testing.T) {
+	clearOracleEnv(t)
+	code, _, errOut := capture(t)
+	if code != 2 {
+		t.Errorf("exit code %d without ORACLE_URL, want 2 (configuration error)", code)
+	}
+	if !strings.Contains(errOut, "ORACLE_URL") || !strings.Contains(errOut, "required") {
+		t.Errorf("stderr does not name the variable: %q", errOut)
+	}
+}
+
+func TestBadPoolSettingRefusesToStart(t *testing.T) {
+	clearOracleEnv(t)
+	t.Setenv("ORACLE_URL", "oracle://ks:pw@127.0.0.1:1521/FREEPDB1")
+	t.Setenv("ORACLE_MAX_IDLE_CONNS", "9")
+	code, _, errOut := capture(t)
+	if code != 2 || !strings.Contains(errOut, "ORACLE_MAX_IDLE_CONNS=9") {
+		t.Errorf("exit %d, stderr %q; want 2 naming ORACLE_MAX_IDLE_CONNS", code, errOut)
+	}
+}

@@ -1,0 +1,259 @@
+package oraquery
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"maps"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	go_ora "github.com/sijms/go-ora/v2"
+
+	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
+)
+
+// Prefixes of the variables of named connections: ORACLE_URL_BILLING is
+// the connection "billing", ORACLE_PASSWORD_BILLING its password.
+const (
+	namedURLPrefix      = "ORACLE_URL_"
+	namedPasswordPrefix = "ORACLE_PASSWORD_"
+)
+
+// Config is the service's configuration: the SQL settings every SQL
+// scaler shares, and the Oracle connections, read from ORACLE_*
+// environment variables. Its envconfig defaults are the only defaults.
+type Config struct {
+	sqlmetric.Config
+
+	// URL is the default connection as a go-ora URL. Exactly one of URL
+	// and Host may be set.
+	URL string `envconfig:"ORACLE_URL" desc:"default connection: oracle://user:password@host:port/service?OPTION=value (go-ora URL; options such as SSL=true, SSL VERIFY=true, WALLET=/path); this, ORACLE_HOST or an ORACLE_URL_<NAME> is required"`
+	// Host builds the default connection from parts, instead of URL.
+	Host string `envconfig:"ORACLE_HOST" desc:"database host, instead of ORACLE_URL, with ORACLE_PORT, ORACLE_SERVICE, ORACLE_USER and ORACLE_PASSWORD"`
+	// Port is the listener port with Host.
+	Port int `envconfig:"ORACLE_PORT" default:"1521" desc:"listener port with ORACLE_HOST"`
+	// Service is the service name with Host (FREEPDB1, ORCLPDB1, ...).
+	Service string `envconfig:"ORACLE_SERVICE" desc:"service name with ORACLE_HOST, e.g. FREEPDB1"`
+	// User is the database user with Host; it overrides the user of URL.
+	User string `envconfig:"ORACLE_USER" desc:"database user with ORACLE_HOST (required there); overrides the user in ORACLE_URL"`
+	// Password overrides the password of URL and is the password with
+	// Host. Mount it from a Secret.
+	Password string `envconfig:"ORACLE_PASSWORD" desc:"password (from a Secret) with ORACLE_HOST; overrides the password in ORACLE_URL"`
+	// Options are go-ora URL options with Host, as a query string.
+	Options string `envconfig:"ORACLE_OPTIONS" desc:"go-ora URL options with ORACLE_HOST, as a query string: SSL=true&SSL VERIFY=true&WALLET=/wallet (with ORACLE_URL, put them in the URL)"`
+
+	// MaxOpenConns caps each connection's pool.
+	MaxOpenConns int `envconfig:"ORACLE_MAX_OPEN_CONNS" default:"4" desc:"maximum open sessions per connection (the scaler must never load the database)"`
+	// MaxIdleConns is how many idle sessions each pool keeps.
+	MaxIdleConns int `envconfig:"ORACLE_MAX_IDLE_CONNS" default:"2" desc:"idle sessions kept per connection (at most ORACLE_MAX_OPEN_CONNS)"`
+	// ConnMaxLifetime retires sessions after this long; 0 never does.
+	ConnMaxLifetime time.Duration `envconfig:"ORACLE_CONN_MAX_LIFETIME" default:"30m" desc:"a session is closed and replaced after this long (0: never)"`
+	// ConnMaxIdleTime closes sessions idle this long; 0 never does.
+	ConnMaxIdleTime time.Duration `envconfig:"ORACLE_CONN_MAX_IDLE_TIME" default:"5m" desc:"an idle session is closed after this long (0: never)"`
+}
+
+// Validate checks the configuration and names the variable at fault. It
+// parses every connection as go-ora will (reading a WALLET if one is
+// named) but connects to nothing.
+func (c *Config) Validate() error {
+	if err := c.Config.Validate(); err != nil {
+		return err
+	}
+	switch {
+	case c.Port <= 0 || c.Port > 65535:
+		return fmt.Errorf("ORACLE_PORT=%d: want a port between 1 and 65535", c.Port)
+	case c.MaxOpenConns <= 0:
+		return fmt.Errorf("ORACLE_MAX_OPEN_CONNS=%d: want > 0", c.MaxOpenConns)
+	case c.MaxIdleConns < 0 || c.MaxIdleConns > c.MaxOpenConns:
+		return fmt.Errorf("ORACLE_MAX_IDLE_CONNS=%d: want between 0 and ORACLE_MAX_OPEN_CONNS (%d)", c.MaxIdleConns, c.MaxOpenConns)
+	case c.ConnMaxLifetime < 0:
+		return fmt.Errorf("ORACLE_CONN_MAX_LIFETIME=%v: want >= 0 (0: no limit)", c.ConnMaxLifetime)
+	case c.ConnMaxIdleTime < 0:
+		return fmt.Errorf("ORACLE_CONN_MAX_IDLE_TIME=%v: want >= 0 (0: no limit)", c.ConnMaxIdleTime)
+	}
+	conns, err := c.Connections()
+	if err != nil {
+		return err
+	}
+	named, err := c.NamedQueries()
+	if err != nil {
+		return err
+	}
+	for name, q := range named {
+		if q.Connection != "" && conns[strings.ToLower(q.Connection)] == "" {
+			return fmt.Errorf("named query %q runs on connection %q, which is not configured: set %s%s",
+				name, q.Connection, namedURLPrefix, strings.ToUpper(q.Connection))
+		}
+	}
+	return nil
+}
+
+// Connections returns the go-ora URL of every connection, keyed by
+// lowercase name: sqlmetric.DefaultConnection for ORACLE_URL or
+// ORACLE_HOST, and "billing" for ORACLE_URL_BILLING (names are
+// case-insensitive). ORACLE_USER and ORACLE_PASSWORD are applied to the
+// default connection, ORACLE_PASSWORD_<NAME> to a named one. Errors name
+// the variable and never quote a URL: it may hold a password.
+func (c *Config) Connections() (map[string]string, error) {
+	out := make(map[string]string)
+	hasURL, hasHost := strings.TrimSpace(c.URL) != "", strings.TrimSpace(c.Host) != ""
+	switch {
+	case hasURL && hasHost:
+		return nil, errors.New("ORACLE_URL and ORACLE_HOST are both set: set one")
+	case hasURL && c.Options != "":
+		return nil, errors.New("ORACLE_OPTIONS is for ORACLE_HOST: with ORACLE_URL, put the options in the URL's query")
+	case hasURL:
+		u, err := connectionURL("ORACLE_URL", c.URL, c.User, c.Password)
+		if err != nil {
+			return nil, err
+		}
+		out[sqlmetric.DefaultConnection] = u
+	case hasHost:
+		u, err := c.partsURL()
+		if err != nil {
+			return nil, err
+		}
+		out[sqlmetric.DefaultConnection] = u
+	case c.Service != "" || c.Options != "":
+		return nil, errors.New("ORACLE_SERVICE and ORACLE_OPTIONS need ORACLE_HOST")
+	case c.User != "" || c.Password != "":
+		return nil, errors.New("ORACLE_USER and ORACLE_PASSWORD belong to the default connection, and neither ORACLE_URL nor ORACLE_HOST is set (a named connection's password is ORACLE_PASSWORD_<NAME>)")
+	}
+
+	urls, passwords := lookupNamed(namedURLPrefix), lookupNamed(namedPasswordPrefix)
+	for _, name := range slices.Sorted(maps.Keys(urls)) {
+		e := urls[name]
+		switch {
+		case len(e.vars) > 1:
+			return nil, fmt.Errorf("%s name the same connection %q (names are case-insensitive): keep one", strings.Join(e.vars, " and "), name)
+		case name == sqlmetric.DefaultConnection:
+			return nil, fmt.Errorf("%s: %q is the name of the connection of ORACLE_URL or ORACLE_HOST: pick another name", e.vars[0], name)
+		case strings.TrimSpace(e.value) == "":
+			return nil, fmt.Errorf("%s is empty", e.vars[0])
+		}
+		pw := passwords[name]
+		if len(pw.vars) > 1 {
+			return nil, fmt.Errorf("%s set the password of the same connection %q: keep one", strings.Join(pw.vars, " and "), name)
+		}
+		u, err := connectionURL(e.vars[0], e.value, "", pw.value)
+		if err != nil {
+			return nil, err
+		}
+		out[name] = u
+	}
+	for _, name := range slices.Sorted(maps.Keys(passwords)) {
+		if _, ok := urls[name]; !ok {
+			return nil, fmt.Errorf("%s is set but %s%s is not", passwords[name].vars[0], namedURLPrefix, strings.ToUpper(name))
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("ORACLE_URL (or ORACLE_HOST with ORACLE_SERVICE and ORACLE_USER, or a named ORACLE_URL_<NAME>) is required: there is no default, the scaler must not guess which database to read")
+	}
+	return out, nil
+}
+
+// partsURL builds the default connection's URL from ORACLE_HOST and
+// friends with go-ora's own URL builder.
+func (c *Config) partsURL() (string, error) {
+	switch {
+	case strings.TrimSpace(c.Service) == "":
+		return "", errors.New("ORACLE_SERVICE is required with ORACLE_HOST (the service name, e.g. FREEPDB1)")
+	case strings.TrimSpace(c.User) == "":
+		return "", errors.New("ORACLE_USER is required with ORACLE_HOST")
+	}
+	var opts map[string]string
+	if c.Options != "" {
+		q, err := url.ParseQuery(c.Options)
+		if err != nil {
+			// Without the reason, which quotes the text (perhaps a WALLET PASSWORD).
+			return "", errors.New("ORACLE_OPTIONS is not a query string such as SSL=true&SSL VERIFY=true (check its %-escapes)")
+		}
+		opts = make(map[string]string, len(q))
+		for k, v := range q {
+			opts[k] = strings.Join(v, ",")
+		}
+	}
+	u := go_ora.BuildUrl(strings.TrimSpace(c.Host), c.Port, strings.TrimSpace(c.Service), c.User, c.Password, opts)
+	if _, err := go_ora.ParseConfig(u); err != nil {
+		return "", fmt.Errorf("ORACLE_HOST, ORACLE_SERVICE or ORACLE_OPTIONS: go-ora refuses the connection: %w", err)
+	}
+	return u, nil
+}
+
+// connectionURL checks the go-ora URL in variable and applies user and
+// password over its own when they are set.
+func connectionURL(variable, raw, user, password string) (string, error) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil {
+		// Not even the reason: url.Parse's errors quote the URL or the
+		// part of it where parsing failed, which may be the password.
+		return "", fmt.Errorf("%s is not a valid URL (details are not shown: they could quote the password); percent-encode special characters of the user and password, or set the password in %s",
+			variable, passwordVariable(variable))
+	}
+	if u.Scheme != "oracle" {
+		return "", fmt.Errorf("%s: scheme %q: want oracle://user:password@host:port/service", variable, u.Scheme)
+	}
+	if user != "" || password != "" {
+		name := u.User.Username()
+		if user != "" {
+			name = user
+		}
+		pw, _ := u.User.Password()
+		if password != "" {
+			pw = password
+		}
+		u.User = url.UserPassword(name, pw)
+	}
+	s := u.String()
+	if _, err := go_ora.ParseConfig(s); err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return "", fmt.Errorf("%s: go-ora refuses the URL: %w", variable, err)
+	}
+	return s, nil
+}
+
+// passwordVariable names the variable of the password of the connection
+// of URL variable urlVariable.
+func passwordVariable(urlVariable string) string {
+	if name, ok := strings.CutPrefix(urlVariable, namedURLPrefix); ok {
+		return namedPasswordPrefix + name
+	}
+	return "ORACLE_PASSWORD"
+}
+
+// applyPool sets the pool limits of the configuration on db.
+func (c *Config) applyPool(db *sql.DB) {
+	db.SetMaxOpenConns(c.MaxOpenConns)
+	db.SetMaxIdleConns(c.MaxIdleConns)
+	db.SetConnMaxLifetime(c.ConnMaxLifetime)
+	db.SetConnMaxIdleTime(c.ConnMaxIdleTime)
+}
+
+// entry is the value of the variables that map to one lowercase name.
+type entry struct {
+	value string
+	vars  []string // the variables, sorted; more than one is a conflict
+}
+
+// lookupNamed returns the variables whose names start with prefix,
+// grouped by the rest of the name in lowercase, keeping the variables'
+// full names for errors.
+func lookupNamed(prefix string) map[string]entry {
+	out := make(map[string]entry)
+	for rest, value := range config.LookupAll(prefix) {
+		name := strings.ToLower(rest)
+		e := out[name]
+		e.value = value
+		e.vars = append(e.vars, prefix+rest)
+		slices.Sort(e.vars)
+		out[name] = e
+	}
+	return out
+}
