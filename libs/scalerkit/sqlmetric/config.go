@@ -13,7 +13,7 @@ import (
 // their own configuration.
 type Config struct {
 	// QueryTimeout is the statement timeout of every query.
-	QueryTimeout time.Duration `envconfig:"QUERY_TIMEOUT" default:"5s" desc:"statement timeout of every query (and its context deadline)"`
+	QueryTimeout time.Duration `envconfig:"QUERY_TIMEOUT" default:"4s" desc:"statement timeout of every query (and its context deadline); keep it below BACKEND_TIMEOUT so the database stops a slow query itself"`
 	// MaxRows caps the rows a query may return.
 	MaxRows int `envconfig:"MAX_ROWS" default:"10000" desc:"a query returning more rows is an error, not a count"`
 	// QueryPolicy is "any" or "allowlist".

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"io"
+	"os"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// capture runs run() with args and returns its exit code, stdout and
+// stderr.
+func capture(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	savedArgs, savedOut, savedErr := os.Args, os.Stdout, os.Stderr
+	t.Cleanup(func() { os.Args, os.Stdout, os.Stderr = savedArgs, savedOut, savedErr })
+	read := func(f **os.File) func() string {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		*f = w
+		out := make(chan string)
+		go func() {
+			b, _ := io.ReadAll(r)
+			r.Close()
+			out <- string(b)
+		}()
+		return func() string { w.Close(); return <-out }
+	}
+	outText, errText := read(&os.Stdout), read(&os.Stderr)
+	os.Args = append([]string{"postgres-query"}, args...)
+	code = run()
+	return code, outText(), errText()
+}
+
+// unsetenv removes name for the test and restores it afterwards.
+func unsetenv(t *testing.T, name string) {
+	t.Setenv(name, "")
+	os.Unsetenv(name)
+}
+
+func TestHelpListsEveryVariable(t *testing.T) {
+	code, out, _ := capture(t, "--help")
+	if code != 0 {
+		t.Errorf("--help exited %d, want 0", code)
+	}
+	for _, v := range []string{"GRPC_ADDR", "CACHE_TTL", "BACKEND_TIMEOUT", "QUERY_TIMEOUT", "MAX_ROWS", "QUERY_POLICY", "QUERIES", "QUERIES_FILE",
+		"POSTGRES_URL", "POSTGRES_URL_<NAME>", "POSTGRES_PASSWORD", "POSTGRES_MAX_CONNS", "POSTGRES_MIN_CONNS", "POSTGRES_MAX_CONN_LIFETIME",
+		"POSTGRES_MAX_CONN_IDLE_TIME", "POSTGRES_CONNECT_TIMEOUT", "POSTGRES_MAX_LISTEN_CHANNELS"} {
+		if !strings.Contains(out, v) {
+			t.Errorf("--help does not list %s:\n%s", v, out)
+		}
+	}
+}
+
+func TestConfigurationErrorsStopTheStart(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"no URL", map[string]string{}, "POSTGRES_URL is required"},
+		{"malformed URL", map[string]string{"POSTGRES_URL": "postgres://u:pw@h:port/db"}, "POSTGRES_URL is not a valid"},
+		{"malformed named URL", map[string]string{
+			"POSTGRES_URL":           "postgres://u@localhost/db",
+			"POSTGRES_URL_REPORTING": "host=h sslmode=sometimes",
+		}, "POSTGRES_URL_REPORTING is not a valid"},
+		{"bad pool size", map[string]string{"POSTGRES_URL": "postgres://u@localhost/db", "POSTGRES_MAX_CONNS": "0"}, "POSTGRES_MAX_CONNS"},
+		{"bad policy", map[string]string{"POSTGRES_URL": "postgres://u@localhost/db", "QUERY_POLICY": "open"}, "QUERY_POLICY"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, v := range []string{"POSTGRES_URL", "POSTGRES_URL_REPORTING", "POSTGRES_MAX_CONNS", "QUERY_POLICY"} {
+				unsetenv(t, v)
+			}
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			code, _, errOut := capture(t)
+			if code != 2 {
+				t.Errorf("exit code %d, want 2 (configuration error)", code)
+			}
+			if !strings.Contains(errOut, tt.want) {
+				t.Errorf("stderr %q does not contain %q", errOut, tt.want)
+			}
+			if strings.Contains(errOut, ":pw@") {
+				t.Errorf("stderr quotes a password: %q", errOut)
+			}
+		})
+	}
+}

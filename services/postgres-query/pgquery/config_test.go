@@ -1,0 +1,175 @@
+package pgquery
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
+)
+
+const testURL = "postgres://scaler:secret@db.example:5433/app?sslmode=disable"
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		edit func(*Config)
+		want string // "" for valid
+	}{
+		{"defaults", func(*Config) {}, ""},
+		{"keyword/value DSN", func(c *Config) { c.URL = "host=db.example port=5432 dbname=app user=scaler sslmode=require" }, ""},
+		{"named connection", func(c *Config) { c.Named = map[string]Connection{"REPORTING": {URL: testURL}} }, ""},
+		{"exec mode for PgBouncer", func(c *Config) { c.URL = testURL + "&default_query_exec_mode=exec" }, ""},
+		{"missing URL", func(c *Config) { c.URL = " " }, "POSTGRES_URL is required"},
+		{"malformed URL", func(c *Config) { c.URL = "postgres://scaler:secret@db.example:notaport/app" }, "POSTGRES_URL is not a valid"},
+		{"malformed DSN", func(c *Config) { c.URL = "host=db.example sslmode=sometimes" }, "POSTGRES_URL is not a valid"},
+		{"missing CA file", func(c *Config) {
+			c.URL = testURL[:strings.Index(testURL, "?")] + "?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"
+		}, "POSTGRES_URL"},
+		{"simple protocol", func(c *Config) { c.URL = testURL + "&default_query_exec_mode=simple_protocol" }, "simple_protocol is not allowed"},
+		{"malformed named URL", func(c *Config) { c.Named = map[string]Connection{"REPORTING": {URL: "postgres://x:y@h:port/db"}} }, "POSTGRES_URL_REPORTING is not a valid"},
+		{"empty named URL", func(c *Config) { c.Named = map[string]Connection{"REPORTING": {}} }, "POSTGRES_URL_REPORTING is empty"},
+		{"named default", func(c *Config) { c.Named = map[string]Connection{"DEFAULT": {URL: testURL}} }, "POSTGRES_URL_DEFAULT"},
+		{"name twice", func(c *Config) {
+			c.Named = map[string]Connection{"REPORTING": {URL: testURL}, "Reporting": {URL: testURL}}
+		}, "defined twice"},
+		{"bad name", func(c *Config) { c.Named = map[string]Connection{"RE-PORTING": {URL: testURL}} }, "POSTGRES_URL_RE-PORTING"},
+		{"max conns", func(c *Config) { c.MaxConns = 0 }, "POSTGRES_MAX_CONNS"},
+		{"min conns", func(c *Config) { c.MinConns = 5 }, "POSTGRES_MIN_CONNS"},
+		{"negative min conns", func(c *Config) { c.MinConns = -1 }, "POSTGRES_MIN_CONNS"},
+		{"lifetime", func(c *Config) { c.MaxConnLifetime = 0 }, "POSTGRES_MAX_CONN_LIFETIME"},
+		{"idle time", func(c *Config) { c.MaxConnIdleTime = -time.Second }, "POSTGRES_MAX_CONN_IDLE_TIME"},
+		{"connect timeout", func(c *Config) { c.ConnectTimeout = 0 }, "POSTGRES_CONNECT_TIMEOUT"},
+		{"listen channels", func(c *Config) { c.MaxListenChannels = 0 }, "POSTGRES_MAX_LISTEN_CHANNELS"},
+		{"query timeout", func(c *Config) { c.QueryTimeout = 0 }, "QUERY_TIMEOUT"},
+		{"query timeout too long", func(c *Config) { c.QueryTimeout = 48 * time.Hour }, "QUERY_TIMEOUT=48h0m0s: want at most 1h0m0s"},
+		{"max rows", func(c *Config) { c.MaxRows = 0 }, "MAX_ROWS"},
+		{"policy", func(c *Config) { c.QueryPolicy = "some" }, "QUERY_POLICY"},
+		{"queries", func(c *Config) { c.Queries = "{" }, "QUERIES"},
+		{"query on an unknown connection", func(c *Config) {
+			c.Queries = `{"reports": {"sql": "select 1", "connection": "reporting"}}`
+		}, "POSTGRES_URL_REPORTING is not set"},
+		{"query on a named connection", func(c *Config) {
+			c.Queries = `{"reports": {"sql": "select 1", "connection": "Reporting"}}`
+			c.Named = map[string]Connection{"REPORTING": {URL: testURL}}
+		}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(testURL)
+			tt.edit(&cfg)
+			err := cfg.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("Validate: %v", err)
+			case tt.want != "" && err == nil:
+				t.Fatalf("Validate accepted it, want an error with %q", tt.want)
+			case err != nil && !strings.Contains(err.Error(), tt.want):
+				t.Fatalf("Validate = %q, want it to contain %q", err, tt.want)
+			case err != nil && strings.Contains(err.Error(), "secret"):
+				t.Fatalf("Validate quotes the password: %q", err)
+			}
+		})
+	}
+}
+
+// TestNamedFromEnvironment: POSTGRES_URL_<NAME> and POSTGRES_PASSWORD_<NAME>
+// define connection <name>. Not parallel: it sets environment variables.
+func TestNamedFromEnvironment(t *testing.T) {
+	t.Setenv("POSTGRES_URL_REPORTING", "postgres://report@reports.example/reports")
+	t.Setenv("POSTGRES_PASSWORD_REPORTING", "from-a-secret")
+	t.Setenv("POSTGRES_URL_Billing", "host=billing.example dbname=billing user=bill")
+	cfg := testConfig(testURL)
+	cfg.Named = nil
+	must(t, cfg.Validate())
+	conns, err := cfg.connections()
+	must(t, err)
+	if len(conns) != 3 {
+		t.Fatalf("connections = %v, want default, reporting and billing", conns)
+	}
+	if c := conns["reporting"]; c.URL != "postgres://report@reports.example/reports" || c.Password != "from-a-secret" || c.variable != "POSTGRES_URL_REPORTING" {
+		t.Errorf("reporting = %+v", c)
+	}
+	if c := conns["billing"]; c.Password != "" || c.variable != "POSTGRES_URL_Billing" {
+		t.Errorf("billing = %+v", c)
+	}
+	if c := conns[sqlmetric.DefaultConnection]; c.URL != testURL {
+		t.Errorf("default = %+v", c)
+	}
+
+	t.Setenv("POSTGRES_PASSWORD_ARCHIVE", "orphan")
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "POSTGRES_PASSWORD_ARCHIVE is set but POSTGRES_URL_ARCHIVE is not") {
+		t.Errorf("Validate with a password and no URL = %v", err)
+	}
+}
+
+// TestPoolConfig: the pool gets the limits, timeouts, password and
+// application name of the configuration, whatever the DSN says.
+func TestPoolConfig(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(testURL)
+	cfg.MaxConns, cfg.MinConns = 3, 1
+	cfg.ConnectTimeout = 7 * time.Second
+	cfg.MaxConnLifetime, cfg.MaxConnIdleTime = time.Hour, time.Minute
+	conn := connection{Connection: Connection{URL: testURL + "&pool_max_conns=100&connect_timeout=60", Password: "override"}, variable: "POSTGRES_URL"}
+	pc, err := cfg.poolConfig(conn)
+	must(t, err)
+	cc := pc.ConnConfig
+	if pc.MaxConns != 3 || pc.MinConns != 1 || pc.MaxConnLifetime != time.Hour || pc.MaxConnIdleTime != time.Minute {
+		t.Errorf("pool limits = %d/%d/%v/%v", pc.MaxConns, pc.MinConns, pc.MaxConnLifetime, pc.MaxConnIdleTime)
+	}
+	if cc.ConnectTimeout != 7*time.Second {
+		t.Errorf("connect timeout = %v, want 7s", cc.ConnectTimeout)
+	}
+	if cc.Password != "override" || cc.User != "scaler" || cc.Host != "db.example" || cc.Port != 5433 || cc.Database != "app" {
+		t.Errorf("connection = %s@%s:%d/%s with password %q", cc.User, cc.Host, cc.Port, cc.Database, cc.Password)
+	}
+	if got := cc.RuntimeParams["application_name"]; got != AppName {
+		t.Errorf("application_name = %q, want %q", got, AppName)
+	}
+	if cc.DefaultQueryExecMode == pgx.QueryExecModeSimpleProtocol {
+		t.Error("simple protocol")
+	}
+	if got := listenConfig(pc).RuntimeParams["application_name"]; got != AppName+ListenSuffix {
+		t.Errorf("listen application_name = %q", got)
+	}
+	if pc.ConnConfig.RuntimeParams["application_name"] != AppName {
+		t.Error("listenConfig changed the pool's settings")
+	}
+
+	// Without POSTGRES_PASSWORD the DSN's password stays; an operator's
+	// application_name is kept.
+	conn = connection{Connection: Connection{URL: testURL + "&application_name=scaler-eu"}, variable: "POSTGRES_URL"}
+	pc, err = cfg.poolConfig(conn)
+	must(t, err)
+	if pc.ConnConfig.Password != "secret" {
+		t.Errorf("password = %q, want the DSN's", pc.ConnConfig.Password)
+	}
+	if got := listenConfig(pc).RuntimeParams["application_name"]; got != "scaler-eu"+ListenSuffix {
+		t.Errorf("listen application_name = %q", got)
+	}
+}
+
+// TestNewDoesNotConnect: New builds pools without connecting, so the
+// scaler starts while the database is down.
+func TestNewDoesNotConnect(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig("postgres://postgres@127.0.0.1:1/none?sslmode=disable")
+	cfg.Named = map[string]Connection{"reporting": {URL: "postgres://postgres@127.0.0.1:2/none?sslmode=disable"}}
+	start := time.Now()
+	b := newBackend(t, cfg)
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("New took %v", d)
+	}
+	if len(b.pools) != 2 || len(b.listeners) != 2 {
+		t.Errorf("%d pools and %d listeners, want 2 each", len(b.pools), len(b.listeners))
+	}
+	for name, p := range b.pools {
+		if n := p.Stat().TotalConns(); n != 0 {
+			t.Errorf("pool %s opened %d connections", name, n)
+		}
+	}
+}
