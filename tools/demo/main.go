@@ -25,5 +25,15 @@ func main() {
 
 func run(ctx context.Context, bin string) error {
 	d := &demo{bin: bin, out: os.Stdout}
-	return d.redisSession(ctx)
+	if err := d.redisSession(ctx); err != nil {
+		return fmt.Errorf("redis-session: %w", err)
+	}
+	if err := d.postgresQuery(ctx); err != nil {
+		return fmt.Errorf("postgres-query: %w", err)
+	}
+	d.step("oracle-query: not demonstrated here")
+	fmt.Fprintln(d.out, "No Oracle server can run on this machine. oracle-query shares postgres-query's SQL core")
+	fmt.Fprintln(d.out, "(libs/scalerkit/sqlmetric); services/oracle-query/README.md says how to run its live test.")
+	d.step("done: every throwaway server and scaler is stopped and removed")
+	return nil
 }

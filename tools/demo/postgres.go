@@ -33,7 +33,8 @@ func (d *demo) postgresQuery(ctx context.Context) (err error) {
 	}
 	fmt.Fprintln(d.out, "bookings: 30 confirmed, 15 pending")
 
-	svc, err := d.startService(ctx, "postgres-query", "POSTGRES_URL="+pg.URL())
+	// A 30 s push interval: an immediate true can only come from NOTIFY.
+	svc, err := d.startService(ctx, "postgres-query", "POSTGRES_URL="+pg.URL(), "PUSH_INTERVAL=30s")
 	if err != nil {
 		return err
 	}
@@ -69,7 +70,7 @@ func (d *demo) postgresQuery(ctx context.Context) (err error) {
 	}
 	fmt.Fprintf(d.out, "bookings still holds %d rows\n", n)
 
-	d.step("external-push with notifyChannel: NOTIFY wakes a scaled-to-zero workload at once (PUSH_INTERVAL is 1s here; in production it can be 30s)")
+	d.step("external-push with notifyChannel: NOTIFY wakes a scaled-to-zero workload at once (PUSH_INTERVAL is 30s here)")
 	fmt.Fprintln(d.out, "at +2s a refund request arrives and the application runs NOTIFY refunds")
 	if _, err := conn.Exec(ctx, `create table refunds (id serial primary key, done bool not null default false)`); err != nil {
 		return err
