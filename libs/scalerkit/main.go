@@ -35,10 +35,12 @@ type BuildFunc func(ctx context.Context, log *slog.Logger) (scaler.Backend, erro
 // for none); it
 // is loaded before build is called. "--help" prints every variable.
 func Main(name string, svcConfig any, build BuildFunc) int {
-	return run(name, os.Args[1:], os.Stdout, os.Stderr, svcConfig, build)
+	return Run(name, os.Args[1:], os.Stdout, os.Stderr, svcConfig, build)
 }
 
-func run(name string, args []string, stdout, stderr io.Writer, svcConfig any, build BuildFunc) int {
+// Run is Main with the command-line arguments (without the program name)
+// and the output streams given, for a service's own tests.
+func Run(name string, args []string, stdout, stderr io.Writer, svcConfig any, build BuildFunc) int {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	showVersion := fs.Bool("version", false, "print the version and exit")

@@ -124,7 +124,7 @@ func TestRunHelp(t *testing.T) {
 			cleanEnv(t, map[string]string{"CACHE_TTL": "abc"}) // not loaded for --help
 			var stdout, stderr bytes.Buffer
 			b := &builder{backend: fakeBackend{}}
-			code := run("my-scaler", []string{arg}, &stdout, &stderr, &testSvcConfig{}, b.build)
+			code := Run("my-scaler", []string{arg}, &stdout, &stderr, &testSvcConfig{}, b.build)
 			if code != 0 {
 				t.Fatalf("run %s = %d, want 0; stderr:\n%s", arg, code, stderr.String())
 			}
@@ -149,7 +149,7 @@ func TestRunVersion(t *testing.T) {
 	cleanEnv(t, map[string]string{"CACHE_TTL": "abc"}) // not loaded for --version
 	var stdout, stderr bytes.Buffer
 	b := &builder{backend: fakeBackend{}}
-	if code := run("my-scaler", []string{"--version"}, &stdout, &stderr, &testSvcConfig{}, b.build); code != 0 {
+	if code := Run("my-scaler", []string{"--version"}, &stdout, &stderr, &testSvcConfig{}, b.build); code != 0 {
 		t.Fatalf("run --version = %d, want 0; stderr:\n%s", code, stderr.String())
 	}
 	if got := stdout.String(); got != "my-scaler v1.2.3\n" {
@@ -164,7 +164,7 @@ func TestRunBadFlag(t *testing.T) {
 	cleanEnv(t, nil)
 	var stdout, stderr bytes.Buffer
 	b := &builder{backend: fakeBackend{}}
-	if code := run("my-scaler", []string{"--nope"}, &stdout, &stderr, &testSvcConfig{}, b.build); code != 2 {
+	if code := Run("my-scaler", []string{"--nope"}, &stdout, &stderr, &testSvcConfig{}, b.build); code != 2 {
 		t.Fatalf("run --nope = %d, want 2", code)
 	}
 	if !strings.Contains(stderr.String(), "nope") {
@@ -193,7 +193,7 @@ func TestRunConfigErrors(t *testing.T) {
 			cleanEnv(t, tt.env)
 			var stdout, stderr bytes.Buffer
 			b := &builder{backend: fakeBackend{}}
-			code := run("my-scaler", nil, &stdout, &stderr, &testSvcConfig{}, b.build)
+			code := Run("my-scaler", nil, &stdout, &stderr, &testSvcConfig{}, b.build)
 			if code != 2 {
 				t.Fatalf("run = %d, want 2; stderr:\n%s", code, stderr.String())
 			}
@@ -238,7 +238,7 @@ func TestRunServeErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cleanEnv(t, tt.env)
 			var stdout, stderr bytes.Buffer
-			code := run("my-scaler", nil, &stdout, &stderr, &testSvcConfig{}, tt.build.build)
+			code := Run("my-scaler", nil, &stdout, &stderr, &testSvcConfig{}, tt.build.build)
 			if code != 1 {
 				t.Fatalf("run = %d, want 1; stderr:\n%s", code, stderr.String())
 			}

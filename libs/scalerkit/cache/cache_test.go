@@ -10,8 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/kedascalers/kedascalers/libs/scalerkit/cache"
 )
+
+// TestMain checks that no shared call outlives the tests: Get runs each
+// call in a goroutine of its own.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // waitTimeout bounds every wait in these tests; it is a safety net, not a
 // performance expectation.

@@ -1,0 +1,120 @@
+package scalertest
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
+)
+
+// Context returns a context that ends after d or when the test ends.
+func Context(t testing.TB, d time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// GetMetrics makes KEDA's GetMetrics call for metric and returns the one
+// value it must carry (an error when it carries another number of values).
+func (s *Scaler) GetMetrics(ctx context.Context, md map[string]string, metric string) (float64, error) {
+	res, err := s.Client.GetMetrics(ctx, &pb.GetMetricsRequest{ScaledObjectRef: Ref(md), MetricName: metric})
+	if err != nil {
+		return 0, err
+	}
+	if n := len(res.GetMetricValues()); n != 1 {
+		return 0, fmt.Errorf("GetMetrics returned %d values, want exactly 1", n)
+	}
+	return res.GetMetricValues()[0].GetMetricValueFloat(), nil
+}
+
+// Messages delivers what recv returns (a stream's Recv) until it fails or
+// ctx ends; the channel is closed then.
+func Messages[T any](ctx context.Context, recv func() (T, error)) <-chan T {
+	ch := make(chan T)
+	go func() {
+		defer close(ch)
+		for {
+			m, err := recv()
+			if err != nil {
+				return
+			}
+			select {
+			case ch <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+// Next returns the next message of ch, failing the test when none comes
+// within d or the stream ends.
+func Next[T any](t testing.TB, ch <-chan T, d time.Duration, what string) T {
+	t.Helper()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case m, ok := <-ch:
+		if !ok {
+			t.Fatalf("%s: stream ended", what)
+		}
+		return m
+	case <-timer.C:
+		t.Fatalf("%s: no message within %v", what, d)
+	}
+	panic("unreachable")
+}
+
+// None fails the test when ch delivers a message, or ends, within d.
+func None[T any](t testing.TB, ch <-chan T, d time.Duration, what string) {
+	t.Helper()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case m, ok := <-ch:
+		if ok {
+			t.Fatalf("%s: unexpected message %v", what, m)
+		}
+		t.Fatalf("%s: stream ended", what)
+	case <-timer.C:
+	}
+}
+
+// WantStatus fails the test unless err is a gRPC status with code whose
+// message contains every fragment.
+func WantStatus(t testing.TB, err error, code codes.Code, fragments ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("no error, want %v", code)
+	}
+	st, _ := status.FromError(err)
+	if st.Code() != code {
+		t.Fatalf("code %v (%v), want %v", st.Code(), st.Message(), code)
+	}
+	for _, f := range fragments {
+		if !strings.Contains(st.Message(), f) {
+			t.Errorf("message %q does not contain %q", st.Message(), f)
+		}
+	}
+}
+
+// Eventually calls f every 20ms until it returns nil or d has passed, and
+// returns its last error.
+func Eventually(d time.Duration, f func() error) error {
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
