@@ -8,38 +8,61 @@ SERVICES := $(notdir $(wildcard services/*))
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/kedascalers/kedascalers/libs/scalerkit.Version=$(VERSION)
 GOTEST_FLAGS ?= -race -count=1 -timeout 20m
+IMAGE_REPO ?= ghcr.io/kedascalers
 
-.PHONY: all generate lint test unit build demo bench tidy deps help
+.PHONY: all generate lint lint-go lint-proto lint-actions test unit deploy-check build images demo bench tidy deps help
 
 all: lint test build
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
 
 generate: ## regenerate the gRPC stubs from proto/externalscaler.proto
 	cd proto && go tool buf generate
 
-lint: ## gofmt, go vet, buf lint, stub drift, each module alone
+lint: lint-go lint-proto lint-actions ## gofmt, go vet, buf lint, stub drift, each module alone, workflows
+
+lint-go: ## gofmt, go vet, and each module built, vetted and tidy alone (MODULES=dir... for some)
 	@unformatted=$$(gofmt -l $(MODULES)); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted" >&2; exit 1; fi
 	for m in $(MODULES); do (cd $$m && go vet ./...); done
+	tools/devtools/modcheck.sh $(MODULES)
+
+lint-proto: ## buf lint, and the committed stubs match externalscaler.proto
 	cd proto && go tool buf lint
 	cd proto && go tool buf generate
 	@if ! git diff --quiet -- proto/externalscaler || [ -n "$$(git ls-files --others --exclude-standard proto/externalscaler)" ]; then \
 		echo "proto/externalscaler is out of date with externalscaler.proto: run 'make generate' and commit" >&2; exit 1; fi
-	tools/devtools/modcheck.sh $(MODULES)
+
+lint-actions: ## actionlint on .github/workflows (and shellcheck on their scripts, where installed)
+	go tool actionlint
 
 deps: ## install redis-server and PostgreSQL if missing (apt-get as root)
 	tools/devtools/deps.sh
 
-unit: deps ## go test -race in every module
-	for m in $(MODULES); do (cd $$m && go test $(GOTEST_FLAGS) ./...); done
+unit: deps ## go test -race in every module but deploy (deploy-check runs that one)
+	for m in $(filter-out deploy,$(MODULES)); do (cd $$m && go test $(GOTEST_FLAGS) ./...); done
 
-test: lint unit ## lint, then every module's tests against throwaway backends
+test: lint unit deploy-check ## lint, then every module's tests against throwaway backends
+
+deploy-check: ## render and check every kustomization and example; replay the image builds (deploy/)
+	cd deploy && go test -count=1 -timeout 20m ./...
 
 build: ## static binaries into bin/
 	mkdir -p bin
 	for s in $(SERVICES); do (cd services/$$s && CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o ../../bin/$$s .); done
 	cd tools/scalerctl && CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o ../../bin/scalerctl .
+
+# The tag of each image is its service's own release version
+# (services/<name>/v1.2.3 -> v1.2.3), as the release workflows tag them.
+images: ## container images of every service, where a Docker engine runs
+	@if ! docker info >/dev/null 2>&1; then echo "no Docker engine here (docker info failed): skipping image builds"; exit 0; fi; \
+	for f in services/*/Dockerfile; do \
+		s=$$(basename "$$(dirname "$$f")"); \
+		v=$$(git describe --tags --match "services/$$s/v*" --dirty 2>/dev/null || git describe --always --dirty 2>/dev/null || echo dev); \
+		v=$${v#services/$$s/}; \
+		echo "docker build $(IMAGE_REPO)/$$s:$$v"; \
+		docker build -f "$$f" --build-arg VERSION="$$v" -t "$(IMAGE_REPO)/$$s:$$v" .; \
+	done
 
 demo: deps build ## throwaway backends, the scalers, and scalerctl asking them as KEDA does
 	go run ./tools/demo --bin bin
