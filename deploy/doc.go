@@ -1,5 +1,5 @@
 // Package deploy holds no code. The module is the home of the Kubernetes
-// manifests (kustomize/, examples/) and of the tests that check them and
+// manifests (kustomize/, with kustomize/examples/) and of the tests that check them and
 // the images:
 //
 //   - kustomize_test.go renders every base and overlay with kustomize's Go

@@ -51,7 +51,7 @@ func sqlMetadata(md map[string]string) string {
 func TestExamples(t *testing.T) {
 	for _, svc := range services(t) {
 		t.Run(svc, func(t *testing.T) {
-			ex := readDir(t, filepath.Join("examples", svc))
+			ex := readDir(t, filepath.Join("kustomize", "examples", svc))
 			prod := render(t, filepath.Join("kustomize", "overlays", "prod", svc))
 			s := prod.service(t)
 			container := prod.deployment(t).Spec.Template.Spec.Containers[0]

@@ -45,7 +45,7 @@ func TestLayout(t *testing.T) {
 	svcs := services(t)
 	want := []string{
 		"kustomize/base/%s/kustomization.yaml",
-		"examples/%s",
+		"kustomize/examples/%s",
 		"../services/%s/Dockerfile",
 		"../.github/workflows/release-%s.yml",
 	}
@@ -60,7 +60,7 @@ func TestLayout(t *testing.T) {
 			}
 		}
 	}
-	dirs := []string{"kustomize/base", "examples"}
+	dirs := []string{"kustomize/base", "kustomize/examples"}
 	for _, env := range environments {
 		dirs = append(dirs, "kustomize/overlays/"+env)
 	}
