@@ -17,28 +17,10 @@ import (
 	"github.com/kedascalers/kedascalers/libs/scalerkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/testenv"
-	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
 
-// poll asks s as KEDA does, with a bound.
-func poll(t *testing.T, s *scalertest.Scaler, md map[string]string) (scalertest.Poll, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	return s.Poll(ctx, md)
-}
-
-// getMetrics asks s for the value only, as KEDA's GetMetrics.
-func getMetrics(t *testing.T, s *scalertest.Scaler, md map[string]string) (float64, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	resp, err := s.Client.GetMetrics(ctx, &pb.GetMetricsRequest{ScaledObjectRef: scalertest.Ref(md), MetricName: "query_value"})
-	if err != nil {
-		return 0, err
-	}
-	return resp.GetMetricValues()[0].GetMetricValueFloat(), nil
-}
+// callTimeout bounds each call to the served scaler.
+const callTimeout = 20 * time.Second
 
 // trigger is trigger metadata with a target of 10 and the given query.
 func trigger(query string, kv ...string) map[string]string {
@@ -104,7 +86,7 @@ func TestOracleShapedEndToEnd(t *testing.T) {
 		"with d as (select 1 from dual) select count(*) from d":    1,
 	}
 	for q, want := range values {
-		p, err := poll(t, s, trigger(q))
+		p, err := s.Poll(scalertest.Context(t, callTimeout), trigger(q))
 		if err != nil || p.Value != want {
 			t.Errorf("%s: value %v, %v; want %v", q, p.Value, err, want)
 		}
@@ -112,7 +94,7 @@ func TestOracleShapedEndToEnd(t *testing.T) {
 			t.Errorf("%s: poll %+v", q, p)
 		}
 	}
-	if v, err := getMetrics(t, s, map[string]string{"queryName": "by_status", "param.status": "pending", "targetQueryValue": "1"}); err != nil || v != 2 {
+	if v, err := s.GetMetrics(scalertest.Context(t, callTimeout), map[string]string{"queryName": "by_status", "param.status": "pending", "targetQueryValue": "1"}, "query_value"); err != nil || v != 2 {
 		t.Errorf("named query with a bind parameter: %v, %v; want 2", v, err)
 	}
 
@@ -129,7 +111,7 @@ func TestOracleShapedEndToEnd(t *testing.T) {
 	}
 	for _, e := range errs {
 		start := time.Now()
-		_, err := getMetrics(t, s, trigger(e.query))
+		_, err := s.GetMetrics(scalertest.Context(t, callTimeout), trigger(e.query), "query_value")
 		if status.Code(err) != e.code || !strings.Contains(err.Error(), e.want) {
 			t.Errorf("%s: %v, want %v mentioning %s", e.query, err, e.code, e.want)
 		}
@@ -208,24 +190,24 @@ func TestBackendOnPostgres(t *testing.T) {
 	s := scalertest.Serve(t, b, scalertest.Options{CacheTTL: -1})
 
 	t.Run("count", func(t *testing.T) {
-		p, err := poll(t, s, trigger("select count(*) from ks_bookings where status = 'confirmed'", "activationTargetQueryValue", "2"))
+		p, err := s.Poll(scalertest.Context(t, callTimeout), trigger("select count(*) from ks_bookings where status = 'confirmed'", "activationTargetQueryValue", "2"))
 		if err != nil || p.Value != 3 || !p.Active {
 			t.Errorf("poll %+v, %v; want value 3, active", p, err)
 		}
 	})
 	t.Run("row count", func(t *testing.T) {
-		p, err := poll(t, s, trigger("select id from ks_bookings where status = 'pending'", "connection", "REPORTS"))
+		p, err := s.Poll(scalertest.Context(t, callTimeout), trigger("select id from ks_bookings where status = 'pending'", "connection", "REPORTS"))
 		if err != nil || p.Value != 2 {
 			t.Errorf("poll %+v, %v; want 2 rows", p, err)
 		}
 	})
 	t.Run("decimal sum", func(t *testing.T) {
-		if v, err := getMetrics(t, s, trigger("select sum(price) from ks_bookings")); err != nil || v != 31.75 {
+		if v, err := s.GetMetrics(scalertest.Context(t, callTimeout), trigger("select sum(price) from ks_bookings"), "query_value"); err != nil || v != 31.75 {
 			t.Errorf("sum %v, %v; want 31.75", v, err)
 		}
 	})
 	t.Run("NULL and no rows", func(t *testing.T) {
-		p, err := poll(t, s, trigger("select sum(seats) from ks_bookings where status = 'none'"))
+		p, err := s.Poll(scalertest.Context(t, callTimeout), trigger("select sum(seats) from ks_bookings where status = 'none'"))
 		if err != nil || p.Value != 0 || p.Active {
 			t.Errorf("NULL sum: poll %+v, %v; want 0, inactive", p, err)
 		}
@@ -234,7 +216,7 @@ func TestBackendOnPostgres(t *testing.T) {
 		md := map[string]string{"queryName": "by_status", "targetQueryValue": "1"}
 		for status, want := range map[string]float64{"pending": 2, "x' or '1'='1": 0} {
 			md["param.status"] = status
-			if v, err := getMetrics(t, s, md); err != nil || v != want {
+			if v, err := s.GetMetrics(scalertest.Context(t, callTimeout), md, "query_value"); err != nil || v != want {
 				t.Errorf("by_status %q: %v, %v; want %v", status, v, err, want)
 			}
 		}
@@ -245,7 +227,7 @@ func TestBackendOnPostgres(t *testing.T) {
 		if status.Code(err) != codes.PermissionDenied {
 			t.Errorf("delete through the querier: %v, want PermissionDenied", err)
 		}
-		_, err = getMetrics(t, s, trigger("with d as (delete from ks_bookings returning 1) select count(*) from d"))
+		_, err = s.GetMetrics(scalertest.Context(t, callTimeout), trigger("with d as (delete from ks_bookings returning 1) select count(*) from d"), "query_value")
 		if status.Code(err) != codes.PermissionDenied {
 			t.Errorf("a delete inside WITH: %v, want PermissionDenied", err)
 		}
@@ -255,7 +237,7 @@ func TestBackendOnPostgres(t *testing.T) {
 	})
 	t.Run("QUERY_TIMEOUT", func(t *testing.T) {
 		start := time.Now()
-		_, err := getMetrics(t, s, trigger("select pg_sleep(10)"))
+		_, err := s.GetMetrics(scalertest.Context(t, callTimeout), trigger("select pg_sleep(10)"), "query_value")
 		if status.Code(err) != codes.DeadlineExceeded || !strings.Contains(err.Error(), "QUERY_TIMEOUT=500ms") {
 			t.Errorf("pg_sleep(10): %v, want DeadlineExceeded naming QUERY_TIMEOUT", err)
 		}
@@ -263,7 +245,7 @@ func TestBackendOnPostgres(t *testing.T) {
 			t.Errorf("the timeout took %v", d)
 		}
 		// The pool is still usable afterwards.
-		if v, err := getMetrics(t, s, trigger("select count(*) from ks_bookings")); err != nil || v != 5 {
+		if v, err := s.GetMetrics(scalertest.Context(t, callTimeout), trigger("select count(*) from ks_bookings"), "query_value"); err != nil || v != 5 {
 			t.Errorf("after a timeout: %v, %v; want 5", v, err)
 		}
 	})
@@ -281,13 +263,13 @@ func TestBackendOnPostgres(t *testing.T) {
 		}
 	})
 	t.Run("MAX_ROWS", func(t *testing.T) {
-		_, err := getMetrics(t, s, trigger("select generate_series(1, 1000000)"))
+		_, err := s.GetMetrics(scalertest.Context(t, callTimeout), trigger("select generate_series(1, 1000000)"), "query_value")
 		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "MAX_ROWS") {
 			t.Errorf("a million rows: %v, want FailedPrecondition naming MAX_ROWS", err)
 		}
 	})
 	t.Run("bad query", func(t *testing.T) {
-		_, err := getMetrics(t, s, trigger("select nope from ks_bookings"))
+		_, err := s.GetMetrics(scalertest.Context(t, callTimeout), trigger("select nope from ks_bookings"), "query_value")
 		if status.Code(err) != codes.Unavailable {
 			// PostgreSQL's errors are not mapped by the Oracle dialect: as
 			// they are, scalerkit reports them as an outage.

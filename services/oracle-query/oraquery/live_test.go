@@ -133,7 +133,7 @@ func TestLiveOracle(t *testing.T) {
 	}
 	for _, v := range values {
 		t.Run(v.name, func(t *testing.T) {
-			p, err := poll(t, s, trigger(v.query))
+			p, err := s.Poll(scalertest.Context(t, callTimeout), trigger(v.query))
 			if err != nil || p.Value != v.want {
 				t.Errorf("%s: %+v, %v; want %v", v.query, p, err, v.want)
 			}
@@ -143,19 +143,19 @@ func TestLiveOracle(t *testing.T) {
 		md := map[string]string{"queryName": "by_status", "targetQueryValue": "1"}
 		for st, want := range map[string]float64{"pending": 2, "x' or '1'='1": 0} {
 			md["param.status"] = st
-			if v, err := getMetrics(t, s, md); err != nil || v != want {
+			if v, err := s.GetMetrics(scalertest.Context(t, callTimeout), md, "query_value"); err != nil || v != want {
 				t.Errorf("by_status %q: %v, %v; want %v", st, v, err, want)
 			}
 		}
 	})
 	t.Run("MAX_ROWS", func(t *testing.T) {
-		_, err := getMetrics(t, s, trigger("select level from dual connect by level <= 100000"))
+		_, err := s.GetMetrics(scalertest.Context(t, callTimeout), trigger("select level from dual connect by level <= 100000"), "query_value")
 		if status.Code(err) != codes.FailedPrecondition {
 			t.Errorf("100000 rows with MAX_ROWS=1000: %v, want FailedPrecondition", err)
 		}
 	})
 	t.Run("bad query", func(t *testing.T) {
-		_, err := getMetrics(t, s, trigger("select count(*) from ks_no_such_table"))
+		_, err := s.GetMetrics(scalertest.Context(t, callTimeout), trigger("select count(*) from ks_no_such_table"), "query_value")
 		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "942") {
 			t.Errorf("missing table: %v, want InvalidArgument (ORA-00942)", err)
 		}
@@ -180,7 +180,7 @@ func TestLiveOracle(t *testing.T) {
 		t.Cleanup(func() { _ = sb.Close() })
 		ss := scalertest.Serve(t, sb, scalertest.Options{CacheTTL: -1, BackendTimeout: 10 * time.Second})
 		start := time.Now()
-		_, err = getMetrics(t, ss, trigger("select count(*) from all_objects a, all_objects b, all_objects c"))
+		_, err = ss.GetMetrics(scalertest.Context(t, callTimeout), trigger("select count(*) from all_objects a, all_objects b, all_objects c"), "query_value")
 		if status.Code(err) != codes.DeadlineExceeded || !strings.Contains(err.Error(), "QUERY_TIMEOUT") {
 			t.Errorf("a slow query with QUERY_TIMEOUT=1s: %v, want DeadlineExceeded naming QUERY_TIMEOUT", err)
 		}
@@ -188,7 +188,7 @@ func TestLiveOracle(t *testing.T) {
 			t.Errorf("the timeout took %v", d)
 		}
 		// The pool recovers from the break.
-		if v, err := getMetrics(t, ss, trigger("select count(*) from ks_bookings")); err != nil || v != 6 {
+		if v, err := ss.GetMetrics(scalertest.Context(t, callTimeout), trigger("select count(*) from ks_bookings"), "query_value"); err != nil || v != 6 {
 			t.Errorf("after a timeout: %v, %v; want 6", v, err)
 		}
 	})

@@ -50,7 +50,7 @@ func TestPollLikeKEDA(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := e.s.Poll(timeout(t, 10*time.Second), tt.md)
+			got, err := e.s.Poll(scalertest.Context(t, 10*time.Second), tt.md)
 			must(t, err)
 			if got.MetricName != tt.want.MetricName || got.Target != tt.want.Target || got.Active != tt.want.Active ||
 				math.Abs(got.Value-tt.want.Value) > 1e-9 {
@@ -65,7 +65,7 @@ func TestPollLikeKEDA(t *testing.T) {
 func TestFloatTarget(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, sharedPostgres(t), nil, scalertest.Options{})
-	ctx := timeout(t, 10*time.Second)
+	ctx := scalertest.Context(t, 10*time.Second)
 	ref := scalertest.Ref(map[string]string{"query": "select avg(seats) from bookings", "targetQueryValue": "2.5"})
 	spec, err := e.s.Client.GetMetricSpec(ctx, ref)
 	must(t, err)
@@ -97,30 +97,30 @@ func TestNamedConnection(t *testing.T) {
 	cfg.Queries = `{"reports": {"sql": "select count(*) from reports", "connection": "reporting"}}`
 	s := scalertest.Serve(t, newBackend(t, cfg), scalertest.Options{})
 	e := &env{pg: pg, url: url, db: db, s: s}
-	ctx := timeout(t, 30*time.Second)
+	ctx := scalertest.Context(t, 30*time.Second)
 
 	for _, md := range []map[string]string{
 		{"query": "select count(*) from reports", "connection": "reporting", "targetQueryValue": "1"},
 		{"query": "select count(*) from reports", "connection": "REPORTING", "targetQueryValue": "1"},
 		{"queryName": "reports", "targetQueryValue": "1"},
 	} {
-		v, err := e.getMetrics(ctx, md)
+		v, err := e.s.GetMetrics(ctx, md, "query_value")
 		must(t, err)
 		if v != 7 {
 			t.Errorf("%v = %v, want 7 (from the reporting database)", md, v)
 		}
 	}
-	v, err := e.getMetrics(ctx, map[string]string{"query": confirmed, "targetQueryValue": "1"})
+	v, err := e.s.GetMetrics(ctx, map[string]string{"query": confirmed, "targetQueryValue": "1"}, "query_value")
 	must(t, err)
 	if v != 3 {
 		t.Errorf("default connection: %v, want 3", v)
 	}
-	_, err = e.getMetrics(ctx, map[string]string{"query": "select count(*) from reports", "targetQueryValue": "1"})
-	wantStatus(t, err, codes.InvalidArgument, "relation \"reports\" does not exist")
-	_, err = e.getMetrics(ctx, map[string]string{"query": confirmed, "connection": "billing", "targetQueryValue": "1"})
-	wantStatus(t, err, codes.InvalidArgument, `"connection"`, "billing", "default", "reporting")
-	_, err = e.getMetrics(ctx, map[string]string{"queryName": "reports", "connection": "default", "targetQueryValue": "1"})
-	wantStatus(t, err, codes.InvalidArgument, `"connection"`)
+	_, err = e.s.GetMetrics(ctx, map[string]string{"query": "select count(*) from reports", "targetQueryValue": "1"}, "query_value")
+	scalertest.WantStatus(t, err, codes.InvalidArgument, "relation \"reports\" does not exist")
+	_, err = e.s.GetMetrics(ctx, map[string]string{"query": confirmed, "connection": "billing", "targetQueryValue": "1"}, "query_value")
+	scalertest.WantStatus(t, err, codes.InvalidArgument, `"connection"`, "billing", "default", "reporting")
+	_, err = e.s.GetMetrics(ctx, map[string]string{"queryName": "reports", "connection": "default", "targetQueryValue": "1"}, "query_value")
+	scalertest.WantStatus(t, err, codes.InvalidArgument, `"connection"`)
 }
 
 // TestTargetQuery: a target read from the database is refreshed in the
@@ -135,7 +135,7 @@ func TestTargetQuery(t *testing.T) {
 		"targetQuery":      "select v from settings where k = 'per_replica'",
 	}
 	ref := scalertest.Ref(md)
-	ctx := timeout(t, time.Minute)
+	ctx := scalertest.Context(t, time.Minute)
 	specTarget := func() (float64, error) {
 		spec, err := e.s.Client.GetMetricSpec(ctx, ref)
 		if err != nil {
@@ -145,7 +145,7 @@ func TestTargetQuery(t *testing.T) {
 	}
 	waitTarget := func(want float64) {
 		t.Helper()
-		if err := eventually(5*time.Second, func() error {
+		if err := scalertest.Eventually(5*time.Second, func() error {
 			got, err := specTarget()
 			if err == nil && got != want {
 				err = fmt.Errorf("GetMetricSpec target %v, want %v", got, want)
@@ -159,18 +159,18 @@ func TestTargetQuery(t *testing.T) {
 
 	stream, err := e.s.Client.StreamMetricSpec(ctx, ref)
 	must(t, err)
-	specs := messages(ctx, func() (float64, error) {
+	specs := scalertest.Messages(ctx, func() (float64, error) {
 		m, err := stream.Recv()
 		if err != nil {
 			return 0, err
 		}
 		return m.GetMetricSpecs()[0].GetTargetSizeFloat(), nil
 	})
-	if got := next(t, specs, 5*time.Second, "first spec"); got != 5 {
+	if got := scalertest.Next(t, specs, 5*time.Second, "first spec"); got != 5 {
 		t.Fatalf("first streamed target %v, want 5", got)
 	}
 	exec(t, e.db, "update settings set v = 8 where k = 'per_replica'")
-	if got := next(t, specs, 5*time.Second, "after the update"); got != 8 {
+	if got := scalertest.Next(t, specs, 5*time.Second, "after the update"); got != 8 {
 		t.Fatalf("streamed target %v, want 8", got)
 	}
 	waitTarget(8)
@@ -227,16 +227,16 @@ func TestBadMetadata(t *testing.T) {
 		{"bad onError", with("onError", "ignore"), "onError"},
 		{"bad targetQuery", with("targetQuery", "delete from settings"), "targetQuery"},
 	}
-	ctx := timeout(t, time.Minute)
+	ctx := scalertest.Context(t, time.Minute)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ref := scalertest.Ref(tt.md)
 			_, err := e.s.Client.GetMetricSpec(ctx, ref)
-			wantStatus(t, err, codes.InvalidArgument, `"`+tt.key+`"`)
+			scalertest.WantStatus(t, err, codes.InvalidArgument, `"`+tt.key+`"`)
 			_, err = e.s.Client.GetMetrics(ctx, &pb.GetMetricsRequest{ScaledObjectRef: ref, MetricName: "query_value"})
-			wantStatus(t, err, codes.InvalidArgument, `"`+tt.key+`"`)
+			scalertest.WantStatus(t, err, codes.InvalidArgument, `"`+tt.key+`"`)
 			_, err = e.s.Client.IsActive(ctx, ref)
-			wantStatus(t, err, codes.InvalidArgument, `"`+tt.key+`"`)
+			scalertest.WantStatus(t, err, codes.InvalidArgument, `"`+tt.key+`"`)
 		})
 	}
 	// Still serving, and healthy.
@@ -260,7 +260,7 @@ func TestAllowlist(t *testing.T) {
 		c.QueryPolicy = sqlmetric.PolicyAllowlist
 		c.Queries = `{"confirmed": {"sql": "select count(*) from bookings where status = $1", "params": ["status"]}}`
 	}, scalertest.Options{})
-	ctx := timeout(t, time.Minute)
+	ctx := scalertest.Context(t, time.Minute)
 	named := func(status string) map[string]string {
 		return map[string]string{"queryName": "confirmed", "param.status": status, "targetQueryValue": "1"}
 	}
@@ -270,18 +270,18 @@ func TestAllowlist(t *testing.T) {
 		"confirmed' or '1'='1":        0,
 		"x'; delete from bookings --": 0,
 	} {
-		v, err := e.getMetrics(ctx, named(status))
+		v, err := e.s.GetMetrics(ctx, named(status), "query_value")
 		must(t, err)
 		if v != want {
 			t.Errorf("param.status=%q: %v, want %v", status, v, want)
 		}
 	}
-	_, err := e.getMetrics(ctx, map[string]string{"queryName": "confirmed", "targetQueryValue": "1"})
-	wantStatus(t, err, codes.InvalidArgument, `"param.status"`)
-	_, err = e.getMetrics(ctx, map[string]string{"query": confirmed, "targetQueryValue": "1"})
-	wantStatus(t, err, codes.PermissionDenied, "allowlist")
-	_, err = e.getMetrics(ctx, map[string]string{"queryName": "confirmed", "param.status": "x", "targetQuery": "select 1", "targetQueryValue": "1"})
-	wantStatus(t, err, codes.PermissionDenied, "allowlist")
+	_, err := e.s.GetMetrics(ctx, map[string]string{"queryName": "confirmed", "targetQueryValue": "1"}, "query_value")
+	scalertest.WantStatus(t, err, codes.InvalidArgument, `"param.status"`)
+	_, err = e.s.GetMetrics(ctx, map[string]string{"query": confirmed, "targetQueryValue": "1"}, "query_value")
+	scalertest.WantStatus(t, err, codes.PermissionDenied, "allowlist")
+	_, err = e.s.GetMetrics(ctx, map[string]string{"queryName": "confirmed", "param.status": "x", "targetQuery": "select 1", "targetQueryValue": "1"}, "query_value")
+	scalertest.WantStatus(t, err, codes.PermissionDenied, "allowlist")
 	if n := count(t, e.db, "select count(*) from bookings"); n != 6 {
 		t.Errorf("%d bookings left, want 6", n)
 	}
@@ -343,9 +343,9 @@ func TestAttacks(t *testing.T) {
 			}
 			md := map[string]string{"query": tt.query, "targetQueryValue": "1"}
 			start := time.Now()
-			_, err := s.Client.GetMetrics(timeout(t, 30*time.Second), &pb.GetMetricsRequest{ScaledObjectRef: scalertest.Ref(md), MetricName: "query_value"})
+			_, err := s.Client.GetMetrics(scalertest.Context(t, 30*time.Second), &pb.GetMetricsRequest{ScaledObjectRef: scalertest.Ref(md), MetricName: "query_value"})
 			elapsed := time.Since(start)
-			wantStatus(t, err, tt.code, tt.want...)
+			scalertest.WantStatus(t, err, tt.code, tt.want...)
 			if elapsed > tt.within {
 				t.Errorf("answered after %v, want within %v", elapsed, tt.within)
 			}
@@ -362,7 +362,7 @@ func TestConnectionCap(t *testing.T) {
 	t.Parallel()
 	const maxConns, queries, calls = 4, 50, 500
 	e := newEnv(t, sharedPostgres(t), func(c *Config) { c.MaxConns = maxConns }, scalertest.Options{CacheTTL: -1, BackendTimeout: 30 * time.Second})
-	ctx := timeout(t, 2*time.Minute)
+	ctx := scalertest.Context(t, 2*time.Minute)
 	sessions := func() int {
 		return count(t, e.db, "select count(*) from pg_stat_activity where application_name = $1 and datname = current_database()", AppName)
 	}
@@ -395,7 +395,7 @@ func TestConnectionCap(t *testing.T) {
 			k := i % queries
 			// pg_sleep keeps each query on its connection for a while.
 			md := map[string]string{"query": fmt.Sprintf("select count(*) + %d from bookings, pg_sleep(0.01) where status = 'confirmed'", k), "targetQueryValue": "1"}
-			v, err := e.getMetrics(ctx, md)
+			v, err := e.s.GetMetrics(ctx, md, "query_value")
 			if err == nil && v != float64(3+k) {
 				err = fmt.Errorf("query %d = %v, want %d", k, v, 3+k)
 			}
@@ -445,28 +445,28 @@ func TestOutage(t *testing.T) {
 	e := newEnv(t, pg, func(c *Config) { c.ConnectTimeout = 500 * time.Millisecond },
 		scalertest.Options{CacheTTL: -1, BackendTimeout: 2 * time.Second})
 	md := map[string]string{"query": confirmed, "targetQueryValue": "1"}
-	ctx := timeout(t, 2*time.Minute)
-	if v, err := e.getMetrics(ctx, md); err != nil || v != 3 {
+	ctx := scalertest.Context(t, 2*time.Minute)
+	if v, err := e.s.GetMetrics(ctx, md, "query_value"); err != nil || v != 3 {
 		t.Fatalf("before the outage: %v, %v; want 3", v, err)
 	}
 
 	must(t, pg.Stop())
 	for i := range 3 {
 		start := time.Now()
-		v, err := e.getMetrics(ctx, md)
+		v, err := e.s.GetMetrics(ctx, md, "query_value")
 		if err == nil {
 			t.Fatalf("read %d during the outage returned %v, want an error", i, v)
 		}
-		wantStatus(t, err, codes.Unavailable)
+		scalertest.WantStatus(t, err, codes.Unavailable)
 		t.Logf("read %d during the outage: %v after %v", i, err, time.Since(start))
 		_, err = e.s.Client.IsActive(ctx, scalertest.Ref(md))
-		wantStatus(t, err, codes.Unavailable)
+		scalertest.WantStatus(t, err, codes.Unavailable)
 	}
 
 	must(t, pg.Start())
 	back := time.Now()
-	err := eventually(2*time.Second, func() error {
-		v, err := e.getMetrics(ctx, md)
+	err := scalertest.Eventually(2*time.Second, func() error {
+		v, err := e.s.GetMetrics(ctx, md, "query_value")
 		if err == nil && v != 3 {
 			return fmt.Errorf("value %v, want 3", v)
 		}
@@ -486,9 +486,9 @@ func TestStartsWhileDown(t *testing.T) {
 	cfg.ConnectTimeout = 500 * time.Millisecond
 	b := newBackend(t, cfg)
 	s := scalertest.Serve(t, b, scalertest.Options{BackendTimeout: 2 * time.Second})
-	_, err := s.Client.GetMetrics(timeout(t, 10*time.Second), &pb.GetMetricsRequest{
+	_, err := s.Client.GetMetrics(scalertest.Context(t, 10*time.Second), &pb.GetMetricsRequest{
 		ScaledObjectRef: scalertest.Ref(map[string]string{"query": "select 1", "targetQueryValue": "1"}), MetricName: "query_value"})
-	wantStatus(t, err, codes.Unavailable, "connecting to PostgreSQL")
+	scalertest.WantStatus(t, err, codes.Unavailable, "connecting to PostgreSQL")
 }
 
 // TestBackendTimeoutFirst: when BACKEND_TIMEOUT ends before QUERY_TIMEOUT,
@@ -499,12 +499,12 @@ func TestBackendTimeoutFirst(t *testing.T) {
 	e := newEnv(t, sharedPostgres(t), func(c *Config) { c.QueryTimeout = 30 * time.Second },
 		scalertest.Options{BackendTimeout: 500 * time.Millisecond})
 	start := time.Now()
-	_, err := e.getMetrics(timeout(t, 10*time.Second), map[string]string{"query": "select pg_sleep(20)", "targetQueryValue": "1"})
-	wantStatus(t, err, codes.DeadlineExceeded)
+	_, err := e.s.GetMetrics(scalertest.Context(t, 10*time.Second), map[string]string{"query": "select pg_sleep(20)", "targetQueryValue": "1"}, "query_value")
+	scalertest.WantStatus(t, err, codes.DeadlineExceeded)
 	if d := time.Since(start); d > 1500*time.Millisecond {
 		t.Errorf("answered after %v, want about BACKEND_TIMEOUT (500ms)", d)
 	}
-	if err := eventually(5*time.Second, func() error {
+	if err := scalertest.Eventually(5*time.Second, func() error {
 		if n := count(t, e.db, "select count(*) from pg_stat_activity where query = 'select pg_sleep(20)' and state = 'active'"); n > 0 {
 			return fmt.Errorf("the statement still runs in %d sessions", n)
 		}

@@ -17,7 +17,7 @@ func TestConvertRealValues(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, sharedPostgres(t), nil, scalertest.Options{})
 	q := e.querier(2 * time.Second)
-	ctx := timeout(t, time.Minute)
+	ctx := scalertest.Context(t, time.Minute)
 	nan := math.NaN()
 	tests := []struct {
 		sql    string
@@ -70,7 +70,7 @@ func TestConvertRealValues(t *testing.T) {
 func TestQueryValues(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, sharedPostgres(t), nil, scalertest.Options{})
-	ctx := timeout(t, time.Minute)
+	ctx := scalertest.Context(t, time.Minute)
 	tests := []struct {
 		sql  string
 		want float64
@@ -83,7 +83,7 @@ func TestQueryValues(t *testing.T) {
 		{"select 10::money::numeric", 10},
 	}
 	for _, tt := range tests {
-		v, err := e.getMetrics(ctx, map[string]string{"query": tt.sql, "targetQueryValue": "1"})
+		v, err := e.s.GetMetrics(ctx, map[string]string{"query": tt.sql, "targetQueryValue": "1"}, "query_value")
 		if err != nil {
 			t.Errorf("%s: %v", tt.sql, err)
 			continue
@@ -93,8 +93,8 @@ func TestQueryValues(t *testing.T) {
 		}
 	}
 	for _, sql := range []string{"select 'NaN'::numeric", "select 'Infinity'::float8", "select '1e400'::numeric"} {
-		_, err := e.getMetrics(ctx, map[string]string{"query": sql, "targetQueryValue": "1"})
-		wantStatus(t, err, codes.OutOfRange, "finite")
+		_, err := e.s.GetMetrics(ctx, map[string]string{"query": sql, "targetQueryValue": "1"}, "query_value")
+		scalertest.WantStatus(t, err, codes.OutOfRange, "finite")
 	}
 }
 

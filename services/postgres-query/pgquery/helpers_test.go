@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,13 +13,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/testenv"
-	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
 
 func TestMain(m *testing.M) {
@@ -81,7 +77,7 @@ func newDatabase(t testing.TB, pg *testenv.Postgres) string {
 // connect opens a connection for the test itself, closed when it ends.
 func connect(t testing.TB, url string) *pgx.Conn {
 	t.Helper()
-	conn, err := pgx.Connect(timeout(t, 10*time.Second), url)
+	conn, err := pgx.Connect(scalertest.Context(t, 10*time.Second), url)
 	must(t, err)
 	t.Cleanup(func() { _ = conn.Close(context.Background()) })
 	return conn
@@ -91,7 +87,7 @@ func connect(t testing.TB, url string) *pgx.Conn {
 // simple protocol) and fails the test on error.
 func exec(t testing.TB, conn *pgx.Conn, sql string) {
 	t.Helper()
-	if _, err := conn.Exec(timeout(t, 10*time.Second), sql); err != nil {
+	if _, err := conn.Exec(scalertest.Context(t, 10*time.Second), sql); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
 }
@@ -108,7 +104,7 @@ insert into bookings (status, seats) values
 func checksum(t testing.TB, conn *pgx.Conn) string {
 	t.Helper()
 	var sum string
-	err := conn.QueryRow(timeout(t, 10*time.Second), `
+	err := conn.QueryRow(scalertest.Context(t, 10*time.Second), `
 		select format('%s rows, %s seats, [%s], seq %s, %s advisory locks, %s tables',
 			count(*), sum(seats), string_agg(status, ',' order by id),
 			(select last_value from bookings_id_seq),
@@ -178,32 +174,12 @@ func newEnv(t testing.TB, pg *testenv.Postgres, edit func(*Config), opts scalert
 	return &env{pg: pg, url: url, db: db, b: b, s: scalertest.Serve(t, b, opts)}
 }
 
-// getMetrics makes KEDA's GetMetrics call and returns the one value.
-func (e *env) getMetrics(ctx context.Context, md map[string]string) (float64, error) {
-	res, err := e.s.Client.GetMetrics(ctx, &pb.GetMetricsRequest{ScaledObjectRef: scalertest.Ref(md), MetricName: "query_value"})
-	if err != nil {
-		return 0, err
-	}
-	if n := len(res.GetMetricValues()); n != 1 {
-		return 0, fmt.Errorf("GetMetrics returned %d values, want 1", n)
-	}
-	return res.GetMetricValues()[0].GetMetricValueFloat(), nil
-}
-
 // count returns the result of a counting query of the test's own.
 func count(t testing.TB, conn *pgx.Conn, sql string, args ...any) int {
 	t.Helper()
 	var n int
-	must(t, conn.QueryRow(timeout(t, 10*time.Second), sql, args...).Scan(&n))
+	must(t, conn.QueryRow(scalertest.Context(t, 10*time.Second), sql, args...).Scan(&n))
 	return n
-}
-
-// timeout returns a context that ends after d or with the test.
-func timeout(t testing.TB, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 // must fails the test on err.
@@ -212,71 +188,4 @@ func must(t testing.TB, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-// wantStatus fails the test unless err is a gRPC status with code whose
-// message contains every fragment.
-func wantStatus(t testing.TB, err error, code codes.Code, fragments ...string) {
-	t.Helper()
-	if err == nil {
-		t.Fatalf("no error, want %v", code)
-	}
-	st, _ := status.FromError(err)
-	if st.Code() != code {
-		t.Fatalf("code %v (%v), want %v", st.Code(), st.Message(), code)
-	}
-	for _, f := range fragments {
-		if !strings.Contains(st.Message(), f) {
-			t.Errorf("message %q does not contain %q", st.Message(), f)
-		}
-	}
-}
-
-// eventually calls f every 20ms until it returns nil or d has passed,
-// and returns its last error.
-func eventually(d time.Duration, f func() error) error {
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// messages delivers what recv returns until it fails or ctx ends.
-func messages[T any](ctx context.Context, recv func() (T, error)) <-chan T {
-	ch := make(chan T)
-	go func() {
-		defer close(ch)
-		for {
-			m, err := recv()
-			if err != nil {
-				return
-			}
-			select {
-			case ch <- m:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return ch
-}
-
-// next returns the next message of ch, failing the test when none comes
-// within d.
-func next[T any](t testing.TB, ch <-chan T, d time.Duration, what string) T {
-	t.Helper()
-	select {
-	case m, ok := <-ch:
-		if !ok {
-			t.Fatalf("%s: stream ended", what)
-		}
-		return m
-	case <-time.After(d):
-		t.Fatalf("%s: no message within %v", what, d)
-	}
-	panic("unreachable")
 }

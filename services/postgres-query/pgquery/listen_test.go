@@ -25,7 +25,7 @@ func (e *env) streamIsActive(t *testing.T, ref *pb.ScaledObjectRef) (<-chan bool
 	t.Cleanup(cancel)
 	st, err := e.s.Client.StreamIsActive(ctx, ref)
 	must(t, err)
-	return messages(ctx, func() (bool, error) {
+	return scalertest.Messages(ctx, func() (bool, error) {
 		m, err := st.Recv()
 		return m.GetResult(), err
 	}), cancel
@@ -43,7 +43,7 @@ func listenSessions(t testing.TB, conn *pgx.Conn) int {
 // of the scaler.
 func waitListenSessions(t testing.TB, conn *pgx.Conn, n int, within time.Duration) {
 	t.Helper()
-	err := eventually(within, func() error {
+	err := scalertest.Eventually(within, func() error {
 		if got := listenSessions(t, conn); got != n {
 			return fmt.Errorf("%d LISTEN sessions, want %d", got, n)
 		}
@@ -69,19 +69,19 @@ func TestNotifyPushesAtOnce(t *testing.T) {
 	e := newEnv(t, sharedPostgres(t), nil, scalertest.Options{PushInterval: 30 * time.Second})
 	md := map[string]string{"query": waiting, "targetQueryValue": "1", "notifyChannel": "bookings"}
 	ch, _ := e.streamIsActive(t, scalertest.Ref(md))
-	if next(t, ch, 5*time.Second, "first message") {
+	if scalertest.Next(t, ch, 5*time.Second, "first message") {
 		t.Fatal("first message is true with no waiting booking")
 	}
 	waitListenSessions(t, e.db, 1, 5*time.Second)
 
 	sent := notify(t, e.db, "insert into bookings (status, seats) values ('waiting', 2)")
-	if !next(t, ch, time.Second, "after NOTIFY") {
+	if !scalertest.Next(t, ch, time.Second, "after NOTIFY") {
 		t.Fatal("got false after a waiting booking came")
 	}
 	t.Logf("true %v after NOTIFY (push interval 30s)", time.Since(sent))
 
 	sent = notify(t, e.db, "update bookings set status = 'confirmed' where status = 'waiting'")
-	if next(t, ch, time.Second, "after the second NOTIFY") {
+	if scalertest.Next(t, ch, time.Second, "after the second NOTIFY") {
 		t.Fatal("got true after the waiting booking left")
 	}
 	t.Logf("false %v after NOTIFY", time.Since(sent))
@@ -98,7 +98,7 @@ func TestNotifySharesOneSession(t *testing.T) {
 	a2, stopA2 := e.streamIsActive(t, &pb.ScaledObjectRef{Name: "a2", Namespace: "test", ScalerMetadata: mdA})
 	b, stopB := e.streamIsActive(t, &pb.ScaledObjectRef{Name: "b", Namespace: "test", ScalerMetadata: mdB})
 	for name, ch := range map[string]<-chan bool{"a": a, "a2": a2, "b": b} {
-		if next(t, ch, 5*time.Second, name+": first message") {
+		if scalertest.Next(t, ch, 5*time.Second, name+": first message") {
 			t.Fatalf("%s: first message is true", name)
 		}
 	}
@@ -113,7 +113,7 @@ func TestNotifySharesOneSession(t *testing.T) {
 
 	notify(t, e.db, "insert into bookings (status, seats) values ('waiting', 2)")
 	for name, ch := range map[string]<-chan bool{"a": a, "a2": a2, "b": b} {
-		if !next(t, ch, time.Second, name+": after NOTIFY") {
+		if !scalertest.Next(t, ch, time.Second, name+": after NOTIFY") {
 			t.Fatalf("%s: false after NOTIFY", name)
 		}
 	}
@@ -139,12 +139,12 @@ func TestNotifyAfterRestart(t *testing.T) {
 	e := newEnv(t, pg, nil, scalertest.Options{PushInterval: 30 * time.Second, BackendTimeout: 2 * time.Second})
 	md := map[string]string{"query": waiting, "targetQueryValue": "1", "notifyChannel": "bookings"}
 	ch, _ := e.streamIsActive(t, scalertest.Ref(md))
-	if next(t, ch, 5*time.Second, "first message") {
+	if scalertest.Next(t, ch, 5*time.Second, "first message") {
 		t.Fatal("first message is true")
 	}
 	waitListenSessions(t, e.db, 1, 5*time.Second)
 	notify(t, e.db, "insert into bookings (status, seats) values ('waiting', 2)")
-	if !next(t, ch, time.Second, "after NOTIFY") {
+	if !scalertest.Next(t, ch, time.Second, "after NOTIFY") {
 		t.Fatal("false after NOTIFY")
 	}
 
@@ -156,11 +156,11 @@ func TestNotifyAfterRestart(t *testing.T) {
 	t.Logf("listening again %v after the restart", time.Since(restarted))
 
 	notify(t, db, "update bookings set status = 'done' where status = 'waiting'")
-	if next(t, ch, time.Second, "after the restart") {
+	if scalertest.Next(t, ch, time.Second, "after the restart") {
 		t.Fatal("true after the waiting booking left")
 	}
 	notify(t, db, "insert into bookings (status, seats) values ('waiting', 1)")
-	if !next(t, ch, time.Second, "after the restart, again") {
+	if !scalertest.Next(t, ch, time.Second, "after the restart, again") {
 		t.Fatal("false after a waiting booking came")
 	}
 }
@@ -213,7 +213,7 @@ func TestListener(t *testing.T) {
 
 	exec(t, db, "notify bookings, 'payload is ignored'")
 	exec(t, db, "notify other")
-	if err := eventually(time.Second, func() error {
+	if err := scalertest.Eventually(time.Second, func() error {
 		if n := signals.Load(); n != 2 {
 			return fmt.Errorf("%d signals, want 2 (one per watcher of bookings)", n)
 		}

@@ -67,7 +67,7 @@ func TestMapError(t *testing.T) {
 				}
 				return
 			}
-			wantStatus(t, got, tt.code, tt.want)
+			scalertest.WantStatus(t, got, tt.code, tt.want)
 		})
 	}
 	if mapError(nil, time.Second) != nil {
@@ -106,7 +106,7 @@ func TestConnectionLost(t *testing.T) {
 // connectError returns the error of connecting to a closed port.
 func connectError(t *testing.T) error {
 	t.Helper()
-	_, err := pgconn.Connect(timeout(t, 5*time.Second), "postgres://scaler@127.0.0.1:1/app?sslmode=disable&connect_timeout=1")
+	_, err := pgconn.Connect(scalertest.Context(t, 5*time.Second), "postgres://scaler@127.0.0.1:1/app?sslmode=disable&connect_timeout=1")
 	var ce *pgconn.ConnectError
 	if !errors.As(err, &ce) {
 		t.Fatalf("connecting to port 1: %v, want a *pgconn.ConnectError", err)
@@ -157,8 +157,8 @@ func TestDatabaseGuard(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.sql, func(t *testing.T) {
-			_, err := collect(timeout(t, 10*time.Second), q, tt.sql)
-			wantStatus(t, err, tt.code, tt.want...)
+			_, err := collect(scalertest.Context(t, 10*time.Second), q, tt.sql)
+			scalertest.WantStatus(t, err, tt.code, tt.want...)
 			if got := checksum(t, e.db); got != before {
 				t.Fatalf("bookings changed: %s, was %s", got, before)
 			}
@@ -173,7 +173,7 @@ func TestParametersAreBound(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, sharedPostgres(t), nil, scalertest.Options{})
 	q := e.querier(2 * time.Second)
-	ctx := timeout(t, 30*time.Second)
+	ctx := scalertest.Context(t, 30*time.Second)
 	tests := []struct {
 		sql  string
 		args []any
@@ -201,7 +201,7 @@ func TestParametersAreBound(t *testing.T) {
 		}
 	}
 	_, err := collect(ctx, q, "select count(*) from bookings where id = $1", "abc")
-	wantStatus(t, err, codes.InvalidArgument, "invalid input syntax for type integer", "22P02")
+	scalertest.WantStatus(t, err, codes.InvalidArgument, "invalid input syntax for type integer", "22P02")
 	if n := count(t, e.db, "select count(*) from bookings"); n != 6 {
 		t.Errorf("%d bookings left, want 6", n)
 	}
@@ -213,7 +213,7 @@ func TestQuerierStopsEarly(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, sharedPostgres(t), nil, scalertest.Options{})
 	q := e.querier(30 * time.Second)
-	ctx := timeout(t, time.Minute)
+	ctx := scalertest.Context(t, time.Minute)
 	stop := errors.New("enough")
 	rows := 0
 	start := time.Now()
@@ -242,7 +242,7 @@ func TestQuerierStopsEarly(t *testing.T) {
 		t.Errorf("count after an early stop = %v, want 6", got[0])
 	}
 	// The server is not still producing rows for nobody.
-	if err := eventually(5*time.Second, func() error {
+	if err := scalertest.Eventually(5*time.Second, func() error {
 		if n := count(t, e.db, "select count(*) from pg_stat_activity where query like 'select generate_series%' and state = 'active'"); n > 0 {
 			return fmt.Errorf("%d sessions still run the statement", n)
 		}
@@ -264,14 +264,14 @@ func TestStatementTimeout(t *testing.T) {
 		"select set_config('statement_timeout', '0', false), pg_sleep(30)",
 	} {
 		start := time.Now()
-		_, err := collect(timeout(t, time.Minute), q, sql)
-		wantStatus(t, err, codes.DeadlineExceeded, "QUERY_TIMEOUT=500ms", "statement timeout")
+		_, err := collect(scalertest.Context(t, time.Minute), q, sql)
+		scalertest.WantStatus(t, err, codes.DeadlineExceeded, "QUERY_TIMEOUT=500ms", "statement timeout")
 		if d := time.Since(start); d > 1500*time.Millisecond {
 			t.Errorf("%s: cancelled after %v, want about 500ms", sql, d)
 		}
 	}
 	// The rolled-back set_config left nothing behind on the connection.
-	got, err := collect(timeout(t, time.Minute), q, "select current_setting('statement_timeout')")
+	got, err := collect(scalertest.Context(t, time.Minute), q, "select current_setting('statement_timeout')")
 	must(t, err)
 	if got[0] != "500ms" {
 		t.Errorf("statement_timeout inside the guard = %v, want 500ms", got[0])
@@ -285,14 +285,14 @@ func TestAdvisoryLocksAreReleased(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, sharedPostgres(t), nil, scalertest.Options{})
 	md := map[string]string{"query": "select pg_advisory_lock(42)", "targetQueryValue": "1"}
-	if _, err := e.getMetrics(timeout(t, 10*time.Second), md); err != nil {
+	if _, err := e.s.GetMetrics(scalertest.Context(t, 10*time.Second), md, "query_value"); err != nil {
 		t.Fatal(err)
 	}
 	if n := count(t, e.db, "select count(*) from pg_locks where locktype = 'advisory'"); n != 0 {
 		t.Fatalf("%d advisory locks held after the query", n)
 	}
 	var ok bool
-	must(t, e.db.QueryRow(timeout(t, 10*time.Second), "select pg_try_advisory_lock(42)").Scan(&ok))
+	must(t, e.db.QueryRow(scalertest.Context(t, 10*time.Second), "select pg_try_advisory_lock(42)").Scan(&ok))
 	if !ok {
 		t.Error("the application cannot take advisory lock 42")
 	}
@@ -319,16 +319,16 @@ func TestRoleDefaults(t *testing.T) {
 			cfg.URL = replaceUser(e.url, role)
 			b := newBackend(t, cfg)
 			q := NewQuerier(b.pools[sqlmetric.DefaultConnection], 2*time.Second)
-			ctx := timeout(t, 30*time.Second)
+			ctx := scalertest.Context(t, 30*time.Second)
 			got, err := collect(ctx, q, "select count(*) from bookings")
 			must(t, err)
 			if got[0] != int64(6) {
 				t.Errorf("count = %v, want 6", got[0])
 			}
 			_, err = collect(ctx, q, "delete from bookings")
-			wantStatus(t, err, codes.PermissionDenied, "read-only")
+			scalertest.WantStatus(t, err, codes.PermissionDenied, "read-only")
 			_, err = collect(ctx, q, "select count(*) from salaries")
-			wantStatus(t, err, codes.PermissionDenied, "permission denied for table salaries")
+			scalertest.WantStatus(t, err, codes.PermissionDenied, "permission denied for table salaries")
 		})
 	}
 }
@@ -346,7 +346,7 @@ func TestQuerierReplacesClosedConnections(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, sharedPostgres(t), nil, scalertest.Options{})
 	q := e.querier(2 * time.Second)
-	ctx := timeout(t, time.Minute)
+	ctx := scalertest.Context(t, time.Minute)
 	for i := range 3 {
 		got, err := collect(ctx, q, "select count(*) from bookings")
 		if err != nil {

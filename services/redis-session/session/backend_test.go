@@ -76,7 +76,7 @@ func fill(t *testing.T, ctx context.Context, db0, db3 *redis.Client) {
 // Redis's own count.
 func TestModes(t *testing.T) {
 	e := newEnv(t, scalertest.Options{})
-	ctx := timeout(t, time.Minute)
+	ctx := scalertest.Context(t, time.Minute)
 	db3 := client(t, e.r, 3)
 	fill(t, ctx, e.rdb, db3)
 	now := time.Now()
@@ -140,7 +140,7 @@ func TestModes(t *testing.T) {
 
 func TestMetricSpec(t *testing.T) {
 	e := newEnv(t, scalertest.Options{})
-	ctx := timeout(t, time.Minute)
+	ctx := scalertest.Context(t, time.Minute)
 	for _, tt := range []struct {
 		md        map[string]string
 		name      string
@@ -167,7 +167,7 @@ func TestMetricSpec(t *testing.T) {
 
 func TestActivity(t *testing.T) {
 	e := newEnv(t, scalertest.Options{})
-	ctx := timeout(t, time.Minute)
+	ctx := scalertest.Context(t, time.Minute)
 	fill(t, ctx, e.rdb, client(t, e.r, 3))
 	tests := []struct {
 		name   string
@@ -204,7 +204,7 @@ func TestActivity(t *testing.T) {
 // message, not an outage.
 func TestMisconfiguredKeys(t *testing.T) {
 	e := newEnv(t, scalertest.Options{})
-	ctx := timeout(t, time.Minute)
+	ctx := scalertest.Context(t, time.Minute)
 	fill(t, ctx, e.rdb, client(t, e.r, 3))
 	tests := []struct {
 		name string
@@ -222,7 +222,7 @@ func TestMisconfiguredKeys(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := e.getMetrics(ctx, tt.md)
+			_, err := e.s.GetMetrics(ctx, tt.md, "session_size")
 			if code := status.Code(err); code != codes.FailedPrecondition {
 				t.Fatalf("GetMetrics: code %v, want FailedPrecondition (%v)", code, err)
 			}
@@ -246,7 +246,7 @@ func TestOutage(t *testing.T) {
 		t.Run(tt.onError, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, scalertest.Options{BackendTimeout: time.Second, CacheTTL: -1})
-			ctx := timeout(t, time.Minute)
+			ctx := scalertest.Context(t, time.Minute)
 			md := map[string]string{"mode": "set", "key": "sessions", "onError": tt.onError}
 			must(t, e.rdb.SAdd(ctx, "sessions", "a", "b", "c").Err())
 			if p, err := e.s.Poll(ctx, md); err != nil || p.Value != 3 || !p.Active {
@@ -255,7 +255,7 @@ func TestOutage(t *testing.T) {
 
 			must(t, e.r.Stop())
 			start := time.Now()
-			v, err := e.getMetrics(ctx, md)
+			v, err := e.s.GetMetrics(ctx, md, "session_size")
 			act, actErr := e.s.Client.IsActive(ctx, scalertest.Ref(md))
 			t.Logf("GetMetrics and IsActive answered in %v during the outage: %v / %v", time.Since(start), err, actErr)
 			if elapsed := time.Since(start); elapsed > 3*time.Second {
@@ -297,7 +297,7 @@ func TestOutage(t *testing.T) {
 // command.
 func TestCoalescing(t *testing.T) {
 	e := newEnv(t, scalertest.Options{CacheTTL: time.Minute})
-	ctx := timeout(t, time.Minute)
+	ctx := scalertest.Context(t, time.Minute)
 	must(t, e.rdb.Set(ctx, "a", "1", 0).Err())
 	before := commandCalls(t, e.rdb, "dbsize")
 
@@ -309,7 +309,7 @@ func TestCoalescing(t *testing.T) {
 			defer wg.Done()
 			// Different ScaledObjects and targets, one question.
 			md := map[string]string{"mode": "dbsize", "sessionSize": fmt.Sprint(i + 1)}
-			v, err := e.getMetrics(ctx, md)
+			v, err := e.s.GetMetrics(ctx, md, "session_size")
 			if err == nil && v != 1 {
 				err = fmt.Errorf("value %v, want 1", v)
 			}
@@ -332,7 +332,7 @@ func TestCoalescing(t *testing.T) {
 // nobody else.
 func TestBadMetadataKeepsServing(t *testing.T) {
 	e := newEnv(t, scalertest.Options{})
-	ctx := timeout(t, time.Minute)
+	ctx := scalertest.Context(t, time.Minute)
 	bad := scalertest.Ref(map[string]string{"mode": "set"})
 	if _, err := e.s.Client.GetMetrics(ctx, &pb.GetMetricsRequest{ScaledObjectRef: bad, MetricName: "session_size"}); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("GetMetrics with bad metadata: %v, want InvalidArgument", err)

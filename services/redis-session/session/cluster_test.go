@@ -19,7 +19,7 @@ import (
 // of the slots, and returns their addresses once the cluster is up.
 func newCluster(t *testing.T) []string {
 	t.Helper()
-	ctx := timeout(t, time.Minute)
+	ctx := scalertest.Context(t, time.Minute)
 	const nodes = 3
 	var addrs []string
 	var clients []*redis.Client
@@ -62,7 +62,7 @@ func TestCluster(t *testing.T) {
 	}
 	b := newBackend(t, cfg)
 	s := scalertest.Serve(t, b, scalertest.Options{CacheTTL: -1})
-	ctx := timeout(t, time.Minute)
+	ctx := scalertest.Context(t, time.Minute)
 
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, PipelinePoolSize: -1})
 	t.Cleanup(func() { _ = cc.Close() })

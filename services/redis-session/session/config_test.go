@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/testenv"
 )
 
@@ -168,7 +169,7 @@ func TestCredentialsOverrideTheURL(t *testing.T) {
 			b := newBackend(t, c)
 			tr, err := b.Parse(map[string]string{})
 			must(t, err)
-			_, err = tr.Probe.Read(timeout(t, 5*time.Second))
+			_, err = tr.Probe.Read(scalertest.Context(t, 5*time.Second))
 			if tt.ok && err != nil {
 				t.Errorf("read: %v", err)
 			}

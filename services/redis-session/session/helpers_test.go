@@ -1,8 +1,7 @@
 package session
 
 import (
-	"context"
-	"fmt"
+	"errors"
 	"io"
 	"log/slog"
 	"strconv"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/testenv"
-	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
 
 func TestMain(m *testing.M) {
@@ -81,14 +79,6 @@ func client(t testing.TB, r *testenv.Redis, db int) *redis.Client {
 	return c
 }
 
-// timeout returns a context that ends after d or with the test.
-func timeout(t testing.TB, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // must fails the test on err.
 func must(t testing.TB, err error) {
 	t.Helper()
@@ -97,71 +87,10 @@ func must(t testing.TB, err error) {
 	}
 }
 
-// getMetrics makes KEDA's GetMetrics call and returns the one value.
-func (e *env) getMetrics(ctx context.Context, md map[string]string) (float64, error) {
-	res, err := e.s.Client.GetMetrics(ctx, &pb.GetMetricsRequest{ScaledObjectRef: scalertest.Ref(md), MetricName: "session_size"})
-	if err != nil {
-		return 0, err
-	}
-	if n := len(res.GetMetricValues()); n != 1 {
-		return 0, fmt.Errorf("GetMetrics returned %d values, want 1", n)
-	}
-	return res.GetMetricValues()[0].GetMetricValueFloat(), nil
-}
-
-// messages delivers what recv returns until it fails or ctx ends.
-func messages[T any](ctx context.Context, recv func() (T, error)) <-chan T {
-	ch := make(chan T)
-	go func() {
-		defer close(ch)
-		for {
-			m, err := recv()
-			if err != nil {
-				return
-			}
-			select {
-			case ch <- m:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return ch
-}
-
-// next returns the next message of ch, failing the test when none comes
-// within d.
-func next[T any](t testing.TB, ch <-chan T, d time.Duration, what string) T {
-	t.Helper()
-	select {
-	case m, ok := <-ch:
-		if !ok {
-			t.Fatalf("%s: stream ended", what)
-		}
-		return m
-	case <-time.After(d):
-		t.Fatalf("%s: no message within %v", what, d)
-	}
-	panic("unreachable")
-}
-
-// none fails the test when ch delivers a message within d.
-func none[T any](t testing.TB, ch <-chan T, d time.Duration, what string) {
-	t.Helper()
-	select {
-	case m, ok := <-ch:
-		if ok {
-			t.Fatalf("%s: unexpected message %v", what, m)
-		}
-		t.Fatalf("%s: stream ended", what)
-	case <-time.After(d):
-	}
-}
-
 // commandCalls returns how often Redis ran cmd, from INFO commandstats.
 func commandCalls(t testing.TB, rdb *redis.Client, cmd string) int {
 	t.Helper()
-	info, err := rdb.Info(timeout(t, 5*time.Second), "commandstats").Result()
+	info, err := rdb.Info(scalertest.Context(t, 5*time.Second), "commandstats").Result()
 	must(t, err)
 	for _, line := range strings.Split(info, "\n") {
 		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_"+cmd+":calls=")
@@ -180,7 +109,7 @@ func commandCalls(t testing.TB, rdb *redis.Client, cmd string) int {
 // subscription is in place would not be notified.
 func waitSubscribed(t testing.TB, rdb *redis.Client, channel string) {
 	t.Helper()
-	ctx := timeout(t, 10*time.Second)
+	ctx := scalertest.Context(t, 10*time.Second)
 	for {
 		var n int64
 		if channel == "" {
@@ -196,5 +125,19 @@ func waitSubscribed(t testing.TB, rdb *redis.Client, channel string) {
 			t.Fatalf("no subscription to %q after 10s", channel)
 		case <-time.After(10 * time.Millisecond):
 		}
+	}
+}
+
+// waitFor waits up to 5s for cond.
+func waitFor(t testing.TB, cond func() bool, what string) {
+	t.Helper()
+	err := scalertest.Eventually(5*time.Second, func() error {
+		if !cond() {
+			return errors.New("timed out waiting: " + what)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

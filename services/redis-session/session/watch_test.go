@@ -24,7 +24,7 @@ func (e *env) streamIsActive(t *testing.T, md map[string]string) <-chan bool {
 	t.Cleanup(cancel)
 	st, err := e.s.Client.StreamIsActive(ctx, scalertest.Ref(md))
 	must(t, err)
-	return messages(ctx, func() (bool, error) {
+	return scalertest.Messages(ctx, func() (bool, error) {
 		m, err := st.Recv()
 		return m.GetResult(), err
 	})
@@ -35,28 +35,28 @@ func (e *env) streamIsActive(t *testing.T, md map[string]string) <-chan bool {
 func TestStreamIsActivePolling(t *testing.T) {
 	const interval = 300 * time.Millisecond
 	e := newEnv(t, scalertest.Options{PushInterval: interval, CacheTTL: -1})
-	ctx := timeout(t, time.Minute)
+	ctx := scalertest.Context(t, time.Minute)
 	md := map[string]string{"mode": "set", "key": "live", "activationSessionSize": "2"}
 
 	start := time.Now()
 	ch := e.streamIsActive(t, md)
-	if got := next(t, ch, time.Second, "first message"); got {
+	if got := scalertest.Next(t, ch, time.Second, "first message"); got {
 		t.Fatal("first message is true for an empty set")
 	}
 	t.Logf("first message after %v", time.Since(start))
 
 	must(t, e.rdb.SAdd(ctx, "live", "a", "b").Err()) // at the threshold: still inactive
-	none(t, ch, 2*interval, "at the activation threshold")
+	scalertest.None(t, ch, 2*interval, "at the activation threshold")
 
 	must(t, e.rdb.SAdd(ctx, "live", "c").Err())
 	changed := time.Now()
-	if got := next(t, ch, interval+300*time.Millisecond, "after crossing the threshold"); !got {
+	if got := scalertest.Next(t, ch, interval+300*time.Millisecond, "after crossing the threshold"); !got {
 		t.Fatal("got false after crossing the threshold")
 	}
 	t.Logf("true %v after the change (push interval %v)", time.Since(changed), interval)
 
 	must(t, e.rdb.SAdd(ctx, "live", "d").Err()) // still active: nothing to say
-	none(t, ch, 3*interval, "while staying active")
+	scalertest.None(t, ch, 3*interval, "while staying active")
 }
 
 // TestStreamIsActiveKeyspaceNotifications: with notifications on, a change
@@ -98,16 +98,16 @@ func TestStreamIsActiveKeyspaceNotifications(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, scalertest.Options{PushInterval: 30 * time.Second, CacheTTL: 30 * time.Second},
 				"--notify-keyspace-events", "KEA")
-			ctx := timeout(t, time.Minute)
+			ctx := scalertest.Context(t, time.Minute)
 			ch := e.streamIsActive(t, tt.md)
-			if got := next(t, ch, time.Second, "first message"); got {
+			if got := scalertest.Next(t, ch, time.Second, "first message"); got {
 				t.Fatal("first message is true before any session")
 			}
 			waitSubscribed(t, e.rdb, tt.channel)
 
 			must(t, tt.change(ctx, e.rdb))
 			changed := time.Now()
-			if got := next(t, ch, time.Second, "after the change"); !got {
+			if got := scalertest.Next(t, ch, time.Second, "after the change"); !got {
 				t.Fatal("got false after the change")
 			}
 			t.Logf("true %v after the change", time.Since(changed))
@@ -120,21 +120,21 @@ func TestStreamIsActiveKeyspaceNotifications(t *testing.T) {
 func TestStreamMetricSpecSessionSizeKey(t *testing.T) {
 	const interval = 300 * time.Millisecond
 	e := newEnv(t, scalertest.Options{PushInterval: interval, CacheTTL: -1})
-	ctx := timeout(t, time.Minute)
+	ctx := scalertest.Context(t, time.Minute)
 	md := map[string]string{"mode": "set", "key": "s", "sessionSize": "10", "sessionSizeKey": "capacity"}
 
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	st, err := e.s.Client.StreamMetricSpec(sctx, scalertest.Ref(md))
 	must(t, err)
-	ch := messages(sctx, func() (*pb.MetricSpec, error) {
+	ch := scalertest.Messages(sctx, func() (*pb.MetricSpec, error) {
 		m, err := st.Recv()
 		if err != nil || len(m.GetMetricSpecs()) != 1 {
 			return nil, fmt.Errorf("recv %v: %w", m, err)
 		}
 		return m.GetMetricSpecs()[0], nil
 	})
-	if got := next(t, ch, time.Second, "first message"); got.GetTargetSizeFloat() != 10 {
+	if got := scalertest.Next(t, ch, time.Second, "first message"); got.GetTargetSizeFloat() != 10 {
 		t.Fatalf("first target %v, want the fallback 10", got.GetTargetSizeFloat())
 	}
 	specTarget := func() float64 {
@@ -144,7 +144,7 @@ func TestStreamMetricSpecSessionSizeKey(t *testing.T) {
 	}
 
 	must(t, e.rdb.Set(ctx, "capacity", "50", 0).Err())
-	got := next(t, ch, 5*interval, "after SET capacity 50")
+	got := scalertest.Next(t, ch, 5*interval, "after SET capacity 50")
 	if got.GetTargetSizeFloat() != 50 || got.GetTargetSize() != 50 {
 		t.Fatalf("target %d/%v, want 50", got.GetTargetSize(), got.GetTargetSizeFloat())
 	}
@@ -153,18 +153,18 @@ func TestStreamMetricSpecSessionSizeKey(t *testing.T) {
 	}
 
 	must(t, e.rdb.Set(ctx, "capacity", "lots", 0).Err()) // a bad value keeps the last good target
-	none(t, ch, 3*interval, "after a bad value")
+	scalertest.None(t, ch, 3*interval, "after a bad value")
 	if v := specTarget(); v != 50 {
 		t.Errorf("GetMetricSpec target %v after a bad value, want the last good 50", v)
 	}
 
 	must(t, e.rdb.Set(ctx, "capacity", "12.5", 0).Err())
-	if got := next(t, ch, 5*interval, "after SET capacity 12.5"); got.GetTargetSizeFloat() != 12.5 || got.GetTargetSize() != 13 {
+	if got := scalertest.Next(t, ch, 5*interval, "after SET capacity 12.5"); got.GetTargetSizeFloat() != 12.5 || got.GetTargetSize() != 13 {
 		t.Fatalf("target %d/%v, want 13/12.5", got.GetTargetSize(), got.GetTargetSizeFloat())
 	}
 
 	must(t, e.rdb.Del(ctx, "capacity").Err()) // no key: back to sessionSize
-	if got := next(t, ch, 5*interval, "after DEL capacity"); got.GetTargetSizeFloat() != 10 {
+	if got := scalertest.Next(t, ch, 5*interval, "after DEL capacity"); got.GetTargetSizeFloat() != 10 {
 		t.Fatalf("target %v after DEL, want the fallback 10", got.GetTargetSizeFloat())
 	}
 }
@@ -173,23 +173,23 @@ func TestStreamMetricSpecSessionSizeKey(t *testing.T) {
 // target arrives within a second although the push interval is 30 s.
 func TestStreamMetricSpecWatchesSessionSizeKey(t *testing.T) {
 	e := newEnv(t, scalertest.Options{PushInterval: 30 * time.Second}, "--notify-keyspace-events", "KEA")
-	ctx := timeout(t, time.Minute)
+	ctx := scalertest.Context(t, time.Minute)
 	md := map[string]string{"sessionSizeKey": "capacity", "sessionSize": "10"}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	st, err := e.s.Client.StreamMetricSpec(sctx, scalertest.Ref(md))
 	must(t, err)
-	ch := messages(sctx, func() (float64, error) {
+	ch := scalertest.Messages(sctx, func() (float64, error) {
 		m, err := st.Recv()
 		if err != nil {
 			return 0, err
 		}
 		return m.GetMetricSpecs()[0].GetTargetSizeFloat(), nil
 	})
-	next(t, ch, time.Second, "first message")
+	scalertest.Next(t, ch, time.Second, "first message")
 	waitSubscribed(t, e.rdb, "__keyspace@0__:capacity")
 	must(t, e.rdb.Set(ctx, "capacity", "40", 0).Err())
-	if got := next(t, ch, time.Second, "after SET capacity 40"); got != 40 {
+	if got := scalertest.Next(t, ch, time.Second, "after SET capacity 40"); got != 40 {
 		t.Fatalf("target %v, want 40", got)
 	}
 }
@@ -201,7 +201,7 @@ func TestNotifierSharesOneConnection(t *testing.T) {
 	r := testenv.NewRedis(t, "--notify-keyspace-events", "KEA")
 	rdb := client(t, r, 0)
 	b := newBackend(t, testConfig(r))
-	ctx := timeout(t, time.Minute)
+	ctx := scalertest.Context(t, time.Minute)
 
 	pubsubClients := func() int {
 		list, err := rdb.ClientList(ctx).Result()
@@ -263,7 +263,7 @@ func TestWatchFailsWithRedis(t *testing.T) {
 	tr, err := b.Parse(map[string]string{"mode": "pattern", "keyPattern": "sess:*"})
 	must(t, err)
 	done := make(chan error, 1)
-	ctx := timeout(t, time.Minute)
+	ctx := scalertest.Context(t, time.Minute)
 	go func() { done <- tr.Probe.(stream.Watcher).Watch(ctx, func() {}) }()
 	waitSubscribed(t, client(t, r, 0), "")
 	must(t, r.Stop())
@@ -316,17 +316,5 @@ func TestThrottle(t *testing.T) {
 	th.signal() // quiet again: at once
 	if calls.Load() != 3 {
 		t.Fatal("a signal after a quiet spell was delayed")
-	}
-}
-
-// waitFor waits up to 5s for cond.
-func waitFor(t testing.TB, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
