@@ -5,7 +5,6 @@ go 1.26.0
 require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/kedascalers/kedascalers/libs/scalerkit v0.0.0-00010101000000-000000000000
-	github.com/kedascalers/kedascalers/proto v0.0.0-00010101000000-000000000000
 	github.com/sijms/go-ora/v2 v2.8.24
 	go.uber.org/goleak v1.3.0
 	google.golang.org/grpc v1.85.0
@@ -19,6 +18,7 @@ require (
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
+	github.com/kedascalers/kedascalers/proto v0.0.0-00010101000000-000000000000 // indirect
 	github.com/kelseyhightower/envconfig v1.4.0 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/prometheus/client_golang v1.25.0 // indirect

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"os"
 	"strings"
 	"testing"
@@ -13,30 +12,13 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// capture runs run() with args and returns its exit code, stdout and
-// stderr.
+// capture runs the command with args and returns its exit code, stdout
+// and stderr.
 func capture(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	savedArgs, savedOut, savedErr := os.Args, os.Stdout, os.Stderr
-	t.Cleanup(func() { os.Args, os.Stdout, os.Stderr = savedArgs, savedOut, savedErr })
-	read := func(f **os.File) func() string {
-		r, w, err := os.Pipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		*f = w
-		out := make(chan string)
-		go func() {
-			b, _ := io.ReadAll(r)
-			r.Close()
-			out <- string(b)
-		}()
-		return func() string { w.Close(); return <-out }
-	}
-	outText, errText := read(&os.Stdout), read(&os.Stderr)
-	os.Args = append([]string{"oracle-query"}, args...)
-	code = run()
-	return code, outText(), errText()
+	var out, errOut strings.Builder
+	code = run(args, &out, &errOut)
+	return code, out.String(), errOut.String()
 }
 
 // clearOracleEnv unsets every ORACLE_* variable for the test.

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"os"
 
@@ -13,13 +14,13 @@ import (
 )
 
 func main() {
-	os.Exit(run())
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // run serves until SIGTERM and returns the exit code.
-func run() int {
+func run(args []string, stdout, stderr io.Writer) int {
 	var cfg pgquery.Config
-	return scalerkit.Main("postgres-query", &cfg, func(_ context.Context, log *slog.Logger) (scaler.Backend, error) {
+	return scalerkit.Run("postgres-query", args, stdout, stderr, &cfg, func(_ context.Context, log *slog.Logger) (scaler.Backend, error) {
 		return pgquery.New(cfg, log)
 	})
 }

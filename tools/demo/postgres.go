@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit/stream"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/testenv"
 )
 
@@ -76,7 +77,7 @@ func (d *demo) postgresQuery(ctx context.Context) (err error) {
 		return err
 	}
 	go func() {
-		if sleepCtx(ctx, 2*time.Second) {
+		if stream.Sleep(ctx, 2*time.Second) {
 			conn.Exec(ctx, `insert into refunds default values; notify refunds`)
 		}
 	}()

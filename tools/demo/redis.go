@@ -8,6 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit/stream"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/testenv"
 )
 
@@ -73,10 +74,10 @@ func (d *demo) redisSession(ctx context.Context) (err error) {
 	d.step("external-push: StreamIsActive for a scaled-to-zero cart service (6 s)")
 	fmt.Fprintln(d.out, "at +2s three carts open (cart:*), at +4s they close again")
 	go func() {
-		if sleepCtx(ctx, 2*time.Second) {
+		if stream.Sleep(ctx, 2*time.Second) {
 			addKeys(ctx, rdb, "cart:", 3)
 		}
-		if sleepCtx(ctx, 2*time.Second) {
+		if stream.Sleep(ctx, 2*time.Second) {
 			rdb.Del(ctx, "cart:0000", "cart:0001", "cart:0002")
 		}
 	}()
@@ -112,16 +113,4 @@ func addKeys(ctx context.Context, rdb *redis.Client, prefix string, n int) error
 	}
 	_, err := pipe.Exec(ctx)
 	return err
-}
-
-// sleepCtx waits for d unless ctx ends first, reporting whether d elapsed.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

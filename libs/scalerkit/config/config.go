@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -116,18 +114,4 @@ func Usage(w io.Writer, specs ...any) error {
 		}
 	}
 	return tw.Flush()
-}
-
-// LookupAll returns the environment variables whose names start with
-// prefix, keyed by the rest of the name: LookupAll("POSTGRES_URL_") turns
-// POSTGRES_URL_BILLING into "BILLING". Named connections use it.
-func LookupAll(prefix string) map[string]string {
-	out := make(map[string]string)
-	for _, kv := range os.Environ() {
-		k, v, _ := strings.Cut(kv, "=")
-		if name, ok := strings.CutPrefix(k, prefix); ok && name != "" {
-			out[name] = v
-		}
-	}
-	return out
 }

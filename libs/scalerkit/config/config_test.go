@@ -373,36 +373,3 @@ func TestUsageBadSpec(t *testing.T) {
 		t.Error("Usage(42) = nil error")
 	}
 }
-
-func TestLookupAll(t *testing.T) {
-	const prefix = "POSTGRES_URL_"
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, prefix) {
-			unsetEnv(t, k)
-		}
-	}
-	if got := config.LookupAll(prefix); len(got) != 0 {
-		t.Fatalf("LookupAll in a clean environment = %v", got)
-	}
-	t.Setenv("POSTGRES_URL_BILLING", "postgres://billing")
-	t.Setenv("POSTGRES_URL_SHOP", "postgres://shop?sslmode=require&x=a=b")
-	t.Setenv("POSTGRES_URL_EMPTY", "")
-	t.Setenv("POSTGRES_URL_", "no name")
-	t.Setenv("POSTGRES_URLX", "wrong prefix")
-	t.Setenv("XPOSTGRES_URL_A", "wrong prefix")
-	t.Setenv("postgres_url_lower", "other case")
-	got := config.LookupAll(prefix)
-	want := map[string]string{
-		"BILLING": "postgres://billing",
-		"SHOP":    "postgres://shop?sslmode=require&x=a=b",
-		"EMPTY":   "",
-	}
-	if len(got) != len(want) {
-		t.Errorf("LookupAll(%q) = %v, want %v", prefix, got, want)
-	}
-	for k, v := range want {
-		if g, ok := got[k]; !ok || g != v {
-			t.Errorf("LookupAll[%q] = %q, %v; want %q", k, g, ok, v)
-		}
-	}
-}

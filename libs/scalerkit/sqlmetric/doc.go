@@ -1,5 +1,6 @@
 // Package sqlmetric is the SQL metric core shared by the SQL scalers: a
-// trigger's query, its value rule, the query policy and named queries. It
+// trigger's query, its value rule, the query policy, named queries and
+// named connections (NamedConnections). It
 // imports no database driver: each service connects with its own driver and
 // hands the core a Querier per connection, which runs one query under that
 // database's read-only and timeout guard.

@@ -226,7 +226,7 @@ func (f *feed[T]) run() {
 			return
 		case <-ticker.C:
 		case <-changed:
-			if !sleep(f.ctx, f.hub.opts.Debounce) {
+			if !Sleep(f.ctx, f.hub.opts.Debounce) {
 				return
 			}
 			select { // signals that came during the debounce are covered
@@ -278,15 +278,16 @@ func (f *feed[T]) watch(w Watcher, changed chan<- struct{}) {
 			f.hub.opts.Logger.Warn("watching for changes failed; polling until it works again",
 				slog.String("source", f.key), slog.Any("error", err))
 		}
-		if !sleep(f.ctx, f.hub.opts.RetryWatch) {
+		if !Sleep(f.ctx, f.hub.opts.RetryWatch) {
 			return
 		}
 		signal() // changes may have been missed while not watching
 	}
 }
 
-// sleep waits for d or until ctx ends, reporting whether d elapsed.
-func sleep(ctx context.Context, d time.Duration) bool {
+// Sleep waits for d or until ctx ends, reporting whether d elapsed: the
+// pause between retries of a loop that must end with its context.
+func Sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -2,9 +2,7 @@ package testenv
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -12,7 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -37,20 +34,14 @@ var postgresBinGlob = "/usr/lib/postgresql/*/bin"
 // Postgres is a throwaway PostgreSQL server listening on 127.0.0.1, with a
 // superuser "postgres" that needs no password. It is safe for concurrent use.
 type Postgres struct {
+	srv     server
 	bindir  string // holds initdb and postgres
-	port    int
-	dir     string // temporary directory, removed by Close
 	dataDir string // the cluster, created once by initdb
 	sockDir string // the server's Unix socket
-	logPath string // stderr of every run of postgres
 
 	// cred is the "postgres" OS user that initdb and postgres run as when
 	// this program runs as root; nil otherwise.
 	cred *syscall.Credential
-
-	mu     sync.Mutex
-	p      *proc // current run; nil when stopped
-	closed bool
 }
 
 // StartPostgres creates a new database cluster in a new temporary directory,
@@ -71,27 +62,41 @@ func StartPostgres() (*Postgres, error) {
 	// Not t.TempDir: when running as root the directory must be reachable by
 	// the postgres user, and os.MkdirTemp under os.TempDir (normally /tmp)
 	// is, once it is chowned.
-	if pg.dir, err = os.MkdirTemp(os.TempDir(), "testenv-pg-*"); err != nil {
+	dir, err := os.MkdirTemp(os.TempDir(), "testenv-pg-*")
+	if err != nil {
 		return nil, fmt.Errorf("testenv: create postgres directory: %w", err)
 	}
-	pg.dataDir = filepath.Join(pg.dir, "data")
-	pg.sockDir = filepath.Join(pg.dir, "sock")
-	pg.logPath = filepath.Join(pg.dir, "postgres.log")
+	pg.dataDir = filepath.Join(dir, "data")
+	pg.sockDir = filepath.Join(dir, "sock")
+	pg.srv = server{
+		name:         "postgres",
+		dir:          dir,
+		logPath:      filepath.Join(dir, "postgres.log"),
+		readyTimeout: postgresReadyTimeout,
+		pollEvery:    50 * time.Millisecond,
+		grace:        postgresStopGrace,
+		// SIGINT asks for a fast shutdown; SIGQUIT (immediate shutdown)
+		// follows if it hangs. postgres is a direct child even when running
+		// as root (see command), so the signals reach it.
+		stopSignals: []syscall.Signal{syscall.SIGINT, syscall.SIGQUIT},
+		command:     pg.serverCommand,
+		ping:        func() error { return postgresPing(pg.URL()) },
+		hint:        pg.userHint,
+	}
 	if err := pg.setup(); err != nil {
-		_ = os.RemoveAll(pg.dir)
+		_ = os.RemoveAll(dir)
 		return nil, err
 	}
 	return pg, nil
 }
 
-// setup prepares the directory, runs initdb and starts the server, retrying
-// with another port if the one picked was taken in the meantime.
+// setup prepares the directory, runs initdb and starts the server.
 func (pg *Postgres) setup() error {
 	if err := os.Mkdir(pg.sockDir, 0o700); err != nil {
 		return fmt.Errorf("testenv: create postgres socket directory: %w", err)
 	}
 	if pg.cred != nil {
-		for _, d := range []string{pg.dir, pg.sockDir} {
+		for _, d := range []string{pg.srv.dir, pg.sockDir} {
 			if err := os.Chown(d, int(pg.cred.Uid), int(pg.cred.Gid)); err != nil {
 				return fmt.Errorf("testenv: give %s to the %s user: %w", d, postgresOSUser, err)
 			}
@@ -100,20 +105,7 @@ func (pg *Postgres) setup() error {
 	if err := pg.initdb(); err != nil {
 		return err
 	}
-	pg.mu.Lock()
-	defer pg.mu.Unlock()
-	var err error
-	for attempt := 0; attempt < 3; attempt++ {
-		if pg.port, err = FreePort(); err != nil {
-			return fmt.Errorf("testenv: %w", err)
-		}
-		err = pg.start()
-		var inUse *portInUseError
-		if !errors.As(err, &inUse) {
-			return err
-		}
-	}
-	return err
+	return pg.srv.launch()
 }
 
 // NewPostgres starts a PostgreSQL server like StartPostgres and closes it when
@@ -134,9 +126,7 @@ func NewPostgres(t testing.TB) *Postgres {
 }
 
 // Addr returns the server's address as "127.0.0.1:port".
-func (pg *Postgres) Addr() string {
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(pg.port))
-}
+func (pg *Postgres) Addr() string { return pg.srv.addr() }
 
 // URL returns a connection URL for the "postgres" database as the "postgres"
 // superuser, as "postgres://postgres@127.0.0.1:port/postgres?sslmode=disable".
@@ -147,58 +137,16 @@ func (pg *Postgres) URL() string {
 // Stop shuts the server down (fast shutdown: open sessions are terminated)
 // and waits for it to exit. The data is kept; Start brings the server back on
 // the same port. Stopping a stopped server does nothing.
-func (pg *Postgres) Stop() error {
-	pg.mu.Lock()
-	defer pg.mu.Unlock()
-	return pg.stop()
-}
+func (pg *Postgres) Stop() error { return pg.srv.stop() }
 
 // Start starts a stopped server again on the same port and data directory
 // and waits until it answers a query. Starting a running server does
 // nothing; starting a closed one is an error.
-func (pg *Postgres) Start() error {
-	pg.mu.Lock()
-	defer pg.mu.Unlock()
-	if pg.closed {
-		return errors.New("testenv: postgres: Start after Close")
-	}
-	if pg.p != nil && !pg.p.exited() {
-		return nil
-	}
-	return pg.start()
-}
+func (pg *Postgres) Start() error { return pg.srv.start() }
 
 // Close stops the server and removes its temporary directory, data
 // included. It is safe to call more than once.
-func (pg *Postgres) Close() error {
-	pg.mu.Lock()
-	defer pg.mu.Unlock()
-	if pg.closed {
-		return nil
-	}
-	pg.closed = true
-	stopErr := pg.stop()
-	rmErr := os.RemoveAll(pg.dir)
-	if rmErr != nil {
-		rmErr = fmt.Errorf("testenv: remove postgres directory: %w", rmErr)
-	}
-	return errors.Join(stopErr, rmErr)
-}
-
-// stop shuts the current run down, if any: SIGINT asks postgres for a fast
-// shutdown; SIGQUIT (immediate shutdown) and SIGKILL follow if it hangs.
-// postgres is a direct child even when running as root (see command), so the
-// signals reach it. pg.mu must be held.
-func (pg *Postgres) stop() error {
-	if pg.p == nil {
-		return nil
-	}
-	if err := pg.p.stop(syscall.SIGINT, postgresStopGrace, syscall.SIGQUIT); err != nil {
-		return fmt.Errorf("testenv: stop postgres on %s: %w", pg.Addr(), err)
-	}
-	pg.p = nil
-	return nil
-}
+func (pg *Postgres) Close() error { return pg.srv.close() }
 
 // command returns a command for one of the server binaries, run as the
 // postgres OS user when this program runs as root.
@@ -209,7 +157,7 @@ func (pg *Postgres) stop() error {
 // postgres's "smart" shutdown that waits for every client to leave.
 func (pg *Postgres) command(name string, args ...string) *exec.Cmd {
 	cmd := exec.Command(filepath.Join(pg.bindir, name), args...)
-	cmd.Dir = pg.dir
+	cmd.Dir = pg.srv.dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setpgid:    true,
 		Pdeathsig:  syscall.SIGQUIT,
@@ -224,7 +172,7 @@ func (pg *Postgres) initdb() error {
 	if err != nil {
 		return err
 	}
-	logPath := filepath.Join(pg.dir, "initdb.log")
+	logPath := filepath.Join(pg.srv.dir, "initdb.log")
 	logf, err := openLog(logPath)
 	if err != nil {
 		return fmt.Errorf("testenv: open initdb log: %w", err)
@@ -278,15 +226,12 @@ func (pg *Postgres) initdbNoSyncFlag() (string, error) {
 	return "", nil
 }
 
-// start runs postgres and waits until it answers a query. pg.mu must be held.
-func (pg *Postgres) start() error {
-	logf, err := openLog(pg.logPath)
-	if err != nil {
-		return fmt.Errorf("testenv: open postgres log: %w", err)
-	}
-	cmd := pg.command("postgres",
+// serverCommand returns the command for one run of postgres on the
+// current port.
+func (pg *Postgres) serverCommand() *exec.Cmd {
+	return pg.command("postgres",
 		"-D", pg.dataDir,
-		"-p", strconv.Itoa(pg.port),
+		"-p", strconv.Itoa(pg.srv.port),
 		"-k", pg.sockDir,
 		"-c", "listen_addresses=127.0.0.1",
 		"-c", "fsync=off",
@@ -294,39 +239,6 @@ func (pg *Postgres) start() error {
 		"-c", "full_page_writes=off",
 		"-c", "max_connections="+strconv.Itoa(postgresMaxConns),
 	)
-	cmd.Stdout = logf
-	cmd.Stderr = logf
-	p, err := startProc(cmd)
-	logf.Close() // the child has its own copy
-	if err != nil {
-		return fmt.Errorf("testenv: run postgres: %w", err)
-	}
-	pg.p = p
-
-	deadline := time.Now().Add(postgresReadyTimeout)
-	var pingErr error
-	for {
-		if p.exited() {
-			pg.p = nil
-			tail := logTail(pg.logPath, 20)
-			err := fmt.Errorf("testenv: postgres on %s exited before answering (%v)%s; server log:\n%s",
-				pg.Addr(), p.err, pg.userHint(), tail)
-			if addrInUse(tail) {
-				return &portInUseError{err}
-			}
-			return err
-		}
-		if pingErr = postgresPing(pg.URL()); pingErr == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	stopErr := pg.stop()
-	return errors.Join(fmt.Errorf("testenv: postgres on %s did not answer within %v (last error: %v); server log:\n%s",
-		pg.Addr(), postgresReadyTimeout, pingErr, logTail(pg.logPath, 20)), stopErr)
 }
 
 // userHint explains a likely cause of failures when running as root.
@@ -335,7 +247,7 @@ func (pg *Postgres) userHint() string {
 		return ""
 	}
 	return fmt.Sprintf(" (running as the %s OS user, which must be able to reach %s; set TMPDIR to a directory it can reach if it cannot)",
-		postgresOSUser, pg.dir)
+		postgresOSUser, pg.srv.dir)
 }
 
 // postgresPing connects to url and runs "select 1".

@@ -182,7 +182,7 @@ func TestRedisClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pid, dir, addr := r.p.cmd.Process.Pid, r.dir, r.Addr()
+	pid, dir, addr := r.srv.p.cmd.Process.Pid, r.srv.dir, r.Addr()
 	if err := r.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -306,7 +306,7 @@ func TestPostgresClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pid, dir, addr := pg.p.cmd.Process.Pid, pg.dir, pg.Addr()
+	pid, dir, addr := pg.srv.p.cmd.Process.Pid, pg.srv.dir, pg.Addr()
 	if err := pg.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}

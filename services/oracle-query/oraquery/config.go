@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"maps"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
 
 	go_ora "github.com/sijms/go-ora/v2"
 
-	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 )
 
@@ -79,17 +79,7 @@ func (c *Config) Validate() error {
 	if err != nil {
 		return err
 	}
-	named, err := c.NamedQueries()
-	if err != nil {
-		return err
-	}
-	for name, q := range named {
-		if q.Connection != "" && conns[strings.ToLower(q.Connection)] == "" {
-			return fmt.Errorf("named query %q runs on connection %q, which is not configured: set %s%s",
-				name, q.Connection, namedURLPrefix, strings.ToUpper(q.Connection))
-		}
-	}
-	return nil
+	return c.CheckConnections(slices.Collect(maps.Keys(conns)), namedURLPrefix)
 }
 
 // Connections returns the go-ora URL of every connection, keyed by
@@ -124,31 +114,17 @@ func (c *Config) Connections() (map[string]string, error) {
 		return nil, errors.New("ORACLE_USER and ORACLE_PASSWORD belong to the default connection, and neither ORACLE_URL nor ORACLE_HOST is set (a named connection's password is ORACLE_PASSWORD_<NAME>)")
 	}
 
-	urls, passwords := lookupNamed(namedURLPrefix), lookupNamed(namedPasswordPrefix)
-	for _, name := range slices.Sorted(maps.Keys(urls)) {
-		e := urls[name]
-		switch {
-		case len(e.vars) > 1:
-			return nil, fmt.Errorf("%s name the same connection %q (names are case-insensitive): keep one", strings.Join(e.vars, " and "), name)
-		case name == sqlmetric.DefaultConnection:
-			return nil, fmt.Errorf("%s: %q is the name of the connection of ORACLE_URL or ORACLE_HOST: pick another name", e.vars[0], name)
-		case strings.TrimSpace(e.value) == "":
-			return nil, fmt.Errorf("%s is empty", e.vars[0])
-		}
-		pw := passwords[name]
-		if len(pw.vars) > 1 {
-			return nil, fmt.Errorf("%s set the password of the same connection %q: keep one", strings.Join(pw.vars, " and "), name)
-		}
-		u, err := connectionURL(e.vars[0], e.value, "", pw.value)
+	named, err := sqlmetric.NamedConnections(os.Environ(), namedURLPrefix, namedPasswordPrefix)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range slices.Sorted(maps.Keys(named)) {
+		conn := named[name]
+		u, err := connectionURL(conn.URLVar, conn.URL, "", conn.Password)
 		if err != nil {
 			return nil, err
 		}
 		out[name] = u
-	}
-	for _, name := range slices.Sorted(maps.Keys(passwords)) {
-		if _, ok := urls[name]; !ok {
-			return nil, fmt.Errorf("%s is set but %s%s is not", passwords[name].vars[0], namedURLPrefix, strings.ToUpper(name))
-		}
 	}
 	if len(out) == 0 {
 		return nil, errors.New("ORACLE_URL (or ORACLE_HOST with ORACLE_SERVICE and ORACLE_USER, or a named ORACLE_URL_<NAME>) is required: there is no default, the scaler must not guess which database to read")
@@ -234,26 +210,4 @@ func (c *Config) applyPool(db *sql.DB) {
 	db.SetMaxIdleConns(c.MaxIdleConns)
 	db.SetConnMaxLifetime(c.ConnMaxLifetime)
 	db.SetConnMaxIdleTime(c.ConnMaxIdleTime)
-}
-
-// entry is the value of the variables that map to one lowercase name.
-type entry struct {
-	value string
-	vars  []string // the variables, sorted; more than one is a conflict
-}
-
-// lookupNamed returns the variables whose names start with prefix,
-// grouped by the rest of the name in lowercase, keeping the variables'
-// full names for errors.
-func lookupNamed(prefix string) map[string]entry {
-	out := make(map[string]entry)
-	for rest, value := range config.LookupAll(prefix) {
-		name := strings.ToLower(rest)
-		e := out[name]
-		e.value = value
-		e.vars = append(e.vars, prefix+rest)
-		slices.Sort(e.vars)
-		out[name] = e
-	}
-	return out
 }

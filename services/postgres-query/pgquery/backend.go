@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
@@ -40,7 +42,7 @@ func New(cfg Config, log *slog.Logger) (*Backend, error) {
 	}
 	b := &Backend{pools: make(map[string]*pgxpool.Pool), listeners: make(map[string]*Listener)}
 	queriers := make(map[string]sqlmetric.Querier, len(conns))
-	for _, name := range sortedKeys(conns) {
+	for _, name := range slices.Sorted(maps.Keys(conns)) {
 		conn := conns[name]
 		pc, err := cfg.poolConfig(conn)
 		if err != nil {
@@ -52,7 +54,7 @@ func New(cfg Config, log *slog.Logger) (*Backend, error) {
 		pool, err := pgxpool.NewWithConfig(context.Background(), pc)
 		if err != nil {
 			b.Close()
-			return nil, fmt.Errorf("%s: %w", conn.variable, err)
+			return nil, fmt.Errorf("%s: %w", conn.URLVar, err)
 		}
 		b.pools[name] = pool
 		queriers[name] = NewQuerier(pool, cfg.QueryTimeout)

@@ -93,7 +93,7 @@ func TestNamedConnection(t *testing.T) {
 	t.Setenv("POSTGRES_URL_REPORTING", reporting)
 	t.Setenv("POSTGRES_PASSWORD_REPORTING", "unused-with-trust-auth")
 	cfg := testConfig(url)
-	cfg.Named = nil // from the environment
+	cfg.Environ = nil // from the environment
 	cfg.Queries = `{"reports": {"sql": "select count(*) from reports", "connection": "reporting"}}`
 	s := scalertest.Serve(t, newBackend(t, cfg), scalertest.Options{})
 	e := &env{pg: pg, url: url, db: db, s: s}

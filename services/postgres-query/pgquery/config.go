@@ -3,15 +3,15 @@ package pgquery
 import (
 	"errors"
 	"fmt"
-	"regexp"
-	"sort"
+	"maps"
+	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 )
 
@@ -65,29 +65,11 @@ type Config struct {
 	// per connection: each costs one LISTEN session.
 	MaxListenChannels int `envconfig:"POSTGRES_MAX_LISTEN_CHANNELS" default:"8" desc:"most notifyChannel values listened to at once per connection (one LISTEN session each); triggers beyond it poll"`
 
-	// Named are the named connections, by name (case-insensitive). When
-	// nil, they are read from the environment: POSTGRES_URL_<NAME> and
-	// POSTGRES_PASSWORD_<NAME>. Tests set it (non-nil) instead.
-	Named map[string]Connection `ignored:"true"`
+	// Environ is the environment the named connections are read from
+	// (POSTGRES_URL_<NAME> and POSTGRES_PASSWORD_<NAME>), as os.Environ
+	// returns it; nil means the process's own. Tests set it.
+	Environ []string `ignored:"true"`
 }
-
-// Connection is one database the scaler queries.
-type Connection struct {
-	// URL is the DSN, as POSTGRES_URL.
-	URL string
-	// Password, when set, replaces the DSN's password.
-	Password string
-}
-
-// connection is a resolved Connection: its lowercase name and the
-// variable it came from, for error messages.
-type connection struct {
-	Connection
-	name     string
-	variable string // e.g. POSTGRES_URL_REPORTING
-}
-
-var connNameRE = regexp.MustCompile(`^[a-z0-9_]+$`)
 
 // Validate checks the configuration, parsing every DSN, and names the
 // variable at fault. config.Load calls it, so that a bad value stops the
@@ -118,73 +100,31 @@ func (c *Config) Validate() error {
 	if err != nil {
 		return err
 	}
-	for _, conn := range conns {
-		if _, err := c.poolConfig(conn); err != nil {
+	for _, name := range slices.Sorted(maps.Keys(conns)) {
+		if _, err := c.poolConfig(conns[name]); err != nil {
 			return err
 		}
 	}
-	named, err := c.NamedQueries()
-	if err != nil {
-		return err
-	}
-	for name, q := range named {
-		if q.Connection == "" {
-			continue
-		}
-		if _, ok := conns[strings.ToLower(q.Connection)]; !ok {
-			return fmt.Errorf("named query %q runs on connection %q, but %s%s is not set",
-				name, q.Connection, urlPrefix, strings.ToUpper(q.Connection))
-		}
-	}
-	return nil
+	return c.CheckConnections(slices.Collect(maps.Keys(conns)), urlPrefix)
 }
 
 // connections returns every connection by lowercase name: the default one
 // (sqlmetric.DefaultConnection) and the named ones.
-func (c *Config) connections() (map[string]connection, error) {
-	named := c.Named
-	if named == nil {
-		var err error
-		if named, err = namedFromEnv(); err != nil {
-			return nil, err
-		}
+func (c *Config) connections() (map[string]sqlmetric.Connection, error) {
+	environ := c.Environ
+	if environ == nil {
+		environ = os.Environ()
 	}
-	out := map[string]connection{
-		sqlmetric.DefaultConnection: {
-			Connection: Connection{URL: c.URL, Password: c.Password},
-			name:       sqlmetric.DefaultConnection,
-			variable:   "POSTGRES_URL",
-		},
+	out, err := sqlmetric.NamedConnections(environ, urlPrefix, passwordPrefix)
+	if err != nil {
+		return nil, err
 	}
-	for _, raw := range sortedKeys(named) {
-		name, variable := strings.ToLower(raw), urlPrefix+raw
-		switch _, dup := out[name]; {
-		case name == sqlmetric.DefaultConnection:
-			return nil, fmt.Errorf("%s: %q is the name of the default connection: set POSTGRES_URL instead", variable, raw)
-		case !connNameRE.MatchString(name):
-			return nil, fmt.Errorf("%s: connection name %q: want letters, digits and '_'", variable, raw)
-		case dup:
-			return nil, fmt.Errorf("%s: connection %q is defined twice (names are case-insensitive)", variable, name)
-		case strings.TrimSpace(named[raw].URL) == "":
-			return nil, fmt.Errorf("%s is empty: want a PostgreSQL URL or DSN", variable)
-		}
-		out[name] = connection{Connection: named[raw], name: name, variable: variable}
-	}
-	return out, nil
-}
-
-// namedFromEnv reads the named connections from POSTGRES_URL_<NAME> and
-// POSTGRES_PASSWORD_<NAME>.
-func namedFromEnv() (map[string]Connection, error) {
-	urls, passwords := config.LookupAll(urlPrefix), config.LookupAll(passwordPrefix)
-	out := make(map[string]Connection, len(urls))
-	for name, url := range urls {
-		out[name] = Connection{URL: url, Password: passwords[name]}
-	}
-	for _, name := range sortedKeys(passwords) {
-		if _, ok := urls[name]; !ok {
-			return nil, fmt.Errorf("%s%s is set but %s%s is not", passwordPrefix, name, urlPrefix, name)
-		}
+	out[sqlmetric.DefaultConnection] = sqlmetric.Connection{
+		Name:        sqlmetric.DefaultConnection,
+		URL:         c.URL,
+		URLVar:      "POSTGRES_URL",
+		Password:    c.Password,
+		PasswordVar: "POSTGRES_PASSWORD",
 	}
 	return out, nil
 }
@@ -192,17 +132,17 @@ func namedFromEnv() (map[string]Connection, error) {
 // poolConfig returns the pool settings of conn: its DSN with the
 // password, timeouts and limits of c. Errors name conn's variable and
 // never quote the DSN's password.
-func (c *Config) poolConfig(conn connection) (*pgxpool.Config, error) {
+func (c *Config) poolConfig(conn sqlmetric.Connection) (*pgxpool.Config, error) {
 	pc, err := pgxpool.ParseConfig(strings.TrimSpace(conn.URL))
 	if err != nil {
 		// pgconn redacts the password in the DSN it quotes.
-		return nil, fmt.Errorf("%s is not a valid PostgreSQL URL or keyword/value DSN: %w", conn.variable, err)
+		return nil, fmt.Errorf("%s is not a valid PostgreSQL URL or keyword/value DSN: %w", conn.URLVar, err)
 	}
 	cc := pc.ConnConfig
 	if cc.DefaultQueryExecMode == pgx.QueryExecModeSimpleProtocol {
 		// The simple protocol runs several statements in one string and
 		// splices parameters into the SQL text: both guards would be gone.
-		return nil, fmt.Errorf("%s: default_query_exec_mode=simple_protocol is not allowed: queries must use the extended protocol (exec works behind PgBouncer)", conn.variable)
+		return nil, fmt.Errorf("%s: default_query_exec_mode=simple_protocol is not allowed: queries must use the extended protocol (exec works behind PgBouncer)", conn.URLVar)
 	}
 	if conn.Password != "" {
 		cc.Password = conn.Password
@@ -229,13 +169,4 @@ func listenConfig(pc *pgxpool.Config) *pgx.ConnConfig {
 	cc := pc.ConnConfig.Copy()
 	cc.RuntimeParams["application_name"] += ListenSuffix
 	return cc
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -21,7 +21,7 @@ func TestValidate(t *testing.T) {
 	}{
 		{"defaults", func(*Config) {}, ""},
 		{"keyword/value DSN", func(c *Config) { c.URL = "host=db.example port=5432 dbname=app user=scaler sslmode=require" }, ""},
-		{"named connection", func(c *Config) { c.Named = map[string]Connection{"REPORTING": {URL: testURL}} }, ""},
+		{"named connection", func(c *Config) { c.Environ = []string{"POSTGRES_URL_REPORTING=" + testURL} }, ""},
 		{"exec mode for PgBouncer", func(c *Config) { c.URL = testURL + "&default_query_exec_mode=exec" }, ""},
 		{"missing URL", func(c *Config) { c.URL = " " }, "POSTGRES_URL is required"},
 		{"malformed URL", func(c *Config) { c.URL = "postgres://scaler:secret@db.example:notaport/app" }, "POSTGRES_URL is not a valid"},
@@ -30,13 +30,13 @@ func TestValidate(t *testing.T) {
 			c.URL = testURL[:strings.Index(testURL, "?")] + "?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"
 		}, "POSTGRES_URL"},
 		{"simple protocol", func(c *Config) { c.URL = testURL + "&default_query_exec_mode=simple_protocol" }, "simple_protocol is not allowed"},
-		{"malformed named URL", func(c *Config) { c.Named = map[string]Connection{"REPORTING": {URL: "postgres://x:y@h:port/db"}} }, "POSTGRES_URL_REPORTING is not a valid"},
-		{"empty named URL", func(c *Config) { c.Named = map[string]Connection{"REPORTING": {}} }, "POSTGRES_URL_REPORTING is empty"},
-		{"named default", func(c *Config) { c.Named = map[string]Connection{"DEFAULT": {URL: testURL}} }, "POSTGRES_URL_DEFAULT"},
+		{"malformed named URL", func(c *Config) { c.Environ = []string{"POSTGRES_URL_REPORTING=postgres://x:y@h:port/db"} }, "POSTGRES_URL_REPORTING is not a valid"},
+		{"empty named URL", func(c *Config) { c.Environ = []string{"POSTGRES_URL_REPORTING="} }, "POSTGRES_URL_REPORTING is empty"},
+		{"named default", func(c *Config) { c.Environ = []string{"POSTGRES_URL_DEFAULT=" + testURL} }, "POSTGRES_URL_DEFAULT"},
 		{"name twice", func(c *Config) {
-			c.Named = map[string]Connection{"REPORTING": {URL: testURL}, "Reporting": {URL: testURL}}
-		}, "defined twice"},
-		{"bad name", func(c *Config) { c.Named = map[string]Connection{"RE-PORTING": {URL: testURL}} }, "POSTGRES_URL_RE-PORTING"},
+			c.Environ = []string{"POSTGRES_URL_REPORTING=" + testURL, "POSTGRES_URL_Reporting=" + testURL}
+		}, "POSTGRES_URL_REPORTING and POSTGRES_URL_Reporting name the same connection"},
+		{"bad name", func(c *Config) { c.Environ = []string{"POSTGRES_URL_RE-PORTING=" + testURL} }, "POSTGRES_URL_RE-PORTING"},
 		{"max conns", func(c *Config) { c.MaxConns = 0 }, "POSTGRES_MAX_CONNS"},
 		{"min conns", func(c *Config) { c.MinConns = 5 }, "POSTGRES_MIN_CONNS"},
 		{"negative min conns", func(c *Config) { c.MinConns = -1 }, "POSTGRES_MIN_CONNS"},
@@ -54,7 +54,7 @@ func TestValidate(t *testing.T) {
 		}, "POSTGRES_URL_REPORTING is not set"},
 		{"query on a named connection", func(c *Config) {
 			c.Queries = `{"reports": {"sql": "select 1", "connection": "Reporting"}}`
-			c.Named = map[string]Connection{"REPORTING": {URL: testURL}}
+			c.Environ = []string{"POSTGRES_URL_REPORTING=" + testURL}
 		}, ""},
 	}
 	for _, tt := range tests {
@@ -83,17 +83,17 @@ func TestNamedFromEnvironment(t *testing.T) {
 	t.Setenv("POSTGRES_PASSWORD_REPORTING", "from-a-secret")
 	t.Setenv("POSTGRES_URL_Billing", "host=billing.example dbname=billing user=bill")
 	cfg := testConfig(testURL)
-	cfg.Named = nil
+	cfg.Environ = nil
 	must(t, cfg.Validate())
 	conns, err := cfg.connections()
 	must(t, err)
 	if len(conns) != 3 {
 		t.Fatalf("connections = %v, want default, reporting and billing", conns)
 	}
-	if c := conns["reporting"]; c.URL != "postgres://report@reports.example/reports" || c.Password != "from-a-secret" || c.variable != "POSTGRES_URL_REPORTING" {
+	if c := conns["reporting"]; c.URL != "postgres://report@reports.example/reports" || c.Password != "from-a-secret" || c.URLVar != "POSTGRES_URL_REPORTING" {
 		t.Errorf("reporting = %+v", c)
 	}
-	if c := conns["billing"]; c.Password != "" || c.variable != "POSTGRES_URL_Billing" {
+	if c := conns["billing"]; c.Password != "" || c.URLVar != "POSTGRES_URL_Billing" {
 		t.Errorf("billing = %+v", c)
 	}
 	if c := conns[sqlmetric.DefaultConnection]; c.URL != testURL {
@@ -114,7 +114,7 @@ func TestPoolConfig(t *testing.T) {
 	cfg.MaxConns, cfg.MinConns = 3, 1
 	cfg.ConnectTimeout = 7 * time.Second
 	cfg.MaxConnLifetime, cfg.MaxConnIdleTime = time.Hour, time.Minute
-	conn := connection{Connection: Connection{URL: testURL + "&pool_max_conns=100&connect_timeout=60", Password: "override"}, variable: "POSTGRES_URL"}
+	conn := sqlmetric.Connection{URL: testURL + "&pool_max_conns=100&connect_timeout=60", Password: "override", URLVar: "POSTGRES_URL"}
 	pc, err := cfg.poolConfig(conn)
 	must(t, err)
 	cc := pc.ConnConfig
@@ -142,7 +142,7 @@ func TestPoolConfig(t *testing.T) {
 
 	// Without POSTGRES_PASSWORD the DSN's password stays; an operator's
 	// application_name is kept.
-	conn = connection{Connection: Connection{URL: testURL + "&application_name=scaler-eu"}, variable: "POSTGRES_URL"}
+	conn = sqlmetric.Connection{URL: testURL + "&application_name=scaler-eu", URLVar: "POSTGRES_URL"}
 	pc, err = cfg.poolConfig(conn)
 	must(t, err)
 	if pc.ConnConfig.Password != "secret" {
@@ -158,7 +158,7 @@ func TestPoolConfig(t *testing.T) {
 func TestNewDoesNotConnect(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig("postgres://postgres@127.0.0.1:1/none?sslmode=disable")
-	cfg.Named = map[string]Connection{"reporting": {URL: "postgres://postgres@127.0.0.1:2/none?sslmode=disable"}}
+	cfg.Environ = []string{"POSTGRES_URL_reporting=postgres://postgres@127.0.0.1:2/none?sslmode=disable"}
 	start := time.Now()
 	b := newBackend(t, cfg)
 	if d := time.Since(start); d > 500*time.Millisecond {

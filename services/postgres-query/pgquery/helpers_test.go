@@ -130,7 +130,7 @@ func testConfig(url string) Config {
 		MaxConnIdleTime:   5 * time.Minute,
 		ConnectTimeout:    time.Second,
 		MaxListenChannels: 8,
-		Named:             map[string]Connection{}, // not from the environment
+		Environ:           []string{}, // not the process's own
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/kedascalers/kedascalers/libs/scalerkit/stream"
 )
 
 // channelRE is what notifyChannel accepts: a lowercase PostgreSQL
@@ -198,7 +200,7 @@ func (l *Listener) run(ctx context.Context, ch *listenChannel) {
 		}
 		l.log.Log(ctx, level, "LISTEN session failed; notifications wait until it is back, push feeds poll meanwhile",
 			slog.String("channel", ch.name), slog.Duration("retryIn", backoff), slog.Any("error", err))
-		if !sleep(ctx, backoff) {
+		if !stream.Sleep(ctx, backoff) {
 			return
 		}
 		backoff = min(2*backoff, l.opts.MaxBackoff)
@@ -248,17 +250,5 @@ func (l *Listener) signal(ch *listenChannel) {
 	l.mu.Unlock()
 	for _, fn := range fns {
 		fn()
-	}
-}
-
-// sleep waits for d or until ctx ends, reporting whether d elapsed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/scalertest"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/testenv"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
@@ -170,7 +171,7 @@ func TestNotifyAfterRestart(t *testing.T) {
 func newListener(t *testing.T, url string, opts ListenerOptions) *Listener {
 	t.Helper()
 	cfg := testConfig(url)
-	pc, err := cfg.poolConfig(connection{Connection: Connection{URL: url}, variable: "POSTGRES_URL"})
+	pc, err := cfg.poolConfig(sqlmetric.Connection{URL: url, URLVar: "POSTGRES_URL"})
 	must(t, err)
 	if opts.Logger == nil {
 		opts.Logger = quiet

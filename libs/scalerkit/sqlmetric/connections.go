@@ -1,0 +1,113 @@
+package sqlmetric
+
+import (
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// Connection is a named connection as the environment defines it: the
+// variable urlPrefix+NAME holds its URL and passwordPrefix+NAME, when set,
+// its password (POSTGRES_URL_BILLING and POSTGRES_PASSWORD_BILLING define
+// the connection "billing").
+type Connection struct {
+	// Name is the connection's name in lowercase, as metadata "connection"
+	// chooses it (names are case-insensitive).
+	Name string
+	// URL is the value of URLVar, as set.
+	URL string
+	// URLVar names the variable that holds URL.
+	URLVar string
+	// Password is the value of PasswordVar, or "" when it is not set.
+	Password string
+	// PasswordVar names the variable of the password, set or not.
+	PasswordVar string
+}
+
+// connectionNameRE is what a connection's name may be, in lowercase.
+var connectionNameRE = regexp.MustCompile(`^[a-z0-9_]+$`)
+
+// NamedConnections returns the named connections that environ (as
+// os.Environ returns it) defines with variables urlPrefix+NAME and
+// passwordPrefix+NAME, keyed by lowercase name. It refuses a name that is
+// not letters, digits and '_', the name of the default connection, two
+// variables for one name (names are case-insensitive), an empty URL and a
+// password without its URL. Errors name the variables and never quote a
+// value: a URL may hold a password.
+func NamedConnections(environ []string, urlPrefix, passwordPrefix string) (map[string]Connection, error) {
+	urls, passwords := byName(environ, urlPrefix), byName(environ, passwordPrefix)
+	out := make(map[string]Connection, len(urls))
+	for _, name := range slices.Sorted(maps.Keys(urls)) {
+		u, pw := urls[name], passwords[name]
+		switch {
+		case len(u.vars) > 1:
+			return nil, fmt.Errorf("%s name the same connection %q (names are case-insensitive): keep one", strings.Join(u.vars, " and "), name)
+		case len(pw.vars) > 1:
+			return nil, fmt.Errorf("%s set the password of the same connection %q (names are case-insensitive): keep one", strings.Join(pw.vars, " and "), name)
+		case !connectionNameRE.MatchString(name):
+			return nil, fmt.Errorf("%s: connection name %q: want letters, digits and '_'", u.vars[0], name)
+		case name == DefaultConnection:
+			return nil, fmt.Errorf("%s: %q is the name of the default connection: pick another name", u.vars[0], name)
+		case strings.TrimSpace(u.value) == "":
+			return nil, fmt.Errorf("%s is empty", u.vars[0])
+		}
+		pwVar := passwordPrefix + strings.TrimPrefix(u.vars[0], urlPrefix)
+		if len(pw.vars) == 1 {
+			pwVar = pw.vars[0]
+		}
+		out[name] = Connection{Name: name, URL: u.value, URLVar: u.vars[0], Password: pw.value, PasswordVar: pwVar}
+	}
+	for _, name := range slices.Sorted(maps.Keys(passwords)) {
+		if _, ok := urls[name]; !ok {
+			v := passwords[name].vars[0]
+			return nil, fmt.Errorf("%s is set but %s%s is not", v, urlPrefix, strings.TrimPrefix(v, passwordPrefix))
+		}
+	}
+	return out, nil
+}
+
+// CheckConnections returns an error naming the first named query (by
+// name) whose connection is not among configured, the lowercase names of
+// the connections there are, and the variable that would define it.
+func (c *Config) CheckConnections(configured []string, urlPrefix string) error {
+	named, err := c.NamedQueries()
+	if err != nil {
+		return err
+	}
+	for _, name := range slices.Sorted(maps.Keys(named)) {
+		conn := named[name].Connection
+		if conn != "" && !slices.Contains(configured, strings.ToLower(conn)) {
+			return fmt.Errorf("named query %q runs on connection %q, but %s%s is not set",
+				name, conn, urlPrefix, strings.ToUpper(conn))
+		}
+	}
+	return nil
+}
+
+// setting is the value of the variables that map to one lowercase name.
+type setting struct {
+	value string
+	vars  []string // the variables, sorted; more than one is a conflict
+}
+
+// byName returns the variables of environ whose names start with prefix
+// and go on, grouped by the rest of the name in lowercase.
+func byName(environ []string, prefix string) map[string]setting {
+	out := make(map[string]setting)
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		rest, ok := strings.CutPrefix(k, prefix)
+		if !ok || rest == "" {
+			continue
+		}
+		name := strings.ToLower(rest)
+		s := out[name]
+		s.value = v
+		s.vars = append(s.vars, k)
+		slices.Sort(s.vars)
+		out[name] = s
+	}
+	return out
+}
