@@ -1,39 +1,20 @@
 package main
 
 import (
-	"os"
 	"strings"
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/kedascalers/kedascalers/libs/scalerkit/scalertest"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// capture runs the command with args and returns its exit code, stdout
-// and stderr.
-func capture(t *testing.T, args ...string) (code int, stdout, stderr string) {
-	t.Helper()
-	var out, errOut strings.Builder
-	code = run(args, &out, &errOut)
-	return code, out.String(), errOut.String()
-}
-
-// clearOracleEnv unsets every ORACLE_* variable for the test.
-func clearOracleEnv(t *testing.T) {
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, "ORACLE_") {
-			t.Setenv(name, "")
-			os.Unsetenv(name)
-		}
-	}
-}
-
 func TestHelpListsEveryVariable(t *testing.T) {
-	code, out, _ := capture(t, "--help")
+	code, out, _ := scalertest.Command(t, run, "--help")
 	if code != 0 {
 		t.Errorf("--help exited %d, want 0", code)
 	}
@@ -47,8 +28,8 @@ func TestHelpListsEveryVariable(t *testing.T) {
 }
 
 func TestWithoutOracleItRefusesToStart(t *testing.T) {
-	clearOracleEnv(t)
-	code, _, errOut := capture(t)
+	scalertest.UnsetenvPrefix(t, "ORACLE_")
+	code, _, errOut := scalertest.Command(t, run)
 	if code != 2 {
 		t.Errorf("exit code %d without ORACLE_URL, want 2 (configuration error)", code)
 	}
@@ -58,10 +39,10 @@ func TestWithoutOracleItRefusesToStart(t *testing.T) {
 }
 
 func TestBadPoolSettingRefusesToStart(t *testing.T) {
-	clearOracleEnv(t)
+	scalertest.UnsetenvPrefix(t, "ORACLE_")
 	t.Setenv("ORACLE_URL", "oracle://ks:pw@127.0.0.1:1521/FREEPDB1")
 	t.Setenv("ORACLE_MAX_IDLE_CONNS", "9")
-	code, _, errOut := capture(t)
+	code, _, errOut := scalertest.Command(t, run)
 	if code != 2 || !strings.Contains(errOut, "ORACLE_MAX_IDLE_CONNS=9") {
 		t.Errorf("exit %d, stderr %q; want 2 naming ORACLE_MAX_IDLE_CONNS", code, errOut)
 	}

@@ -1,34 +1,20 @@
 package main
 
 import (
-	"os"
 	"strings"
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/kedascalers/kedascalers/libs/scalerkit/scalertest"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// capture runs the command with args and returns its exit code, stdout
-// and stderr.
-func capture(t *testing.T, args ...string) (code int, stdout, stderr string) {
-	t.Helper()
-	var out, errOut strings.Builder
-	code = run(args, &out, &errOut)
-	return code, out.String(), errOut.String()
-}
-
-// unsetenv removes name for the test and restores it afterwards.
-func unsetenv(t *testing.T, name string) {
-	t.Setenv(name, "")
-	os.Unsetenv(name)
-}
-
 func TestHelpListsEveryVariable(t *testing.T) {
-	code, out, _ := capture(t, "--help")
+	code, out, _ := scalertest.Command(t, run, "--help")
 	if code != 0 {
 		t.Errorf("--help exited %d, want 0", code)
 	}
@@ -59,12 +45,12 @@ func TestConfigurationErrorsStopTheStart(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, v := range []string{"POSTGRES_URL", "POSTGRES_URL_REPORTING", "POSTGRES_MAX_CONNS", "QUERY_POLICY"} {
-				unsetenv(t, v)
+				scalertest.Unsetenv(t, v)
 			}
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
-			code, _, errOut := capture(t)
+			code, _, errOut := scalertest.Command(t, run)
 			if code != 2 {
 				t.Errorf("exit code %d, want 2 (configuration error)", code)
 			}

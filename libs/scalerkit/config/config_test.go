@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/scalertest"
 )
 
 // vars are the shared variables, a public interface.
@@ -19,22 +19,10 @@ var vars = []string{
 	"BACKEND_TIMEOUT", "SHUTDOWN_TIMEOUT", "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE",
 }
 
-// unsetEnv removes keys from the environment for the test; t.Setenv
-// restores them afterwards.
-func unsetEnv(t *testing.T, keys ...string) {
-	t.Helper()
-	for _, k := range keys {
-		t.Setenv(k, "")
-		if err := os.Unsetenv(k); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // cleanEnv unsets every shared variable and sets env.
 func cleanEnv(t *testing.T, env map[string]string) {
 	t.Helper()
-	unsetEnv(t, vars...)
+	scalertest.Unsetenv(t, vars...)
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
@@ -291,7 +279,7 @@ func TestLoadServiceConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			unsetEnv(t, "REDIS_URL", "REDIS_POOL_SIZE", "REDIS_RETRY", "REDIS_SECRET_NAME")
+			scalertest.Unsetenv(t, "REDIS_URL", "REDIS_POOL_SIZE", "REDIS_RETRY", "REDIS_SECRET_NAME")
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}

@@ -3,6 +3,8 @@ package scalertest
 import (
 	"context"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -117,4 +119,39 @@ func Eventually(d time.Duration, f func() error) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// Unsetenv removes the named variables from the environment for the test
+// and restores them when it ends (t.Setenv can only set a variable).
+func Unsetenv(t testing.TB, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		t.Setenv(name, "") // restores the old value, or its absence
+		if err := os.Unsetenv(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// UnsetenvPrefix removes every variable whose name starts with prefix, as
+// Unsetenv does, so that the settings of the machine running the tests
+// (ORACLE_URL_BILLING, say) do not leak into them.
+func UnsetenvPrefix(t testing.TB, prefix string) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, prefix) {
+			Unsetenv(t, name)
+		}
+	}
+}
+
+// Command runs a service's run function (main's body, taking the
+// arguments after the program name and the output streams, returning the
+// exit code) in-process with args, and returns its exit code, stdout and
+// stderr.
+func Command(t testing.TB, run func(args []string, stdout, stderr io.Writer) int, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut strings.Builder
+	code = run(args, &out, &errOut)
+	return code, out.String(), errOut.String()
 }

@@ -36,7 +36,7 @@ func parsed(t *testing.T, u string) (host string, port int, service, user, passw
 }
 
 func TestLoadDefaults(t *testing.T) {
-	clearOracleEnv(t)
+	scalertest.UnsetenvPrefix(t, "ORACLE_")
 	t.Setenv("ORACLE_URL", "oracle://ks:pw@db.example:1521/FREEPDB1")
 	var c Config
 	if err := config.Load(&c); err != nil {
@@ -50,7 +50,7 @@ func TestLoadDefaults(t *testing.T) {
 }
 
 func TestConnectionsFromURL(t *testing.T) {
-	clearOracleEnv(t)
+	scalertest.UnsetenvPrefix(t, "ORACLE_")
 	c := testConfig("oracle://ks:old@db.example:1522/FREEPDB1?SSL=true&SSL+VERIFY=false")
 	conns, err := c.Connections()
 	if err != nil {
@@ -82,7 +82,7 @@ func TestConnectionsFromURL(t *testing.T) {
 }
 
 func TestConnectionsFromParts(t *testing.T) {
-	clearOracleEnv(t)
+	scalertest.UnsetenvPrefix(t, "ORACLE_")
 	c := testConfig("")
 	c.Host, c.Port, c.Service, c.User, c.Password = "db.example", 1599, "ORCLPDB1", "ks_reader", secretPassword
 	conns, err := c.Connections()
@@ -109,7 +109,7 @@ func TestConnectionsFromParts(t *testing.T) {
 }
 
 func TestNamedConnections(t *testing.T) {
-	clearOracleEnv(t)
+	scalertest.UnsetenvPrefix(t, "ORACLE_")
 	t.Setenv("ORACLE_URL_BILLING", "oracle://bill:old@billing.example:1521/BILLPDB")
 	t.Setenv("ORACLE_PASSWORD_BILLING", secretPassword)
 	t.Setenv("ORACLE_URL_Reports", "oracle://rep:rp@reports.example:1521/REPPDB")
@@ -199,7 +199,7 @@ func TestValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clearOracleEnv(t)
+			scalertest.UnsetenvPrefix(t, "ORACLE_")
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
@@ -223,14 +223,14 @@ func TestValidate(t *testing.T) {
 			}
 		})
 	}
-	clearOracleEnv(t)
+	scalertest.UnsetenvPrefix(t, "ORACLE_")
 	if c := testConfig(good); c.Validate() != nil {
 		t.Errorf("valid configuration: %v", c.Validate())
 	}
 }
 
 func TestLoadRefusesBadEnvironment(t *testing.T) {
-	clearOracleEnv(t)
+	scalertest.UnsetenvPrefix(t, "ORACLE_")
 	t.Setenv("ORACLE_URL", "oracle://ks:pw@db.example:1521/FREEPDB1")
 	t.Setenv("ORACLE_MAX_OPEN_CONNS", "0")
 	var c Config
@@ -245,7 +245,7 @@ func TestLoadRefusesBadEnvironment(t *testing.T) {
 }
 
 func TestNewAppliesPoolSettings(t *testing.T) {
-	clearOracleEnv(t)
+	scalertest.UnsetenvPrefix(t, "ORACLE_")
 	t.Setenv("ORACLE_URL_REPORTS", "oracle://rep:rp@127.0.0.1:1/REPPDB")
 	c := testConfig("oracle://ks:pw@127.0.0.1:1/FREEPDB1")
 	c.MaxOpenConns, c.MaxIdleConns = 3, 1
@@ -273,7 +273,7 @@ func TestNewAppliesPoolSettings(t *testing.T) {
 // The scaler starts while the database is down, and reports the outage as
 // an error, never as a 0.
 func TestStartsWhileDatabaseIsDown(t *testing.T) {
-	clearOracleEnv(t)
+	scalertest.UnsetenvPrefix(t, "ORACLE_")
 	port, err := testenv.FreePort()
 	if err != nil {
 		t.Fatal(err)
@@ -302,7 +302,7 @@ func TestStartsWhileDatabaseIsDown(t *testing.T) {
 func TestWalletOption(t *testing.T) {
 	// go-ora reads the wallet when it parses the URL: a directory without
 	// one is refused at start, naming the variable.
-	clearOracleEnv(t)
+	scalertest.UnsetenvPrefix(t, "ORACLE_")
 	dir := t.TempDir()
 	c := testConfig("oracle://ks@db.example:1521/FREEPDB1?WALLET=" + url.QueryEscape(filepath.Join(dir, "wallet")))
 	err := c.Validate()

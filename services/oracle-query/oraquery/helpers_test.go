@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -43,19 +42,6 @@ func testConfig(url string) Config {
 		MaxIdleConns:    2,
 		ConnMaxLifetime: 30 * time.Minute,
 		ConnMaxIdleTime: 5 * time.Minute,
-	}
-}
-
-// clearOracleEnv unsets every ORACLE_* variable for the test, so that
-// named connections of the machine running the tests do not leak in.
-func clearOracleEnv(t *testing.T) {
-	t.Helper()
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, "ORACLE_") {
-			t.Setenv(name, "") // restores it after the test
-			os.Unsetenv(name)
-		}
 	}
 }
 

@@ -1,0 +1,43 @@
+package scalertest
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"testing"
+)
+
+func TestUnsetenvPrefix(t *testing.T) {
+	t.Setenv("SCALERTEST_A", "1")
+	t.Setenv("SCALERTEST_B", "")
+	t.Setenv("OTHER_SCALERTEST", "kept")
+	t.Run("unset", func(t *testing.T) {
+		UnsetenvPrefix(t, "SCALERTEST_")
+		for _, name := range []string{"SCALERTEST_A", "SCALERTEST_B"} {
+			if v, ok := os.LookupEnv(name); ok {
+				t.Errorf("%s=%q still set", name, v)
+			}
+		}
+		if os.Getenv("OTHER_SCALERTEST") != "kept" {
+			t.Error("OTHER_SCALERTEST was removed")
+		}
+	})
+	if v, ok := os.LookupEnv("SCALERTEST_A"); !ok || v != "1" {
+		t.Errorf("after the subtest SCALERTEST_A = %q, %v; want restored to 1", v, ok)
+	}
+	if _, ok := os.LookupEnv("SCALERTEST_B"); !ok {
+		t.Error("after the subtest SCALERTEST_B is not restored")
+	}
+}
+
+func TestCommand(t *testing.T) {
+	run := func(args []string, stdout, stderr io.Writer) int {
+		fmt.Fprintln(stdout, "args", args)
+		fmt.Fprint(stderr, "warned")
+		return len(args)
+	}
+	code, out, errOut := Command(t, run, "--help", "x")
+	if code != 2 || out != "args [--help x]\n" || errOut != "warned" {
+		t.Errorf("Command = %d, %q, %q; want 2, the arguments, the warning", code, out, errOut)
+	}
+}
