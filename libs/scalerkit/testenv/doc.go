@@ -6,9 +6,9 @@
 // port and directory to simulate an outage, and Close kills it, reaps it and
 // removes its directory.
 //
-// In tests, use NewRedis and NewPostgres: they fail the test (never skip it)
+// In tests, use NewRedis, NewSentinel and NewPostgres: they fail the test (never skip it)
 // when the server binary is missing, and register Close with t.Cleanup.
-// Programs use StartRedis and StartPostgres and must call Close themselves.
+// Programs use StartRedis, StartSentinel and StartPostgres and must call Close themselves.
 //
 // The servers are started with a parent-death signal, so they die with the
 // program even when it exits without running its cleanups (for example when

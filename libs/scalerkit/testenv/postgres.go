@@ -114,15 +114,7 @@ func (pg *Postgres) setup() error {
 func NewPostgres(t testing.TB) *Postgres {
 	t.Helper()
 	pg, err := StartPostgres()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := pg.Close(); err != nil {
-			t.Errorf("testenv: close postgres: %v", err)
-		}
-	})
-	return pg
+	return closeAtEnd(t, pg, err, "postgres")
 }
 
 // Addr returns the server's address as "127.0.0.1:port".

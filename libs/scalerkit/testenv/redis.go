@@ -25,6 +25,7 @@ const (
 type Redis struct {
 	srv  server
 	bin  string   // path of redis-server
+	conf string   // configuration file, first on the command line; or ""
 	args []string // extra command-line arguments
 }
 
@@ -33,6 +34,24 @@ type Redis struct {
 // answers PING. args are appended to the redis-server command line, for
 // example "--notify-keyspace-events", "KEA". The caller must call Close.
 func StartRedis(args ...string) (*Redis, error) {
+	return startRedis(nil, args)
+}
+
+// StartSentinel starts a Redis Sentinel like StartRedis, monitoring master
+// as masterName with a quorum of one, and waits until it answers PING. The
+// caller must call Close.
+func StartSentinel(master *Redis, masterName string) (*Redis, error) {
+	conf := fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 1\n", masterName, master.srv.port)
+	return startRedis(func(dir string) (string, error) {
+		// Sentinel rewrites its configuration file, so it must be its own.
+		path := filepath.Join(dir, "sentinel.conf")
+		return path, os.WriteFile(path, []byte(conf), 0o600)
+	}, []string{"--sentinel"})
+}
+
+// startRedis starts a redis-server with args, with the configuration file
+// writeConf writes in the server's directory when writeConf is not nil.
+func startRedis(writeConf func(dir string) (string, error), args []string) (*Redis, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, fmt.Errorf("testenv: redis-server not found on PATH: %s", redisInstallHint)
@@ -42,6 +61,12 @@ func StartRedis(args ...string) (*Redis, error) {
 		return nil, fmt.Errorf("testenv: create redis directory: %w", err)
 	}
 	r := &Redis{bin: bin, args: append([]string(nil), args...)}
+	if writeConf != nil {
+		if r.conf, err = writeConf(dir); err != nil {
+			_ = os.RemoveAll(dir)
+			return nil, fmt.Errorf("testenv: write redis configuration: %w", err)
+		}
+	}
 	r.srv = server{
 		name:         "redis-server",
 		dir:          dir,
@@ -66,15 +91,15 @@ func StartRedis(args ...string) (*Redis, error) {
 func NewRedis(t testing.TB, args ...string) *Redis {
 	t.Helper()
 	r, err := StartRedis(args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := r.Close(); err != nil {
-			t.Errorf("testenv: close redis: %v", err)
-		}
-	})
-	return r
+	return closeAtEnd(t, r, err, "redis")
+}
+
+// NewSentinel starts a Redis Sentinel like StartSentinel and closes it
+// when the test and its subtests finish.
+func NewSentinel(t testing.TB, master *Redis, masterName string) *Redis {
+	t.Helper()
+	r, err := StartSentinel(master, masterName)
+	return closeAtEnd(t, r, err, "sentinel")
 }
 
 // Addr returns the server's address as "127.0.0.1:port".
@@ -111,6 +136,9 @@ func (r *Redis) command() *exec.Cmd {
 		"--dir", r.srv.dir,
 		"--daemonize", "no",
 	}, r.args...)
+	if r.conf != "" {
+		args = append([]string{r.conf}, args...)
+	}
 	cmd := exec.Command(r.bin, args...)
 	cmd.Dir = r.srv.dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

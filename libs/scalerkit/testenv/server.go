@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -156,6 +157,21 @@ func (s *server) run() error {
 	stopErr := s.halt()
 	return errors.Join(fmt.Errorf("testenv: %s on %s did not answer within %v (last error: %v); server log:\n%s",
 		s.name, s.addr(), s.readyTimeout, pingErr, logTail(s.logPath, 20)), stopErr)
+}
+
+// closeAtEnd fails the test on err, else closes s when the test and its
+// subtests finish; what names s in the test's errors.
+func closeAtEnd[S interface{ Close() error }](t testing.TB, s S, err error, what string) S {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("testenv: close %s: %v", what, err)
+		}
+	})
+	return s
 }
 
 // portInUseError marks a start that failed because another process took the

@@ -176,6 +176,24 @@ func TestRedisArgs(t *testing.T) {
 	}
 }
 
+func TestSentinel(t *testing.T) {
+	t.Parallel()
+	master := NewRedis(t)
+	sentinel := NewSentinel(t, master, "sessions")
+	sc := redis.NewSentinelClient(&redis.Options{Addr: sentinel.Addr()})
+	t.Cleanup(func() { _ = sc.Close() })
+	addr, err := sc.GetMasterAddrByName(ctxTimeout(t, 30*time.Second), "sessions").Result()
+	if err != nil {
+		t.Fatalf("SENTINEL GET-MASTER-ADDR-BY-NAME: %v", err)
+	}
+	if got := strings.Join(addr, ":"); got != master.Addr() {
+		t.Errorf("sentinel names master %s, want %s", got, master.Addr())
+	}
+	if sentinel.Addr() == master.Addr() {
+		t.Errorf("sentinel and master share %s", master.Addr())
+	}
+}
+
 func TestRedisClose(t *testing.T) {
 	t.Parallel()
 	r, err := StartRedis()
