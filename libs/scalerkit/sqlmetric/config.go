@@ -3,8 +3,11 @@ package sqlmetric
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"maps"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -68,13 +71,12 @@ func (c *Config) Validate() error {
 func (c *Config) NamedQueries() (map[string]NamedQuery, error) {
 	out := make(map[string]NamedQuery)
 	add := func(source, doc string) error {
-		var qs map[string]NamedQuery
-		dec := json.NewDecoder(strings.NewReader(doc))
-		dec.DisallowUnknownFields() // a typo such as "parms" must not be ignored
-		if err := dec.Decode(&qs); err != nil {
+		qs, err := decodeQueries(doc)
+		if err != nil {
 			return fmt.Errorf("%s: not a JSON object of named queries: %w", source, err)
 		}
-		for name, q := range qs {
+		for _, name := range slices.Sorted(maps.Keys(qs)) {
+			q := qs[name]
 			if !nameRE.MatchString(name) {
 				return fmt.Errorf("%s: query name %q: want letters, digits, '_', '.' or '-'", source, name)
 			}
@@ -109,6 +111,43 @@ func (c *Config) NamedQueries() (map[string]NamedQuery, error) {
 		if err := add("QUERIES_FILE "+c.QueriesFile, string(b)); err != nil {
 			return nil, err
 		}
+	}
+	return out, nil
+}
+
+// decodeQueries decodes a JSON object of named queries. Unlike decoding
+// into a map, it refuses a name given twice (the first would silently be
+// lost) and trailing data; like it, it refuses unknown fields, so that a
+// typo such as "parms" is not ignored.
+func decodeQueries(doc string) (map[string]NamedQuery, error) {
+	dec := json.NewDecoder(strings.NewReader(doc))
+	dec.DisallowUnknownFields()
+	if tok, err := dec.Token(); err != nil {
+		return nil, err
+	} else if tok != json.Delim('{') {
+		return nil, fmt.Errorf("found %v", tok)
+	}
+	out := make(map[string]NamedQuery)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		name := tok.(string) // dec.Token reports anything else inside an object as a syntax error
+		var q NamedQuery
+		if err := dec.Decode(&q); err != nil {
+			return nil, fmt.Errorf("query %q: %w", name, err)
+		}
+		if _, dup := out[name]; dup {
+			return nil, fmt.Errorf("query %q is given twice", name)
+		}
+		out[name] = q
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return nil, err
+	}
+	if tok, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("data after the object (%v)", tok)
 	}
 	return out, nil
 }

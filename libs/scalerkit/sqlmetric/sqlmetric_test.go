@@ -300,6 +300,10 @@ func TestConfigValidate(t *testing.T) {
 		{"empty name", func(c *Config) { c.Queries = `{"": {"sql": "select 1"}}` }, []string{"QUERIES", `""`}},
 		{"name starting with a dash", func(c *Config) { c.Queries = `{"-x": {"sql": "select 1"}}` }, []string{"QUERIES", `"-x"`}},
 		{"bad parameter name", func(c *Config) { c.Queries = `{"a": {"sql": "select $1", "params": ["the status"]}}` }, []string{"QUERIES", `"the status"`}},
+		{"name given twice", func(c *Config) { c.Queries = `{"a": {"sql": "select 1"}, "a": {"sql": "select 2"}}` }, []string{"QUERIES", `"a"`, "twice"}},
+		{"unknown field", func(c *Config) { c.Queries = `{"a": {"sql": "select $1", "parms": ["p"]}}` }, []string{"QUERIES", `"a"`, "parms"}},
+		{"data after the object", func(c *Config) { c.Queries = `{"a": {"sql": "select 1"}} {}` }, []string{"QUERIES", "after the object"}},
+		{"JSON null", func(c *Config) { c.Queries = `null` }, []string{"QUERIES", "JSON"}},
 		{"missing QUERIES_FILE", func(c *Config) { c.QueriesFile = dir + "/nope.json" }, []string{"QUERIES_FILE"}},
 		{"bad QUERIES_FILE", func(c *Config) { c.QueriesFile = bad }, []string{"QUERIES_FILE", bad, "JSON"}},
 		{"name in QUERIES and QUERIES_FILE", func(c *Config) {
