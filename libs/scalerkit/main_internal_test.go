@@ -32,6 +32,7 @@ import (
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/scalertest"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
 
@@ -263,24 +264,6 @@ func TestRunServeErrors(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func testConfig() config.Config {
 	return config.Config{
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", LogLevel: "info", LogFormat: "text",
@@ -290,9 +273,9 @@ func testConfig() config.Config {
 
 // served runs serve in the background and returns the gRPC address from the
 // "serving" log line, and a function that stops it and returns serve's result.
-func served(t *testing.T, cfg config.Config, b *builder) (addr string, logs *syncBuffer, stop func() error) {
+func served(t *testing.T, cfg config.Config, b *builder) (addr string, logs *scalertest.Buffer, stop func() error) {
 	t.Helper()
-	logs = &syncBuffer{}
+	logs = &scalertest.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metrics"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/server"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
@@ -85,29 +85,11 @@ func (f *fakeService) StreamIsActive(ref *pb.ScaledObjectRef, srv pb.ExternalSca
 	return nil
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // harness is a Server serving on loopback listeners.
 type harness struct {
 	svc      *fakeService
 	metrics  *metrics.Metrics
-	logs     *syncBuffer
+	logs     *scalertest.Buffer
 	grpcAddr string
 	httpURL  string
 	cancel   context.CancelFunc
@@ -128,7 +110,7 @@ func listen(t *testing.T) net.Listener {
 func start(t *testing.T, cfg config.Config) *harness {
 	t.Helper()
 	t.Cleanup(func() { goleak.VerifyNone(t) })
-	h := &harness{svc: newFakeService(), metrics: metrics.New(), logs: &syncBuffer{}, done: make(chan error, 1)}
+	h := &harness{svc: newFakeService(), metrics: metrics.New(), logs: &scalertest.Buffer{}, done: make(chan error, 1)}
 	log := slog.New(slog.NewTextHandler(h.logs, nil))
 	grpcLis, httpLis := listen(t), listen(t)
 	h.grpcAddr = grpcLis.Addr().String()
@@ -572,7 +554,7 @@ func TestRunAddressInUse(t *testing.T) {
 
 func TestRun(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t) })
-	logs := &syncBuffer{}
+	logs := &scalertest.Buffer{}
 	cfg := defaultConfig()
 	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
 	svc := newFakeService()

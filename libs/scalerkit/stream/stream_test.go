@@ -1,7 +1,6 @@
 package stream_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/stream"
 )
 
@@ -131,24 +131,6 @@ func (w *watcher) signal() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.changed()
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func next(t *testing.T, s *stream.Subscription[int64]) stream.Update[int64] {
@@ -593,7 +575,7 @@ func TestWatchErrorIsRetriedAndLogged(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			logs := &syncBuffer{}
+			logs := &scalertest.Buffer{}
 			log := slog.New(slog.NewTextHandler(logs, nil))
 			h := newHub(t, stream.Options{Interval: 10 * time.Millisecond, RetryWatch: tt.retryWatch, Debounce: time.Millisecond, Logger: log})
 			src := newWatcher("my-source-key")
