@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"os/signal"
 	"syscall"
 
@@ -26,20 +25,17 @@ var Version = "dev"
 
 // BuildFunc builds a service's backend once the configuration is loaded.
 // ctx ends when the process is asked to stop. If the backend implements
-// io.Closer, Main closes it after the server has stopped.
+// io.Closer, Run closes it after the server has stopped.
 type BuildFunc func(ctx context.Context, log *slog.Logger) (scaler.Backend, error)
 
-// Main runs the scaler process called name and returns its exit code: 0
-// after a clean shutdown, 1 when serving failed, 2 for a configuration
-// error. svcConfig is a pointer to the service's own envconfig struct (nil
-// for none); it
-// is loaded before build is called. "--help" prints every variable.
-func Main(name string, svcConfig any, build BuildFunc) int {
-	return Run(name, os.Args[1:], os.Stdout, os.Stderr, svcConfig, build)
-}
-
-// Run is Main with the command-line arguments (without the program name)
-// and the output streams given, for a service's own tests.
+// Run runs the scaler process called name and returns its exit code: 0
+// after a clean shutdown (or --help, --version), 1 when serving failed, 2
+// for a configuration error. args are the command-line arguments without
+// the program name; help and version go to stdout, logs and errors to
+// stderr, so that a service's tests can run its main in-process.
+// svcConfig is a pointer to the service's own envconfig struct (nil for
+// none); it is loaded before build is called. "--help" prints every
+// variable.
 func Run(name string, args []string, stdout, stderr io.Writer, svcConfig any, build BuildFunc) int {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
