@@ -155,3 +155,19 @@ func Command(t testing.TB, run func(args []string, stdout, stderr io.Writer) int
 	code = run(args, &out, &errOut)
 	return code, out.String(), errOut.String()
 }
+
+// Closing fails the test when err is not nil, and otherwise closes v when
+// the test ends, reporting an error from Close: for a backend a test
+// builds with b, err := New(cfg).
+func Closing[T io.Closer](t testing.TB, v T, err error) T {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := v.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return v
+}

@@ -65,3 +65,23 @@ func TestBuffer(t *testing.T) {
 		t.Errorf("%d lines, want 50", n)
 	}
 }
+
+// closer counts its Close calls and fails them when err is set.
+type closer struct {
+	closed int
+	err    error
+}
+
+func (c *closer) Close() error { c.closed++; return c.err }
+
+func TestClosing(t *testing.T) {
+	c := &closer{}
+	t.Run("closed when the test ends", func(t *testing.T) {
+		if got := Closing(t, c, nil); got != c || c.closed != 0 {
+			t.Errorf("Closing returned %p (closed %d times), want %p not yet closed", got, c.closed, c)
+		}
+	})
+	if c.closed != 1 {
+		t.Errorf("closed %d times after the subtest, want 1", c.closed)
+	}
+}

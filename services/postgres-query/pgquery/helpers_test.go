@@ -138,15 +138,7 @@ func testConfig(url string) Config {
 func newBackend(t testing.TB, cfg Config) *Backend {
 	t.Helper()
 	b, err := New(cfg, quiet)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := b.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return b
+	return scalertest.Closing(t, b, err)
 }
 
 // env is a database with the bookings table, a connection of the test's

@@ -42,15 +42,7 @@ func testConfig(r *testenv.Redis) Config {
 func newBackend(t testing.TB, cfg Config) *Backend {
 	t.Helper()
 	b, err := New(cfg, quiet)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := b.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return b
+	return scalertest.Closing(t, b, err)
 }
 
 // env is a throwaway Redis, a client of its database 0 for the test to
