@@ -23,7 +23,7 @@ type fake struct {
 	values  map[string]float64
 	fail    map[string]error
 	panics  map[string]bool
-	block   map[string]bool
+	block   map[string]chan struct{} // reads wait until it is closed or their context ends
 	reads   map[string]*atomic.Int64
 	changed map[string]map[int]func()
 	nextID  int
@@ -31,7 +31,24 @@ type fake struct {
 
 func newFake() *fake {
 	return &fake{values: map[string]float64{}, fail: map[string]error{}, panics: map[string]bool{},
-		block: map[string]bool{}, reads: map[string]*atomic.Int64{}, changed: map[string]map[int]func(){}}
+		block: map[string]chan struct{}{}, reads: map[string]*atomic.Int64{}, changed: map[string]map[int]func(){}}
+}
+
+// hold makes reads of key wait until release or their context ends.
+func (f *fake) hold(key string) {
+	f.mu.Lock()
+	f.block[key] = make(chan struct{})
+	f.mu.Unlock()
+}
+
+// release lets the waiting and future reads of key through.
+func (f *fake) release(key string) {
+	f.mu.Lock()
+	if ch := f.block[key]; ch != nil {
+		close(ch)
+		delete(f.block, key)
+	}
+	f.mu.Unlock()
 }
 
 func (f *fake) set(key string, v float64) {
@@ -107,9 +124,13 @@ func (p *fakeProbe) Read(ctx context.Context) (scaler.Reading, error) {
 	switch {
 	case panics:
 		panic("fake backend exploded")
-	case block:
-		<-ctx.Done()
-		return scaler.Reading{}, ctx.Err()
+	case block != nil:
+		select {
+		case <-ctx.Done():
+			return scaler.Reading{}, ctx.Err()
+		case <-block:
+			return p.Read(ctx) // released: read what is there now
+		}
 	case err != nil:
 		return scaler.Reading{}, err
 	}

@@ -164,7 +164,7 @@ func TestBadMetadata(t *testing.T) {
 func TestBackendErrors(t *testing.T) {
 	f := newFake()
 	f.setErr("down", errDown)
-	f.block["slow"] = true
+	f.hold("slow")
 	f.panics["boom"] = true
 	f.set("nan", math.NaN())
 	f.set("inf", math.Inf(1))
@@ -280,7 +280,7 @@ func TestGetMetricSpecDoesNoIO(t *testing.T) {
 
 	// A target read from the backend: the fallback first, then the reading
 	// made in the background.
-	f.block["capacity"] = true
+	f.hold("capacity")
 	md := map[string]string{"key": "v", "target": "10", "targetKey": "capacity"}
 	start := time.Now()
 	spec, err := s.Client.GetMetricSpec(ctxT(t), scalertest.Ref(md))
@@ -293,9 +293,7 @@ func TestGetMetricSpecDoesNoIO(t *testing.T) {
 	if elapsed := time.Since(start); elapsed > time.Second {
 		t.Errorf("GetMetricSpec waited %v for a blocked backend", elapsed)
 	}
-	f.mu.Lock()
-	f.block["capacity"] = false
-	f.mu.Unlock()
+	f.release("capacity")
 	waitFor(t, "the target read in the background", func() bool {
 		spec, err := s.Client.GetMetricSpec(ctxT(t), scalertest.Ref(md))
 		return err == nil && spec.MetricSpecs[0].TargetSizeFloat == 25
