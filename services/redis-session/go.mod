@@ -18,6 +18,7 @@ require (
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/pgx/v5 v5.12.0 // indirect
+	github.com/kedascalers/kedascalers/libs/testkit v0.0.0-00010101000000-000000000000
 	github.com/kelseyhightower/envconfig v1.4.0 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/prometheus/client_golang v1.25.0 // indirect
@@ -37,3 +38,5 @@ replace (
 	github.com/kedascalers/kedascalers/libs/scalerkit => ../../libs/scalerkit
 	github.com/kedascalers/kedascalers/proto => ../../proto
 )
+
+replace github.com/kedascalers/kedascalers/libs/testkit => ../../libs/testkit

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kedascalers/kedascalers/libs/scalerkit/testenv"
+	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
 )
 
 // demo runs the binaries in bin and narrates to out.

@@ -12,6 +12,7 @@ require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
+	github.com/kedascalers/kedascalers/libs/testkit v0.0.0-00010101000000-000000000000
 	go.uber.org/atomic v1.12.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
 	golang.org/x/text v0.42.0 // indirect
@@ -21,3 +22,5 @@ replace (
 	github.com/kedascalers/kedascalers/libs/scalerkit => ../../libs/scalerkit
 	github.com/kedascalers/kedascalers/proto => ../../proto
 )
+
+replace github.com/kedascalers/kedascalers/libs/testkit => ../../libs/testkit

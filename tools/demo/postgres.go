@@ -8,7 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/stream"
-	"github.com/kedascalers/kedascalers/libs/scalerkit/testenv"
+	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
 )
 
 // postgresQuery demonstrates postgres-query: scaling on a SQL query's

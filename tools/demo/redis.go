@@ -9,7 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/stream"
-	"github.com/kedascalers/kedascalers/libs/scalerkit/testenv"
+	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
 )
 
 // redisSession demonstrates redis-session: sessions stored in Redis, each

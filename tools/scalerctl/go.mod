@@ -9,7 +9,7 @@ require (
 )
 
 require (
-	github.com/kedascalers/kedascalers/libs/scalerkit v0.0.0-00010101000000-000000000000
+	github.com/kedascalers/kedascalers/libs/testkit v0.0.0-00010101000000-000000000000
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
 	golang.org/x/text v0.42.0 // indirect
@@ -20,3 +20,5 @@ require (
 replace github.com/kedascalers/kedascalers/proto => ../../proto
 
 replace github.com/kedascalers/kedascalers/libs/scalerkit => ../../libs/scalerkit
+
+replace github.com/kedascalers/kedascalers/libs/testkit => ../../libs/testkit

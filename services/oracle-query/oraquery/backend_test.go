@@ -14,9 +14,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/kedascalers/kedascalers/libs/scalerkit/scalertest"
+	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
-	"github.com/kedascalers/kedascalers/libs/scalerkit/testenv"
+	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
 )
 
 // callTimeout bounds each call to the served scaler.

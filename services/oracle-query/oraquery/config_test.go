@@ -15,9 +15,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
-	"github.com/kedascalers/kedascalers/libs/scalerkit/scalertest"
+	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
-	"github.com/kedascalers/kedascalers/libs/scalerkit/testenv"
+	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
 )
 
 const secretPassword = "s3cr#t/p@ss:w%rd"

@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"google.golang.org/grpc/codes"
 
-	"github.com/kedascalers/kedascalers/libs/scalerkit/scalertest"
+	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 )
 
 // TestConvertRealValues converts what pgx really returns for each type.

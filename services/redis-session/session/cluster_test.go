@@ -11,8 +11,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/kedascalers/kedascalers/libs/scalerkit/scalertest"
-	"github.com/kedascalers/kedascalers/libs/scalerkit/testenv"
+	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
+	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
 )
 
 // newCluster starts a Redis Cluster of three masters, each holding a third

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
-	"github.com/kedascalers/kedascalers/libs/scalerkit/scalertest"
-	"github.com/kedascalers/kedascalers/libs/scalerkit/testenv"
+	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
+	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
 )
 
 // validConfig is a valid Config with the envconfig defaults.

@@ -7,8 +7,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 
-	"github.com/kedascalers/kedascalers/libs/scalerkit/scalertest"
-	"github.com/kedascalers/kedascalers/libs/scalerkit/testenv"
+	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
+	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
 )
 
 // TestSentinel finds the master through a Sentinel (REDIS_ADDRS with

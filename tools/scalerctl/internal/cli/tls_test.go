@@ -7,7 +7,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
-	"github.com/kedascalers/kedascalers/libs/scalerkit/testpki"
+	"github.com/kedascalers/kedascalers/libs/testkit/testpki"
 )
 
 func TestCheckTLS(t *testing.T) {

@@ -9,7 +9,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/kedascalers/kedascalers/libs/scalerkit/testpki"
+	"github.com/kedascalers/kedascalers/libs/testkit/testpki"
 )
 
 func TestMain(m *testing.M) {
