@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/credentials"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
@@ -26,7 +27,18 @@ var Version = "dev"
 // BuildFunc builds a service's backend once the configuration is loaded.
 // ctx ends when the process is asked to stop. If the backend implements
 // io.Closer, Run closes it after the server has stopped.
-type BuildFunc func(ctx context.Context, log *slog.Logger) (scaler.Backend, error)
+type BuildFunc func(ctx context.Context, env Env) (scaler.Backend, error)
+
+// Env is what Run hands a service's BuildFunc.
+type Env struct {
+	// Config is the shared configuration, loaded and validated.
+	Config config.Config
+	// Log is the process's logger.
+	Log *slog.Logger
+	// Registerer registers the backend's own metrics, served on /metrics
+	// next to the shared ones.
+	Registerer prometheus.Registerer
+}
 
 // Run runs the scaler process called name and returns its exit code: 0
 // after a clean shutdown (or --help, --version), 1 when serving failed, 2
@@ -89,7 +101,8 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, build Build
 	if err != nil {
 		return err
 	}
-	backend, err := build(ctx, log)
+	m := metrics.New()
+	backend, err := build(ctx, Env{Config: cfg, Log: log, Registerer: m.Registry})
 	if err != nil {
 		return fmt.Errorf("building the backend: %w", err)
 	}
@@ -100,7 +113,6 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, build Build
 			}
 		}()
 	}
-	m := metrics.New()
 	svc := scaler.New(backend, scaler.Options{
 		CacheTTL:       cfg.CacheTTL,
 		PushInterval:   cfg.PushInterval,

@@ -108,13 +108,13 @@ type builder struct {
 	ctx     context.Context
 }
 
-func (b *builder) build(ctx context.Context, log *slog.Logger) (scaler.Backend, error) {
+func (b *builder) build(ctx context.Context, env Env) (scaler.Backend, error) {
 	b.calls.Add(1)
 	b.mu.Lock()
 	b.ctx = ctx
 	b.mu.Unlock()
-	if log == nil {
-		return nil, errors.New("build got no logger")
+	if env.Log == nil || env.Registerer == nil {
+		return nil, errors.New("build got no logger or no registerer")
 	}
 	return b.backend, b.err
 }

@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"io"
-	"log/slog"
 	"os"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit"
@@ -20,7 +19,7 @@ func main() {
 // run serves until SIGTERM and returns the exit code.
 func run(args []string, stdout, stderr io.Writer) int {
 	var cfg pgquery.Config
-	return scalerkit.Run("postgres-query", args, stdout, stderr, &cfg, func(_ context.Context, log *slog.Logger) (scaler.Backend, error) {
-		return pgquery.New(cfg, log)
+	return scalerkit.Run("postgres-query", args, stdout, stderr, &cfg, func(_ context.Context, env scalerkit.Env) (scaler.Backend, error) {
+		return pgquery.New(cfg, env.Log)
 	})
 }

@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"io"
-	"log/slog"
 	"os"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit"
@@ -20,7 +19,7 @@ func main() {
 // run serves until SIGTERM and returns the exit code.
 func run(args []string, stdout, stderr io.Writer) int {
 	var cfg session.Config
-	return scalerkit.Run("redis-session", args, stdout, stderr, &cfg, func(_ context.Context, log *slog.Logger) (scaler.Backend, error) {
-		return session.New(cfg, log)
+	return scalerkit.Run("redis-session", args, stdout, stderr, &cfg, func(_ context.Context, env scalerkit.Env) (scaler.Backend, error) {
+		return session.New(cfg, env.Log)
 	})
 }

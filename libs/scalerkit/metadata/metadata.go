@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -31,12 +32,32 @@ type Error struct {
 	Missing bool
 }
 
-// Error implements error.
+// Error implements error. The key and the value are clipped (see Clip):
+// the message goes back to whoever wrote the trigger and into the logs.
 func (e *Error) Error() string {
 	if e.Missing {
-		return fmt.Sprintf("metadata %q is required: want %s", e.Key, e.Want)
+		return fmt.Sprintf("metadata %q is required: want %s", Clip(e.Key), e.Want)
 	}
-	return fmt.Sprintf("metadata %q=%q is invalid: want %s", e.Key, e.Value, e.Want)
+	return fmt.Sprintf("metadata %q=%q is invalid: want %s", Clip(e.Key), Clip(e.Value), e.Want)
+}
+
+// ClipLen is how many bytes of a value Clip keeps.
+const ClipLen = 256
+
+// Clip returns s cut to ClipLen bytes (on a UTF-8 boundary) followed by
+// "...(N bytes)" stating s's full length, or s itself when it is short
+// enough. Values that come from trigger metadata are clipped before they
+// are echoed in an error or a log line, so that a hostile trigger cannot
+// make either grow with what it sends.
+func Clip(s string) string {
+	if len(s) <= ClipLen {
+		return s
+	}
+	cut := ClipLen
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s...(%d bytes)", s[:cut], len(s))
 }
 
 // GRPCStatus reports the error as InvalidArgument, so that a handler can

@@ -590,3 +590,34 @@ func FuzzParser(f *testing.F) {
 		}
 	})
 }
+
+func TestClip(t *testing.T) {
+	long := strings.Repeat("x", metadata.ClipLen+1)
+	tests := []struct {
+		name, in, want string
+	}{
+		{"empty", "", ""},
+		{"at the limit", strings.Repeat("x", metadata.ClipLen), strings.Repeat("x", metadata.ClipLen)},
+		{"one past", long, strings.Repeat("x", metadata.ClipLen) + fmt.Sprintf("...(%d bytes)", metadata.ClipLen+1)},
+		// A 3-byte rune across the cut is not split.
+		{"utf-8 boundary", strings.Repeat("x", metadata.ClipLen-1) + "€", strings.Repeat("x", metadata.ClipLen-1) + fmt.Sprintf("...(%d bytes)", metadata.ClipLen+2)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := metadata.Clip(tt.in); got != tt.want {
+				t.Errorf("Clip = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestErrorClipsEchoedValues(t *testing.T) {
+	huge := strings.Repeat("v", 1<<20)
+	err := (&metadata.Error{Key: strings.Repeat("k", 1<<20), Value: huge, Want: "a number"}).Error()
+	if len(err) > 3*metadata.ClipLen {
+		t.Fatalf("a 1 MiB value gave a %d-byte message", len(err))
+	}
+	if !strings.Contains(err, "(1048576 bytes)") {
+		t.Fatalf("the message does not state the full length: %s", err)
+	}
+}

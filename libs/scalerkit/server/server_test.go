@@ -22,8 +22,8 @@ import (
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metrics"
-	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/server"
+	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
 

@@ -14,8 +14,8 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/stream"
+	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

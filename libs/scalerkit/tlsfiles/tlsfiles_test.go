@@ -17,9 +17,9 @@ import (
 	"google.golang.org/grpc/peer"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/tlsfiles"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/testkit/testpki"
-	"github.com/kedascalers/kedascalers/libs/scalerkit/tlsfiles"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
 

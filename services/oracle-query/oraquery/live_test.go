@@ -16,8 +16,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
-	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
+	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 )
 
 // liveSetup creates KS_BOOKINGS: 3 confirmed, 2 pending, 1 cancelled.

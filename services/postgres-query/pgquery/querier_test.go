@@ -13,8 +13,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"google.golang.org/grpc/codes"
 
-	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
+	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 )
 
 func TestMapError(t *testing.T) {
