@@ -8,7 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/credentials"
@@ -101,27 +103,72 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, build Build
 	if err != nil {
 		return err
 	}
+	// The hard stop falls SHUTDOWN_TIMEOUT after the signal; what the
+	// backend still does after it gets afterStop, whatever it is doing.
+	var stopAt atomic.Pointer[time.Time]
+	defer context.AfterFunc(ctx, func() {
+		t := time.Now().Add(cfg.ShutdownTimeout + afterStop)
+		stopAt.Store(&t)
+	})()
 	m := metrics.New()
 	backend, err := build(ctx, Env{Config: cfg, Log: log, Registerer: m.Registry})
 	if err != nil {
 		return fmt.Errorf("building the backend: %w", err)
 	}
-	if c, ok := backend.(io.Closer); ok {
-		defer func() {
-			if err := c.Close(); err != nil {
-				log.Warn("closing the backend", slog.Any("error", err))
-			}
-		}()
-	}
 	svc := scaler.New(backend, scaler.Options{
-		CacheTTL:       cfg.CacheTTL,
-		PushInterval:   cfg.PushInterval,
-		BackendTimeout: cfg.BackendTimeout,
-		Logger:         log,
-		Metrics:        m,
+		CacheTTL:         cfg.CacheTTL,
+		PushInterval:     cfg.PushInterval,
+		BackendTimeout:   cfg.BackendTimeout,
+		TargetLease:      cfg.TargetReaderIdle,
+		MaxQuestions:     cfg.MaxQuestions,
+		MaxFeeds:         cfg.MaxFeeds,
+		MaxTargetReaders: cfg.MaxTargetReaders,
+		MaxMetadataBytes: cfg.MaxMetadataBytes,
+		Logger:           log,
+		Metrics:          m,
 	})
+	defer func() {
+		deadline := time.Now().Add(afterStop)
+		if t := stopAt.Load(); t != nil && t.After(deadline) {
+			deadline = *t // the drain ended early: the backend may use the rest
+		}
+		stop(deadline, svc, backend, log)
+	}()
 	log.Info("starting", slog.String("version", Version))
 	return server.New(cfg, svc, m, log, creds).Run(ctx)
+}
+
+// afterStop is how long the backend's calls and its Close may run after
+// the server's hard stop: the process exits within SHUTDOWN_TIMEOUT plus
+// one second of the signal, the rest of the second being the server's own
+// stop and the exit.
+const afterStop = 750 * time.Millisecond
+
+// stop cancels the backend calls still running and closes the backend,
+// waiting until deadline at most: a backend that ignores cancellation is
+// logged and left behind, so that the process exits on time.
+func stop(deadline time.Time, svc *scaler.Service, backend scaler.Backend, log *slog.Logger) {
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	start := time.Now()
+	if err := svc.Shutdown(ctx); err != nil {
+		log.Warn("backend calls ignored their cancellation; not waiting for them", slog.Any("error", err))
+	}
+	c, ok := backend.(io.Closer)
+	if !ok {
+		return
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			log.Warn("closing the backend", slog.Any("error", err))
+		}
+	case <-ctx.Done():
+		log.Warn("closing the backend overran its time; exiting without waiting for it",
+			slog.Duration("waited", time.Since(start).Round(time.Millisecond)))
+	}
 }
 
 // serverCredentials returns TLS credentials when TLS_CERT_FILE is set,

@@ -44,6 +44,7 @@ const waitTimeout = 10 * time.Second
 var sharedVars = []string{
 	"GRPC_ADDR", "HTTP_ADDR", "LOG_LEVEL", "LOG_FORMAT", "CACHE_TTL", "PUSH_INTERVAL",
 	"BACKEND_TIMEOUT", "SHUTDOWN_TIMEOUT", "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE",
+	"MAX_QUESTIONS", "MAX_FEEDS", "MAX_TARGET_READERS", "TARGET_READER_IDLE", "MAX_METADATA_BYTES",
 }
 
 // testSvcConfig is a service's own configuration.
@@ -185,6 +186,7 @@ func TestRunConfigErrors(t *testing.T) {
 		{"CACHE_TTL", map[string]string{"CACHE_TTL": "abc"}, "CACHE_TTL"},
 		{"LOG_LEVEL", map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
 		{"PUSH_INTERVAL", map[string]string{"PUSH_INTERVAL": "0"}, "PUSH_INTERVAL"},
+		{"MAX_QUESTIONS", map[string]string{"MAX_QUESTIONS": "0"}, "MAX_QUESTIONS"},
 		{"TLS_CERT_FILE alone", map[string]string{"TLS_CERT_FILE": "x.pem"}, "TLS_CERT_FILE"},
 		{"service variable unparsable", map[string]string{"TESTSVC_WORKERS": "many"}, "TESTSVC_WORKERS"},
 		{"service Validate", map[string]string{"TESTSVC_WORKERS": "1000"}, "TESTSVC_WORKERS"},

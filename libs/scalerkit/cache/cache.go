@@ -7,10 +7,18 @@
 // The shared call runs detached from its first caller, under the Group's own
 // timeout, so a caller that goes away fails nobody else. Errors are never
 // kept beyond the call that produced them.
+//
+// The keys come from what triggers ask, so a Group holds at most
+// MaxEntries of them: past it the least recently used kept value makes
+// room, and a new key is refused (ErrFull) only when every key held has a
+// call in flight. Close cancels the calls in flight, for a shutdown that
+// does not wait on the backend.
 package cache
 
 import (
+	"container/list"
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync"
@@ -55,6 +63,14 @@ type PanicError struct {
 // Error implements error.
 func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
 
+// ErrFull is returned by Get for a new key when the Group holds
+// MaxEntries keys that all have a call in flight, so nothing can be
+// dropped to make room.
+var ErrFull = errors.New("cache: every key held has a call in flight")
+
+// ErrClosed is returned by Get for a new call after Close.
+var ErrClosed = errors.New("cache: closed")
+
 // Options configures a Group.
 type Options struct {
 	// TTL is how long a value answers further calls. Zero disables keeping
@@ -63,38 +79,60 @@ type Options struct {
 	// Timeout bounds each shared call. Zero means no bound, which is only
 	// sensible in tests.
 	Timeout time.Duration
+	// MaxEntries bounds the distinct keys held: kept values plus calls in
+	// flight. At the bound a new key drops the least recently used kept
+	// value; when every key held has a call in flight, Get returns ErrFull.
+	// Zero means no bound, which is only sensible in tests.
+	MaxEntries int
 	// Observe, when set, is called once per answered Get with its outcome
-	// (a Get that ends on its own context is not counted).
+	// (a Get that ends on its own context, or is refused, is not counted).
 	Observe func(Outcome)
+	// Evicted, when set, is called once per kept value dropped before its
+	// TTL to make room for a new key.
+	Evicted func()
+	// Held, when set, is called with the number of keys held (kept values
+	// plus calls in flight) whenever it changes, under the Group's lock.
+	Held func(n int)
 }
 
-// Group is a TTL cache with request coalescing. The zero value is not
-// usable: create one with New.
+// Group is a TTL cache with request coalescing and a bound on the keys it
+// holds. The zero value is not usable: create one with New.
 type Group[V any] struct {
-	opts Options
-	now  func() time.Time
-	sf   singleflight.Group
+	opts   Options
+	now    func() time.Time
+	sf     singleflight.Group
+	ctx    context.Context // ends on Close: cancels the calls in flight
+	cancel context.CancelFunc
+	calls  sync.WaitGroup // shared calls running; Add only under mu, never after closed
 
 	mu        sync.Mutex
-	entries   map[string]entry[V]
+	entries   map[string]*list.Element // of *entry[V]
+	lru       *list.List               // kept values, most recently used at the front
+	inflight  map[string]struct{}
+	closed    bool
 	lastSweep time.Time
 }
 
 type entry[V any] struct {
+	key     string
 	value   V
 	expires time.Time
 }
 
 // New returns a Group configured by opts.
 func New[V any](opts Options) *Group[V] {
-	return &Group[V]{opts: opts, now: time.Now, entries: make(map[string]entry[V])}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Group[V]{opts: opts, now: time.Now, ctx: ctx, cancel: cancel,
+		entries: make(map[string]*list.Element), lru: list.New(), inflight: make(map[string]struct{})}
 }
 
 // Get returns the value for key: the kept one if it is younger than the TTL,
 // else the result of the call in flight for key, else the result of a new
 // call of fetch. fetch runs with a context that carries ctx's values but not
-// its cancellation, bounded by the Group's timeout. If ctx ends first, Get
-// returns ctx.Err() and the shared call goes on for the other callers.
+// its cancellation, bounded by the Group's timeout and ended by Close. If
+// ctx ends first, Get returns ctx.Err() and the shared call goes on for the
+// other callers. A new key at the bound is ErrFull when nothing can make
+// room for it.
 func (g *Group[V]) Get(ctx context.Context, key string, fetch func(context.Context) (V, error)) (V, error) {
 	if v, ok := g.lookup(key); ok {
 		g.observe(Hit)
@@ -103,13 +141,15 @@ func (g *Group[V]) Get(ctx context.Context, key string, fetch func(context.Conte
 	started := false
 	ch := g.sf.DoChan(key, func() (any, error) {
 		started = true // written before the result is sent, read after it is received
-		return g.call(context.WithoutCancel(ctx), key, fetch)
+		return g.call(ctx, key, fetch)
 	})
 	select {
 	case res := <-ch:
-		if started {
+		switch {
+		case errors.Is(res.Err, ErrFull) || errors.Is(res.Err, ErrClosed):
+		case started:
 			g.observe(Miss)
-		} else {
+		default:
 			g.observe(Shared)
 		}
 		if res.Err != nil {
@@ -123,16 +163,21 @@ func (g *Group[V]) Get(ctx context.Context, key string, fetch func(context.Conte
 	}
 }
 
-// call runs fetch under the timeout, keeps a successful value and turns a
-// panic into a *PanicError.
-func (g *Group[V]) call(ctx context.Context, key string, fetch func(context.Context) (V, error)) (v V, err error) {
+// call admits key, runs fetch detached from the caller under the timeout,
+// keeps a successful value and turns a panic into a *PanicError.
+func (g *Group[V]) call(caller context.Context, key string, fetch func(context.Context) (V, error)) (v V, err error) {
 	// A value may have been stored by a flight that ended between our
 	// lookup and this call starting.
-	if v, ok := g.lookup(key); ok {
-		return v, nil
+	v, kept, err := g.admit(key)
+	if kept || err != nil {
+		return v, err
 	}
+	defer g.calls.Done()
+	defer func() { g.finish(key, v, err == nil) }() // runs after the recover below
+	ctx, cancel := context.WithCancel(context.WithoutCancel(caller))
+	defer cancel()
+	defer context.AfterFunc(g.ctx, cancel)()
 	if g.opts.Timeout > 0 {
-		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, g.opts.Timeout)
 		defer cancel()
 	}
@@ -141,38 +186,98 @@ func (g *Group[V]) call(ctx context.Context, key string, fetch func(context.Cont
 			err = &PanicError{Value: r, Stack: debug.Stack()}
 		}
 	}()
-	v, err = fetch(ctx)
-	if err == nil && g.opts.TTL > 0 {
-		g.store(key, v)
+	return fetch(ctx)
+}
+
+// admit returns the kept value of key if there is one; else it makes room
+// for a call of key (dropping the least recently used kept value at the
+// bound) and counts the call in flight, or returns ErrFull.
+func (g *Group[V]) admit(key string) (v V, kept bool, err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	defer g.heldLocked()
+	now := g.now()
+	if el, ok := g.entries[key]; ok {
+		e := el.Value.(*entry[V])
+		if now.Before(e.expires) {
+			g.lru.MoveToFront(el)
+			return e.value, true, nil
+		}
+		g.removeLocked(el) // expired: this call replaces it
 	}
-	return v, err
+	if g.closed {
+		return v, false, ErrClosed
+	}
+	if g.opts.MaxEntries > 0 && len(g.entries)+len(g.inflight) >= g.opts.MaxEntries {
+		oldest := g.lru.Back()
+		if oldest == nil {
+			return v, false, ErrFull
+		}
+		if e := oldest.Value.(*entry[V]); now.Before(e.expires) && g.opts.Evicted != nil {
+			g.opts.Evicted()
+		}
+		g.removeLocked(oldest)
+	}
+	g.inflight[key] = struct{}{}
+	g.calls.Add(1)
+	return v, false, nil
+}
+
+// finish ends key's call in flight, keeping its value if ok.
+func (g *Group[V]) finish(key string, v V, ok bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.inflight, key)
+	if ok && g.opts.TTL > 0 {
+		g.storeLocked(key, v)
+	}
+	g.heldLocked()
 }
 
 func (g *Group[V]) lookup(key string) (V, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	e, ok := g.entries[key]
-	if ok && g.now().Before(e.expires) {
-		return e.value, true
+	if el, ok := g.entries[key]; ok {
+		if e := el.Value.(*entry[V]); g.now().Before(e.expires) {
+			g.lru.MoveToFront(el)
+			return e.value, true
+		}
 	}
 	var zero V
 	return zero, false
 }
 
-func (g *Group[V]) store(key string, v V) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
+// storeLocked keeps v for key. The key was counted in flight, so the
+// bound still holds.
+func (g *Group[V]) storeLocked(key string, v V) {
 	now := g.now()
-	g.entries[key] = entry[V]{value: v, expires: now.Add(g.opts.TTL)}
+	e := &entry[V]{key: key, value: v, expires: now.Add(g.opts.TTL)}
+	if el, ok := g.entries[key]; ok {
+		el.Value = e
+		g.lru.MoveToFront(el)
+	} else {
+		g.entries[key] = g.lru.PushFront(e)
+	}
 	// Drop expired entries at most once per TTL, so that keys nobody asks
 	// for any more do not pile up.
 	if now.Sub(g.lastSweep) >= g.opts.TTL {
-		for k, e := range g.entries {
-			if !now.Before(e.expires) {
-				delete(g.entries, k)
+		for _, el := range g.entries {
+			if !now.Before(el.Value.(*entry[V]).expires) {
+				g.removeLocked(el)
 			}
 		}
 		g.lastSweep = now
+	}
+}
+
+func (g *Group[V]) removeLocked(el *list.Element) {
+	delete(g.entries, el.Value.(*entry[V]).key)
+	g.lru.Remove(el)
+}
+
+func (g *Group[V]) heldLocked() {
+	if g.opts.Held != nil {
+		g.opts.Held(len(g.entries) + len(g.inflight))
 	}
 }
 
@@ -181,7 +286,10 @@ func (g *Group[V]) store(key string, v V) {
 func (g *Group[V]) Forget(key string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	delete(g.entries, key)
+	if el, ok := g.entries[key]; ok {
+		g.removeLocked(el)
+		g.heldLocked()
+	}
 }
 
 // Len returns the number of values kept, expired ones not yet dropped
@@ -190,6 +298,34 @@ func (g *Group[V]) Len() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return len(g.entries)
+}
+
+// Held returns the number of keys held: values kept plus calls in flight.
+func (g *Group[V]) Held() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.entries) + len(g.inflight)
+}
+
+// Close cancels every call in flight (new calls fail with ErrClosed) and
+// waits for them until ctx ends. It returns ctx's error, wrapped, when a
+// fetch ignored the cancellation; that call goes on in the background.
+func (g *Group[V]) Close(ctx context.Context) error {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+	g.cancel()
+	done := make(chan struct{})
+	go func() {
+		g.calls.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("cache: calls still running after their cancellation: %w", ctx.Err())
+	}
 }
 
 func (g *Group[V]) observe(o Outcome) {

@@ -31,6 +31,16 @@ type Config struct {
 	BackendTimeout time.Duration `envconfig:"BACKEND_TIMEOUT" default:"5s" desc:"bound on every backend call (KEDA sets no deadline of its own)"`
 	// ShutdownTimeout is how long in-flight calls may finish on shutdown.
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"10s" desc:"how long in-flight calls may finish after SIGTERM before the server stops hard"`
+	// MaxQuestions bounds the distinct questions the cache holds.
+	MaxQuestions int `envconfig:"MAX_QUESTIONS" default:"1000" desc:"distinct questions held by the cache (kept readings and calls in flight); the least recently used reading makes room, and a new question is refused (ResourceExhausted) only when all have a call in flight. Bounds memory: 1000 x MAX_METADATA_BYTES = 16 MiB"`
+	// MaxFeeds bounds the push feeds that serve StreamIsActive.
+	MaxFeeds int `envconfig:"MAX_FEEDS" default:"200" desc:"distinct questions with a StreamIsActive feed; each reads the backend every PUSH_INTERVAL (200: 40 reads/s at 5s); a new question past it is refused (ResourceExhausted)"`
+	// MaxTargetReaders bounds the background readers of backend-read targets.
+	MaxTargetReaders int `envconfig:"MAX_TARGET_READERS" default:"100" desc:"distinct targets read from the backend in the background, each every PUSH_INTERVAL; the least recently asked idle reader makes room, and a new target is refused (ResourceExhausted) only when all have an open StreamMetricSpec"`
+	// TargetReaderIdle is how long a target reader outlives the last call that needed it.
+	TargetReaderIdle time.Duration `envconfig:"TARGET_READER_IDLE" default:"1m" desc:"how long a target reader keeps reading after the last call that needed it; keep it above the longest pollingInterval, or the target falls back between polls"`
+	// MaxMetadataBytes bounds one trigger's metadata.
+	MaxMetadataBytes int `envconfig:"MAX_METADATA_BYTES" default:"16384" desc:"total size of one trigger's metadata, keys and values (bytes); larger is refused (InvalidArgument) before the backend parses it"`
 	// TLSCertFile is the server certificate (PEM); TLS is on when set.
 	TLSCertFile string `envconfig:"TLS_CERT_FILE" desc:"server certificate (PEM); serves TLS when set, with TLS_KEY_FILE"`
 	// TLSKeyFile is the server certificate's private key (PEM).
@@ -73,6 +83,16 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("BACKEND_TIMEOUT=%v: want > 0", c.BackendTimeout)
 	case c.ShutdownTimeout < 0:
 		return fmt.Errorf("SHUTDOWN_TIMEOUT=%v: want >= 0", c.ShutdownTimeout)
+	case c.MaxQuestions < 1:
+		return fmt.Errorf("MAX_QUESTIONS=%d: want >= 1", c.MaxQuestions)
+	case c.MaxFeeds < 1:
+		return fmt.Errorf("MAX_FEEDS=%d: want >= 1", c.MaxFeeds)
+	case c.MaxTargetReaders < 1:
+		return fmt.Errorf("MAX_TARGET_READERS=%d: want >= 1", c.MaxTargetReaders)
+	case c.TargetReaderIdle <= 0:
+		return fmt.Errorf("TARGET_READER_IDLE=%v: want > 0", c.TargetReaderIdle)
+	case c.MaxMetadataBytes < 1:
+		return fmt.Errorf("MAX_METADATA_BYTES=%d: want >= 1", c.MaxMetadataBytes)
 	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):
 		return fmt.Errorf("TLS_CERT_FILE and TLS_KEY_FILE: set both or neither")
 	case c.TLSClientCAFile != "" && c.TLSCertFile == "":

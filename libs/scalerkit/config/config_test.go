@@ -17,6 +17,7 @@ import (
 var vars = []string{
 	"GRPC_ADDR", "HTTP_ADDR", "LOG_LEVEL", "LOG_FORMAT", "CACHE_TTL", "PUSH_INTERVAL",
 	"BACKEND_TIMEOUT", "SHUTDOWN_TIMEOUT", "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE",
+	"MAX_QUESTIONS", "MAX_FEEDS", "MAX_TARGET_READERS", "TARGET_READER_IDLE", "MAX_METADATA_BYTES",
 }
 
 // cleanEnv unsets every shared variable and sets env.
@@ -43,6 +44,12 @@ func TestLoadDefaults(t *testing.T) {
 		PushInterval:    5 * time.Second,
 		BackendTimeout:  5 * time.Second,
 		ShutdownTimeout: 10 * time.Second,
+
+		MaxQuestions:     1000,
+		MaxFeeds:         200,
+		MaxTargetReaders: 100,
+		TargetReaderIdle: time.Minute,
+		MaxMetadataBytes: 16 << 10,
 	}
 	if c != want {
 		t.Errorf("Load() =\n%+v\nwant\n%+v", c, want)
@@ -137,7 +144,8 @@ func TestLoadInvalid(t *testing.T) {
 func TestValidate(t *testing.T) {
 	valid := func() config.Config {
 		return config.Config{GRPCAddr: ":9090", HTTPAddr: ":8080", LogLevel: "info", LogFormat: "json",
-			CacheTTL: time.Second, PushInterval: time.Second, BackendTimeout: time.Second}
+			CacheTTL: time.Second, PushInterval: time.Second, BackendTimeout: time.Second,
+			MaxQuestions: 1, MaxFeeds: 1, MaxTargetReaders: 1, TargetReaderIdle: time.Second, MaxMetadataBytes: 1}
 	}
 	tests := []struct {
 		name   string
@@ -154,6 +162,11 @@ func TestValidate(t *testing.T) {
 		{"push", func(c *config.Config) { c.PushInterval = 0 }, "PUSH_INTERVAL"},
 		{"backend", func(c *config.Config) { c.BackendTimeout = -time.Second }, "BACKEND_TIMEOUT"},
 		{"shutdown", func(c *config.Config) { c.ShutdownTimeout = -time.Second }, "SHUTDOWN_TIMEOUT"},
+		{"questions", func(c *config.Config) { c.MaxQuestions = 0 }, "MAX_QUESTIONS"},
+		{"feeds", func(c *config.Config) { c.MaxFeeds = -1 }, "MAX_FEEDS"},
+		{"target readers", func(c *config.Config) { c.MaxTargetReaders = 0 }, "MAX_TARGET_READERS"},
+		{"target reader idle", func(c *config.Config) { c.TargetReaderIdle = 0 }, "TARGET_READER_IDLE"},
+		{"metadata bytes", func(c *config.Config) { c.MaxMetadataBytes = 0 }, "MAX_METADATA_BYTES"},
 		{"cert only", func(c *config.Config) { c.TLSCertFile = "c" }, "TLS_KEY_FILE"},
 		{"ca only", func(c *config.Config) { c.TLSClientCAFile = "ca" }, "TLS_CLIENT_CA_FILE"},
 		{"full mTLS", func(c *config.Config) { c.TLSCertFile, c.TLSKeyFile, c.TLSClientCAFile = "c", "k", "ca" }, ""},

@@ -1,6 +1,7 @@
 // Package metrics holds the Prometheus metrics every scaler exports on
 // /metrics: RPC counts and latencies per method and code, backend call
-// latency and errors, cache outcomes and open push streams.
+// latency and errors, cache outcomes, open push streams, and what the limits
+// of one tenant against the others hold, evict and refuse.
 package metrics
 
 import (
@@ -27,6 +28,17 @@ type Metrics struct {
 	OpenStreams *prometheus.GaugeVec
 	// StreamMessages counts messages sent on push streams by RPC.
 	StreamMessages *prometheus.CounterVec
+	// Held is the number of distinct questions held by resource:
+	// "questions" (cache entries and calls in flight), "feeds"
+	// (StreamIsActive feeds) or "target_readers".
+	Held *prometheus.GaugeVec
+	// HeldLimit is the bound on Held by resource, for alerts on held/limit.
+	HeldLimit *prometheus.GaugeVec
+	// Evictions counts idle entries dropped to make room, by resource.
+	Evictions *prometheus.CounterVec
+	// LimitRefusals counts requests refused because a limit was reached,
+	// by the limit's variable (e.g. MAX_QUESTIONS, MAX_METADATA_BYTES).
+	LimitRefusals *prometheus.CounterVec
 }
 
 // New returns the metrics registered in a new registry.
@@ -53,11 +65,28 @@ func New() *Metrics {
 			Name: "kedascalers_stream_messages_total",
 			Help: "Messages sent on push streams by RPC.",
 		}, []string{"rpc"}),
+		Held: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kedascalers_held",
+			Help: "Distinct questions held by resource: questions (cache entries and calls in flight), feeds (StreamIsActive), target_readers.",
+		}, []string{"resource"}),
+		HeldLimit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kedascalers_held_limit",
+			Help: "Bound on kedascalers_held by resource (MAX_QUESTIONS, MAX_FEEDS, MAX_TARGET_READERS).",
+		}, []string{"resource"}),
+		Evictions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kedascalers_evictions_total",
+			Help: "Idle entries dropped to make room for a new question, by resource.",
+		}, []string{"resource"}),
+		LimitRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kedascalers_limit_refusals_total",
+			Help: "Requests refused because a limit was reached, by the limit's variable.",
+		}, []string{"limit"}),
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.GRPC, m.BackendRequests, m.CacheRequests, m.OpenStreams, m.StreamMessages,
+		m.Held, m.HeldLimit, m.Evictions, m.LimitRefusals,
 	)
 	return m
 }

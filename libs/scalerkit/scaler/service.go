@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/cache"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metrics"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/ratelog"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/stream"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
@@ -29,8 +32,20 @@ type Options struct {
 	// BackendTimeout bounds every backend call.
 	BackendTimeout time.Duration
 	// TargetLease is how long a target read from the backend keeps being
-	// refreshed after the last GetMetricSpec that needed it. Default 10m.
+	// refreshed after the last GetMetricSpec or GetMetrics that needed it
+	// (TARGET_READER_IDLE). Default 1m.
 	TargetLease time.Duration
+	// MaxQuestions bounds the distinct questions the cache holds
+	// (MAX_QUESTIONS). Default 1000.
+	MaxQuestions int
+	// MaxFeeds bounds the StreamIsActive feeds (MAX_FEEDS). Default 200.
+	MaxFeeds int
+	// MaxTargetReaders bounds the background readers of targets
+	// (MAX_TARGET_READERS). Default 100.
+	MaxTargetReaders int
+	// MaxMetadataBytes bounds one trigger's metadata, keys and values
+	// (MAX_METADATA_BYTES). Default 16 KiB.
+	MaxMetadataBytes int
 	// Logger receives one line per notable event. Defaults to slog.Default.
 	Logger *slog.Logger
 	// Metrics receives the service's metrics. Defaults to a fresh set.
@@ -48,7 +63,31 @@ type Service struct {
 	cache   *cache.Group[Reading]
 	values  *stream.Hub[Reading] // feeds StreamIsActive
 	targets *stream.Hub[Reading] // refreshes targets read from the backend
+
+	limitLog *ratelog.Limiter // one "limit reached" line per limit and minute
+
+	closeOnce sync.Once
+	closed    chan struct{} // closed by Close: push streams end
+	hubsDone  chan struct{} // closed once both hubs' feeds have ended
 }
+
+// Defaults of Options, the same as the shared configuration's.
+const (
+	defaultTargetLease      = time.Minute
+	defaultMaxQuestions     = 1000
+	defaultMaxFeeds         = 200
+	defaultMaxTargetReaders = 100
+	defaultMaxMetadataBytes = 16 << 10
+)
+
+// Names of the limits in status messages and metrics: the variables that
+// set them.
+const (
+	limitQuestions     = "MAX_QUESTIONS"
+	limitFeeds         = "MAX_FEEDS"
+	limitTargetReaders = "MAX_TARGET_READERS"
+	limitMetadata      = "MAX_METADATA_BYTES"
+)
 
 // New returns a Service for b. Call Close when done.
 func New(b Backend, opts Options) *Service {
@@ -59,7 +98,19 @@ func New(b Backend, opts Options) *Service {
 		opts.BackendTimeout = 5 * time.Second
 	}
 	if opts.TargetLease <= 0 {
-		opts.TargetLease = 10 * time.Minute
+		opts.TargetLease = defaultTargetLease
+	}
+	if opts.MaxQuestions <= 0 {
+		opts.MaxQuestions = defaultMaxQuestions
+	}
+	if opts.MaxFeeds <= 0 {
+		opts.MaxFeeds = defaultMaxFeeds
+	}
+	if opts.MaxTargetReaders <= 0 {
+		opts.MaxTargetReaders = defaultMaxTargetReaders
+	}
+	if opts.MaxMetadataBytes <= 0 {
+		opts.MaxMetadataBytes = defaultMaxMetadataBytes
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -67,28 +118,69 @@ func New(b Backend, opts Options) *Service {
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.New()
 	}
-	s := &Service{backend: b, opts: opts, log: opts.Logger, metrics: opts.Metrics}
+	s := &Service{backend: b, opts: opts, log: opts.Logger, metrics: opts.Metrics,
+		limitLog: ratelog.New(time.Minute, 8), closed: make(chan struct{}), hubsDone: make(chan struct{})}
+	m := s.metrics
+	m.HeldLimit.WithLabelValues("questions").Set(float64(opts.MaxQuestions))
+	m.HeldLimit.WithLabelValues("feeds").Set(float64(opts.MaxFeeds))
+	m.HeldLimit.WithLabelValues("target_readers").Set(float64(opts.MaxTargetReaders))
 	s.cache = cache.New[Reading](cache.Options{
-		TTL:     opts.CacheTTL,
-		Timeout: opts.BackendTimeout,
-		Observe: func(o cache.Outcome) { s.metrics.CacheRequests.WithLabelValues(o.String()).Inc() },
+		TTL:        opts.CacheTTL,
+		Timeout:    opts.BackendTimeout,
+		MaxEntries: opts.MaxQuestions,
+		Observe:    func(o cache.Outcome) { m.CacheRequests.WithLabelValues(o.String()).Inc() },
+		Evicted:    m.Evictions.WithLabelValues("questions").Inc,
+		Held:       func(n int) { m.Held.WithLabelValues("questions").Set(float64(n)) },
 	})
-	hubOpts := stream.Options{Interval: opts.PushInterval, Logger: opts.Logger}
-	s.values = stream.NewHub[Reading](hubOpts)
-	hubOpts.Lease = opts.TargetLease
-	s.targets = stream.NewHub[Reading](hubOpts)
+	s.values = stream.NewHub[Reading](stream.Options{
+		Interval: opts.PushInterval, Logger: opts.Logger, MaxFeeds: opts.MaxFeeds,
+		Evicted: m.Evictions.WithLabelValues("feeds").Inc,
+		Held:    func(n int) { m.Held.WithLabelValues("feeds").Set(float64(n)) },
+	})
+	s.targets = stream.NewHub[Reading](stream.Options{
+		Interval: opts.PushInterval, Logger: opts.Logger, MaxFeeds: opts.MaxTargetReaders, Lease: opts.TargetLease,
+		Evicted: m.Evictions.WithLabelValues("target_readers").Inc,
+		Held:    func(n int) { m.Held.WithLabelValues("target_readers").Set(float64(n)) },
+	})
 	return s
 }
 
 // Close ends every push stream cleanly (KEDA reopens them) and stops the
-// background feeds.
+// background feeds. It returns at once: a backend that ignores
+// cancellation cannot hold it; Shutdown waits, within a bound.
 func (s *Service) Close() {
-	s.values.Close()
-	s.targets.Close()
+	s.closeOnce.Do(func() {
+		close(s.closed)
+		go func() {
+			var wg sync.WaitGroup
+			wg.Go(s.values.Close)
+			wg.Go(s.targets.Close)
+			wg.Wait()
+			close(s.hubsDone)
+		}()
+	})
+}
+
+// Shutdown is the hard stop, once the server no longer serves: it closes
+// the Service if needed, cancels every backend call still running (the
+// cache's shared calls, feed reads and watches) and waits for them until
+// ctx ends. It returns an error when some ignored the cancellation; they
+// are left behind, so that the process can exit.
+func (s *Service) Shutdown(ctx context.Context) error {
+	s.Close()
+	if err := s.cache.Close(ctx); err != nil {
+		return fmt.Errorf("backend calls: %w", err)
+	}
+	select {
+	case <-s.hubsDone:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("push feeds still reading or watching after their cancellation: %w", ctx.Err())
+	}
 }
 
 // Done is closed once Close has been called.
-func (s *Service) Done() <-chan struct{} { return s.values.Done() }
+func (s *Service) Done() <-chan struct{} { return s.closed }
 
 // IsActive reports whether the trigger is active, from the same reading
 // GetMetrics used when it came within the cache TTL.
@@ -106,11 +198,15 @@ func (s *Service) IsActive(ctx context.Context, ref *pb.ScaledObjectRef) (*pb.Is
 
 // GetMetricSpec returns the trigger's metric and target from memory.
 func (s *Service) GetMetricSpec(ctx context.Context, ref *pb.ScaledObjectRef) (*pb.GetMetricSpecResponse, error) {
-	t, _, err := s.parse(ctx, ref)
+	t, ctx, err := s.parse(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
-	return specResponse(t.MetricName, s.target(t)), nil
+	target, err := s.target(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	return specResponse(t.MetricName, target), nil
 }
 
 // GetMetrics returns exactly one value: the trigger's metric.
@@ -118,6 +214,9 @@ func (s *Service) GetMetrics(ctx context.Context, req *pb.GetMetricsRequest) (*p
 	t, ctx, err := s.parse(ctx, req.GetScaledObjectRef())
 	if err != nil {
 		return nil, err
+	}
+	if t.TargetProbe != nil {
+		s.targets.Touch(s.source("target", t.TargetProbe)) // still needed: keep reading it
 	}
 	r, err := s.readValue(ctx, t)
 	if err != nil {
@@ -140,7 +239,10 @@ func (s *Service) StreamIsActive(ref *pb.ScaledObjectRef, srv pb.ExternalScaler_
 	done := s.openStream(ctx, "StreamIsActive")
 	defer done()
 
-	sub := s.values.Subscribe(s.source("value", t.Probe))
+	sub, err := s.values.Subscribe(s.source("value", t.Probe))
+	if err != nil {
+		return s.refuse(ctx, limitFeeds)
+	}
 	defer sub.Close()
 
 	var last, sent bool
@@ -164,10 +266,10 @@ func (s *Service) StreamIsActive(ref *pb.ScaledObjectRef, srv pb.ExternalScaler_
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-s.values.Done():
+		case <-s.closed:
 			return nil // shutting down: a clean end, KEDA reopens in 2 s
 		case u := <-sub.C():
-			if u.Err != nil && t.OnError != ErrorInactive {
+			if u.Err != nil && (t.OnError != ErrorInactive || !backendFailure(u.Err)) {
 				continue // polling reports the error; the stream waits for news
 			}
 			if err := send(u.Err == nil && t.Active(u.Value)); err != nil {
@@ -189,11 +291,17 @@ func (s *Service) StreamMetricSpec(ref *pb.ScaledObjectRef, srv pb.ExternalScale
 
 	var updates <-chan stream.Update[Reading]
 	if t.TargetProbe != nil {
-		sub := s.targets.Subscribe(s.source("target", t.TargetProbe))
+		sub, err := s.targets.Subscribe(s.source("target", t.TargetProbe))
+		if err != nil {
+			return s.refuse(ctx, limitTargetReaders)
+		}
 		defer sub.Close()
 		updates = sub.C()
 	}
-	last := s.target(t)
+	last, err := s.target(ctx, t)
+	if err != nil {
+		return err
+	}
 	if err := s.sendSpec(srv, t, last); err != nil {
 		return err
 	}
@@ -201,10 +309,14 @@ func (s *Service) StreamMetricSpec(ref *pb.ScaledObjectRef, srv pb.ExternalScale
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-s.targets.Done():
+		case <-s.closed:
 			return nil
 		case <-updates: // the hub keeps the newest good target
-			if target := s.target(t); target != last {
+			target, err := s.target(ctx, t)
+			if err != nil {
+				return err
+			}
+			if target != last {
 				if err := s.sendSpec(srv, t, target); err != nil {
 					return err
 				}
@@ -237,6 +349,9 @@ func (s *Service) openStream(ctx context.Context, rpc string) func() {
 // that carries the ScaledObject for the logs.
 func (s *Service) parse(ctx context.Context, ref *pb.ScaledObjectRef) (*Trigger, context.Context, error) {
 	ctx = context.WithValue(ctx, refKey{}, ref)
+	if err := s.checkMetadataSize(ctx, ref.GetScalerMetadata()); err != nil {
+		return nil, ctx, err
+	}
 	t, err := s.backend.Parse(ref.GetScalerMetadata())
 	if err == nil {
 		err = t.Validate()
@@ -256,21 +371,28 @@ func (s *Service) parse(ctx context.Context, ref *pb.ScaledObjectRef) (*Trigger,
 // policy.
 func (s *Service) readValue(ctx context.Context, t *Trigger) (Reading, error) {
 	r, err := s.read(ctx, "value", t.Probe)
-	if err != nil && t.OnError == ErrorInactive && ctx.Err() == nil {
+	if err != nil && t.OnError == ErrorInactive && ctx.Err() == nil && backendFailure(err) {
 		return Reading{Switch: SwitchOff}, nil
 	}
 	return r, err
 }
 
-// target returns t's current target: the newest reading of its target
-// probe, or t.Target until there is one.
-func (s *Service) target(t *Trigger) float64 {
-	if t.TargetProbe != nil {
-		if r, ok := s.targets.Latest(s.source("target", t.TargetProbe)); ok {
-			return r.Value
-		}
+// target returns t's current target, from memory: the newest reading of
+// its target probe, or t.Target until there is one. When no reader can be
+// started for the probe (MAX_TARGET_READERS readers, all streamed), it is
+// ResourceExhausted: a made-up target would scale the workload wrongly.
+func (s *Service) target(ctx context.Context, t *Trigger) (float64, error) {
+	if t.TargetProbe == nil {
+		return t.Target, nil
 	}
-	return t.Target
+	r, ok, err := s.targets.Latest(s.source("target", t.TargetProbe))
+	switch {
+	case err != nil:
+		return 0, s.refuse(ctx, limitTargetReaders)
+	case ok:
+		return r.Value, nil
+	}
+	return t.Target, nil
 }
 
 // read asks p through the cache: one backend call per key and TTL.
@@ -279,6 +401,9 @@ func (s *Service) read(ctx context.Context, kind string, p Probe) (Reading, erro
 	r, err := s.cache.Get(ctx, key, func(ctx context.Context) (Reading, error) {
 		return s.fetch(ctx, kind, p)
 	})
+	if errors.Is(err, cache.ErrFull) {
+		return r, s.refuse(ctx, limitQuestions)
+	}
 	if err != nil {
 		return r, toStatus(ctx, kind, err, s.opts.BackendTimeout)
 	}
@@ -292,7 +417,7 @@ func (s *Service) fetch(ctx context.Context, kind string, p Probe) (r Reading, e
 	defer func() {
 		if v := recover(); v != nil {
 			err = status.Errorf(codes.Internal, "reading %s panicked: %v", kind, v)
-			s.logger(ctx).Error("backend panicked", slog.String("probe", p.Key()), slog.Any("panic", v))
+			s.logger(ctx).Error("backend panicked", slog.String("probe", metadata.Clip(p.Key())), slog.Any("panic", v))
 		}
 		outcome := "ok"
 		if err != nil {
@@ -305,11 +430,57 @@ func (s *Service) fetch(ctx context.Context, kind string, p Probe) (r Reading, e
 		err = checkReading(kind, r)
 	}
 	if err != nil {
-		s.logger(ctx).Warn("backend read failed", slog.String("kind", kind), slog.String("probe", p.Key()),
+		s.logger(ctx).Warn("backend read failed", slog.String("kind", kind), slog.String("probe", metadata.Clip(p.Key())),
 			slog.Duration("elapsed", time.Since(start)), slog.Any("error", err))
 	}
 	return r, err
 }
+
+// checkMetadataSize refuses metadata larger than MaxMetadataBytes, before
+// the backend spends anything on it.
+func (s *Service) checkMetadataSize(ctx context.Context, md map[string]string) error {
+	total, largest := 0, ""
+	for k, v := range md {
+		total += len(k) + len(v)
+		if largest == "" || len(k)+len(v) > len(largest)+len(md[largest]) {
+			largest = k
+		}
+	}
+	if total <= s.opts.MaxMetadataBytes {
+		return nil
+	}
+	s.metrics.LimitRefusals.WithLabelValues(limitMetadata).Inc()
+	err := status.Errorf(codes.InvalidArgument,
+		"trigger metadata is %d bytes (keys and values), over the limit of %d (%s); the largest entry is %q (%d bytes)",
+		total, s.opts.MaxMetadataBytes, limitMetadata, metadata.Clip(largest), len(largest)+len(md[largest]))
+	s.logger(ctx).Info("trigger metadata rejected", slog.String("error", metadata.Clip(status.Convert(err).Message())))
+	return err
+}
+
+// refuse is the ResourceExhausted status of a limit reached, naming the
+// limit and its variable. It counts the refusal and logs it, at most once a
+// minute per limit: a hostile trigger repeats it at will.
+func (s *Service) refuse(ctx context.Context, limit string) error {
+	var msg string
+	switch limit {
+	case limitQuestions:
+		msg = fmt.Sprintf("too many distinct questions held (%d, %s): every one has a backend call in flight; try again shortly",
+			s.opts.MaxQuestions, limit)
+	case limitFeeds:
+		msg = fmt.Sprintf("too many push feeds (%d, %s): every one serves an open StreamIsActive stream", s.opts.MaxFeeds, limit)
+	case limitTargetReaders:
+		msg = fmt.Sprintf("too many targets read from the backend (%d, %s): every reader serves an open StreamMetricSpec stream",
+			s.opts.MaxTargetReaders, limit)
+	}
+	s.metrics.LimitRefusals.WithLabelValues(limit).Inc()
+	s.limitLog.Log(ctx, s.logger(ctx), slog.LevelWarn, limit, "limit reached", slog.String("limit", limit), slog.String("error", msg))
+	return status.Error(codes.ResourceExhausted, msg)
+}
+
+// backendFailure reports whether err is a failure of the backend, which a
+// trigger's error policy may turn into "inactive", rather than a limit of
+// ours: a refusal is never a silent 0.
+func backendFailure(err error) bool { return status.Code(err) != codes.ResourceExhausted }
 
 // checkReading refuses values KEDA would silently turn into 0.
 func checkReading(kind string, r Reading) error {

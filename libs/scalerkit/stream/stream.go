@@ -8,14 +8,26 @@
 // only the newest reading, so a slow stream never blocks a feed. A feed
 // stops when its last subscriber leaves and its lease (see Hub.Latest) has
 // run out; Close stops them all and tells stream handlers to end.
+//
+// Source keys come from what triggers ask, so a Hub runs at most MaxFeeds
+// feeds: past it the idle feed (no subscribers, kept only by its lease)
+// asked for least recently is stopped to make room, and a new key is
+// refused (ErrFull) only when every feed has subscribers.
 package stream
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 )
+
+// ErrFull is returned for a new source key when the Hub runs MaxFeeds
+// feeds that all have subscribers, so none can be stopped to make room.
+var ErrFull = errors.New("stream: every feed has subscribers")
 
 // Source is one question a feed asks over and over.
 type Source[T any] interface {
@@ -59,6 +71,15 @@ type Options struct {
 	RetryWatch time.Duration
 	// Logger receives one line per watch failure. Defaults to slog.Default.
 	Logger *slog.Logger
+	// MaxFeeds bounds the feeds running at once. Zero means no bound, which
+	// is only sensible in tests.
+	MaxFeeds int
+	// Evicted, when set, is called once per idle feed stopped before its
+	// lease ran out to make room for a new one.
+	Evicted func()
+	// Held, when set, is called with the number of feeds whenever it
+	// changes, under the Hub's lock.
+	Held func(n int)
 }
 
 // Hub runs feeds and hands their readings to subscribers.
@@ -101,6 +122,7 @@ func (h *Hub[T]) Close() {
 	h.mu.Lock()
 	h.closed = true
 	clear(h.feeds)
+	h.heldLocked()
 	h.mu.Unlock()
 	h.stop()
 	h.wg.Wait()
@@ -133,46 +155,94 @@ func (s *Subscription[T]) Close() {
 	})
 }
 
-// Subscribe joins the feed of src, starting it if needed.
-func (h *Hub[T]) Subscribe(src Source[T]) *Subscription[T] {
+// Subscribe joins the feed of src, starting it if needed. It returns
+// ErrFull when the feed would be one too many. After Close the
+// subscription is valid but receives nothing.
+func (h *Hub[T]) Subscribe(src Source[T]) (*Subscription[T], error) {
 	s := &Subscription[T]{c: make(chan Update[T], 1), hub: h}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
-		return s
+		return s, nil
 	}
-	f := h.feedLocked(src)
+	f, err := h.feedLocked(src)
+	if err != nil {
+		return nil, err
+	}
 	f.subs[s] = struct{}{}
 	s.feed = f
-	return s
+	return s, nil
 }
 
 // Latest returns the newest successful reading of src's feed, starting the
 // feed if needed (its first reading then arrives in the background), and
 // keeps the feed running for at least the lease. ok is false until a read
-// has succeeded.
-func (h *Hub[T]) Latest(src Source[T]) (v T, ok bool) {
+// has succeeded. It returns ErrFull when the feed would be one too many.
+func (h *Hub[T]) Latest(src Source[T]) (v T, ok bool, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
-		return v, false
+		return v, false, nil
 	}
-	f := h.feedLocked(src)
+	f, err := h.feedLocked(src)
+	if err != nil {
+		return v, false, err
+	}
 	f.lease = time.Now().Add(h.opts.Lease)
-	return f.good, f.hasGood
+	return f.good, f.hasGood, nil
 }
 
-func (h *Hub[T]) feedLocked(src Source[T]) *feed[T] {
+// Touch renews the lease of src's feed if it runs, and reports whether it
+// does; it never starts one.
+func (h *Hub[T]) Touch(src Source[T]) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	f, ok := h.feeds[src.Key()]
+	if ok {
+		f.used = time.Now()
+		f.lease = f.used.Add(h.opts.Lease)
+	}
+	return ok
+}
+
+// feedLocked returns src's feed, starting it if needed; at the bound it
+// first stops the idle feed asked for least recently.
+func (h *Hub[T]) feedLocked(src Source[T]) (*feed[T], error) {
 	key := src.Key()
+	now := time.Now()
 	if f, ok := h.feeds[key]; ok {
-		return f
+		f.used = now
+		return f, nil
+	}
+	if h.opts.MaxFeeds > 0 && len(h.feeds) >= h.opts.MaxFeeds {
+		var oldest *feed[T]
+		for _, f := range h.feeds {
+			if len(f.subs) == 0 && (oldest == nil || f.used.Before(oldest.used)) {
+				oldest = f
+			}
+		}
+		if oldest == nil {
+			return nil, ErrFull
+		}
+		if now.Before(oldest.lease) && h.opts.Evicted != nil {
+			h.opts.Evicted()
+		}
+		delete(h.feeds, oldest.key)
+		oldest.cancel()
 	}
 	ctx, cancel := context.WithCancel(h.ctx)
-	f := &feed[T]{hub: h, src: src, key: key, ctx: ctx, cancel: cancel, subs: make(map[*Subscription[T]]struct{})}
+	f := &feed[T]{hub: h, src: src, key: key, ctx: ctx, cancel: cancel, used: now, subs: make(map[*Subscription[T]]struct{})}
 	h.feeds[key] = f
+	h.heldLocked()
 	h.wg.Add(1)
 	go f.run()
-	return f
+	return f, nil
+}
+
+func (h *Hub[T]) heldLocked() {
+	if h.opts.Held != nil {
+		h.opts.Held(len(h.feeds))
+	}
 }
 
 func (h *Hub[T]) leave(f *feed[T], s *Subscription[T]) {
@@ -186,6 +256,7 @@ func (h *Hub[T]) leave(f *feed[T], s *Subscription[T]) {
 func (h *Hub[T]) retireLocked(f *feed[T]) {
 	if len(f.subs) == 0 && !time.Now().Before(f.lease) && h.feeds[f.key] == f {
 		delete(h.feeds, f.key)
+		h.heldLocked()
 		f.cancel()
 	}
 }
@@ -199,6 +270,7 @@ type feed[T any] struct {
 
 	// Guarded by hub.mu.
 	subs    map[*Subscription[T]]struct{}
+	used    time.Time // last asked for: the order in which idle feeds make room
 	lease   time.Time
 	good    T
 	hasGood bool
@@ -276,7 +348,7 @@ func (f *feed[T]) watch(w Watcher, changed chan<- struct{}) {
 		}
 		if err != nil {
 			f.hub.opts.Logger.Warn("watching for changes failed; polling until it works again",
-				slog.String("source", f.key), slog.Any("error", err))
+				slog.String("source", metadata.Clip(f.key)), slog.Any("error", err))
 		}
 		if !Sleep(f.ctx, f.hub.opts.RetryWatch) {
 			return

@@ -43,6 +43,26 @@ func newHub(t *testing.T, opts stream.Options) *stream.Hub[int64] {
 	return h
 }
 
+// subscribe joins src's feed; the hubs of these tests have room for it.
+func subscribe(t *testing.T, h *stream.Hub[int64], src stream.Source[int64]) *stream.Subscription[int64] {
+	t.Helper()
+	s, err := h.Subscribe(src)
+	if err != nil {
+		t.Errorf("Subscribe(%s): %v", src.Key(), err)
+	}
+	return s
+}
+
+// latest is h.Latest for hubs with room for src.
+func latest(t *testing.T, h *stream.Hub[int64], src stream.Source[int64]) (int64, bool) {
+	t.Helper()
+	v, ok, err := h.Latest(src)
+	if err != nil {
+		t.Errorf("Latest(%s): %v", src.Key(), err)
+	}
+	return v, ok
+}
+
 // counter is a Source whose n-th read returns n, or the error fail(n).
 type counter struct {
 	key   string
@@ -215,7 +235,7 @@ func TestSubscribeStartsOneFeedPerKey(t *testing.T) {
 					src.gate = make(chan struct{}, 1)
 					sources[k] = src
 				}
-				subs = append(subs, h.Subscribe(src))
+				subs = append(subs, subscribe(t, h, src))
 			}
 			if got := h.Feeds(); got != tt.wantFeeds {
 				t.Fatalf("Feeds() = %d, want %d", got, tt.wantFeeds)
@@ -248,7 +268,7 @@ func TestSubscribeStartsOneFeedPerKey(t *testing.T) {
 func TestFeedReadsAtOnce(t *testing.T) {
 	h := newHub(t, stream.Options{Interval: long})
 	src := newCounter("k")
-	sub := h.Subscribe(src)
+	sub := subscribe(t, h, src)
 	defer sub.Close()
 	u := next(t, sub)
 	if u.Err != nil || u.Value != 1 {
@@ -263,7 +283,7 @@ func TestFeedReadsAtOnce(t *testing.T) {
 func TestFeedReadsEveryInterval(t *testing.T) {
 	h := newHub(t, stream.Options{Interval: 5 * time.Millisecond})
 	src := newCounter("k")
-	sub := h.Subscribe(src)
+	sub := subscribe(t, h, src)
 	defer sub.Close()
 	var last stream.Update[int64]
 	for i := range 5 {
@@ -284,9 +304,9 @@ func TestFeedReadsEveryInterval(t *testing.T) {
 func TestSlowSubscriberSeesOnlyNewest(t *testing.T) {
 	h := newHub(t, stream.Options{Interval: time.Millisecond})
 	src := newCounter("k")
-	slow := h.Subscribe(src)
+	slow := subscribe(t, h, src)
 	defer slow.Close()
-	fast := h.Subscribe(src)
+	fast := subscribe(t, h, src)
 	defer fast.Close()
 
 	// The fast subscriber keeps receiving while the slow one reads nothing:
@@ -316,7 +336,7 @@ func TestErrorsAreDelivered(t *testing.T) {
 		}
 		return nil
 	}
-	sub := h.Subscribe(src)
+	sub := subscribe(t, h, src)
 	defer sub.Close()
 	var sawErr, sawValue bool
 	deadline := time.After(waitTimeout)
@@ -362,7 +382,7 @@ func TestLatest(t *testing.T) {
 	}
 
 	// Before the first read ends: not ok.
-	if v, ok := h.Latest(src); ok || v != 0 {
+	if v, ok := latest(t, h, src); ok || v != 0 {
 		t.Fatalf("Latest before any read = %d, %v; want 0, false", v, ok)
 	}
 	if h.Feeds() != 1 {
@@ -372,7 +392,7 @@ func TestLatest(t *testing.T) {
 	failing.Store(true)
 	src.gate <- struct{}{}
 	waitRead(t, src, 1)
-	if _, ok := h.Latest(src); ok {
+	if _, ok := latest(t, h, src); ok {
 		t.Fatal("Latest ok after only a failed read")
 	}
 	// A good read: ok with its value.
@@ -381,7 +401,7 @@ func TestLatest(t *testing.T) {
 	waitRead(t, src, 2)
 	var good int64
 	eventually(t, "Latest to report the good read", func() bool {
-		v, ok := h.Latest(src)
+		v, ok := latest(t, h, src)
 		good = v
 		return ok
 	})
@@ -394,7 +414,7 @@ func TestLatest(t *testing.T) {
 		src.gate <- struct{}{}
 	}
 	waitRead(t, src, 5)
-	if v, ok := h.Latest(src); !ok || v != good {
+	if v, ok := latest(t, h, src); !ok || v != good {
 		t.Fatalf("Latest after failed reads = %d, %v; want the last good %d, true", v, ok, good)
 	}
 	// The lease keeps the feed without subscribers.
@@ -402,7 +422,7 @@ func TestLatest(t *testing.T) {
 		t.Errorf("Feeds() = %d within the lease, want 1", h.Feeds())
 	}
 	// Latest shares the feed with subscribers of the same key.
-	sub := h.Subscribe(newCounter("k"))
+	sub := subscribe(t, h, newCounter("k"))
 	defer sub.Close()
 	if h.Feeds() != 1 {
 		t.Errorf("Feeds() = %d after subscribing to the same key, want 1", h.Feeds())
@@ -422,7 +442,7 @@ func TestLatestLeaseRunsOut(t *testing.T) {
 			h := newHub(t, stream.Options{Interval: 5 * time.Millisecond, Lease: tt.lease})
 			src := newCounter("k")
 			start := time.Now()
-			h.Latest(src)
+			latest(t, h, src)
 			if h.Feeds() != 1 {
 				t.Fatalf("Feeds() = %d right after Latest, want 1", h.Feeds())
 			}
@@ -436,7 +456,7 @@ func TestLatestLeaseRunsOut(t *testing.T) {
 			// Its goroutine is gone without Close.
 			goleak.VerifyNone(t)
 			// Latest again starts a new feed.
-			h.Latest(src)
+			latest(t, h, src)
 			if h.Feeds() != 1 {
 				t.Errorf("Feeds() = %d after Latest on a stopped feed, want 1", h.Feeds())
 			}
@@ -450,7 +470,7 @@ func TestLatestRenewsLease(t *testing.T) {
 	src := newCounter("k")
 	stop := time.Now().Add(3 * lease)
 	for time.Now().Before(stop) {
-		h.Latest(src)
+		latest(t, h, src)
 		if h.Feeds() != 1 {
 			t.Fatalf("feed stopped although Latest renewed its lease")
 		}
@@ -462,9 +482,9 @@ func TestLeaseOutlivesSubscribers(t *testing.T) {
 	const lease = 50 * time.Millisecond
 	h := newHub(t, stream.Options{Interval: 5 * time.Millisecond, Lease: lease})
 	src := newCounter("k")
-	sub := h.Subscribe(src)
+	sub := subscribe(t, h, src)
 	start := time.Now()
-	h.Latest(src)
+	latest(t, h, src)
 	sub.Close()
 	if h.Feeds() != 1 {
 		t.Fatalf("Feeds() = %d: the feed stopped with its subscriber although leased", h.Feeds())
@@ -480,7 +500,7 @@ func TestFeedStopsWhenLastSubscriberLeaves(t *testing.T) {
 	src := newCounter("k")
 	src.blockFrom = 2 // the second read waits for the feed's ctx to end
 	src.gate = make(chan struct{}, 1)
-	a, b := h.Subscribe(src), h.Subscribe(src)
+	a, b := subscribe(t, h, src), subscribe(t, h, src)
 	src.gate <- struct{}{} // the first read ends once both have subscribed
 	next(t, a)
 	next(t, b)
@@ -498,7 +518,7 @@ func TestFeedStopsWhenLastSubscriberLeaves(t *testing.T) {
 	goleak.VerifyNone(t)
 
 	// A new subscriber starts a new feed, which reads at once.
-	c := h.Subscribe(src)
+	c := subscribe(t, h, src)
 	defer c.Close()
 	if h.Feeds() != 1 {
 		t.Fatalf("Feeds() = %d after subscribing again, want 1", h.Feeds())
@@ -510,7 +530,7 @@ func TestFeedStopCancelsRead(t *testing.T) {
 	h := newHub(t, stream.Options{Interval: time.Millisecond})
 	src := newCounter("k")
 	src.blockFrom = 2
-	sub := h.Subscribe(src)
+	sub := subscribe(t, h, src)
 	next(t, sub)
 	eventually(t, "the second read to start", func() bool { return src.active.Load() == 1 })
 	sub.Close()
@@ -522,7 +542,7 @@ func TestFeedStopCancelsRead(t *testing.T) {
 func TestWatcherSignalTriggersRead(t *testing.T) {
 	h := newHub(t, stream.Options{Interval: long, Debounce: time.Millisecond})
 	src := newWatcher("k")
-	sub := h.Subscribe(src)
+	sub := subscribe(t, h, src)
 	defer sub.Close()
 	if u := next(t, sub); u.Value != 1 {
 		t.Fatalf("first update %+v", u)
@@ -540,7 +560,7 @@ func TestWatcherBurstCostsOneRead(t *testing.T) {
 	const debounce = 300 * time.Millisecond
 	h := newHub(t, stream.Options{Interval: long, Debounce: debounce})
 	src := newWatcher("k")
-	sub := h.Subscribe(src)
+	sub := subscribe(t, h, src)
 	defer sub.Close()
 	next(t, sub)
 	waitWatching(t, src)
@@ -585,7 +605,7 @@ func TestWatchErrorIsRetriedAndLogged(t *testing.T) {
 				}
 				return nil
 			}
-			sub := h.Subscribe(src)
+			sub := subscribe(t, h, src)
 			defer sub.Close()
 			// The feed polls while watching fails.
 			for range 3 {
@@ -622,7 +642,7 @@ func TestWatchErrorIsRetriedAndLogged(t *testing.T) {
 func TestWatchStopsWithFeed(t *testing.T) {
 	h := newHub(t, stream.Options{Interval: long})
 	src := newWatcher("k")
-	sub := h.Subscribe(src)
+	sub := subscribe(t, h, src)
 	waitWatching(t, src)
 	sub.Close()
 	eventually(t, "Watch to return", func() bool { return src.returned.Load() == 1 })
@@ -635,8 +655,8 @@ func TestClose(t *testing.T) {
 	blocked.blockFrom = 2
 	w := newWatcher("watched")
 	plain := newCounter("plain")
-	subs := []*stream.Subscription[int64]{h.Subscribe(blocked), h.Subscribe(w), h.Subscribe(plain), h.Subscribe(plain)}
-	h.Latest(newCounter("leased"))
+	subs := []*stream.Subscription[int64]{subscribe(t, h, blocked), subscribe(t, h, w), subscribe(t, h, plain), subscribe(t, h, plain)}
+	latest(t, h, newCounter("leased"))
 	for _, s := range subs {
 		next(t, s)
 	}
@@ -686,9 +706,9 @@ func TestFeedsAfterClose(t *testing.T) {
 	// Feeds is documented as "the number of running feeds": after Close
 	// none runs.
 	h := newHub(t, stream.Options{Interval: long})
-	sub := h.Subscribe(newCounter("a"))
+	sub := subscribe(t, h, newCounter("a"))
 	defer sub.Close()
-	h.Latest(newCounter("b"))
+	latest(t, h, newCounter("b"))
 	h.Close()
 	if n := h.Feeds(); n != 0 {
 		t.Errorf("Feeds() = %d after Close, want 0", n)
@@ -699,8 +719,8 @@ func TestAfterClose(t *testing.T) {
 	h := newHub(t, stream.Options{Interval: time.Millisecond})
 	src := newCounter("k")
 	h.Close()
-	sub := h.Subscribe(src)
-	if v, ok := h.Latest(src); ok || v != 0 {
+	sub := subscribe(t, h, src)
+	if v, ok := latest(t, h, src); ok || v != 0 {
 		t.Errorf("Latest after Close = %d, %v; want 0, false", v, ok)
 	}
 	time.Sleep(5 * time.Millisecond)
@@ -722,13 +742,13 @@ func TestConcurrentSubscribers(t *testing.T) {
 		wg.Go(func() {
 			src := srcs[i%len(srcs)]
 			for range 5 {
-				sub := h.Subscribe(src)
+				sub := subscribe(t, h, src)
 				select {
 				case <-sub.C():
 				case <-time.After(waitTimeout):
 					t.Error("no update")
 				}
-				h.Latest(src)
+				latest(t, h, src)
 				sub.Close()
 			}
 		})
