@@ -115,18 +115,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, build Build
 	if err != nil {
 		return fmt.Errorf("building the backend: %w", err)
 	}
-	svc := scaler.New(backend, scaler.Options{
-		CacheTTL:         cfg.CacheTTL,
-		PushInterval:     cfg.PushInterval,
-		BackendTimeout:   cfg.BackendTimeout,
-		TargetLease:      cfg.TargetReaderIdle,
-		MaxQuestions:     cfg.MaxQuestions,
-		MaxFeeds:         cfg.MaxFeeds,
-		MaxTargetReaders: cfg.MaxTargetReaders,
-		MaxMetadataBytes: cfg.MaxMetadataBytes,
-		Logger:           log,
-		Metrics:          m,
-	})
+	opts := scaler.ConfigOptions(cfg)
+	opts.Logger, opts.Metrics = log, m
+	svc := scaler.New(backend, opts)
 	defer func() {
 		deadline := time.Now().Add(afterStop)
 		if t := stopAt.Load(); t != nil && t.After(deadline) {

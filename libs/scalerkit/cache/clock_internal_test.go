@@ -153,3 +153,25 @@ func TestExpiredEntryIsNotReturnedBeforeSweep(t *testing.T) {
 		t.Errorf("Get of an expired entry = %d (%v), want 2 (miss)", v, (*outcomes)[1])
 	}
 }
+
+func TestExpiredEntryMakesRoomWithoutEviction(t *testing.T) {
+	const ttl = 10 * time.Second
+	clock := &fakeClock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	evicted := 0
+	g := New[int](Options{TTL: ttl, MaxEntries: 1, Evicted: func() { evicted++ }})
+	g.now = clock.now
+	fetch := func(context.Context) (int, error) { return 1, nil }
+	if _, err := g.Get(context.Background(), "a", fetch); err != nil {
+		t.Fatal(err)
+	}
+	clock.advance(ttl)
+	if _, err := g.Get(context.Background(), "b", fetch); err != nil {
+		t.Fatal(err)
+	}
+	if evicted != 0 {
+		t.Errorf("an expired value counted as %d evictions, want 0", evicted)
+	}
+	if g.Held() != 1 {
+		t.Errorf("Held() = %d, want 1", g.Held())
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/cache"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metrics"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/ratelog"
@@ -50,6 +51,21 @@ type Options struct {
 	Logger *slog.Logger
 	// Metrics receives the service's metrics. Defaults to a fresh set.
 	Metrics *metrics.Metrics
+}
+
+// ConfigOptions returns the Options the shared configuration sets; the
+// caller adds the Logger and the Metrics.
+func ConfigOptions(cfg config.Config) Options {
+	return Options{
+		CacheTTL:         cfg.CacheTTL,
+		PushInterval:     cfg.PushInterval,
+		BackendTimeout:   cfg.BackendTimeout,
+		TargetLease:      cfg.TargetReaderIdle,
+		MaxQuestions:     cfg.MaxQuestions,
+		MaxFeeds:         cfg.MaxFeeds,
+		MaxTargetReaders: cfg.MaxTargetReaders,
+		MaxMetadataBytes: cfg.MaxMetadataBytes,
+	}
 }
 
 // Service implements externalscaler.ExternalScalerServer for a Backend.

@@ -81,10 +81,9 @@ func Serve(t testing.TB, b scaler.Backend, opts Options) *Scaler {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	m := metrics.New()
-	svc := scaler.New(b, scaler.Options{
-		CacheTTL: cfg.CacheTTL, PushInterval: cfg.PushInterval, BackendTimeout: cfg.BackendTimeout,
-		Logger: log, Metrics: m,
-	})
+	sopts := scaler.ConfigOptions(cfg) // the limits come from the environment, as in production
+	sopts.Logger, sopts.Metrics = log, m
+	svc := scaler.New(b, sopts)
 	var serverCreds credentials.TransportCredentials
 	clientCreds := insecure.NewCredentials()
 	if opts.ServerTLS != nil {
@@ -100,7 +99,17 @@ func Serve(t testing.TB, b scaler.Backend, opts Options) *Scaler {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	s := &Scaler{Metrics: m, HTTPAddr: httpLis.Addr().String(), lis: grpcLis, stop: stop, done: make(chan error, 1)}
-	go func() { s.done <- srv.Serve(ctx, grpcLis, httpLis) }()
+	go func() {
+		err := srv.Serve(ctx, grpcLis, httpLis)
+		// The hard stop, as in production: backend calls still running are
+		// cancelled.
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if serr := svc.Shutdown(sctx); serr != nil && err == nil {
+			err = serr
+		}
+		s.done <- err
+	}()
 
 	conn, err := s.Dial(clientCreds)
 	if err != nil {

@@ -1,0 +1,251 @@
+package scaler_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
+	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
+)
+
+func gaugeValue(t *testing.T, g prometheus.Gauge) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := g.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetGauge().GetValue()
+}
+
+// wantRefused checks that err is code with a message naming every want.
+func wantRefused(t *testing.T, what string, err error, code codes.Code, want ...string) {
+	t.Helper()
+	st := status.Convert(err)
+	if err == nil || st.Code() != code {
+		t.Fatalf("%s = %v, want %v", what, err, code)
+	}
+	for _, w := range want {
+		if !strings.Contains(st.Message(), w) {
+			t.Errorf("%s: message %q does not name %q", what, st.Message(), w)
+		}
+	}
+}
+
+func getMetrics(s *scalertest.Scaler, t *testing.T, md map[string]string) (*pb.GetMetricsResponse, error) {
+	return s.Client.GetMetrics(ctxT(t), &pb.GetMetricsRequest{ScaledObjectRef: scalertest.Ref(md), MetricName: "fake_value"})
+}
+
+func TestMaxQuestions(t *testing.T) {
+	t.Setenv("MAX_QUESTIONS", "2")
+	f := newFake()
+	f.set("c", 3)
+	s := scalertest.Serve(t, f, scalertest.Options{CacheTTL: time.Hour, BackendTimeout: 10 * time.Second})
+	m := s.Metrics
+	// At the limit: two questions, both with a backend call in flight.
+	f.hold("a")
+	f.hold("b")
+	var wg sync.WaitGroup
+	for _, k := range []string{"a", "b"} {
+		wg.Go(func() {
+			if _, err := getMetrics(s, t, map[string]string{"key": k}); err != nil {
+				t.Errorf("GetMetrics(%s) at the limit: %v", k, err)
+			}
+		})
+	}
+	waitFor(t, "both reads to start", func() bool { return f.readCount("a") == 1 && f.readCount("b") == 1 })
+	if got := gaugeValue(t, m.Held.WithLabelValues("questions")); got != 2 {
+		t.Errorf("held questions = %v, want 2", got)
+	}
+	if got := gaugeValue(t, m.HeldLimit.WithLabelValues("questions")); got != 2 {
+		t.Errorf("held questions limit = %v, want 2", got)
+	}
+	// One past it: refused, whatever the trigger's error policy.
+	for _, md := range []map[string]string{{"key": "c"}, {"key": "c", "onError": "inactive"}} {
+		_, err := getMetrics(s, t, md)
+		wantRefused(t, "GetMetrics(c) past the limit", err, codes.ResourceExhausted, "(2, MAX_QUESTIONS)")
+		_, err = s.Client.IsActive(ctxT(t), scalertest.Ref(md))
+		wantRefused(t, "IsActive(c) past the limit", err, codes.ResourceExhausted, "MAX_QUESTIONS")
+	}
+	if n := f.readCount("c"); n != 0 {
+		t.Errorf("a refused question was read %d times", n)
+	}
+	if got := counterValue(t, m.LimitRefusals.WithLabelValues("MAX_QUESTIONS")); got != 4 {
+		t.Errorf("refusals = %v, want 4", got)
+	}
+	f.release("a")
+	f.release("b")
+	wg.Wait()
+	// The readings are idle now: a new question takes the place of the
+	// least recently used.
+	if r, err := getMetrics(s, t, map[string]string{"key": "c"}); err != nil || r.MetricValues[0].MetricValueFloat != 3 {
+		t.Fatalf("GetMetrics(c) once a and b are idle = %v, %v", r, err)
+	}
+	if got := counterValue(t, m.Evictions.WithLabelValues("questions")); got != 1 {
+		t.Errorf("evictions = %v, want 1", got)
+	}
+	if got := gaugeValue(t, m.Held.WithLabelValues("questions")); got != 2 {
+		t.Errorf("held questions = %v, want 2", got)
+	}
+}
+
+func TestMaxFeeds(t *testing.T) {
+	t.Setenv("MAX_FEEDS", "1")
+	f := newFake()
+	s := scalertest.Serve(t, f, scalertest.Options{})
+	open := func(key string) (pb.ExternalScaler_StreamIsActiveClient, error) {
+		t.Helper()
+		st, err := s.Client.StreamIsActive(ctxT(t), scalertest.Ref(map[string]string{"key": key}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = st.Recv()
+		return st, err
+	}
+	// At the limit: one feed, shared by two streams of the same question.
+	for range 2 {
+		if _, err := open("a"); err != nil {
+			t.Fatalf("StreamIsActive(a) at the limit: %v", err)
+		}
+	}
+	if got := gaugeValue(t, s.Metrics.Held.WithLabelValues("feeds")); got != 1 {
+		t.Errorf("held feeds = %v, want 1", got)
+	}
+	// One past it.
+	_, err := open("b")
+	wantRefused(t, "StreamIsActive(b) past the limit", err, codes.ResourceExhausted, "(1, MAX_FEEDS)")
+	if got := counterValue(t, s.Metrics.LimitRefusals.WithLabelValues("MAX_FEEDS")); got != 1 {
+		t.Errorf("refusals = %v, want 1", got)
+	}
+	if n := f.readCount("b"); n != 0 {
+		t.Errorf("a refused feed was read %d times", n)
+	}
+}
+
+func TestMaxTargetReaders(t *testing.T) {
+	t.Setenv("MAX_TARGET_READERS", "1")
+	f := newFake()
+	f.set("cap1", 20)
+	f.set("cap2", 30)
+	s := scalertest.Serve(t, f, scalertest.Options{PushInterval: 50 * time.Millisecond})
+	m := s.Metrics
+	md1 := map[string]string{"key": "v", "target": "5", "targetKey": "cap1"}
+	md2 := map[string]string{"key": "v", "target": "5", "targetKey": "cap2"}
+	// At the limit: one reader, in use by an open StreamMetricSpec.
+	ctx, cancel := context.WithCancel(ctxT(t))
+	st, err := s.Client.StreamMetricSpec(ctx, scalertest.Ref(md1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Client.GetMetricSpec(ctxT(t), scalertest.Ref(md1)); err != nil {
+		t.Fatalf("GetMetricSpec of the streamed target: %v", err)
+	}
+	// One past it: refused, not answered with the fallback target.
+	_, err = s.Client.GetMetricSpec(ctxT(t), scalertest.Ref(md2))
+	wantRefused(t, "GetMetricSpec(cap2) past the limit", err, codes.ResourceExhausted, "(1, MAX_TARGET_READERS)")
+	st2, err := s.Client.StreamMetricSpec(ctxT(t), scalertest.Ref(md2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = st2.Recv()
+	wantRefused(t, "StreamMetricSpec(cap2) past the limit", err, codes.ResourceExhausted, "MAX_TARGET_READERS")
+	if got := counterValue(t, m.LimitRefusals.WithLabelValues("MAX_TARGET_READERS")); got != 2 {
+		t.Errorf("refusals = %v, want 2", got)
+	}
+	// The stream ends: its reader is idle (only leased) and makes room.
+	cancel()
+	waitFor(t, "cap2's reader to start and read", func() bool {
+		spec, err := s.Client.GetMetricSpec(ctxT(t), scalertest.Ref(md2))
+		return err == nil && spec.MetricSpecs[0].TargetSizeFloat == 30
+	})
+	if got := counterValue(t, m.Evictions.WithLabelValues("target_readers")); got != 1 {
+		t.Errorf("evictions = %v, want 1", got)
+	}
+	if got := gaugeValue(t, m.Held.WithLabelValues("target_readers")); got != 1 {
+		t.Errorf("held readers = %v, want 1", got)
+	}
+}
+
+func TestTargetReaderIdle(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	t.Setenv("TARGET_READER_IDLE", idle.String())
+	f := newFake()
+	f.set("cap", 20)
+	s := scalertest.Serve(t, f, scalertest.Options{PushInterval: 20 * time.Millisecond})
+	held := func() float64 { return gaugeValue(t, s.Metrics.Held.WithLabelValues("target_readers")) }
+	md := map[string]string{"key": "v", "targetKey": "cap"}
+	if _, err := s.Client.GetMetricSpec(ctxT(t), scalertest.Ref(md)); err != nil {
+		t.Fatal(err)
+	}
+	if held() != 1 {
+		t.Fatalf("held readers = %v after GetMetricSpec, want 1", held())
+	}
+	// GetMetrics needs the target too: it keeps the reader.
+	for end := time.Now().Add(3 * idle); time.Now().Before(end); time.Sleep(idle / 5) {
+		if _, err := getMetrics(s, t, md); err != nil {
+			t.Fatal(err)
+		}
+		if held() != 1 {
+			t.Fatalf("the reader stopped although GetMetrics asked within %v", idle)
+		}
+	}
+	// Nobody asks: released soon after the idle time.
+	start := time.Now()
+	waitFor(t, "the idle reader to stop", func() bool { return held() == 0 })
+	if elapsed := time.Since(start); elapsed < idle-idle/5 {
+		t.Errorf("reader stopped %v after the last call, before TARGET_READER_IDLE=%v", elapsed, idle)
+	}
+	reads := f.readCount("cap")
+	time.Sleep(100 * time.Millisecond)
+	if f.readCount("cap") != reads {
+		t.Error("a stopped reader still reads the backend")
+	}
+}
+
+func TestMaxMetadataBytes(t *testing.T) {
+	t.Setenv("MAX_METADATA_BYTES", "64")
+	f := newFake()
+	f.set("v", 7)
+	s := scalertest.Serve(t, f, scalertest.Options{})
+	pad := func(total int) map[string]string {
+		return map[string]string{"key": "v", "pad": strings.Repeat("x", total-len("key")-len("v")-len("pad"))}
+	}
+	tests := []struct {
+		name    string
+		md      map[string]string
+		wantErr bool
+	}{
+		{"at the limit", pad(64), false},
+		{"one past it", pad(65), true},
+		{"a megabyte", pad(1 << 20), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := counterValue(t, s.Metrics.LimitRefusals.WithLabelValues("MAX_METADATA_BYTES"))
+			_, err := s.Poll(ctxT(t), tt.md)
+			if !tt.wantErr {
+				if err != nil {
+					t.Fatalf("poll = %v", err)
+				}
+				return
+			}
+			wantRefused(t, "poll", err, codes.InvalidArgument, "limit of 64", "MAX_METADATA_BYTES", `"pad"`)
+			if n := len(status.Convert(err).Message()); n > 512 {
+				t.Errorf("message is %d bytes: the value is echoed", n)
+			}
+			if got := counterValue(t, s.Metrics.LimitRefusals.WithLabelValues("MAX_METADATA_BYTES")) - before; got != 1 {
+				t.Errorf("refusals counted %v, want 1 (GetMetricSpec)", got)
+			}
+		})
+	}
+}
