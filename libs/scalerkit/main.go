@@ -28,7 +28,9 @@ var Version = "dev"
 
 // BuildFunc builds a service's backend once the configuration is loaded.
 // ctx ends when the process is asked to stop. If the backend implements
-// io.Closer, Run closes it after the server has stopped.
+// io.Closer, Run closes it after the server has stopped and the backend
+// calls still running have been cancelled, waiting for Close at most until
+// SHUTDOWN_TIMEOUT + 0.75 s after the signal.
 type BuildFunc func(ctx context.Context, env Env) (scaler.Backend, error)
 
 // Env is what Run hands a service's BuildFunc.

@@ -3,6 +3,7 @@ package cache_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -181,4 +182,24 @@ func TestCloseDoesNotWaitForACallIgnoringCancellation(t *testing.T) {
 	}
 	close(bf.release) // the call ends after all, so nothing leaks
 	recv(t, "Get", r)
+}
+
+// BenchmarkGetEvicting asks a new question on every call at the bound of
+// 1000: each Get is a miss that drops the least recently used value.
+func BenchmarkGetEvicting(b *testing.B) {
+	g := cache.New[int](cache.Options{TTL: time.Hour, MaxEntries: 1000})
+	ctx := context.Background()
+	fetch := func(context.Context) (int, error) { return 1, nil }
+	keys := make([]string, 4096)
+	for i := range keys {
+		keys[i] = "question-" + strconv.Itoa(i)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, err := g.Get(ctx, keys[i%len(keys)], fetch); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
 }

@@ -16,6 +16,13 @@
 //     (KEDA acts only on true), from one feed per distinct probe.
 //   - A failed read is Unavailable (DeadlineExceeded when it timed out),
 //     never a made-up 0, unless the trigger asks for ErrorInactive.
+//   - What a trigger can make the service hold is bounded (Options
+//     MaxQuestions, MaxFeeds, MaxTargetReaders, MaxMetadataBytes): idle
+//     entries make room least recently used first, and a new question that
+//     finds every entry in use is ResourceExhausted naming the limit and its
+//     variable — never a reading, whatever the error policy.
+//   - Shutdown cancels every backend call still running and does not wait
+//     for a backend that ignores the cancellation.
 //
 // Values are float64. The deprecated int64 fields are filled too: a target
 // is rounded up (so that an int-only client never scales out more than

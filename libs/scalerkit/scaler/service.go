@@ -455,11 +455,11 @@ func (s *Service) fetch(ctx context.Context, kind string, p Probe) (r Reading, e
 // checkMetadataSize refuses metadata larger than MaxMetadataBytes, before
 // the backend spends anything on it.
 func (s *Service) checkMetadataSize(ctx context.Context, md map[string]string) error {
-	total, largest := 0, ""
+	total, largest, largestSize := 0, "", -1
 	for k, v := range md {
 		total += len(k) + len(v)
-		if largest == "" || len(k)+len(v) > len(largest)+len(md[largest]) {
-			largest = k
+		if len(k)+len(v) > largestSize {
+			largest, largestSize = k, len(k)+len(v)
 		}
 	}
 	if total <= s.opts.MaxMetadataBytes {
@@ -468,8 +468,9 @@ func (s *Service) checkMetadataSize(ctx context.Context, md map[string]string) e
 	s.metrics.LimitRefusals.WithLabelValues(limitMetadata).Inc()
 	err := status.Errorf(codes.InvalidArgument,
 		"trigger metadata is %d bytes (keys and values), over the limit of %d (%s); the largest entry is %q (%d bytes)",
-		total, s.opts.MaxMetadataBytes, limitMetadata, metadata.Clip(largest), len(largest)+len(md[largest]))
-	s.logger(ctx).Info("trigger metadata rejected", slog.String("error", metadata.Clip(status.Convert(err).Message())))
+		total, s.opts.MaxMetadataBytes, limitMetadata, metadata.Clip(largest), largestSize)
+	s.limitLog.Log(ctx, s.logger(ctx), slog.LevelInfo, limitMetadata, "trigger metadata rejected",
+		slog.String("limit", limitMetadata), slog.String("error", status.Convert(err).Message()))
 	return err
 }
 
