@@ -555,5 +555,7 @@ func (s *Service) logger(ctx context.Context) *slog.Logger {
 	if ref == nil {
 		return s.log
 	}
-	return s.log.With(slog.Group("scaledObject", slog.String("namespace", ref.GetNamespace()), slog.String("name", ref.GetName())))
+	// Clipped: any client may send a name, not only KEDA.
+	return s.log.With(slog.Group("scaledObject",
+		slog.String("namespace", metadata.Clip(ref.GetNamespace())), slog.String("name", metadata.Clip(ref.GetName()))))
 }
