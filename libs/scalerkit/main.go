@@ -30,7 +30,7 @@ var Version = "dev"
 // ctx ends when the process is asked to stop. If the backend implements
 // io.Closer, Run closes it after the server has stopped and the backend
 // calls still running have been cancelled, waiting for Close at most until
-// SHUTDOWN_TIMEOUT + 0.75 s after the signal.
+// SHUTDOWN_TIMEOUT + 0.5 s after the signal.
 type BuildFunc func(ctx context.Context, env Env) (scaler.Backend, error)
 
 // Env is what Run hands a service's BuildFunc.
@@ -135,7 +135,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, build Build
 // the server's hard stop: the process exits within SHUTDOWN_TIMEOUT plus
 // one second of the signal, the rest of the second being the server's own
 // stop and the exit.
-const afterStop = 750 * time.Millisecond
+const afterStop = 500 * time.Millisecond
 
 // stop cancels the backend calls still running and closes the backend,
 // waiting until deadline at most: a backend that ignores cancellation is
