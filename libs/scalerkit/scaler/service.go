@@ -445,7 +445,7 @@ func (s *Service) fetch(ctx context.Context, kind string, p Probe) (r Reading, e
 	if err == nil {
 		err = checkReading(kind, r)
 	}
-	if err != nil {
+	if err != nil && !errors.Is(ctx.Err(), context.Canceled) { // cancelled: the shutdown's hard stop, no news
 		s.logger(ctx).Warn("backend read failed", slog.String("kind", kind), slog.String("probe", metadata.Clip(p.Key())),
 			slog.Duration("elapsed", time.Since(start)), slog.Any("error", err))
 	}
