@@ -125,7 +125,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, build Build
 		if t := stopAt.Load(); t != nil && t.After(deadline) {
 			deadline = *t // the drain ended early: the backend may use the rest
 		}
-		stop(deadline, svc, backend, log)
+		stopBackend(deadline, svc, backend, log)
 	}()
 	log.Info("starting", slog.String("version", Version))
 	return server.New(cfg, svc, m, log, creds).Run(ctx)
@@ -137,10 +137,10 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, build Build
 // stop and the exit.
 const afterStop = 500 * time.Millisecond
 
-// stop cancels the backend calls still running and closes the backend,
+// stopBackend cancels the backend calls still running and closes the backend,
 // waiting until deadline at most: a backend that ignores cancellation is
 // logged and left behind, so that the process exits on time.
-func stop(deadline time.Time, svc *scaler.Service, backend scaler.Backend, log *slog.Logger) {
+func stopBackend(deadline time.Time, svc *scaler.Service, backend scaler.Backend, log *slog.Logger) {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	start := time.Now()
