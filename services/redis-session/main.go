@@ -20,6 +20,6 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	var cfg session.Config
 	return scalerkit.Run("redis-session", args, stdout, stderr, &cfg, func(_ context.Context, env scalerkit.Env) (scaler.Backend, error) {
-		return session.New(cfg, env.Log)
+		return session.New(cfg, env.Log, env.Registerer)
 	})
 }

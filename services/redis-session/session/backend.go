@@ -9,55 +9,79 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit/ratelog"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
 )
 
 // Backend reads session counts from Redis for scalerkit. It keeps one
-// go-redis client per database that triggers use, created on first use,
-// each within the configured pool limits. It is safe for concurrent use.
+// go-redis client per database that triggers use: created on first use,
+// closed after REDIS_CLIENT_IDLE_TIMEOUT without a read, at most
+// REDIS_MAX_DATABASES at once, each pool sized so that every connection
+// fits in REDIS_MAX_CONNECTIONS. It is safe for concurrent use.
 type Backend struct {
-	cfg     Config
-	log     *slog.Logger
-	opts    redis.UniversalOptions // template of every database's client
-	cluster bool
+	cfg      Config
+	log      *slog.Logger
+	opts     redis.UniversalOptions // template of every database's client
+	cluster  bool
+	conns    *connLimit
+	metrics  *metrics
+	notifier *notifier
+	warn     *ratelog.Limiter // repeated warnings of limits reached
+
+	// dbCount is the number of databases of the server, read once.
+	dbCount dbCount
 
 	mu     sync.Mutex
 	dbs    map[int]*database
 	closed bool
+	stop   chan struct{} // closed by Close: ends the idle sweeper
+	swept  chan struct{} // closed when the idle sweeper has ended
 }
 
-// database is the client of one database index and its shared
-// keyspace-notification subscription.
+// database is the client of one database index.
 type database struct {
-	client   redis.UniversalClient
-	cluster  bool
-	notifier *notifier
+	n       int
+	client  redis.UniversalClient
+	cluster bool
+	refs    int       // reads using the client now
+	used    time.Time // end of the last read
 }
 
-// New validates cfg and returns a Backend. It does no I/O beyond reading
-// REDIS_TLS_CA_FILE: Redis may be down when the scaler starts, and reads
-// report that until it is back. Call Close when done.
-func New(cfg Config, log *slog.Logger) (*Backend, error) {
+// New validates cfg and returns a Backend whose metrics are registered on
+// reg (none when nil). It does no I/O beyond reading REDIS_TLS_CA_FILE:
+// Redis may be down when the scaler starts, and reads report that until
+// it is back. Call Close when done.
+func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Backend, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if log == nil {
 		log = slog.Default()
 	}
+	bud, err := cfg.budget()
+	if err != nil {
+		return nil, err
+	}
 	opts := redis.UniversalOptions{
 		MasterName:   cfg.MasterName,
 		DB:           cfg.DB,
-		PoolSize:     cfg.PoolSize,
+		PoolSize:     bud.pool,
 		MinIdleConns: cfg.MinIdleConns,
 		// PoolSize alone lets go-redis open more connections under load,
 		// and a separate pipeline pool would add its own: the scaler must
 		// never be what loads Redis.
-		MaxActiveConns:   cfg.PoolSize,
+		MaxActiveConns:   bud.pool,
 		PipelinePoolSize: -1,
 		// One dial per attempt: a refused connection is an outage to
 		// report now (Unavailable), not to retry until BACKEND_TIMEOUT
@@ -67,6 +91,8 @@ func New(cfg Config, log *slog.Logger) (*Backend, error) {
 		DialTimeout:   cfg.DialTimeout,
 		ReadTimeout:   cfg.ReadTimeout,
 		WriteTimeout:  cfg.WriteTimeout,
+		// A connection idle as long as its client would be is closed too.
+		ConnMaxIdleTime: cfg.ClientIdleTimeout,
 		// scalerkit bounds every read with BACKEND_TIMEOUT through ctx.
 		ContextTimeoutEnabled: true,
 		IsClusterMode:         cfg.Cluster,
@@ -97,31 +123,47 @@ func New(cfg Config, log *slog.Logger) (*Backend, error) {
 		}
 		opts.TLSConfig = tc
 	}
-	redis.SetLogger(redisLogger{log.With(slog.String("component", "go-redis"))})
-	b := &Backend{cfg: cfg, log: log, opts: opts, cluster: cfg.isCluster(), dbs: make(map[int]*database)}
-	log.Info("redis configured", slog.String("topology", b.topology()), slog.Any("addrs", opts.Addrs),
-		slog.Int("defaultDB", opts.DB), slog.Bool("tls", opts.TLSConfig != nil), slog.Int("poolSize", cfg.PoolSize))
+	b := &Backend{cfg: cfg, log: log, opts: opts, cluster: cfg.isCluster(), dbs: make(map[int]*database),
+		warn: ratelog.New(time.Minute, 64), stop: make(chan struct{}), swept: make(chan struct{})}
+	b.conns = &connLimit{max: int64(cfg.MaxConnections), timeout: cfg.DialTimeout, tls: opts.TLSConfig,
+		refused: func() { b.limitReached(limitConnections) }}
+	b.opts.Dialer = b.conns.dial
+	if b.metrics, err = newMetrics(reg, b); err != nil {
+		return nil, err
+	}
+	b.dbCount.sem = make(chan struct{}, 1)
+	b.notifier = newNotifier(b)
+	routeRedisLog(log)
+	go b.sweep()
+	log.Info("redis configured", slog.String("topology", cfg.topology()), slog.Any("addrs", opts.Addrs),
+		slog.Int("defaultDB", opts.DB), slog.Bool("tls", opts.TLSConfig != nil), slog.Int("poolSize", bud.pool),
+		slog.Int("maxConnections", cfg.MaxConnections), slog.Int("maxDatabases", cfg.MaxDatabases))
 	return b, nil
 }
 
-// redisLogger sends go-redis's own log lines (reconnects, pool trouble)
-// to the service's structured log. go-redis has one logger per process.
-type redisLogger struct{ log *slog.Logger }
-
-// Printf implements go-redis's logging interface.
-func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
-	l.log.WarnContext(ctx, fmt.Sprintf(format, v...))
+// limitReached counts a refusal because of limit.
+func (b *Backend) limitReached(limit string) {
+	b.metrics.limitReached.WithLabelValues(limit).Inc()
 }
 
-// topology names the kind of deployment the configuration describes.
-func (b *Backend) topology() string {
-	switch {
-	case b.opts.MasterName != "":
-		return "sentinel"
-	case b.cluster:
-		return "cluster"
-	}
-	return "standalone"
+// redisLogs rate-limits go-redis's own lines: one per kind a minute.
+var redisLogs = ratelog.New(time.Minute, 64)
+
+// routeRedisLog sends go-redis's own log lines (dial failures, pool
+// trouble) to log at debug level, each kind at most once a minute: the
+// failure they describe reaches the caller as an error, which scalerkit
+// logs once. go-redis has one logger per process.
+func routeRedisLog(log *slog.Logger) {
+	redis.SetLogger(redisLogger{log.With(slog.String("component", "go-redis"))})
+}
+
+// redisLogger adapts slog to go-redis's logging interface.
+type redisLogger struct{ log *slog.Logger }
+
+// Printf implements go-redis's logging interface. The format is the key
+// of the rate limit: it names the kind of event, not its details.
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	redisLogs.Log(ctx, l.log, slog.LevelDebug, format, fmt.Sprintf(format, v...))
 }
 
 // tlsConfig builds the client TLS settings. host is the URL's host name,
@@ -163,36 +205,209 @@ func (b *Backend) Parse(md map[string]string) (*scaler.Trigger, error) {
 		Probe:      p,
 		OnError:    s.onError,
 	}
-	if !b.cluster {
+	watch := !b.cluster && b.cfg.MaxWatchedKeys > 0
+	if watch {
 		t.Probe = watchingProbe{p}
 	}
 	if s.sessionSizeKey != "" {
 		tp := &targetProbe{b: b, db: s.db, key: s.sessionSizeKey, fallback: s.sessionSize}
 		t.TargetProbe = tp
-		if !b.cluster {
+		if watch {
 			t.TargetProbe = watchingTargetProbe{tp}
 		}
 	}
 	return t, nil
 }
 
-// db returns the client of database index n, creating it on first use.
-func (b *Backend) db(n int) (*database, error) {
+// acquire returns the client of database n, creating it when needed, for
+// one read: call release when the read is done. A databaseIndex the
+// server does not have is FailedPrecondition; a database past
+// REDIS_MAX_DATABASES is ResourceExhausted.
+func (b *Backend) acquire(ctx context.Context, n int) (d *database, release func(), err error) {
+	if !b.cluster && n != b.opts.DB {
+		if err := b.checkIndex(ctx, n); err != nil {
+			return nil, nil, err
+		}
+	}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil, nil, errClosed
+	}
+	d = b.dbs[n]
+	var evicted *database
+	if d == nil {
+		if len(b.dbs) >= b.cfg.MaxDatabases {
+			if evicted = b.idlestLocked(time.Now()); evicted == nil {
+				b.mu.Unlock()
+				b.limitReached(limitDatabases)
+				b.warn.Log(ctx, b.log, slog.LevelWarn, limitDatabases, "a trigger needs a Redis client past the limit",
+					slog.Int("databaseIndex", n), slog.Int("limit", b.cfg.MaxDatabases))
+				return nil, nil, status.Errorf(codes.ResourceExhausted,
+					"databaseIndex %d: too many Redis databases in use (%d, %s); a database's client is closed after %v without a read (REDIS_CLIENT_IDLE_TIMEOUT)",
+					n, b.cfg.MaxDatabases, limitDatabases, b.cfg.ClientIdleTimeout)
+			}
+			delete(b.dbs, evicted.n)
+		}
+		opts := b.opts
+		opts.DB = n
+		d = &database{n: n, client: redis.NewUniversalClient(&opts), cluster: b.cluster}
+		b.dbs[n] = d
+		b.metrics.clients.Set(float64(len(b.dbs)))
+		b.log.Debug("redis client created", slog.Int("db", n))
+	}
+	d.refs++
+	b.mu.Unlock()
+	b.closeClient(evicted, "idle")
+	return d, func() {
+		b.mu.Lock()
+		d.refs--
+		d.used = time.Now()
+		b.mu.Unlock()
+	}, nil
+}
+
+// idlestLocked returns the client unused for REDIS_CLIENT_IDLE_TIMEOUT
+// the longest, or nil. b.mu must be held.
+func (b *Backend) idlestLocked(now time.Time) *database {
+	var idlest *database
+	for _, d := range b.dbs {
+		if d.refs == 0 && now.Sub(d.used) >= b.cfg.ClientIdleTimeout && (idlest == nil || d.used.Before(idlest.used)) {
+			idlest = d
+		}
+	}
+	return idlest
+}
+
+// closeClient closes d's client (nil: nothing), already out of b.dbs.
+func (b *Backend) closeClient(d *database, why string) {
+	if d == nil {
+		return
+	}
+	b.mu.Lock()
+	b.metrics.clients.Set(float64(len(b.dbs)))
+	b.mu.Unlock()
+	if err := d.client.Close(); err != nil {
+		b.log.Debug("closing a redis client", slog.Int("db", d.n), slog.Any("error", err))
+	}
+	b.log.Debug("redis client closed", slog.Int("db", d.n), slog.String("why", why))
+}
+
+// sweep closes the clients idle for REDIS_CLIENT_IDLE_TIMEOUT until Close.
+func (b *Backend) sweep() {
+	defer close(b.swept)
+	every := min(max(b.cfg.ClientIdleTimeout/4, 10*time.Millisecond), 30*time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case now := <-t.C:
+			for {
+				b.mu.Lock()
+				d := b.idlestLocked(now)
+				if d != nil {
+					delete(b.dbs, d.n)
+				}
+				b.mu.Unlock()
+				if d == nil {
+					break
+				}
+				b.closeClient(d, "idle")
+			}
+		}
+	}
+}
+
+// connsInUse is the number of pooled connections busy with a command.
+func (b *Backend) connsInUse() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.closed {
-		return nil, errClosed
+	n := 0
+	for _, d := range b.dbs {
+		if st := d.client.PoolStats(); st != nil {
+			n += int(st.TotalConns) - int(st.IdleConns)
+		}
 	}
-	if d, ok := b.dbs[n]; ok {
-		return d, nil
+	return n
+}
+
+// dbCount is the number of databases the server has, read once with
+// CONFIG GET databases on first need and kept: it cannot change while the
+// server runs. n is 0 when the server refused CONFIG (managed services
+// often rename it): Redis's own SELECT error then says.
+type dbCount struct {
+	sem   chan struct{} // one reader at a time
+	known atomic.Bool
+	n     atomic.Int64
+}
+
+// checkIndex refuses a database index the server does not have, before
+// any client or connection is spent on it.
+func (b *Backend) checkIndex(ctx context.Context, n int) error {
+	if !b.dbCount.known.Load() {
+		if err := b.readDBCount(ctx); err != nil {
+			return err
+		}
 	}
-	opts := b.opts
-	opts.DB = n
-	c := redis.NewUniversalClient(&opts)
-	d := &database{client: c, cluster: b.cluster, notifier: newNotifier(c, n)}
-	b.dbs[n] = d
-	b.log.Debug("redis client created", slog.Int("db", n))
-	return d, nil
+	if count := b.dbCount.n.Load(); count > 0 && int64(n) >= count {
+		return status.Errorf(codes.FailedPrecondition,
+			"databaseIndex %d does not exist on this Redis: it has %d databases (0 to %d, CONFIG GET databases)", n, count, count-1)
+	}
+	return nil
+}
+
+// readDBCount reads CONFIG GET databases through a client already open,
+// or the default database's.
+func (b *Backend) readDBCount(ctx context.Context) error {
+	select {
+	case b.dbCount.sem <- struct{}{}:
+		defer func() { <-b.dbCount.sem }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if b.dbCount.known.Load() {
+		return nil
+	}
+	b.mu.Lock()
+	var d *database
+	for _, c := range b.dbs {
+		d = c
+		break
+	}
+	release := func() {}
+	if d != nil {
+		d.refs++
+		release = func() { b.mu.Lock(); d.refs--; d.used = time.Now(); b.mu.Unlock() }
+	}
+	b.mu.Unlock()
+	if d == nil {
+		var err error
+		if d, release, err = b.acquire(ctx, b.opts.DB); err != nil {
+			return err
+		}
+	}
+	defer release()
+	res, err := d.client.ConfigGet(ctx, "databases").Result()
+	var rerr redis.Error
+	switch {
+	case err == nil:
+		count, perr := strconv.ParseInt(res["databases"], 10, 64)
+		if perr != nil || count <= 0 {
+			count = 0
+		}
+		b.dbCount.n.Store(count)
+		b.log.Debug("redis databases", slog.Int64("databases", count))
+	case errors.As(err, &rerr) && !isSetupError(err):
+		// CONFIG renamed or forbidden: SELECT will tell.
+		b.log.Info("CONFIG GET databases refused: a databaseIndex the server lacks is reported by Redis on SELECT",
+			slog.String("reply", err.Error()))
+	default:
+		return redisError("CONFIG GET databases", d.n, "", err)
+	}
+	b.dbCount.known.Store(true)
+	return nil
 }
 
 // Close ends keyspace watches and closes every client. Reads after Close
@@ -205,14 +420,17 @@ func (b *Backend) Close() error {
 	}
 	b.closed = true
 	dbs := b.dbs
-	b.dbs = nil
+	b.dbs = map[int]*database{}
 	b.mu.Unlock()
+	close(b.stop)
+	<-b.swept
+	b.notifier.close()
 	var errs []error
 	for n, d := range dbs {
-		d.notifier.close()
 		if err := d.client.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("closing the client of db %d: %w", n, err))
 		}
 	}
+	b.metrics.clients.Set(0)
 	return errors.Join(errs...)
 }

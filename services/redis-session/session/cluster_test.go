@@ -59,6 +59,7 @@ func TestCluster(t *testing.T) {
 	cfg := Config{
 		Addrs: addrs, PoolSize: 5, MinIdleConns: 0, DialTimeout: time.Second, ReadTimeout: time.Second,
 		WriteTimeout: time.Second, ScanCount: 100, NotifyMinInterval: time.Second,
+		MaxConnections: 32, MaxDatabases: 4, ClientIdleTimeout: time.Minute, MaxWatchedKeys: 100,
 	}
 	b := newBackend(t, cfg)
 	s := scalertest.Serve(t, b, scalertest.Options{CacheTTL: -1})

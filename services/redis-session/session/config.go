@@ -61,6 +61,20 @@ type Config struct {
 	// pattern re-check is a SCAN walk. The first change after a quiet spell
 	// is re-checked at once.
 	NotifyMinInterval time.Duration `envconfig:"REDIS_NOTIFY_MIN_INTERVAL" default:"5s" desc:"least time between re-checks caused by keyspace notifications for dbsize and pattern triggers (the first change after a quiet spell is immediate)"`
+	// MaxConnections is the hard cap on the connections the scaler opens
+	// to Redis (Sentinels and Cluster nodes included), whatever triggers
+	// ask: every dial goes through one counter.
+	MaxConnections int `envconfig:"REDIS_MAX_CONNECTIONS" default:"32" desc:"hard cap on the connections the scaler opens to Redis, Sentinels and pub/sub included; a read that needs one more fails with ResourceExhausted"`
+	// MaxDatabases bounds the databases with a client of their own at
+	// once. Each database's pool is sized so that MaxDatabases pools and
+	// the shared subscription fit in MaxConnections.
+	MaxDatabases int `envconfig:"REDIS_MAX_DATABASES" default:"4" desc:"databases (databaseIndex values) with a client open at once; a trigger needing one more gets ResourceExhausted until a client is closed for idleness"`
+	// ClientIdleTimeout is how long a database's client stays open
+	// without a read before it is closed, with its connections.
+	ClientIdleTimeout time.Duration `envconfig:"REDIS_CLIENT_IDLE_TIMEOUT" default:"2m" desc:"a database's client (and its connections) is closed after this long without a read"`
+	// MaxWatchedKeys bounds the keyspace-notification channels and
+	// patterns subscribed on the one shared pub/sub connection.
+	MaxWatchedKeys int `envconfig:"REDIS_MAX_WATCHED_KEYS" default:"1000" desc:"keyspace-notification channels and patterns subscribed at once (one shared connection); a trigger past it is polled every PUSH_INTERVAL instead, with a rate-limited warning"`
 }
 
 // Validate checks the configuration and names the variable at fault.
@@ -95,6 +109,15 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("REDIS_SCAN_COUNT=%d: want > 0", c.ScanCount)
 	case c.NotifyMinInterval < 0:
 		return fmt.Errorf("REDIS_NOTIFY_MIN_INTERVAL=%v: want >= 0", c.NotifyMinInterval)
+	case c.MaxDatabases <= 0:
+		return fmt.Errorf("REDIS_MAX_DATABASES=%d: want > 0", c.MaxDatabases)
+	case c.ClientIdleTimeout <= 0:
+		return fmt.Errorf("REDIS_CLIENT_IDLE_TIMEOUT=%v: want > 0", c.ClientIdleTimeout)
+	case c.MaxWatchedKeys < 0:
+		return fmt.Errorf("REDIS_MAX_WATCHED_KEYS=%d: want >= 0 (0 turns keyspace notifications off)", c.MaxWatchedKeys)
+	}
+	if _, err := c.budget(); err != nil {
+		return err
 	}
 	if hasURL {
 		if _, err := parseURL(c.URL); err != nil {
@@ -112,6 +135,69 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// budget is how the connections of REDIS_MAX_CONNECTIONS are shared out.
+type budget struct {
+	// pool is the size of each client's pool: of each database's client,
+	// or of each node's on a Cluster.
+	pool int
+	// reserved is what the pools leave for the rest: the shared pub/sub
+	// connection, and with Sentinel the Sentinel connections.
+	reserved int
+}
+
+// budget shares out MaxConnections: MaxDatabases pools (one on a
+// Cluster) of at most PoolSize each, after what is reserved. Standalone:
+// one pub/sub connection. Sentinel: per database a Sentinel connection and
+// its +switch-master subscription, plus one connection per Sentinel while
+// the master is looked up, plus the pub/sub client's own three. A Cluster
+// has a pool per node, and the number of nodes is only known from the
+// Cluster: the pool is cut to the addresses given, and the dial counter
+// enforces the cap whatever the topology turns out to be.
+func (c *Config) budget() (budget, error) {
+	if c.MaxConnections <= 0 {
+		return budget{}, fmt.Errorf("REDIS_MAX_CONNECTIONS=%d: want > 0", c.MaxConnections)
+	}
+	var b budget
+	clients, perClient := c.MaxDatabases, 0
+	switch {
+	case c.isCluster():
+		clients = max(1, len(c.Addrs))
+	case c.MasterName != "":
+		perClient = 2
+		b.reserved = 3 + len(c.Addrs)
+	default:
+		b.reserved = 1
+	}
+	if c.MaxWatchedKeys == 0 || c.isCluster() {
+		b.reserved = max(0, b.reserved-1) // no pub/sub connection
+		if c.MasterName != "" {
+			b.reserved -= 2
+		}
+	}
+	b.pool = min(c.PoolSize, (c.MaxConnections-b.reserved)/clients-perClient)
+	if b.pool < 1 {
+		return budget{}, fmt.Errorf("REDIS_MAX_CONNECTIONS=%d is too small for REDIS_MAX_DATABASES=%d with %s: "+
+			"each database needs at least %d connection(s) and %d are reserved; raise REDIS_MAX_CONNECTIONS or lower REDIS_MAX_DATABASES",
+			c.MaxConnections, c.MaxDatabases, c.topology(), 1+perClient, b.reserved)
+	}
+	if c.MinIdleConns > b.pool {
+		return budget{}, fmt.Errorf("REDIS_MIN_IDLE_CONNS=%d: each client's pool holds only %d connections within REDIS_MAX_CONNECTIONS=%d and REDIS_MAX_DATABASES=%d",
+			c.MinIdleConns, b.pool, c.MaxConnections, c.MaxDatabases)
+	}
+	return b, nil
+}
+
+// topology names the kind of deployment the configuration describes.
+func (c *Config) topology() string {
+	switch {
+	case c.MasterName != "":
+		return "sentinel"
+	case c.isCluster():
+		return "cluster"
+	}
+	return "standalone"
+}
+
 // isCluster reports whether the configuration names a Redis Cluster.
 func (c *Config) isCluster() bool {
 	return c.MasterName == "" && (len(c.Addrs) > 1 || (c.Cluster && len(c.Addrs) > 0))
@@ -120,6 +206,16 @@ func (c *Config) isCluster() bool {
 // tlsOn reports whether connections use TLS.
 func (c *Config) tlsOn() bool {
 	return c.TLS || strings.HasPrefix(strings.TrimSpace(c.URL), "rediss://")
+}
+
+// noScheme explains a REDIS_URL written as an address. It quotes raw
+// only when raw is a plain host:port, which cannot hold a password.
+func noScheme(raw string) error {
+	if host, port, err := net.SplitHostPort(raw); err == nil && host != "" && !strings.ContainsAny(raw, "@/") {
+		return fmt.Errorf("REDIS_URL %q is an address, not a URL: write it as redis://%s/0 (or rediss:// for TLS)",
+			raw, net.JoinHostPort(host, port))
+	}
+	return errors.New("REDIS_URL has no scheme: want a URL such as redis://127.0.0.1:6379/0 (or rediss:// for TLS)")
 }
 
 // redisURL is what REDIS_URL says.
@@ -133,7 +229,11 @@ type redisURL struct {
 // parseURL reads a redis:// or rediss:// URL. Its errors never quote the
 // URL, which may hold a password.
 func parseURL(raw string) (redisURL, error) {
-	u, err := url.Parse(strings.TrimSpace(raw))
+	raw = strings.TrimSpace(raw)
+	if !strings.Contains(raw, "://") {
+		return redisURL{}, noScheme(raw)
+	}
+	u, err := url.Parse(raw)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {

@@ -19,6 +19,7 @@ func validConfig() Config {
 	return Config{
 		URL: "redis://127.0.0.1:1/0", PoolSize: 10, MinIdleConns: 1, DialTimeout: 2 * time.Second,
 		ReadTimeout: 3 * time.Second, WriteTimeout: 3 * time.Second, ScanCount: 1000, NotifyMinInterval: 5 * time.Second,
+		MaxConnections: 32, MaxDatabases: 4, ClientIdleTimeout: 2 * time.Minute, MaxWatchedKeys: 1000,
 	}
 }
 
@@ -59,6 +60,21 @@ func TestConfigValidate(t *testing.T) {
 		{"write", func(c *Config) { c.WriteTimeout = 0 }, "REDIS_WRITE_TIMEOUT"},
 		{"scan", func(c *Config) { c.ScanCount = 0 }, "REDIS_SCAN_COUNT=0"},
 		{"notify", func(c *Config) { c.NotifyMinInterval = -1 }, "REDIS_NOTIFY_MIN_INTERVAL"},
+		{"max connections", func(c *Config) { c.MaxConnections = 0 }, "REDIS_MAX_CONNECTIONS=0"},
+		{"max databases", func(c *Config) { c.MaxDatabases = 0 }, "REDIS_MAX_DATABASES=0"},
+		{"client idle", func(c *Config) { c.ClientIdleTimeout = 0 }, "REDIS_CLIENT_IDLE_TIMEOUT"},
+		{"watched keys", func(c *Config) { c.MaxWatchedKeys = -1 }, "REDIS_MAX_WATCHED_KEYS=-1"},
+		{"budget too small", func(c *Config) { c.MaxConnections = 4; c.MaxDatabases = 4 }, "REDIS_MAX_CONNECTIONS=4 is too small for REDIS_MAX_DATABASES=4"},
+		{"sentinel budget too small", func(c *Config) {
+			c.URL = ""
+			c.Addrs = []string{"s1:26379", "s2:26379", "s3:26379"}
+			c.MasterName = "m"
+			c.MaxConnections = 12
+			c.MaxDatabases = 4
+		}, "with sentinel"},
+		{"idle conns past the pool", func(c *Config) { c.MaxConnections = 9; c.MaxDatabases = 4; c.MinIdleConns = 3 }, "REDIS_MIN_IDLE_CONNS=3"},
+		{"address without scheme", func(c *Config) { c.URL = "127.0.0.1:6379" }, `REDIS_URL "127.0.0.1:6379" is an address, not a URL: write it as redis://127.0.0.1:6379/0`},
+		{"host without scheme", func(c *Config) { c.URL = "redis.example" }, "REDIS_URL has no scheme: want a URL such as redis://127.0.0.1:6379/0"},
 		{"tls settings without tls", func(c *Config) { c.TLSCAFile = "ca.pem" }, "TLS is off"},
 		{"skip verify without tls", func(c *Config) { c.TLSInsecureSkipVerify = true }, "TLS is off"},
 	}
@@ -80,7 +96,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestConfigNeverQuotesThePassword(t *testing.T) {
-	for _, u := range []string{"redis://user:s3cret@host:bad/0", "redis://user:s3cret@ho st:1/0", "redis://user:s3cret@host:1/x?a=b"} {
+	for _, u := range []string{"user:s3cret@host:6379", "redis://user:s3cret@host:bad/0", "redis://user:s3cret@ho st:1/0", "redis://user:s3cret@host:1/x?a=b"} {
 		c := validConfig()
 		c.URL = u
 		err := c.Validate()
@@ -118,6 +134,7 @@ func TestConfigFromEnvironment(t *testing.T) {
 		Addrs: []string{"s1:26379", "s2:26379"}, MasterName: "mymaster", Password: "from-a-secret",
 		PoolSize: 10, MinIdleConns: 1, DialTimeout: 2 * time.Second, ReadTimeout: 3 * time.Second,
 		WriteTimeout: 3 * time.Second, ScanCount: 1000, NotifyMinInterval: 5 * time.Second,
+		MaxConnections: 32, MaxDatabases: 4, ClientIdleTimeout: 2 * time.Minute, MaxWatchedKeys: 1000,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("loaded %+v, want %+v", c, want)
@@ -143,7 +160,7 @@ func TestNewRejectsBadTLSFiles(t *testing.T) {
 		c := validConfig()
 		c.URL = "rediss://127.0.0.1:1/0"
 		c.TLSCAFile = tt.file
-		if _, err := New(c, quiet); err == nil || !strings.Contains(err.Error(), tt.want) {
+		if _, err := New(c, quiet, nil); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("New with REDIS_TLS_CA_FILE=%s: err = %v, want it to contain %q", tt.file, err, tt.want)
 		}
 	}

@@ -35,13 +35,17 @@ func testConfig(r *testenv.Redis) Config {
 		WriteTimeout:      500 * time.Millisecond,
 		ScanCount:         1000,
 		NotifyMinInterval: time.Second,
+		MaxConnections:    32,
+		MaxDatabases:      3,
+		ClientIdleTimeout: time.Minute,
+		MaxWatchedKeys:    100,
 	}
 }
 
 // newBackend builds a Backend for cfg, closed when the test ends.
 func newBackend(t testing.TB, cfg Config) *Backend {
 	t.Helper()
-	b, err := New(cfg, quiet)
+	b, err := New(cfg, quiet, nil)
 	return scalertest.Closing(t, b, err)
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -30,10 +31,11 @@ func (p *probe) Key() string { return p.key }
 // Read implements scaler.Probe: one round trip, except for SCAN walks and
 // DBSIZE on a Cluster, which visit every master.
 func (p *probe) Read(ctx context.Context) (scaler.Reading, error) {
-	c, err := p.b.db(p.s.db)
+	c, release, err := p.b.acquire(ctx, p.s.db)
 	if err != nil {
 		return scaler.Reading{}, err
 	}
+	defer release()
 	if p.s.mode == modePattern || (p.s.mode == modeDBSize && c.cluster) {
 		n, err := p.countAll(ctx, c.client)
 		if err != nil {
@@ -204,19 +206,54 @@ func (p *probe) fail(cmd, want string, err error) error {
 	return redisError(cmd, p.s.db, want, err)
 }
 
-// redisError wraps err with the command and database. A key of another
-// type than the trigger reads, or a database Redis does not have, is the
-// trigger's mistake, not an outage: FailedPrecondition. Everything else
-// becomes Unavailable in scalerkit.
+// Replies of Redis that refuse the scaler's own setup: its credentials or
+// their rights, or the database it selects.
+var setupPrefixes = []string{"NOAUTH", "WRONGPASS", "NOPERM", "ERR AUTH", "ERR invalid password", "ERR Client sent AUTH",
+	"ERR DB index is out of range", "ERR invalid DB index"}
+
+// isSetupError reports whether err is a Redis reply refusing the scaler's
+// setup.
+func isSetupError(err error) bool {
+	for _, p := range setupPrefixes {
+		if redis.HasErrorPrefix(err, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// redisError wraps err with the command and database, as the status
+// shared by every scaler: a key of another type than the trigger reads
+// and a refused setup (password, ACL rights, database) are
+// FailedPrecondition; a connection past REDIS_MAX_CONNECTIONS is
+// ResourceExhausted; a reply that did not come in time is
+// DeadlineExceeded; anything else (a server that cannot be reached, a
+// connection lost) becomes Unavailable in scalerkit. The reason is given
+// once.
 func redisError(cmd string, db int, want string, err error) error {
+	var ne net.Error
 	switch {
 	case redis.HasErrorPrefix(err, "WRONGTYPE"):
 		return status.Errorf(codes.FailedPrecondition,
 			"%s on db %d: the key holds another type than %s: fix the trigger's key or mode (%v)", cmd, db, want, err)
-	case redis.HasErrorPrefix(err, "DB index is out of range"), redis.HasErrorPrefix(err, "invalid DB index"):
+	case redis.HasErrorPrefix(err, "ERR DB index is out of range"), redis.HasErrorPrefix(err, "ERR invalid DB index"):
 		return status.Errorf(codes.FailedPrecondition, "%s: databaseIndex %d does not exist on this Redis (%v)", cmd, db, err)
+	case isSetupError(err):
+		return status.Errorf(codes.FailedPrecondition,
+			"%s on db %d: Redis refuses the scaler's credentials or their rights (check REDIS_USERNAME, REDIS_PASSWORD or the URL's, and the ACL): %v", cmd, db, err)
+	case errors.Is(err, errConnLimit):
+		return status.Errorf(codes.ResourceExhausted, "%s on db %d: %v", cmd, db, err)
+	case errors.As(err, &ne) && ne.Timeout() && !isDial(err):
+		return status.Errorf(codes.DeadlineExceeded, "%s on db %d: no reply in time: %v", cmd, db, err)
 	}
 	return fmt.Errorf("%s on db %d: %w", cmd, db, err)
+}
+
+// isDial reports whether err happened while connecting: a server that
+// cannot be reached is an outage, not a slow reply.
+func isDial(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
 }
 
 // wantType names the type of key a mode reads, for error messages.
@@ -253,10 +290,11 @@ func (p *targetProbe) Key() string {
 // Read implements scaler.Probe: the key's number, or the fallback
 // (sessionSize) when the key does not exist.
 func (p *targetProbe) Read(ctx context.Context) (scaler.Reading, error) {
-	c, err := p.b.db(p.db)
+	c, release, err := p.b.acquire(ctx, p.db)
 	if err != nil {
 		return scaler.Reading{}, err
 	}
+	defer release()
 	cmd := fmt.Sprintf("GET %q (sessionSizeKey)", p.key)
 	v, err := c.client.Get(ctx, p.key).Result()
 	switch {

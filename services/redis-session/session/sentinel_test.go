@@ -20,6 +20,7 @@ func TestSentinel(t *testing.T) {
 		Addrs: []string{sentinel.Addr()}, MasterName: "sessions",
 		PoolSize: 5, MinIdleConns: 0, DialTimeout: 300 * time.Millisecond, ReadTimeout: 500 * time.Millisecond,
 		WriteTimeout: 500 * time.Millisecond, ScanCount: 100, NotifyMinInterval: time.Second,
+		MaxConnections: 32, MaxDatabases: 4, ClientIdleTimeout: time.Minute, MaxWatchedKeys: 100,
 	}
 	s := scalertest.Serve(t, newBackend(t, cfg), scalertest.Options{CacheTTL: -1})
 	ctx := scalertest.Context(t, time.Minute)

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 )
 
 // Keyspace notifications (notify-keyspace-events) let a push feed re-check
@@ -25,10 +28,6 @@ type watchingProbe struct{ *probe }
 // event of the keys the probe reads, until ctx ends (ctx.Err()) or the
 // subscription fails.
 func (p watchingProbe) Watch(ctx context.Context, changed func()) error {
-	c, err := p.b.db(p.s.db)
-	if err != nil {
-		return err
-	}
 	var chans, pats []string
 	switch p.s.mode {
 	case modeDBSize:
@@ -48,7 +47,7 @@ func (p watchingProbe) Watch(ctx context.Context, changed func()) error {
 		defer t.stop()
 		changed = t.signal
 	}
-	return c.notifier.watch(ctx, chans, pats, changed)
+	return p.b.notifier.watch(ctx, chans, pats, changed)
 }
 
 // watchingTargetProbe is a targetProbe that also watches its key.
@@ -56,11 +55,7 @@ type watchingTargetProbe struct{ *targetProbe }
 
 // Watch implements stream.Watcher for the sessionSizeKey.
 func (p watchingTargetProbe) Watch(ctx context.Context, changed func()) error {
-	c, err := p.b.db(p.db)
-	if err != nil {
-		return err
-	}
-	return c.notifier.watch(ctx, []string{keyspaceChannel(p.db, p.key)}, nil, changed)
+	return p.b.notifier.watch(ctx, []string{keyspaceChannel(p.db, p.key)}, nil, changed)
 }
 
 // keyspaceChannel is the channel of key's events in database db.
@@ -75,20 +70,23 @@ const notifyPing = 30 * time.Second
 
 var errClosed = errors.New("redis-session: backend closed")
 
-// notifier shares one pub/sub connection to a database among all the
-// watchers of that database, however many feeds watch: a connection per
-// feed would cost Redis a client per distinct trigger. Channels and
-// patterns are subscribed while at least one watcher needs them.
+// notifier shares one pub/sub connection among all the watchers of every
+// database, however many feeds watch: keyspace channels name their
+// database, and pub/sub is not scoped to one. Channels and patterns are
+// subscribed while at least one watcher needs them, at most
+// REDIS_MAX_WATCHED_KEYS at once; a watcher past that waits for room,
+// while its feed polls.
 type notifier struct {
-	client redis.UniversalClient
-	db     int
+	b *Backend
 
 	mu       sync.Mutex
-	ps       *redis.PubSub // nil while nobody watches
-	done     chan struct{} // closed when ps's receive loop has ended
+	client   redis.UniversalClient // of the subscription; nil while nobody watches
+	ps       *redis.PubSub         // nil while nobody watches
+	done     chan struct{}         // closed when ps's receive loop has ended
 	watchers map[*watcher]struct{}
 	chans    map[string]map[*watcher]struct{}
 	pats     map[string]map[*watcher]struct{}
+	room     chan struct{} // closed, and replaced, when names are unsubscribed
 	closed   bool
 }
 
@@ -99,66 +97,111 @@ type watcher struct {
 	failed      chan error // receives why the shared subscription ended
 }
 
-func newNotifier(c redis.UniversalClient, db int) *notifier {
+// errTooManyWatched is why a watcher waits: the names it needs would pass
+// REDIS_MAX_WATCHED_KEYS.
+var errTooManyWatched = errors.New("too many keyspace-notification subscriptions")
+
+func newNotifier(b *Backend) *notifier {
 	return &notifier{
-		client:   c,
-		db:       db,
+		b:        b,
 		watchers: make(map[*watcher]struct{}),
 		chans:    make(map[string]map[*watcher]struct{}),
 		pats:     make(map[string]map[*watcher]struct{}),
+		room:     make(chan struct{}),
 	}
 }
 
 // watch subscribes to chans and pats, calls changed for every message on
 // them, and returns when ctx ends (ctx.Err()) or the subscription fails.
+// Past REDIS_MAX_WATCHED_KEYS it waits for room instead (the feed polls
+// meanwhile), with a rate-limited warning.
 func (n *notifier) watch(ctx context.Context, chans, pats []string, changed func()) error {
 	w := &watcher{chans: chans, pats: pats, changed: changed, failed: make(chan error, 1)}
-	if err := n.add(ctx, w); err != nil {
-		return fmt.Errorf("subscribing to keyspace notifications of db %d: %w", n.db, err)
+	counted := false
+	for {
+		room, err := n.add(ctx, w)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, errTooManyWatched) {
+			return fmt.Errorf("subscribing to keyspace notifications: %w", err)
+		}
+		if !counted {
+			counted = true
+			n.b.limitReached(limitWatchedKeys)
+		}
+		name := append(append([]string(nil), chans...), pats...)[0]
+		n.b.warn.Log(ctx, n.b.log, slog.LevelWarn, limitWatchedKeys,
+			"keyspace notifications at their limit: the trigger is re-checked every PUSH_INTERVAL instead",
+			slog.Int("limit", n.b.cfg.MaxWatchedKeys), slog.String("variable", limitWatchedKeys),
+			slog.String("channel", metadata.Clip(name)))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-room:
+		}
 	}
 	defer n.remove(w)
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
 	case err := <-w.failed:
-		return fmt.Errorf("keyspace notifications of db %d: %w", n.db, err)
+		return fmt.Errorf("keyspace notifications: %w", err)
 	}
 }
 
-// add registers w, subscribing to what nobody subscribed to yet.
-func (n *notifier) add(ctx context.Context, w *watcher) error {
+// add registers w, subscribing to what nobody subscribed to yet. Past the
+// limit it returns errTooManyWatched and a channel closed when there may
+// be room.
+func (n *notifier) add(ctx context.Context, w *watcher) (<-chan struct{}, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
-		return errClosed
+		return nil, errClosed
 	}
-	ps := n.ps
+	freshChans, freshPats := newNames(n.chans, w.chans), newNames(n.pats, w.pats)
+	if len(n.chans)+len(n.pats)+len(freshChans)+len(freshPats) > n.b.cfg.MaxWatchedKeys {
+		return n.room, errTooManyWatched
+	}
+	client, ps := n.client, n.ps
 	if ps == nil {
-		ps = n.client.Subscribe(ctx) // connects on the first subscription
+		opts := n.b.opts
+		opts.DB, opts.PoolSize, opts.MaxActiveConns, opts.MinIdleConns = 0, 1, 1, 0
+		client = redis.NewUniversalClient(&opts)
+		ps = client.Subscribe(ctx) // connects on the first subscription
 	}
 	var err error
-	if fresh := newNames(n.chans, w.chans); len(fresh) > 0 {
-		err = ps.Subscribe(ctx, fresh...)
+	if len(freshChans) > 0 {
+		err = ps.Subscribe(ctx, freshChans...)
 	}
-	if fresh := newNames(n.pats, w.pats); err == nil && len(fresh) > 0 {
-		err = ps.PSubscribe(ctx, fresh...)
+	if err == nil && len(freshPats) > 0 {
+		err = ps.PSubscribe(ctx, freshPats...)
 	}
 	if err != nil {
 		if ps == n.ps {
 			n.teardownLocked(err) // the shared connection is in doubt
 		} else {
 			_ = ps.Close()
+			_ = client.Close()
 		}
-		return err
+		return nil, err
 	}
 	n.watchers[w] = struct{}{}
 	join(n.chans, w.chans, w)
 	join(n.pats, w.pats, w)
+	n.b.metrics.subscriptions.Set(float64(len(n.chans) + len(n.pats)))
 	if n.ps == nil {
-		n.ps, n.done = ps, make(chan struct{})
+		n.client, n.ps, n.done = client, ps, make(chan struct{})
 		go n.receive(ps, n.done)
 	}
-	return nil
+	return nil, nil
+}
+
+// freedLocked wakes the watchers waiting for room. n.mu must be held.
+func (n *notifier) freedLocked() {
+	n.b.metrics.subscriptions.Set(float64(len(n.chans) + len(n.pats)))
+	close(n.room)
+	n.room = make(chan struct{})
 }
 
 // remove unregisters w, unsubscribing what nobody needs any more, and
@@ -172,12 +215,14 @@ func (n *notifier) remove(w *watcher) {
 	delete(n.watchers, w)
 	gone := leave(n.chans, w.chans, w)
 	gonePats := leave(n.pats, w.pats, w)
-	ps, done := n.ps, n.done
+	client, ps, done := n.client, n.ps, n.done
 	if len(n.watchers) == 0 {
-		n.ps, n.done = nil, nil
+		n.client, n.ps, n.done = nil, nil, nil
+		n.freedLocked()
 		n.mu.Unlock()
 		_ = ps.Close()
 		<-done
+		_ = client.Close()
 		return
 	}
 	// Unsubscribing is tidiness only: a message nobody wants is dropped.
@@ -188,6 +233,9 @@ func (n *notifier) remove(w *watcher) {
 	}
 	if len(gonePats) > 0 {
 		_ = ps.PUnsubscribe(ctx, gonePats...)
+	}
+	if len(gone)+len(gonePats) > 0 {
+		n.freedLocked()
 	}
 	n.mu.Unlock()
 }
@@ -219,7 +267,11 @@ func (n *notifier) teardownLocked(err error) {
 	clear(n.watchers)
 	clear(n.chans)
 	clear(n.pats)
-	n.ps, n.done = nil, nil
+	if n.client != nil {
+		_ = n.client.Close()
+	}
+	n.client, n.ps, n.done = nil, nil, nil
+	n.freedLocked()
 }
 
 // receive hands the messages of ps to the watchers until ps is closed or
