@@ -37,3 +37,18 @@ func TestWithoutRedisItRefusesToStart(t *testing.T) {
 		t.Errorf("stderr does not name the variables: %q", errOut)
 	}
 }
+
+// TestAnAddressIsNotAURL: REDIS_URL written as host:port says what to
+// write instead, at start, with exit status 2.
+func TestAnAddressIsNotAURL(t *testing.T) {
+	scalertest.Unsetenv(t, "REDIS_ADDRS")
+	t.Setenv("REDIS_URL", "127.0.0.1:6379")
+	code, _, errOut := scalertest.Command(t, run)
+	if code != 2 {
+		t.Errorf("exit code %d, want 2 (configuration error)", code)
+	}
+	want := `REDIS_URL "127.0.0.1:6379" is an address, not a URL: write it as redis://127.0.0.1:6379/0`
+	if !strings.Contains(errOut, want) || strings.Contains(errOut, "first path segment") {
+		t.Errorf("stderr = %q, want %q", errOut, want)
+	}
+}

@@ -303,6 +303,7 @@ func TestOneLogLinePerFailedCheck(t *testing.T) {
 	b = scalertest.Closing(t, b, err)
 	s := scalertest.Serve(t, b, scalertest.Options{CacheTTL: -1, Logger: log})
 	ctx := scalertest.Context(t, time.Minute)
+	logs.WaitFor(t, 5*time.Second, `"msg":"serving"`) // the server's own line
 	before := strings.Count(logs.String(), "\n")
 	_, err = s.GetMetrics(ctx, map[string]string{"mode": "set", "key": "s"}, "session_size")
 	scalertest.WantStatus(t, err, codes.Unavailable, "connection refused")
