@@ -20,9 +20,13 @@ func TestSentinel(t *testing.T) {
 		Addrs: []string{sentinel.Addr()}, MasterName: "sessions",
 		PoolSize: 5, MinIdleConns: 0, DialTimeout: 300 * time.Millisecond, ReadTimeout: 500 * time.Millisecond,
 		WriteTimeout: 500 * time.Millisecond, ScanCount: 100, NotifyMinInterval: time.Second,
-		MaxConnections: 32, MaxDatabases: 4, ClientIdleTimeout: time.Minute, MaxWatchedKeys: 100,
+		// The tightest budget for two databases: 4 reserved (pub/sub
+		// client's 3, one look-up per Sentinel), and per database one
+		// pooled connection plus its Sentinel connection and subscription.
+		MaxConnections: 10, MaxDatabases: 2, ClientIdleTimeout: time.Minute, MaxWatchedKeys: 100,
 	}
-	s := scalertest.Serve(t, newBackend(t, cfg), scalertest.Options{CacheTTL: -1})
+	b := newBackend(t, cfg)
+	s := scalertest.Serve(t, b, scalertest.Options{CacheTTL: -1})
 	ctx := scalertest.Context(t, time.Minute)
 
 	db0, db3 := client(t, master, 0), client(t, master, 3)
@@ -47,6 +51,11 @@ func TestSentinel(t *testing.T) {
 			}
 		})
 	}
+
+	if n := limitCount(b, limitConnections); n != 0 {
+		t.Errorf("%v dials refused past REDIS_MAX_CONNECTIONS=10: the Sentinel budget does not cover what go-redis opens", n)
+	}
+	t.Logf("connections open with Sentinel, two databases: %d", b.conns.open.Load())
 
 	must(t, master.Stop())
 	_, err := s.GetMetrics(ctx, map[string]string{}, "session_size")
