@@ -54,9 +54,15 @@ type Env struct {
 // variable.
 func Run(name string, args []string, stdout, stderr io.Writer, svcConfig any, build BuildFunc) int {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(stderr) // the flag package's own message for a bad flag
+	fs.Usage = func() {}
 	showVersion := fs.Bool("version", false, "print the version and exit")
-	fs.Usage = func() {
+	shortUsage := func() {
+		fmt.Fprintf(stderr, "Usage: %s [--version] [--help]\nConfigured by environment variables: run '%s --help' for them.\n", name, name)
+	}
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
 		fmt.Fprintf(stdout, "%s %s: a KEDA external scaler.\n\nUsage: %s [--version]\n\nConfigured by environment variables:\n\n", name, Version, name)
 		specs := []any{&config.Config{}}
 		if svcConfig != nil {
@@ -64,12 +70,15 @@ func Run(name string, args []string, stdout, stderr io.Writer, svcConfig any, bu
 		}
 		if err := config.Usage(stdout, specs...); err != nil {
 			fmt.Fprintln(stderr, err)
+			return 1
 		}
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
+		return 0
+	case err != nil:
+		shortUsage()
+		return 2
+	case fs.NArg() > 0:
+		fmt.Fprintf(stderr, "%s: unexpected argument %q: the scaler takes no arguments\n", name, fs.Arg(0))
+		shortUsage()
 		return 2
 	}
 	if *showVersion {

@@ -45,6 +45,8 @@ var sharedVars = []string{
 	"GRPC_ADDR", "HTTP_ADDR", "LOG_LEVEL", "LOG_FORMAT", "CACHE_TTL", "PUSH_INTERVAL",
 	"BACKEND_TIMEOUT", "SHUTDOWN_TIMEOUT", "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE",
 	"MAX_QUESTIONS", "MAX_FEEDS", "MAX_TARGET_READERS", "TARGET_READER_IDLE", "MAX_METADATA_BYTES",
+	"GRPC_MAX_CONNECTIONS", "GRPC_MAX_CONCURRENT_STREAMS", "GRPC_HANDSHAKE_TIMEOUT", "GRPC_KEEPALIVE_MIN_PING",
+	"GRPC_MAX_RECV_MSG_BYTES", "MAX_CONNECTION_AGE", "MAX_CONNECTION_AGE_GRACE",
 }
 
 // testSvcConfig is a service's own configuration.
@@ -162,18 +164,40 @@ func TestRunVersion(t *testing.T) {
 	}
 }
 
-func TestRunBadFlag(t *testing.T) {
-	cleanEnv(t, nil)
-	var stdout, stderr bytes.Buffer
-	b := &builder{backend: fakeBackend{}}
-	if code := Run("my-scaler", []string{"--nope"}, &stdout, &stderr, &testSvcConfig{}, b.build); code != 2 {
-		t.Fatalf("run --nope = %d, want 2", code)
+func TestRunBadUsage(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"unknown flag", []string{"--foo"}, []string{"flag provided but not defined: -foo", "Usage: my-scaler [--version] [--help]"}},
+		{"extra argument", []string{"serve"}, []string{`my-scaler: unexpected argument "serve"`, "Usage: my-scaler"}},
+		{"argument after a flag", []string{"--version", "now"}, []string{`unexpected argument "now"`}},
 	}
-	if !strings.Contains(stderr.String(), "nope") {
-		t.Errorf("stderr does not name the bad flag:\n%s", stderr.String())
-	}
-	if b.calls.Load() != 0 {
-		t.Error("a bad flag built the backend")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cleanEnv(t, nil)
+			var stdout, stderr bytes.Buffer
+			b := &builder{backend: fakeBackend{}}
+			if code := Run("my-scaler", tt.args, &stdout, &stderr, &testSvcConfig{}, b.build); code != 2 {
+				t.Fatalf("run %q = %d, want 2", tt.args, code)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(stderr.String(), w) {
+					t.Errorf("stderr lacks %q:\n%s", w, stderr.String())
+				}
+			}
+			// A short usage, not the whole help, and nothing on stdout.
+			if stdout.Len() != 0 {
+				t.Errorf("stdout = %q, want nothing", stdout.String())
+			}
+			if strings.Contains(stderr.String(), "VARIABLE") || strings.Count(stderr.String(), "\n") > 4 {
+				t.Errorf("stderr is more than a short usage:\n%s", stderr.String())
+			}
+			if b.calls.Load() != 0 {
+				t.Error("bad usage built the backend")
+			}
+		})
 	}
 }
 
@@ -184,6 +208,10 @@ func TestRunConfigErrors(t *testing.T) {
 		want string
 	}{
 		{"CACHE_TTL", map[string]string{"CACHE_TTL": "abc"}, "CACHE_TTL"},
+		{"CACHE_TTL without unit", map[string]string{"CACHE_TTL": "2"}, `CACHE_TTL "2": want a duration such as 2s`},
+		{"GRPC_ADDR port out of range", map[string]string{"GRPC_ADDR": "127.0.0.1:99999"}, `GRPC_ADDR "127.0.0.1:99999": port 99999 is out of range`},
+		{"HTTP_ADDR bad host", map[string]string{"HTTP_ADDR": "bad host:8080"}, `HTTP_ADDR "bad host:8080"`},
+		{"GRPC_MAX_CONNECTIONS zero", map[string]string{"GRPC_MAX_CONNECTIONS": "0"}, "GRPC_MAX_CONNECTIONS"},
 		{"LOG_LEVEL", map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
 		{"PUSH_INTERVAL", map[string]string{"PUSH_INTERVAL": "0"}, "PUSH_INTERVAL"},
 		{"MAX_QUESTIONS", map[string]string{"MAX_QUESTIONS": "0"}, "MAX_QUESTIONS"},

@@ -4,9 +4,14 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"reflect"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -47,13 +52,38 @@ type Config struct {
 	TLSKeyFile string `envconfig:"TLS_KEY_FILE" desc:"private key of TLS_CERT_FILE (PEM)"`
 	// TLSClientCAFile, when set, requires client certificates signed by it.
 	TLSClientCAFile string `envconfig:"TLS_CLIENT_CA_FILE" desc:"CA bundle (PEM) for client certificates; requires mutual TLS when set"`
+
+	// gRPC server limits (see RELIABILITY.md). In a Config built in code,
+	// zero leaves the limit at grpc-go's default; Load sets the defaults.
+
+	// GRPCMaxConnections caps open gRPC connections; past it a new
+	// connection is closed at once.
+	GRPCMaxConnections int `envconfig:"GRPC_MAX_CONNECTIONS" default:"256" desc:"open gRPC connections at most (KEDA needs one per operator pod, kubelet one per probe); a connection past it is closed at once"`
+	// GRPCMaxConcurrentStreams caps the calls open at once on one
+	// connection; past it the client queues further calls.
+	GRPCMaxConcurrentStreams uint32 `envconfig:"GRPC_MAX_CONCURRENT_STREAMS" default:"4096" desc:"calls (push streams included) open at once on one connection; KEDA shares one connection among all ScaledObjects, so keep it above their number; past it calls wait"`
+	// GRPCHandshakeTimeout bounds TLS and HTTP/2 setup of a new connection.
+	GRPCHandshakeTimeout time.Duration `envconfig:"GRPC_HANDSHAKE_TIMEOUT" default:"5s" desc:"a new connection that has not finished TLS and HTTP/2 setup by then is closed"`
+	// GRPCKeepaliveMinPing is the shortest interval between client pings
+	// the server tolerates; a client pinging faster is disconnected.
+	GRPCKeepaliveMinPing time.Duration `envconfig:"GRPC_KEEPALIVE_MIN_PING" default:"10s" desc:"clients may ping at most this often (also without open calls); a client pinging faster is sent GOAWAY and disconnected"`
+	// GRPCMaxRecvMsgBytes caps the size of one request message.
+	GRPCMaxRecvMsgBytes int `envconfig:"GRPC_MAX_RECV_MSG_BYTES" default:"65536" desc:"largest request message accepted, in bytes (ResourceExhausted past it); keep it well above MAX_METADATA_BYTES so oversized metadata is InvalidArgument naming the key"`
+	// MaxConnectionAge is how long a connection lives before the server
+	// asks the client to reconnect (GOAWAY), so that KEDA's connection
+	// moves to new scaler pods. grpc-go adds +/-10% jitter.
+	MaxConnectionAge time.Duration `envconfig:"MAX_CONNECTION_AGE" default:"10m" desc:"a connection older than this (+/-10% jitter) is sent GOAWAY so that KEDA reconnects, spreading over new pods"`
+	// MaxConnectionAgeGrace is how long calls may go on after that GOAWAY
+	// before the connection is closed; push streams are cut then, and KEDA
+	// reopens them.
+	MaxConnectionAgeGrace time.Duration `envconfig:"MAX_CONNECTION_AGE_GRACE" default:"30s" desc:"calls still open this long after MAX_CONNECTION_AGE are cut (KEDA reopens push streams 2s later, on a new connection)"`
 }
 
 // Load reads spec (a pointer to a struct with envconfig tags) from the
 // environment. The error names the variable at fault.
 func Load(spec any) error {
 	if err := envconfig.Process("", spec); err != nil {
-		return fmt.Errorf("configuration: %w", err)
+		return fmt.Errorf("configuration: %w", explain(spec, err))
 	}
 	if v, ok := spec.(interface{ Validate() error }); ok {
 		if err := v.Validate(); err != nil {
@@ -63,16 +93,76 @@ func Load(spec any) error {
 	return nil
 }
 
+// ValueError is a variable whose value cannot be read as its type.
+type ValueError struct {
+	// Name is the variable, Value what it was set to.
+	Name, Value string
+	// Want says what is expected, e.g. "a duration such as 2s".
+	Want string
+	// Err is the parser's own error.
+	Err error
+}
+
+func (e *ValueError) Error() string {
+	return fmt.Sprintf("%s %q: want %s", e.Name, e.Value, e.Want)
+}
+
+func (e *ValueError) Unwrap() error { return e.Err }
+
+// explain turns envconfig's parse error ("envconfig.Process: assigning
+// CACHE_TTL to CacheTTL: converting '2' to type time.Duration...") into a
+// ValueError naming the variable, the value and the form expected, with
+// the variable's default as the example.
+func explain(spec any, err error) error {
+	var pe *envconfig.ParseError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	var example string
+	if t := reflect.TypeOf(spec); t != nil && t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct {
+		if f, ok := t.Elem().FieldByName(pe.FieldName); ok {
+			example = f.Tag.Get("default")
+		}
+	}
+	return &ValueError{Name: pe.KeyName, Value: pe.Value, Want: wantForm(pe.TypeName, example), Err: pe.Err}
+}
+
+// wantForm describes the form of a value of Go type typeName.
+func wantForm(typeName, example string) string {
+	form, fallback := "a value of type "+typeName, ""
+	switch {
+	case typeName == "time.Duration" || typeName == "Duration":
+		form, fallback = "a duration", "2s"
+	case typeName == "bool":
+		return "true or false"
+	case strings.HasPrefix(typeName, "uint"):
+		form, fallback = "a whole number >= 0", "10"
+	case strings.HasPrefix(typeName, "int"):
+		form, fallback = "a whole number", "10"
+	case strings.HasPrefix(typeName, "float"):
+		form, fallback = "a number", "1.5"
+	}
+	if example == "" {
+		example = fallback
+	}
+	if example == "" {
+		return form
+	}
+	return form + " such as " + example
+}
+
 // Validate checks the values envconfig cannot.
 func (c *Config) Validate() error {
 	if _, err := c.Level(); err != nil {
 		return err
 	}
+	if err := checkAddr("GRPC_ADDR", c.GRPCAddr, ":9090"); err != nil {
+		return err
+	}
+	if err := checkAddr("HTTP_ADDR", c.HTTPAddr, ":8080"); err != nil {
+		return err
+	}
 	switch {
-	case c.GRPCAddr == "":
-		return fmt.Errorf("GRPC_ADDR is empty: want an address such as :9090")
-	case c.HTTPAddr == "":
-		return fmt.Errorf("HTTP_ADDR is empty: want an address such as :8080")
 	case c.LogFormat != "json" && c.LogFormat != "text":
 		return fmt.Errorf("LOG_FORMAT=%q: want json or text", c.LogFormat)
 	case c.CacheTTL < 0:
@@ -98,8 +188,84 @@ func (c *Config) Validate() error {
 	case c.TLSClientCAFile != "" && c.TLSCertFile == "":
 		return fmt.Errorf("TLS_CLIENT_CA_FILE needs TLS_CERT_FILE and TLS_KEY_FILE")
 	}
+	return c.validateServerLimits()
+}
+
+// validateServerLimits checks the gRPC server limits.
+func (c *Config) validateServerLimits() error {
+	switch {
+	case c.GRPCMaxConnections < 1:
+		return fmt.Errorf("GRPC_MAX_CONNECTIONS=%d: want >= 1", c.GRPCMaxConnections)
+	case c.GRPCMaxConcurrentStreams < 1:
+		return fmt.Errorf("GRPC_MAX_CONCURRENT_STREAMS=%d: want >= 1", c.GRPCMaxConcurrentStreams)
+	case c.GRPCHandshakeTimeout <= 0:
+		return fmt.Errorf("GRPC_HANDSHAKE_TIMEOUT=%v: want > 0", c.GRPCHandshakeTimeout)
+	case c.GRPCKeepaliveMinPing <= 0:
+		return fmt.Errorf("GRPC_KEEPALIVE_MIN_PING=%v: want > 0", c.GRPCKeepaliveMinPing)
+	case c.GRPCMaxRecvMsgBytes < c.MaxMetadataBytes+minRecvMsgBytes:
+		return fmt.Errorf("GRPC_MAX_RECV_MSG_BYTES=%d: want >= MAX_METADATA_BYTES (%d) + %d, so that oversized metadata is refused by its own check, naming the key",
+			c.GRPCMaxRecvMsgBytes, c.MaxMetadataBytes, minRecvMsgBytes)
+	case c.MaxConnectionAge <= 0:
+		return fmt.Errorf("MAX_CONNECTION_AGE=%v: want > 0", c.MaxConnectionAge)
+	case c.MaxConnectionAgeGrace <= 0: // grpc-go reads 0 as "wait forever"
+		return fmt.Errorf("MAX_CONNECTION_AGE_GRACE=%v: want > 0", c.MaxConnectionAgeGrace)
+	}
 	return nil
 }
+
+// checkAddr checks that v is a listen address: [HOST]:PORT with a port in
+// 0-65535 and a host that is an IP address or a DNS name.
+func checkAddr(name, v, example string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("%s %q: %s; want [HOST]:PORT such as %s", name, v, why, example)
+	}
+	if v == "" {
+		return bad("empty")
+	}
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			return bad(ae.Err)
+		}
+		return bad(err.Error())
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		if n, err := strconv.ParseUint(port, 10, 64); err == nil && n > 65535 {
+			return bad(fmt.Sprintf("port %d is out of range 0-65535", n))
+		}
+		return bad(fmt.Sprintf("port %q is not a number", port))
+	}
+	if host != "" && net.ParseIP(host) == nil && !isDNSName(host) {
+		return bad(fmt.Sprintf("host %q is neither an IP address nor a DNS name", host))
+	}
+	return nil
+}
+
+// isDNSName reports whether s is a syntactically valid DNS name: labels of
+// 1-63 letters, digits and inner hyphens, 253 bytes at most.
+func isDNSName(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// minRecvMsgBytes is the room GRPC_MAX_RECV_MSG_BYTES keeps above
+// MAX_METADATA_BYTES: the rest of a request (names, field tags, lengths)
+// must fit beside a trigger's metadata at its limit.
+const minRecvMsgBytes = 4096
 
 // Level returns LOG_LEVEL as a slog.Level.
 func (c *Config) Level() (slog.Level, error) {
@@ -110,14 +276,25 @@ func (c *Config) Level() (slog.Level, error) {
 	return l, nil
 }
 
-// Logger returns the logger the settings ask for, writing to w.
+// Logger returns the logger the settings ask for, writing to w. Both
+// formats print durations as Go durations ("10s"): the JSON handler would
+// print nanoseconds.
 func (c *Config) Logger(w io.Writer) *slog.Logger {
 	level, _ := c.Level()
 	opts := &slog.HandlerOptions{Level: level}
 	if c.LogFormat == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
+	opts.ReplaceAttr = durationString
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// durationString is a slog ReplaceAttr that prints durations as strings.
+func durationString(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // usageFormat prints one row per variable: name, type, default, meaning.

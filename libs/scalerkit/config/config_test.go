@@ -18,6 +18,8 @@ var vars = []string{
 	"GRPC_ADDR", "HTTP_ADDR", "LOG_LEVEL", "LOG_FORMAT", "CACHE_TTL", "PUSH_INTERVAL",
 	"BACKEND_TIMEOUT", "SHUTDOWN_TIMEOUT", "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE",
 	"MAX_QUESTIONS", "MAX_FEEDS", "MAX_TARGET_READERS", "TARGET_READER_IDLE", "MAX_METADATA_BYTES",
+	"GRPC_MAX_CONNECTIONS", "GRPC_MAX_CONCURRENT_STREAMS", "GRPC_HANDSHAKE_TIMEOUT", "GRPC_KEEPALIVE_MIN_PING",
+	"GRPC_MAX_RECV_MSG_BYTES", "MAX_CONNECTION_AGE", "MAX_CONNECTION_AGE_GRACE",
 }
 
 // cleanEnv unsets every shared variable and sets env.
@@ -45,11 +47,18 @@ func TestLoadDefaults(t *testing.T) {
 		BackendTimeout:  5 * time.Second,
 		ShutdownTimeout: 10 * time.Second,
 
-		MaxQuestions:     1000,
-		MaxFeeds:         200,
-		MaxTargetReaders: 100,
-		TargetReaderIdle: time.Minute,
-		MaxMetadataBytes: 16 << 10,
+		MaxQuestions:             1000,
+		MaxFeeds:                 200,
+		MaxTargetReaders:         100,
+		TargetReaderIdle:         time.Minute,
+		MaxMetadataBytes:         16 << 10,
+		GRPCMaxConnections:       256,
+		GRPCMaxConcurrentStreams: 4096,
+		GRPCHandshakeTimeout:     5 * time.Second,
+		GRPCKeepaliveMinPing:     10 * time.Second,
+		GRPCMaxRecvMsgBytes:      64 << 10,
+		MaxConnectionAge:         10 * time.Minute,
+		MaxConnectionAgeGrace:    30 * time.Second,
 	}
 	if c != want {
 		t.Errorf("Load() =\n%+v\nwant\n%+v", c, want)
@@ -120,6 +129,16 @@ func TestLoadInvalid(t *testing.T) {
 		{"TLS_KEY_FILE without cert", map[string]string{"TLS_KEY_FILE": "k.pem"}, []string{"TLS_CERT_FILE", "TLS_KEY_FILE"}},
 		{"TLS_CLIENT_CA_FILE alone", map[string]string{"TLS_CLIENT_CA_FILE": "ca.pem"}, []string{"TLS_CLIENT_CA_FILE"}},
 		{"TLS_CLIENT_CA_FILE with key only", map[string]string{"TLS_CLIENT_CA_FILE": "ca.pem", "TLS_KEY_FILE": "k.pem"}, []string{"TLS_"}},
+		{"GRPC_ADDR port out of range", map[string]string{"GRPC_ADDR": ":99999"}, []string{"GRPC_ADDR", "99999", "out of range"}},
+		{"HTTP_ADDR bad host", map[string]string{"HTTP_ADDR": "local host:8080"}, []string{"HTTP_ADDR", "local host", "DNS name"}},
+		{"GRPC_MAX_CONNECTIONS zero", map[string]string{"GRPC_MAX_CONNECTIONS": "0"}, []string{"GRPC_MAX_CONNECTIONS", ">= 1"}},
+		{"GRPC_MAX_CONCURRENT_STREAMS negative", map[string]string{"GRPC_MAX_CONCURRENT_STREAMS": "-1"}, []string{"GRPC_MAX_CONCURRENT_STREAMS", "whole number >= 0"}},
+		{"GRPC_HANDSHAKE_TIMEOUT zero", map[string]string{"GRPC_HANDSHAKE_TIMEOUT": "0s"}, []string{"GRPC_HANDSHAKE_TIMEOUT", "> 0"}},
+		{"GRPC_KEEPALIVE_MIN_PING zero", map[string]string{"GRPC_KEEPALIVE_MIN_PING": "0s"}, []string{"GRPC_KEEPALIVE_MIN_PING"}},
+		{"GRPC_MAX_RECV_MSG_BYTES too small", map[string]string{"GRPC_MAX_RECV_MSG_BYTES": "100"}, []string{"GRPC_MAX_RECV_MSG_BYTES", "MAX_METADATA_BYTES (16384) + 4096"}},
+		{"MAX_METADATA_BYTES raised past the receive limit", map[string]string{"MAX_METADATA_BYTES": "65536"}, []string{"GRPC_MAX_RECV_MSG_BYTES=65536", "MAX_METADATA_BYTES (65536)"}},
+		{"MAX_CONNECTION_AGE zero", map[string]string{"MAX_CONNECTION_AGE": "0s"}, []string{"MAX_CONNECTION_AGE", "> 0"}},
+		{"MAX_CONNECTION_AGE_GRACE zero", map[string]string{"MAX_CONNECTION_AGE_GRACE": "0s"}, []string{"MAX_CONNECTION_AGE_GRACE", "> 0"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -145,7 +164,9 @@ func TestValidate(t *testing.T) {
 	valid := func() config.Config {
 		return config.Config{GRPCAddr: ":9090", HTTPAddr: ":8080", LogLevel: "info", LogFormat: "json",
 			CacheTTL: time.Second, PushInterval: time.Second, BackendTimeout: time.Second,
-			MaxQuestions: 1, MaxFeeds: 1, MaxTargetReaders: 1, TargetReaderIdle: time.Second, MaxMetadataBytes: 1}
+			MaxQuestions: 1, MaxFeeds: 1, MaxTargetReaders: 1, TargetReaderIdle: time.Second, MaxMetadataBytes: 1,
+			GRPCMaxConnections: 1, GRPCMaxConcurrentStreams: 1, GRPCHandshakeTimeout: time.Second,
+			GRPCKeepaliveMinPing: time.Second, GRPCMaxRecvMsgBytes: 4097, MaxConnectionAge: time.Minute, MaxConnectionAgeGrace: time.Second}
 	}
 	tests := []struct {
 		name   string
@@ -170,6 +191,22 @@ func TestValidate(t *testing.T) {
 		{"cert only", func(c *config.Config) { c.TLSCertFile = "c" }, "TLS_KEY_FILE"},
 		{"ca only", func(c *config.Config) { c.TLSClientCAFile = "ca" }, "TLS_CLIENT_CA_FILE"},
 		{"full mTLS", func(c *config.Config) { c.TLSCertFile, c.TLSKeyFile, c.TLSClientCAFile = "c", "k", "ca" }, ""},
+		{"gRPC host and port", func(c *config.Config) { c.GRPCAddr = "127.0.0.1:9090" }, ""},
+		{"gRPC IPv6", func(c *config.Config) { c.GRPCAddr = "[::1]:9090" }, ""},
+		{"HTTP DNS name", func(c *config.Config) { c.HTTPAddr = "scaler-0.scaler.ns.svc:8080" }, ""},
+		{"highest port", func(c *config.Config) { c.GRPCAddr = ":65535" }, ""},
+		{"port past 65535", func(c *config.Config) { c.GRPCAddr = ":65536" }, `GRPC_ADDR ":65536": port 65536 is out of range 0-65535`},
+		{"port missing", func(c *config.Config) { c.GRPCAddr = "127.0.0.1" }, `GRPC_ADDR "127.0.0.1": missing port in address`},
+		{"port not a number", func(c *config.Config) { c.HTTPAddr = ":http-ish" }, `HTTP_ADDR ":http-ish": port "http-ish" is not a number`},
+		{"too many colons", func(c *config.Config) { c.GRPCAddr = "1:2:3" }, "GRPC_ADDR"},
+		{"host with a space", func(c *config.Config) { c.GRPCAddr = "my host:9090" }, "DNS name"},
+		{"host with an underscore", func(c *config.Config) { c.HTTPAddr = "my_host:8080" }, "HTTP_ADDR"},
+		{"connections at 1", func(c *config.Config) { c.GRPCMaxConnections = 1 }, ""},
+		{"connections at 0", func(c *config.Config) { c.GRPCMaxConnections = 0 }, "GRPC_MAX_CONNECTIONS"},
+		{"streams at 0", func(c *config.Config) { c.GRPCMaxConcurrentStreams = 0 }, "GRPC_MAX_CONCURRENT_STREAMS"},
+		{"recv at metadata + 4096", func(c *config.Config) { c.MaxMetadataBytes, c.GRPCMaxRecvMsgBytes = 16384, 16384+4096 }, ""},
+		{"recv below metadata + 4096", func(c *config.Config) { c.MaxMetadataBytes, c.GRPCMaxRecvMsgBytes = 16384, 16384+4095 }, "GRPC_MAX_RECV_MSG_BYTES=20479: want >= MAX_METADATA_BYTES (16384) + 4096"},
+		{"grace at 0", func(c *config.Config) { c.MaxConnectionAgeGrace = 0 }, "MAX_CONNECTION_AGE_GRACE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -181,6 +218,75 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("Validate() = %v, want nil", err)
 			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
 				t.Fatalf("Validate() = %v, want an error naming %s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestLoadParseErrors(t *testing.T) {
+	tests := []struct {
+		name, key, value, want string
+	}{
+		{"duration without unit", "CACHE_TTL", "2", `CACHE_TTL "2": want a duration such as 2s`},
+		{"duration garbage", "SHUTDOWN_TIMEOUT", "soon", `SHUTDOWN_TIMEOUT "soon": want a duration such as 10s`},
+		{"int", "GRPC_MAX_CONNECTIONS", "many", `GRPC_MAX_CONNECTIONS "many": want a whole number such as 256`},
+		{"uint negative", "GRPC_MAX_CONCURRENT_STREAMS", "-1", `GRPC_MAX_CONCURRENT_STREAMS "-1": want a whole number >= 0 such as 4096`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cleanEnv(t, map[string]string{tt.key: tt.value})
+			var c config.Config
+			err := config.Load(&c)
+			if err == nil || err.Error() != "configuration: "+tt.want {
+				t.Fatalf("Load() = %v, want %q", err, "configuration: "+tt.want)
+			}
+			var ve *config.ValueError
+			if !errors.As(err, &ve) || ve.Name != tt.key || ve.Err == nil {
+				t.Errorf("error %#v is not a ValueError for %s wrapping the parser's error", err, tt.key)
+			}
+		})
+	}
+}
+
+func TestLoadParseErrorOtherTypes(t *testing.T) {
+	type spec struct {
+		On    bool    `envconfig:"TEST_ON"`
+		Ratio float64 `envconfig:"TEST_RATIO"`
+		N     int     `envconfig:"TEST_N"`
+	}
+	tests := []struct{ key, value, want string }{
+		{"TEST_ON", "yes please", `TEST_ON "yes please": want true or false`},
+		{"TEST_RATIO", "half", `TEST_RATIO "half": want a number such as 1.5`},
+		{"TEST_N", "1.5", `TEST_N "1.5": want a whole number such as 10`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.key, func(t *testing.T) {
+			scalertest.Unsetenv(t, "TEST_ON", "TEST_RATIO", "TEST_N")
+			t.Setenv(tt.key, tt.value)
+			err := config.Load(&spec{})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Load() = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestLoggerDurations(t *testing.T) {
+	for _, format := range []string{"json", "text"} {
+		t.Run(format, func(t *testing.T) {
+			var buf bytes.Buffer
+			c := config.Config{LogFormat: format, LogLevel: "info"}
+			c.Logger(&buf).Info("shutting down", slog.Duration("drain", 10*time.Second),
+				slog.Group("g", slog.Duration("took", 1500*time.Millisecond)), slog.Int("n", 3))
+			out := buf.String()
+			wants := map[string][]string{
+				"json": {`"drain":"10s"`, `"took":"1.5s"`, `"n":3`},
+				"text": {"drain=10s", "g.took=1.5s", "n=3"},
+			}[format]
+			for _, w := range wants {
+				if !strings.Contains(out, w) {
+					t.Errorf("log line lacks %s:\n%s", w, out)
+				}
 			}
 		})
 	}

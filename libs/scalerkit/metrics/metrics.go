@@ -39,6 +39,25 @@ type Metrics struct {
 	// LimitRefusals counts requests refused because a limit was reached,
 	// by the limit's variable (e.g. MAX_QUESTIONS, MAX_METADATA_BYTES).
 	LimitRefusals *prometheus.CounterVec
+
+	// Connections is the number of open gRPC connections.
+	Connections prometheus.Gauge
+	// ConnectionsRefused counts connections closed at once because
+	// GRPC_MAX_CONNECTIONS were open.
+	ConnectionsRefused prometheus.Counter
+	// HandshakeFailures counts connections closed before their TLS and
+	// HTTP/2 setup completed (GRPC_HANDSHAKE_TIMEOUT, a failed TLS
+	// handshake, a client leaving early).
+	HandshakeFailures prometheus.Counter
+	// ConnectionDuration is how long gRPC connections lived, observed when
+	// they close; MAX_CONNECTION_AGE plus its grace bounds it.
+	ConnectionDuration prometheus.Histogram
+	// StreamLimitReached counts the times a connection reached
+	// GRPC_MAX_CONCURRENT_STREAMS open calls.
+	StreamLimitReached prometheus.Counter
+	// MessagesTooLarge counts requests refused for exceeding
+	// GRPC_MAX_RECV_MSG_BYTES.
+	MessagesTooLarge prometheus.Counter
 }
 
 // New returns the metrics registered in a new registry.
@@ -81,12 +100,39 @@ func New() *Metrics {
 			Name: "kedascalers_limit_refusals_total",
 			Help: "Requests refused because a limit was reached, by the limit's variable.",
 		}, []string{"limit"}),
+		Connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kedascalers_grpc_connections",
+			Help: "Open gRPC connections (bounded by GRPC_MAX_CONNECTIONS).",
+		}),
+		ConnectionsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kedascalers_grpc_connections_refused_total",
+			Help: "gRPC connections closed at once because GRPC_MAX_CONNECTIONS were open.",
+		}),
+		HandshakeFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kedascalers_grpc_handshake_failures_total",
+			Help: "gRPC connections closed before TLS and HTTP/2 setup completed (GRPC_HANDSHAKE_TIMEOUT, failed TLS, client gone).",
+		}),
+		ConnectionDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "kedascalers_grpc_connection_duration_seconds",
+			Help:    "Lifetime of closed gRPC connections (MAX_CONNECTION_AGE plus MAX_CONNECTION_AGE_GRACE bounds it).",
+			Buckets: []float64{1, 10, 60, 300, 540, 660, 720, 1800, 3600},
+		}),
+		StreamLimitReached: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kedascalers_grpc_stream_limit_reached_total",
+			Help: "Times a connection reached GRPC_MAX_CONCURRENT_STREAMS open calls (its further calls wait).",
+		}),
+		MessagesTooLarge: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kedascalers_grpc_messages_too_large_total",
+			Help: "Requests refused (ResourceExhausted) for exceeding GRPC_MAX_RECV_MSG_BYTES.",
+		}),
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.GRPC, m.BackendRequests, m.CacheRequests, m.OpenStreams, m.StreamMessages,
 		m.Held, m.HeldLimit, m.Evictions, m.LimitRefusals,
+		m.Connections, m.ConnectionsRefused, m.HandshakeFailures, m.ConnectionDuration,
+		m.StreamLimitReached, m.MessagesTooLarge,
 	)
 	return m
 }

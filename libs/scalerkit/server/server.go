@@ -49,32 +49,33 @@ type Server struct {
 	grpc    *grpc.Server
 	health  *health.Server
 	http    *http.Server
+	limits  *connLimits
 	ready   atomic.Bool
 }
 
 // Keepalive settings: the server pings a connection idle for keepaliveTime,
 // so that long-lived push streams survive idle timeouts of proxies and load
 // balancers, and drops it when the ping is not answered. KEDA's client
-// sends no pings of its own; clients that do may ping every 10 s at most.
+// sends no pings of its own; clients that do may ping every
+// GRPC_KEEPALIVE_MIN_PING at most, with or without open calls.
 const (
 	keepaliveTime    = 30 * time.Second
 	keepaliveTimeout = 10 * time.Second
-	keepaliveMinPing = 10 * time.Second
 )
 
 // New builds a Server for svc. creds may be nil for plaintext.
 func New(cfg config.Config, svc Service, m *metrics.Metrics, log *slog.Logger, creds credentials.TransportCredentials) *Server {
-	s := &Server{cfg: cfg, svc: svc, metrics: m, log: log, health: health.NewServer()}
+	s := &Server{cfg: cfg, svc: svc, metrics: m, log: log, health: health.NewServer(),
+		limits: newConnLimits(cfg.GRPCMaxConnections, cfg.GRPCMaxConcurrentStreams, m, log)}
 	onPanic := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		log.Error("rpc panicked", slog.Any("panic", p))
 		return status.Errorf(codes.Internal, "internal error: %v", p)
 	})
-	opts := []grpc.ServerOption{
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveMinPing, PermitWithoutStream: true}),
+	opts := append(limitOptions(cfg),
+		grpc.StatsHandler(s.limits),
 		grpc.ChainUnaryInterceptor(m.GRPC.UnaryServerInterceptor(), recovery.UnaryServerInterceptor(onPanic)),
 		grpc.ChainStreamInterceptor(m.GRPC.StreamServerInterceptor(), recovery.StreamServerInterceptor(onPanic)),
-	}
+	)
 	if creds != nil {
 		opts = append(opts, grpc.Creds(creds))
 	}
@@ -82,7 +83,9 @@ func New(cfg config.Config, svc Service, m *metrics.Metrics, log *slog.Logger, c
 	pb.RegisterExternalScalerServer(s.grpc, svc)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
-	m.GRPC.InitializeMetrics(s.grpc)
+	// No InitializeMetrics: it makes a zero series for every method and
+	// status code (health and reflection included), 170 lines of nothing.
+	// A series appears with the first call that carries its labels.
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
@@ -100,6 +103,31 @@ func New(cfg config.Config, svc Service, m *metrics.Metrics, log *slog.Logger, c
 	})
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	return s
+}
+
+// limitOptions turns the configured gRPC limits into server options. A zero
+// setting (a Config built in code) leaves grpc-go's default.
+func limitOptions(cfg config.Config) []grpc.ServerOption {
+	params := keepalive.ServerParameters{
+		Time:                  keepaliveTime,
+		Timeout:               keepaliveTimeout,
+		MaxConnectionAge:      cfg.MaxConnectionAge,
+		MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace,
+	}
+	opts := []grpc.ServerOption{
+		grpc.KeepaliveParams(params),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.GRPCKeepaliveMinPing, PermitWithoutStream: true}),
+	}
+	if cfg.GRPCMaxConcurrentStreams > 0 {
+		opts = append(opts, grpc.MaxConcurrentStreams(cfg.GRPCMaxConcurrentStreams))
+	}
+	if cfg.GRPCHandshakeTimeout > 0 {
+		opts = append(opts, grpc.ConnectionTimeout(cfg.GRPCHandshakeTimeout))
+	}
+	if cfg.GRPCMaxRecvMsgBytes > 0 {
+		opts = append(opts, grpc.MaxRecvMsgSize(cfg.GRPCMaxRecvMsgBytes))
+	}
+	return opts
 }
 
 // Run listens on the configured addresses and serves until ctx ends, then
@@ -120,6 +148,7 @@ func (s *Server) Run(ctx context.Context) error {
 
 // Serve serves on the given listeners until ctx ends, then shuts down.
 func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
+	grpcLis = s.limits.listener(grpcLis)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		// ErrServerStopped: shutdown came before Serve started (a signal

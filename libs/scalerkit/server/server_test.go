@@ -287,15 +287,21 @@ func TestHTTPEndpoints(t *testing.T) {
 		{"/metrics", http.StatusOK, []string{
 			"# TYPE grpc_server_handled_total counter",
 			`grpc_server_handled_total{grpc_code="OK",grpc_method="IsActive",grpc_service="externalscaler.ExternalScaler",grpc_type="unary"} 1`,
-			// Pre-populated by InitializeMetrics, though never called:
-			`grpc_server_handled_total{grpc_code="OK",grpc_method="GetMetrics",grpc_service="externalscaler.ExternalScaler",grpc_type="unary"} 0`,
-			`grpc_server_started_total{grpc_method="StreamIsActive",grpc_service="externalscaler.ExternalScaler",grpc_type="server_stream"} 0`,
 			"grpc_server_handling_seconds_bucket",
+			"kedascalers_grpc_connections 1",
 			`kedascalers_cache_requests_total{outcome="hit"} 1`,
 			"go_goroutines",
 			"process_start_time_seconds",
 		}},
 		{"/nope", http.StatusNotFound, nil},
+	}
+	// Series that carry no information are not pre-made: no zero series
+	// for methods never called or codes never returned.
+	noise := []string{
+		`grpc_method="GetMetrics"`,
+		`grpc_service="grpc.health.v1.Health"`,
+		`grpc_service="grpc.reflection.v1.ServerReflection"`,
+		`grpc_code="Unknown"`,
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
@@ -307,6 +313,17 @@ func TestHTTPEndpoints(t *testing.T) {
 				if !strings.Contains(body, w) {
 					t.Errorf("GET %s lacks %q", tt.path, w)
 				}
+			}
+			if tt.path != "/metrics" {
+				return
+			}
+			for _, n := range noise {
+				if strings.Contains(body, n) {
+					t.Errorf("GET /metrics has a series with %s, never called", n)
+				}
+			}
+			if n := strings.Count(body, "grpc_server_handled_total{"); n != 1 {
+				t.Errorf("GET /metrics has %d grpc_server_handled_total series after one call, want 1", n)
 			}
 		})
 	}
