@@ -20,6 +20,24 @@ import (
 type demo struct {
 	bin string
 	out io.Writer
+	// logs are the scalers' log files: removed after a successful demo,
+	// kept (and named) after a failed one.
+	logs []string
+}
+
+// cleanLogs removes the scalers' logs after a success; after a failure it
+// keeps them and says where they are.
+func (d *demo) cleanLogs(failed bool, w io.Writer) {
+	if failed && len(d.logs) > 0 {
+		fmt.Fprintf(w, "demo: the scalers' logs are kept for you:\n")
+		for _, l := range d.logs {
+			fmt.Fprintf(w, "  %s\n", l)
+		}
+		return
+	}
+	for _, l := range d.logs {
+		os.Remove(l)
+	}
 }
 
 // step prints a heading.
@@ -51,6 +69,7 @@ func (d *demo) startService(ctx context.Context, name string, env ...string) (*s
 	if err != nil {
 		return nil, err
 	}
+	d.logs = append(d.logs, logFile.Name())
 	s := &service{name: name, addr: fmt.Sprintf("127.0.0.1:%d", grpcPort), log: logFile, done: make(chan error, 1)}
 	s.cmd = exec.Command(filepath.Join(d.bin, name))
 	s.cmd.Env = append(os.Environ(),
@@ -63,7 +82,6 @@ func (d *demo) startService(ctx context.Context, name string, env ...string) (*s
 	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
 	if err := s.cmd.Start(); err != nil {
 		logFile.Close()
-		os.Remove(logFile.Name())
 		return nil, fmt.Errorf("starting %s: %w (run make build first)", name, err)
 	}
 	go func() { s.done <- s.cmd.Wait() }()
@@ -82,6 +100,7 @@ func (d *demo) startService(ctx context.Context, name string, env ...string) (*s
 		select {
 		case err := <-s.done:
 			s.done <- err
+			s.log.Close()
 			return nil, fmt.Errorf("%s exited: %v\n%s", name, err, s.logTail())
 		case <-time.After(100 * time.Millisecond):
 		}
@@ -90,16 +109,14 @@ func (d *demo) startService(ctx context.Context, name string, env ...string) (*s
 			return nil, fmt.Errorf("%s not ready within 15s\n%s", name, s.logTail())
 		}
 	}
-	fmt.Fprintf(d.out, "%s is serving gRPC on %s (log: %s)\n", name, s.addr, logFile.Name())
+	fmt.Fprintf(d.out, "%s is serving gRPC on %s\n", name, s.addr)
 	return s, nil
 }
 
 // stop sends SIGTERM, as Kubernetes does, and reports the exit status.
+// The log stays until the demo ends (see cleanLogs).
 func (s *service) stop() error {
-	defer func() {
-		s.log.Close()
-		os.Remove(s.log.Name())
-	}()
+	defer s.log.Close()
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return err
 	}

@@ -1,6 +1,7 @@
 // Command demo is what `make demo` runs: it starts throwaway backends,
 // runs the scaler services against them, and asks them with scalerctl the
-// way KEDA does, printing what KEDA would decide. It leaves nothing behind.
+// way KEDA does, printing what KEDA would decide. It leaves nothing behind
+// but, after a failure, the scalers' logs (it says where).
 package main
 
 import (
@@ -23,8 +24,9 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, bin string) error {
+func run(ctx context.Context, bin string) (err error) {
 	d := &demo{bin: bin, out: os.Stdout}
+	defer func() { d.cleanLogs(err != nil, os.Stderr) }()
 	if err := d.redisSession(ctx); err != nil {
 		return fmt.Errorf("redis-session: %w", err)
 	}

@@ -348,6 +348,14 @@ func (in Input) Validate() error {
 	return nil
 }
 
+// Replicas says n replicas in English: "1 replica", "0 replicas", "2 replicas".
+func Replicas(n int32) string {
+	if n == 1 {
+		return "1 replica"
+	}
+	return fmt.Sprintf("%d replicas", n)
+}
+
 // Decide applies KEDA's activation rules and the HPA's arithmetic to one poll.
 func Decide(in Input) (Decision, error) {
 	if err := in.Validate(); err != nil {
@@ -373,7 +381,7 @@ func Decide(in Input) (Decision, error) {
 		d.Action, d.KEDAReplicas, d.AfterCooldown = ActionScaleToZero, 0, true
 		hpaFrom(cur)
 		d.Replicas = 0
-		d.Reason = fmt.Sprintf("inactive: KEDA scales to minReplicaCount 0 once cooldownPeriod (default 300 s) has passed since the trigger was last active; until then the HPA acts from %d replicas", cur)
+		d.Reason = fmt.Sprintf("inactive: KEDA scales to minReplicaCount 0 once cooldownPeriod (default 300 s) has passed since the trigger was last active; until then the HPA acts from %s", Replicas(cur))
 	case in.Active && cur == 0:
 		d.Action, d.KEDAReplicas = ActionScaleFromZero, max(1, lo)
 		hpaFrom(d.KEDAReplicas)
@@ -381,7 +389,7 @@ func Decide(in Input) (Decision, error) {
 	case cur < lo:
 		d.Action, d.KEDAReplicas = ActionScaleToMin, lo
 		hpaFrom(lo)
-		d.Reason = fmt.Sprintf("%d replicas is below minReplicaCount: KEDA scales to %d at once, then the HPA takes over", cur, lo)
+		d.Reason = fmt.Sprintf("%s is below minReplicaCount: KEDA scales to %d at once, then the HPA takes over", Replicas(cur), lo)
 	case !in.Active:
 		d.Action = ActionHPA
 		hpaFrom(cur)
@@ -389,7 +397,7 @@ func Decide(in Input) (Decision, error) {
 	default:
 		d.Action = ActionHPA
 		hpaFrom(cur)
-		d.Reason = fmt.Sprintf("active with %d replicas: the HPA is in control", cur)
+		d.Reason = fmt.Sprintf("active with %s: the HPA is in control", Replicas(cur))
 	}
 	return d, nil
 }

@@ -286,3 +286,11 @@ func TestDecide(t *testing.T) {
 		})
 	}
 }
+
+func TestReplicas(t *testing.T) {
+	for n, want := range map[int32]string{0: "0 replicas", 1: "1 replica", 2: "2 replicas", 100: "100 replicas"} {
+		if got := Replicas(n); got != want {
+			t.Errorf("Replicas(%d) = %q, want %q", n, got, want)
+		}
+	}
+}

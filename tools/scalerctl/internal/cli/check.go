@@ -10,6 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc"
+	grpcmd "google.golang.org/grpc/metadata"
+
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 	"github.com/kedascalers/kedascalers/tools/scalerctl/hpa"
 	"github.com/kedascalers/kedascalers/tools/scalerctl/internal/dial"
@@ -79,6 +82,7 @@ func (a *app) check(ctx context.Context, args []string) int {
 	if err != nil {
 		return a.usageErr("check", err)
 	}
+	a.target = f.dial.Addr
 	defer conn.Close()
 	client := pb.NewExternalScalerClient(conn)
 
@@ -101,9 +105,17 @@ func (a *app) check(ctx context.Context, args []string) int {
 		a.printHeader(rep)
 	}
 
+	var sw scalerWarnings
+	defer func() { // also after a failed RPC: a warning may say why
+		if text && len(sw.list) > 0 {
+			fmt.Fprint(a.stdout, sw.text())
+		}
+	}()
+
 	start := a.now()
-	specResp, err := client.GetMetricSpec(ctx, ref)
+	specResp, err := client.GetMetricSpec(ctx, ref, sw.opts()...)
 	rep.Durations["GetMetricSpec"] = ms(a.now().Sub(start))
+	sw.collect()
 	if err != nil {
 		return a.rpcFailed("GetMetricSpec", err)
 	}
@@ -127,8 +139,9 @@ func (a *app) check(ctx context.Context, args []string) int {
 	}
 
 	start = a.now()
-	metricsResp, err := client.GetMetrics(ctx, &pb.GetMetricsRequest{ScaledObjectRef: ref, MetricName: specs[0].GetMetricName()})
+	metricsResp, err := client.GetMetrics(ctx, &pb.GetMetricsRequest{ScaledObjectRef: ref, MetricName: specs[0].GetMetricName()}, sw.opts()...)
 	rep.Durations["GetMetrics"] = ms(a.now().Sub(start))
+	sw.collect()
 	if err != nil {
 		return a.rpcFailed("GetMetrics", err)
 	}
@@ -158,8 +171,9 @@ func (a *app) check(ctx context.Context, args []string) int {
 	}
 
 	start = a.now()
-	activeResp, err := client.IsActive(ctx, ref)
+	activeResp, err := client.IsActive(ctx, ref, sw.opts()...)
 	rep.Durations["IsActive"] = ms(a.now().Sub(start))
+	sw.collect()
 	if err != nil {
 		return a.rpcFailed("IsActive", err)
 	}
@@ -186,6 +200,7 @@ func (a *app) check(ctx context.Context, args []string) int {
 	if rep.Warnings == nil {
 		rep.Warnings = []string{}
 	}
+	rep.ScalerWarnings = append([]string{}, sw.list...)
 	enc := json.NewEncoder(a.stdout)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(rep); err != nil {
@@ -195,22 +210,66 @@ func (a *app) check(ctx context.Context, args []string) int {
 	return ExitOK
 }
 
+// WarningKey is the gRPC metadata key (header or trailer) a kedascalers
+// scaler sends its warnings about a trigger under, one value each; KEDA
+// ignores it.
+const WarningKey = "kedascalers-warning"
+
+// scalerWarnings gathers the distinct warnings a scaler sends over the
+// RPCs of one check, in the order they first came.
+type scalerWarnings struct {
+	header, trailer grpcmd.MD
+	list            []string
+	seen            map[string]bool
+}
+
+// opts returns the call options that capture the next RPC's metadata.
+func (w *scalerWarnings) opts() []grpc.CallOption {
+	w.header, w.trailer = nil, nil
+	return []grpc.CallOption{grpc.Header(&w.header), grpc.Trailer(&w.trailer)}
+}
+
+// collect takes the warnings of the RPC just made.
+func (w *scalerWarnings) collect() {
+	if w.seen == nil {
+		w.seen = map[string]bool{}
+	}
+	for _, v := range append(w.header.Get(WarningKey), w.trailer.Get(WarningKey)...) {
+		if !w.seen[v] {
+			w.seen[v] = true
+			w.list = append(w.list, v)
+		}
+	}
+}
+
+func (w *scalerWarnings) text() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nwarnings: (from the scaler, %s)\n", WarningKey)
+	for _, v := range w.list {
+		fmt.Fprintf(&b, "  %s\n", v)
+	}
+	return b.String()
+}
+
 // checkReport is check's result; --json prints it as it is.
 type checkReport struct {
-	Addr         string             `json:"addr"`
-	Transport    string             `json:"transport"`
-	Ref          refJSON            `json:"scaledObjectRef"`
-	MetricType   string             `json:"metricType"`
-	MetricSpec   specJSON           `json:"metricSpec"`
-	IgnoredSpecs []specJSON         `json:"ignoredMetricSpecs,omitempty"`
-	MetricValues []valueJSON        `json:"metricValues"`
-	Value        float64            `json:"value"`
-	Active       bool               `json:"active"`
-	Replicas     replicasJSON       `json:"replicas"`
-	HPA          *hpaJSON           `json:"hpa"`
-	KEDA         kedaJSON           `json:"keda"`
-	Warnings     []string           `json:"warnings"`
-	Durations    map[string]float64 `json:"durationsMs"`
+	Addr         string       `json:"addr"`
+	Transport    string       `json:"transport"`
+	Ref          refJSON      `json:"scaledObjectRef"`
+	MetricType   string       `json:"metricType"`
+	MetricSpec   specJSON     `json:"metricSpec"`
+	IgnoredSpecs []specJSON   `json:"ignoredMetricSpecs,omitempty"`
+	MetricValues []valueJSON  `json:"metricValues"`
+	Value        float64      `json:"value"`
+	Active       bool         `json:"active"`
+	Replicas     replicasJSON `json:"replicas"`
+	HPA          *hpaJSON     `json:"hpa"`
+	KEDA         kedaJSON     `json:"keda"`
+	Warnings     []string     `json:"warnings"`
+	// ScalerWarnings are the scaler's own warnings about the trigger,
+	// sent as kedascalers-warning header or trailer values.
+	ScalerWarnings []string           `json:"scalerWarnings"`
+	Durations      map[string]float64 `json:"durationsMs"`
 }
 
 type refJSON struct {
@@ -425,11 +484,11 @@ func (a *app) printDecision(d hpa.Decision) {
 	fmt.Fprintf(w, "KEDA  %s\n", d.Reason)
 	switch {
 	case d.AfterCooldown && d.HPA != nil:
-		fmt.Fprintf(w, "  %-16s %d replicas after cooldownPeriod (HPA meanwhile: %d)\n", "decision", d.Replicas, d.HPA.Replicas)
+		fmt.Fprintf(w, "  %-16s %s after cooldownPeriod (HPA meanwhile: %d)\n", "decision", hpa.Replicas(d.Replicas), d.HPA.Replicas)
 	case d.AfterCooldown:
-		fmt.Fprintf(w, "  %-16s %d replicas after cooldownPeriod\n", "decision", d.Replicas)
+		fmt.Fprintf(w, "  %-16s %s after cooldownPeriod\n", "decision", hpa.Replicas(d.Replicas))
 	default:
-		fmt.Fprintf(w, "  %-16s %d replicas\n", "decision", d.Replicas)
+		fmt.Fprintf(w, "  %-16s %s\n", "decision", hpa.Replicas(d.Replicas))
 	}
 }
 

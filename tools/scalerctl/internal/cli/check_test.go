@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"maps"
 	"math"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -184,7 +186,10 @@ func TestCheckDecisions(t *testing.T) {
 			want: []string{"(31 / 6) / 5 = 1.0333", "replicas         6  (|ratio − 1| ≤ 0.1: within tolerance, keeps currentReplicas 6)"}},
 		{name: "below min scales to min", active: true, value: 1,
 			args: []string{"--current-replicas", "1", "--min-replicas", "3", "--max-replicas", "5"},
-			want: []string{"KEDA  1 replicas is below minReplicaCount: KEDA scales to 3 at once", "decision         3 replicas"}},
+			want: []string{"KEDA  1 replica is below minReplicaCount: KEDA scales to 3 at once", "decision         3 replicas"}},
+		{name: "one replica, singular", active: true, value: 4,
+			args: []string{"--current-replicas", "1"},
+			want: []string{"KEDA  active with 1 replica: the HPA is in control", "decision         1 replica\n"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -330,6 +335,105 @@ func TestUsage(t *testing.T) {
 			}
 			if tt.wantCode == ExitOK && errOut != "" {
 				t.Errorf("stderr on success: %q", errOut)
+			}
+		})
+	}
+}
+
+func TestCheckScalerWarnings(t *testing.T) {
+	f := queueScaler()
+	f.warnings = []string{`unknown metadata key "colour": ignored`, `unknown metadata key "size": ignored`}
+	addr := startFake(t, f)
+
+	code, out, errOut := runCLI(t, "check", "--addr", addr)
+	if code != ExitOK {
+		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
+	}
+	// Each warning once, though all three RPCs sent them (header and trailer).
+	want := "\nwarnings: (from the scaler, kedascalers-warning)\n" +
+		"  unknown metadata key \"colour\": ignored\n" +
+		"  unknown metadata key \"size\": ignored\n"
+	if !strings.HasSuffix(out, want) {
+		t.Errorf("output does not end with the scaler's warnings %q:\n%s", want, out)
+	}
+
+	code, out, errOut = runCLI(t, "check", "--addr", addr, "--json")
+	if code != ExitOK {
+		t.Fatalf("--json: exit %d, stderr:\n%s", code, errOut)
+	}
+	var rep checkReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(rep.ScalerWarnings, f.warnings) {
+		t.Errorf("scalerWarnings = %q, want %q", rep.ScalerWarnings, f.warnings)
+	}
+
+	// A scaler without warnings: no section, an empty list in JSON.
+	plain := startFake(t, queueScaler())
+	if _, out, _ := runCLI(t, "check", "--addr", plain); strings.Contains(out, "warnings:") {
+		t.Errorf("a warnings section without warnings:\n%s", out)
+	}
+	_, out, _ = runCLI(t, "check", "--addr", plain, "--json")
+	if !strings.Contains(out, `"scalerWarnings": []`) {
+		t.Errorf("JSON lacks an empty scalerWarnings:\n%s", out)
+	}
+}
+
+func TestCheckWarningsOnFailure(t *testing.T) {
+	f := queueScaler()
+	f.warnings = []string{`unknown metadata key "colour": ignored`}
+	f.metricsErr = status.Error(codes.InvalidArgument, `metadata "sessionSize": want a number`)
+	addr := startFake(t, f)
+	code, out, errOut := runCLI(t, "check", "--addr", addr)
+	if code != ExitFailure {
+		t.Fatalf("exit %d, want %d", code, ExitFailure)
+	}
+	if !strings.Contains(errOut, "InvalidArgument") || !strings.Contains(out, `unknown metadata key "colour": ignored`) {
+		t.Errorf("stdout:\n%s\nstderr:\n%s\nwant the error and the scaler's warning", out, errOut)
+	}
+}
+
+func TestCheckUnresolvedHost(t *testing.T) {
+	// .invalid never resolves (RFC 6761).
+	code, _, errOut := runCLI(t, "check", "--addr", "nosuchhost.invalid:9090", "--timeout", "20s")
+	if code != ExitFailure {
+		t.Fatalf("exit %d, want %d; stderr:\n%s", code, ExitFailure, errOut)
+	}
+	if !strings.Contains(errOut, `the scaler's host name "nosuchhost.invalid" did not resolve`) {
+		t.Errorf("stderr does not say the name did not resolve:\n%s", errOut)
+	}
+}
+
+func TestUnresolved(t *testing.T) {
+	notFound := func(_ context.Context, host string) ([]string, error) {
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
+	failing := func(_ context.Context, host string) ([]string, error) {
+		return nil, &net.DNSError{Err: "server misbehaving", Name: host}
+	}
+	found := func(context.Context, string) ([]string, error) { return []string{"10.0.0.1"}, nil }
+	tests := []struct {
+		target string
+		lookup func(context.Context, string) ([]string, error)
+		want   string // "" for no explanation
+	}{
+		{"nosuch.example:9090", notFound, `"nosuch.example" did not resolve: no such host`},
+		{"dns:///nosuch.example:9090", notFound, `"nosuch.example" did not resolve`},
+		{"dns://8.8.8.8/nosuch.example:9090", notFound, `"nosuch.example" did not resolve`},
+		{"flaky.example:9090", failing, "server misbehaving"},
+		{"scaler.example:9090", found, ""},
+		{"127.0.0.1:9090", notFound, ""},
+		{"[::1]:9090", notFound, ""},
+		{"unix:///tmp/scaler.sock", notFound, ""},
+		{"passthrough:///x:1", notFound, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.target, func(t *testing.T) {
+			a := &app{target: tt.target, lookupHost: tt.lookup}
+			got := a.unresolved()
+			if (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
+				t.Errorf("unresolved() = %q, want %q", got, tt.want)
 			}
 		})
 	}

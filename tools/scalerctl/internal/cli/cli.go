@@ -9,9 +9,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
@@ -37,7 +39,8 @@ const defaultReopenDelay = 2 * time.Second
 // returns the process exit code. Cancelling ctx (Ctrl-C) stops a watch
 // cleanly and aborts a check.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	a := &app{stdout: stdout, stderr: stderr, now: time.Now, reopenDelay: defaultReopenDelay}
+	a := &app{stdout: stdout, stderr: stderr, now: time.Now, reopenDelay: defaultReopenDelay,
+		lookupHost: net.DefaultResolver.LookupHost}
 	return a.run(ctx, args)
 }
 
@@ -46,6 +49,10 @@ type app struct {
 	stdout, stderr io.Writer
 	now            func() time.Time
 	reopenDelay    time.Duration
+	// target is the scaler address being asked, for explaining failures.
+	target string
+	// lookupHost resolves a host name (net.DefaultResolver's in production).
+	lookupHost func(ctx context.Context, host string) ([]string, error)
 }
 
 const mainUsage = `scalerctl plays KEDA against an external scaler (gRPC service
@@ -160,9 +167,47 @@ func (a *app) usageErr(cmd string, err error) int {
 }
 
 // rpcFailed prints an RPC's gRPC status to stderr and returns ExitFailure.
+// When the scaler could not be reached because its host name does not
+// resolve, it says so first: grpc-go only says "no children to pick from".
 func (a *app) rpcFailed(rpc string, err error) int {
+	if status.Code(err) == codes.Unavailable {
+		if why := a.unresolved(); why != "" {
+			fmt.Fprintf(a.stderr, "scalerctl: %s: %s\n", rpc, why)
+		}
+	}
 	fmt.Fprintf(a.stderr, "scalerctl: %s: %s\n", rpc, statusText(err))
 	return ExitFailure
+}
+
+// unresolved returns why the host of a.target does not resolve, or "" when
+// it resolves, is an IP address, or is not a host name at all (unix:...).
+func (a *app) unresolved() string {
+	target := a.target
+	if rest, ok := strings.CutPrefix(target, "dns:"); ok {
+		target = strings.TrimPrefix(rest, "//")
+		if i := strings.Index(target, "/"); i >= 0 { // dns://authority/host:port
+			target = target[i+1:]
+		}
+	} else if strings.Contains(target, ":/") || strings.HasPrefix(target, "unix:") {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(target)
+	if err != nil {
+		host = target
+	}
+	if host == "" || net.ParseIP(host) != nil || a.lookupHost == nil {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := a.lookupHost(ctx, host); err != nil {
+		var dnsErr *net.DNSError
+		if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+			return fmt.Sprintf("the scaler's host name %q did not resolve: no such host (check --addr)", host)
+		}
+		return fmt.Sprintf("the scaler's host name %q did not resolve: %v (check --addr)", host, err)
+	}
+	return ""
 }
 
 // statusText renders err's gRPC status as "code = C desc = D".

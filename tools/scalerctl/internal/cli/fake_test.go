@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
@@ -41,6 +42,10 @@ type fakeScaler struct {
 	metricsBlock bool // GetMetrics waits for the client to give up
 	active       bool
 	activeErr    error
+
+	// warnings are sent as kedascalers-warning values: in the header of
+	// GetMetricSpec and GetMetrics, in the trailer of IsActive.
+	warnings []string
 
 	activeStream *streamPlan[bool]             // nil: Unimplemented
 	specStream   *streamPlan[[]*pb.MetricSpec] // nil: Unimplemented
@@ -76,8 +81,22 @@ func (f *fakeScaler) count(call string) int {
 	return n
 }
 
-func (f *fakeScaler) GetMetricSpec(_ context.Context, ref *pb.ScaledObjectRef) (*pb.GetMetricSpecResponse, error) {
+// warn sends f.warnings in the header, or in the trailer.
+func (f *fakeScaler) warn(ctx context.Context, trailer bool) {
+	if len(f.warnings) == 0 {
+		return
+	}
+	md := metadata.MD{WarningKey: f.warnings}
+	if trailer {
+		grpc.SetTrailer(ctx, md)
+		return
+	}
+	grpc.SetHeader(ctx, md)
+}
+
+func (f *fakeScaler) GetMetricSpec(ctx context.Context, ref *pb.ScaledObjectRef) (*pb.GetMetricSpecResponse, error) {
 	f.record("GetMetricSpec", ref)
+	f.warn(ctx, false)
 	if f.specErr != nil {
 		return nil, f.specErr
 	}
@@ -86,6 +105,7 @@ func (f *fakeScaler) GetMetricSpec(_ context.Context, ref *pb.ScaledObjectRef) (
 
 func (f *fakeScaler) GetMetrics(ctx context.Context, req *pb.GetMetricsRequest) (*pb.GetMetricsResponse, error) {
 	f.record("GetMetrics", req.GetScaledObjectRef())
+	f.warn(ctx, false)
 	f.mu.Lock()
 	f.metricNames = append(f.metricNames, req.GetMetricName())
 	f.mu.Unlock()
@@ -99,8 +119,9 @@ func (f *fakeScaler) GetMetrics(ctx context.Context, req *pb.GetMetricsRequest) 
 	return &pb.GetMetricsResponse{MetricValues: f.values}, nil
 }
 
-func (f *fakeScaler) IsActive(_ context.Context, ref *pb.ScaledObjectRef) (*pb.IsActiveResponse, error) {
+func (f *fakeScaler) IsActive(ctx context.Context, ref *pb.ScaledObjectRef) (*pb.IsActiveResponse, error) {
 	f.record("IsActive", ref)
+	f.warn(ctx, true)
 	if f.activeErr != nil {
 		return nil, f.activeErr
 	}

@@ -73,6 +73,7 @@ func (a *app) watch(ctx context.Context, args []string) int {
 	if err != nil {
 		return a.usageErr("watch", err)
 	}
+	a.target = f.dial.Addr
 	defer conn.Close()
 	client := pb.NewExternalScalerClient(conn)
 
