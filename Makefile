@@ -9,6 +9,12 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/kedascalers/kedascalers/libs/scalerkit.Version=$(VERSION)
 GOTEST_FLAGS ?= -race -count=1 -timeout 20m
 IMAGE_REPO ?= ghcr.io/kedascalers
+# Progress lines of long phases count from here (tools/devtools/progress.sh).
+ifndef KS_START
+KS_START := $(shell date +%s)
+endif
+export KS_START
+PROGRESS := tools/devtools/progress.sh
 
 .PHONY: all generate lint lint-go lint-proto lint-actions test unit deploy-check build images demo bench tidy deps help
 
@@ -23,29 +29,29 @@ generate: ## regenerate the gRPC stubs from proto/externalscaler.proto
 lint: lint-go lint-proto lint-actions ## gofmt, go vet, buf lint, stub drift, each module alone, workflows
 
 lint-go: ## gofmt, go vet, and each module built, vetted and tidy alone (MODULES=dir... for some)
-	@unformatted=$$(gofmt -l $(MODULES)); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted" >&2; exit 1; fi
-	for m in $(MODULES); do (cd $$m && go vet ./...); done
-	tools/devtools/modcheck.sh $(MODULES)
+	@$(PROGRESS) gofmt . bash -c 'u=$$(gofmt -l $(MODULES)); if [ -n "$$u" ]; then echo "gofmt needed: $$u" >&2; exit 1; fi'
+	@for m in $(MODULES); do $(PROGRESS) "go vet" $$m go vet ./...; done
+	@for m in $(MODULES); do $(PROGRESS) "alone (build, vet, tidy; GOWORK=off)" $$m $(CURDIR)/tools/devtools/modcheck.sh $$m; done
 
 lint-proto: ## buf lint, and the committed stubs match externalscaler.proto
-	cd proto && go tool buf lint
-	cd proto && go tool buf generate
+	@$(PROGRESS) "buf lint" proto go tool buf lint
+	@$(PROGRESS) "buf generate" proto go tool buf generate
 	@if ! git diff --quiet -- proto/externalscaler || [ -n "$$(git ls-files --others --exclude-standard proto/externalscaler)" ]; then \
 		echo "proto/externalscaler is out of date with externalscaler.proto: run 'make generate' and commit" >&2; exit 1; fi
 
 lint-actions: ## actionlint on .github/workflows (and shellcheck on their scripts, where installed)
-	go tool actionlint
+	@$(PROGRESS) actionlint . go tool actionlint
 
 deps: ## install redis-server and PostgreSQL if missing (apt-get as root)
 	tools/devtools/deps.sh
 
 unit: deps ## go test -race in every module but deploy (deploy-check runs that one)
-	for m in $(filter-out deploy,$(MODULES)); do (cd $$m && go test $(GOTEST_FLAGS) ./...); done
+	@for m in $(filter-out deploy,$(MODULES)); do $(PROGRESS) "go test" $$m go test $(GOTEST_FLAGS) ./...; done
 
 test: lint unit deploy-check ## lint, then every module's tests against throwaway backends
 
 deploy-check: ## render and check every kustomization and example; replay the image builds (deploy/)
-	cd deploy && go test -count=1 -timeout 20m ./...
+	@$(PROGRESS) "deploy-check (kustomize, examples, image builds)" deploy go test -count=1 -timeout 20m ./...
 
 build: ## static binaries into bin/
 	mkdir -p bin
