@@ -63,7 +63,7 @@ func Run(name string, args []string, stdout, stderr io.Writer, svcConfig any, bu
 	err := fs.Parse(args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
-		fmt.Fprintf(stdout, "%s %s: a KEDA external scaler.\n\nUsage: %s [--version]\n\nConfigured by environment variables:\n\n", name, Version, name)
+		fmt.Fprintf(stdout, "%s %s: a KEDA external scaler.\n\nUsage: %s [--version] [--help]\n\nConfigured by environment variables:\n\n", name, Version, name)
 		specs := []any{&config.Config{}}
 		if svcConfig != nil {
 			specs = append(specs, svcConfig)
