@@ -618,3 +618,37 @@ func TestServeTLS(t *testing.T) {
 		})
 	}
 }
+
+func TestServeTLSHandshakeTimeout(t *testing.T) {
+	p := newPKI(t)
+	cfg := testConfig()
+	cfg.TLSCertFile, cfg.TLSKeyFile = p.certFile, p.keyFile
+	cfg.GRPCHandshakeTimeout = 300 * time.Millisecond
+	addr, _, stop := served(t, cfg, &builder{backend: fakeBackend{}})
+
+	// A TCP connection that never sends its TLS ClientHello is closed.
+	raw, err := net.DialTimeout("tcp", addr, waitTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.SetReadDeadline(time.Now().Add(waitTimeout))
+	begin := time.Now()
+	_, err = io.Copy(io.Discard, raw)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("a connection without a TLS handshake was still open after %v", waitTimeout)
+	}
+	if took := time.Since(begin); took > 3*time.Second {
+		t.Errorf("closed after %v, want about %v", took, cfg.GRPCHandshakeTimeout)
+	}
+	// A TLS client that completes its handshake is served.
+	conn := dial(t, addr, credentials.NewTLS(&tls.Config{RootCAs: p.caPool}))
+	if _, err := healthpb.NewHealthClient(conn).Check(callCtx(t), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("a TLS client within the handshake timeout: %v", err)
+	}
+	conn.Close()
+	if err := stop(); err != nil {
+		t.Fatalf("serve = %v, want nil", err)
+	}
+}
