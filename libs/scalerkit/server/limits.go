@@ -30,9 +30,12 @@ type connLimits struct {
 	log        *slog.Logger
 	warn       *ratelog.Limiter
 
-	mu      sync.Mutex
-	open    int
-	pending map[string]*trackedConn // by remote address, until setup completes
+	mu   sync.Mutex
+	open int
+	// pending holds the connections not yet set up, by remote address;
+	// several share an address only on in-memory listeners (bufconn),
+	// where they are matched oldest first.
+	pending map[string][]*trackedConn
 }
 
 // warnEvery is how often each kind of limit warning may be logged.
@@ -45,7 +48,7 @@ func newConnLimits(maxConns int, maxStreams uint32, m *metrics.Metrics, log *slo
 		metrics:    m,
 		log:        log,
 		warn:       ratelog.New(warnEvery, 8),
-		pending:    map[string]*trackedConn{},
+		pending:    map[string][]*trackedConn{},
 	}
 }
 
@@ -90,7 +93,8 @@ func (l *connLimits) admit(c net.Conn) *trackedConn {
 	}
 	l.open++
 	tc := &trackedConn{Conn: c, limits: l, start: time.Now()}
-	l.pending[c.RemoteAddr().String()] = tc
+	key := c.RemoteAddr().String()
+	l.pending[key] = append(l.pending[key], tc)
 	l.mu.Unlock()
 	l.metrics.Connections.Inc()
 	return tc
@@ -100,16 +104,29 @@ func (l *connLimits) admit(c net.Conn) *trackedConn {
 func (l *connLimits) release(tc *trackedConn) {
 	l.mu.Lock()
 	l.open--
-	key := tc.RemoteAddr().String()
-	if l.pending[key] == tc {
-		delete(l.pending, key)
-	}
+	l.unpend(tc.RemoteAddr().String(), tc)
 	l.mu.Unlock()
 	l.metrics.Connections.Dec()
 	l.metrics.ConnectionDuration.Observe(time.Since(tc.start).Seconds())
 	if !tc.established.Load() {
 		l.metrics.HandshakeFailures.Inc()
 	}
+}
+
+// unpend removes tc from the pending connections of key. l.mu is held.
+func (l *connLimits) unpend(key string, tc *trackedConn) {
+	q := l.pending[key]
+	for i, c := range q {
+		if c == tc {
+			q = append(q[:i:i], q[i+1:]...)
+			break
+		}
+	}
+	if len(q) == 0 {
+		delete(l.pending, key)
+		return
+	}
+	l.pending[key] = q
 }
 
 // trackedConn is an accepted connection; closing it releases its place.
@@ -139,8 +156,11 @@ func (l *connLimits) TagConn(ctx context.Context, info *stats.ConnTagInfo) conte
 	}
 	key := info.RemoteAddr.String()
 	l.mu.Lock()
-	tc := l.pending[key]
-	delete(l.pending, key)
+	var tc *trackedConn
+	if q := l.pending[key]; len(q) > 0 {
+		tc = q[0]
+		l.unpend(key, tc)
+	}
 	l.mu.Unlock()
 	if tc == nil {
 		return ctx
