@@ -19,7 +19,7 @@ func main() {
 // run serves until SIGTERM and returns the exit code.
 func run(args []string, stdout, stderr io.Writer) int {
 	var cfg oraquery.Config
-	return scalerkit.Run("oracle-query", args, stdout, stderr, &cfg, func(_ context.Context, env scalerkit.Env) (scaler.Backend, error) {
-		return oraquery.New(cfg, env.Log)
+	return scalerkit.Run("oracle-query", args, stdout, stderr, &cfg, func(ctx context.Context, env scalerkit.Env) (scaler.Backend, error) {
+		return oraquery.New(ctx, cfg, env)
 	})
 }

@@ -19,7 +19,7 @@ func main() {
 // run serves until SIGTERM and returns the exit code.
 func run(args []string, stdout, stderr io.Writer) int {
 	var cfg pgquery.Config
-	return scalerkit.Run("postgres-query", args, stdout, stderr, &cfg, func(_ context.Context, env scalerkit.Env) (scaler.Backend, error) {
-		return pgquery.New(cfg, env.Log)
+	return scalerkit.Run("postgres-query", args, stdout, stderr, &cfg, func(ctx context.Context, env scalerkit.Env) (scaler.Backend, error) {
+		return pgquery.New(ctx, cfg, env)
 	})
 }

@@ -35,7 +35,9 @@ func (d *demo) postgresQuery(ctx context.Context) (err error) {
 	fmt.Fprintln(d.out, "bookings: 30 confirmed, 15 pending")
 
 	// A 30 s push interval: an immediate true can only come from NOTIFY.
-	svc, err := d.startService(ctx, "postgres-query", "POSTGRES_URL="+pg.URL(), "PUSH_INTERVAL=30s")
+	// The throwaway server has only its superuser, postgres: allowed here
+	// on purpose (production gives the scaler a SELECT-only role).
+	svc, err := d.startService(ctx, "postgres-query", "POSTGRES_URL="+pg.URL(), "POSTGRES_ALLOW_SUPERUSER=true", "PUSH_INTERVAL=30s")
 	if err != nil {
 		return err
 	}

@@ -19,12 +19,22 @@ type Config struct {
 	QueryTimeout time.Duration `envconfig:"QUERY_TIMEOUT" default:"4s" desc:"statement timeout of every query (and its context deadline); keep it below BACKEND_TIMEOUT so the database stops a slow query itself"`
 	// MaxRows caps the rows a query may return.
 	MaxRows int `envconfig:"MAX_ROWS" default:"10000" desc:"a query returning more rows is an error, not a count"`
+	// MaxQueryBytes caps the SQL (and each parameter value) a trigger's
+	// metadata may carry.
+	MaxQueryBytes int `envconfig:"MAX_QUERY_BYTES" default:"16384" desc:"longest query, targetQuery or param.<name> value in trigger metadata, in bytes; longer is InvalidArgument"`
+	// MaxRowBytes caps what the database may send for one row (PostgreSQL:
+	// one protocol message, refused before it is read).
+	MaxRowBytes int `envconfig:"MAX_ROW_BYTES" default:"1048576" desc:"largest row (PostgreSQL: any one message) the database may send, in bytes; larger is ResourceExhausted"`
 	// QueryPolicy is "any" or "allowlist".
 	QueryPolicy string `envconfig:"QUERY_POLICY" default:"any" desc:"any: metadata may carry SQL (query) or name a query (queryName); allowlist: queryName only"`
 	// Queries defines named queries inline, as JSON.
 	Queries string `envconfig:"QUERIES" desc:"named queries as JSON: {\"name\": {\"sql\": \"...\", \"params\": [\"p\"], \"connection\": \"\"}}"`
 	// QueriesFile names a file of named queries, as JSON.
 	QueriesFile string `envconfig:"QUERIES_FILE" desc:"file with named queries (same JSON as QUERIES), e.g. a mounted ConfigMap"`
+
+	// named holds the named queries Validate resolved: QUERIES_FILE is
+	// read once, at load.
+	named map[string]NamedQuery
 }
 
 // Policies.
@@ -52,23 +62,65 @@ type NamedQuery struct {
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
 
-// Validate checks the settings and the named queries.
+// Limits on MAX_QUERY_BYTES and MAX_ROW_BYTES: a query needs some room,
+// and a row is never allowed to cost the scaler more than its memory.
+const (
+	minQueryBytes = 64
+	maxQueryBytes = 1 << 20
+	minRowBytes   = 1 << 10
+	maxRowBytes   = 64 << 20
+)
+
+// Validate checks the settings and resolves the named queries (reading
+// QUERIES_FILE): config.Load calls it once at start, and NamedQueries
+// returns what it resolved.
 func (c *Config) Validate() error {
 	switch {
 	case c.QueryTimeout <= 0:
 		return fmt.Errorf("QUERY_TIMEOUT=%v: want > 0", c.QueryTimeout)
 	case c.MaxRows <= 0:
 		return fmt.Errorf("MAX_ROWS=%d: want > 0", c.MaxRows)
+	case c.MaxQueryBytes < minQueryBytes || c.MaxQueryBytes > maxQueryBytes:
+		return fmt.Errorf("MAX_QUERY_BYTES=%d: want between %d and %d", c.MaxQueryBytes, minQueryBytes, maxQueryBytes)
+	case c.MaxRowBytes < minRowBytes || c.MaxRowBytes > maxRowBytes:
+		return fmt.Errorf("MAX_ROW_BYTES=%d: want between %d and %d", c.MaxRowBytes, minRowBytes, maxRowBytes)
 	case c.QueryPolicy != PolicyAny && c.QueryPolicy != PolicyAllowlist:
 		return fmt.Errorf("QUERY_POLICY=%q: want any or allowlist", c.QueryPolicy)
 	}
-	_, err := c.NamedQueries()
-	return err
+	named, err := c.readNamedQueries()
+	if err != nil {
+		return err
+	}
+	c.named = named
+	return nil
 }
 
-// NamedQueries returns the named queries of QUERIES and QUERIES_FILE. A
-// name defined in both is an error.
+// CheckBackendTimeout refuses a QUERY_TIMEOUT that is not below
+// BACKEND_TIMEOUT: the scaler would give up on a query before the
+// database stops it, and report a timeout of its own instead of the
+// query's.
+func (c *Config) CheckBackendTimeout(backendTimeout time.Duration) error {
+	if backendTimeout > 0 && c.QueryTimeout >= backendTimeout {
+		return fmt.Errorf("QUERY_TIMEOUT=%v is not below BACKEND_TIMEOUT=%v: lower QUERY_TIMEOUT (or raise BACKEND_TIMEOUT), so that the database stops a slow query before the scaler gives up on it",
+			c.QueryTimeout, backendTimeout)
+	}
+	return nil
+}
+
+// NamedQueries returns the named queries of QUERIES and QUERIES_FILE, as
+// Validate resolved them (it validates first if it has not run).
 func (c *Config) NamedQueries() (map[string]NamedQuery, error) {
+	if c.named == nil {
+		if err := c.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	return c.named, nil
+}
+
+// readNamedQueries reads the named queries of QUERIES and QUERIES_FILE.
+// A name defined in both is an error.
+func (c *Config) readNamedQueries() (map[string]NamedQuery, error) {
 	out := make(map[string]NamedQuery)
 	add := func(source, doc string) error {
 		qs, err := decodeQueries(doc)

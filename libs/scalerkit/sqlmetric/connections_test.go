@@ -70,7 +70,8 @@ func TestNamedConnections(t *testing.T) {
 }
 
 func TestCheckConnections(t *testing.T) {
-	c := Config{Queries: `{"late": {"sql": "select 1", "connection": "Billing"}, "plain": {"sql": "select 2"}}`}
+	c := validConfig()
+	c.Queries = `{"late": {"sql": "select 1", "connection": "Billing"}, "plain": {"sql": "select 2"}}`
 	if err := c.CheckConnections([]string{DefaultConnection, "billing"}, "ORACLE_URL_"); err != nil {
 		t.Errorf("billing configured: %v", err)
 	}
@@ -78,7 +79,8 @@ func TestCheckConnections(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `named query "late"`) || !strings.Contains(err.Error(), "ORACLE_URL_BILLING is not set") {
 		t.Errorf("billing missing: %v, want an error naming the query and ORACLE_URL_BILLING", err)
 	}
-	bad := Config{Queries: `{`}
+	bad := validConfig()
+	bad.Queries = `{`
 	if err := bad.CheckConnections(nil, "ORACLE_URL_"); err == nil {
 		t.Error("malformed QUERIES: no error")
 	}

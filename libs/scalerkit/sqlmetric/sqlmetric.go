@@ -8,7 +8,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -40,36 +42,100 @@ type Converter func(v any) (float64, bool)
 // none.
 const DefaultConnection = "default"
 
-// Backend parses SQL triggers into probes over a set of connections. It
-// implements scaler.Backend.
-type Backend struct {
-	conns   map[string]Querier
-	named   map[string]NamedQuery
-	policy  string
-	maxRows int
-	convert Converter
+// Options are what a service hands NewBackend besides its Config.
+type Options struct {
+	// Conns are the queriers of value reads (query, queryName), keyed by
+	// connection name (DefaultConnection for the default one; names are
+	// case-insensitive).
+	Conns map[string]Querier
+	// Targets are the queriers of background target reads (targetQuery,
+	// targetQueryName), by the same names: a pool of their own, so that
+	// slow target queries never take the connections value reads need.
+	// A connection missing here reads its targets through Conns.
+	Targets map[string]Querier
+	// Convert turns the driver's values into numbers; nil means Number.
+	Convert Converter
+	// Margin is how much longer than QUERY_TIMEOUT the scaler waits for a
+	// query: a database with a statement timeout of its own should stop
+	// the query first and say so. 0 for a database without one.
+	Margin time.Duration
+	// Metrics counts refusals; nil counts nothing.
+	Metrics *Metrics
 }
 
-// NewBackend returns a Backend over conns, keyed by connection name
-// (DefaultConnection for the default one; names are case-insensitive).
-func NewBackend(cfg Config, conns map[string]Querier, convert Converter) (*Backend, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
+// Backend parses SQL triggers into probes over a set of connections. It
+// implements scaler.Backend. Close cancels every query in flight.
+type Backend struct {
+	conns   map[string]Querier
+	targets map[string]Querier
+	named   map[string]NamedQuery
+	policy  string
+	limits  limits
+	convert Converter
+	metrics *Metrics
+
+	closing context.Context // ends at Close: in-flight queries are cancelled
+	close   context.CancelFunc
+}
+
+// limits are what every Query of a Backend obeys.
+type limits struct {
+	maxRows       int
+	maxQueryBytes int
+	maxRowBytes   int
+	timeout       time.Duration
+	margin        time.Duration
+}
+
+// NewBackend returns a Backend over opts' connections. cfg is validated
+// unless config.Load did already (its named queries are then taken as
+// resolved, not read again).
+func NewBackend(cfg Config, opts Options) (*Backend, error) {
 	named, err := cfg.NamedQueries()
 	if err != nil {
 		return nil, err
 	}
-	b := &Backend{conns: make(map[string]Querier), named: named, policy: cfg.QueryPolicy, maxRows: cfg.MaxRows, convert: convert}
-	for name, q := range conns {
+	closing, cancel := context.WithCancel(context.Background())
+	b := &Backend{
+		conns:   make(map[string]Querier),
+		targets: make(map[string]Querier),
+		named:   named,
+		policy:  cfg.QueryPolicy,
+		limits: limits{maxRows: cfg.MaxRows, maxQueryBytes: cfg.MaxQueryBytes, maxRowBytes: cfg.MaxRowBytes,
+			timeout: cfg.QueryTimeout, margin: opts.Margin},
+		convert: opts.Convert,
+		metrics: opts.Metrics,
+		closing: closing,
+		close:   cancel,
+	}
+	if b.convert == nil {
+		b.convert = Number
+	}
+	for name, q := range opts.Conns {
 		b.conns[strings.ToLower(name)] = q
+	}
+	for name, q := range opts.Targets {
+		if _, ok := b.conns[strings.ToLower(name)]; !ok {
+			cancel()
+			return nil, fmt.Errorf("target querier of connection %q, which has no value querier", name)
+		}
+		b.targets[strings.ToLower(name)] = q
 	}
 	for name, nq := range named {
 		if nq.Connection != "" && b.conns[strings.ToLower(nq.Connection)] == nil {
+			cancel()
 			return nil, fmt.Errorf("named query %q: connection %q is not configured", name, nq.Connection)
 		}
 	}
 	return b, nil
+}
+
+// Close cancels every query in flight and makes later ones fail at once,
+// so that closing the pools after it does not wait for them. It implements
+// io.Closer.
+func (b *Backend) Close() error {
+	b.close()
+	return nil
 }
 
 // Parse implements scaler.Backend. Metadata:
@@ -90,11 +156,11 @@ func (b *Backend) Parse(md map[string]string) (*scaler.Trigger, error) {
 		Activation: p.Float("activationTargetQueryValue", 0, metadata.Any[float64]()),
 		OnError:    scaler.ParseOnError(p),
 	}
-	if q := b.ParseQuery(p, "query", "queryName"); q != nil {
+	if q := b.ParseQuery(p, "query", "queryName", false); q != nil {
 		t.Probe = q
 	}
 	if p.Has("targetQuery") || p.Has("targetQueryName") {
-		if q := b.ParseQuery(p, "targetQuery", "targetQueryName"); q != nil {
+		if q := b.ParseQuery(p, "targetQuery", "targetQueryName", true); q != nil {
 			t.TargetProbe = q
 		}
 	}
@@ -106,10 +172,13 @@ func (b *Backend) Parse(md map[string]string) (*scaler.Trigger, error) {
 
 // ParseQuery reads one query from metadata: raw SQL under sqlKey or an
 // operator-defined query under nameKey (with its param.<name> values), on
-// the connection the metadata or the named query says. It records errors
-// in p and returns nil on any.
-func (b *Backend) ParseQuery(p *metadata.Parser, sqlKey, nameKey string) *Query {
-	q := &Query{maxRows: b.maxRows, convert: b.convert}
+// the connection the metadata or the named query says; target says it is
+// read in the background (its connection's target pool). Text longer than
+// MAX_QUERY_BYTES, or that the database protocol cannot carry (a NUL byte,
+// invalid UTF-8), is refused here, before it reaches the database. It
+// records errors in p and returns nil on any.
+func (b *Backend) ParseQuery(p *metadata.Parser, sqlKey, nameKey string, target bool) *Query {
+	q := &Query{limits: b.limits, convert: b.convert, closing: b.closing, metrics: b.metrics}
 	switch {
 	case p.Has(sqlKey) && p.Has(nameKey):
 		p.Fail(&metadata.Error{Key: sqlKey, Value: p.String(sqlKey, ""), Want: "either " + sqlKey + " or " + nameKey + ", not both"})
@@ -124,7 +193,9 @@ func (b *Backend) ParseQuery(p *metadata.Parser, sqlKey, nameKey string) *Query 
 		}
 		q.SQL, q.Connection = nq.SQL, nq.Connection
 		for _, param := range nq.Params {
-			q.Args = append(q.Args, p.RequiredString("param."+param, "the value of parameter "+param+" of query "+name))
+			v := p.RequiredString("param."+param, "the value of parameter "+param+" of query "+name)
+			b.checkText(p, "param."+param, v)
+			q.Args = append(q.Args, v)
 		}
 	case b.policy == PolicyAllowlist && p.Has(sqlKey):
 		p.Fail(status.Errorf(codes.PermissionDenied,
@@ -135,6 +206,7 @@ func (b *Backend) ParseQuery(p *metadata.Parser, sqlKey, nameKey string) *Query 
 		return nil
 	default:
 		q.SQL = p.RequiredString(sqlKey, "a SQL query")
+		b.checkText(p, sqlKey, q.SQL)
 		if err := CheckSelect(q.SQL); p.Err() == nil && err != nil {
 			p.Fail(&metadata.Error{Key: sqlKey, Value: q.SQL, Want: err.Error()})
 		}
@@ -153,7 +225,36 @@ func (b *Backend) ParseQuery(p *metadata.Parser, sqlKey, nameKey string) *Query 
 		p.Fail(&metadata.Error{Key: "connection", Value: q.Connection, Want: "a configured connection: " + strings.Join(b.connectionNames(), ", ")})
 		return nil
 	}
+	if t := b.targets[q.Connection]; target && t != nil {
+		q.querier = t
+	}
 	return q
+}
+
+// checkText records in p why the value of key cannot be sent to the
+// database: longer than MAX_QUERY_BYTES, a NUL byte (PostgreSQL's protocol
+// ends strings with it; a driver would cut the query or drop the
+// connection), or invalid UTF-8 (the databases refuse it, and PostgreSQL
+// reports it as a broken message).
+func (b *Backend) checkText(p *metadata.Parser, key, v string) {
+	if p.Err() != nil {
+		return
+	}
+	var want string
+	limit := LimitText
+	switch {
+	case len(v) > b.limits.maxQueryBytes:
+		want = fmt.Sprintf("at most %d bytes (MAX_QUERY_BYTES), not %d", b.limits.maxQueryBytes, len(v))
+		limit = LimitQueryBytes
+	case strings.IndexByte(v, 0) >= 0:
+		want = "text without NUL bytes (the database protocol cannot carry them)"
+	case !utf8.ValidString(v):
+		want = "valid UTF-8 text (the database refuses anything else)"
+	default:
+		return
+	}
+	b.metrics.refused(limit)
+	p.Fail(&metadata.Error{Key: key, Value: v, Want: want})
 }
 
 func (b *Backend) connectionNames() []string {
@@ -175,13 +276,18 @@ type Query struct {
 	Args []any
 
 	querier Querier
-	maxRows int
+	limits  limits
 	convert Converter
+	closing context.Context
+	metrics *Metrics
 }
 
-// Key implements scaler.Probe: the connection, the SQL and the arguments.
+// Key implements scaler.Probe: the connection, the SQL and the arguments,
+// readable in logs (no NUL or control characters): connection|"sql"|["arg"
+// ...]. The connection cannot hold '|' and the rest is quoted, so the key
+// is unambiguous.
 func (q *Query) Key() string {
-	return fmt.Sprintf("%s\x00%s\x00%q", q.Connection, q.SQL, q.Args)
+	return fmt.Sprintf("%s|%q|%q", q.Connection, q.SQL, q.Args)
 }
 
 // Read implements scaler.Probe.
@@ -193,28 +299,75 @@ func (q *Query) Read(ctx context.Context) (scaler.Reading, error) {
 // errTooManyRows stops reading once MAX_ROWS is passed.
 var errTooManyRows = errors.New("too many rows")
 
-// Value runs the query and applies the value rule (see the package doc).
+// errValueTooLarge stops reading at a value larger than MAX_ROW_BYTES.
+var errValueTooLarge = errors.New("value too large")
+
+// errClosed is the cause of the cancellation of queries at Close.
+var errClosed = errors.New("the scaler is shutting down")
+
+// Value runs the query under QUERY_TIMEOUT (plus the margin) and applies
+// the value rule (see the package doc). A query still running when the
+// Backend is closed is cancelled.
 func (q *Query) Value(ctx context.Context) (float64, error) {
+	if q.closing.Err() != nil {
+		return 0, status.Error(codes.Unavailable, errClosed.Error())
+	}
+	qctx, cancel := context.WithTimeoutCause(ctx, q.limits.timeout+q.limits.margin, context.DeadlineExceeded)
+	defer cancel()
+	stop := context.AfterFunc(q.closing, cancel)
+	defer stop()
+
 	var rows int
 	var first any
-	err := q.querier.Query(ctx, q.SQL, q.Args, func(v any) error {
+	var rowErr error
+	err := q.querier.Query(qctx, q.SQL, q.Args, func(v any) error {
 		rows++
-		if rows == 1 {
+		switch {
+		case rows > q.limits.maxRows:
+			rowErr = errTooManyRows
+		case rows == 1 && valueBytes(v) > q.limits.maxRowBytes:
+			rowErr = errValueTooLarge
+		case rows == 1:
 			first = v
 		}
-		if rows > q.maxRows {
-			return errTooManyRows
-		}
-		return nil
+		return rowErr
 	})
-	if errors.Is(err, errTooManyRows) {
+	switch {
+	case errors.Is(err, errTooManyRows):
+		q.metrics.refused(LimitRows)
 		return 0, status.Errorf(codes.FailedPrecondition,
-			"query returned more than %d rows (MAX_ROWS): count in SQL instead, e.g. select count(*) from ...", q.maxRows)
-	}
-	if err != nil {
+			"query returned more than %d rows (MAX_ROWS): count in SQL instead, e.g. select count(*) from ...", q.limits.maxRows)
+	case errors.Is(err, errValueTooLarge):
+		q.metrics.refused(LimitRowBytes)
+		return 0, status.Errorf(codes.ResourceExhausted,
+			"the query's value is larger than %d bytes (MAX_ROW_BYTES): select a number", q.limits.maxRowBytes)
+	case err == nil:
+		return valueOf(rows, first, q.convert), nil
+	case rowErr != nil:
 		return 0, err
+	case q.closing.Err() != nil && ctx.Err() == nil:
+		return 0, status.Errorf(codes.Unavailable, "%v: the query was cancelled", errClosed)
+	case ctx.Err() != nil:
+		// The caller's deadline (BACKEND_TIMEOUT) or cancellation: its
+		// own error, for scalerkit to report, whatever the driver said.
+		return 0, fmt.Errorf("the query was cancelled: %w", ctx.Err())
+	case status.Code(err) != codes.Unknown:
+		return 0, err // the driver knew the cause
+	case qctx.Err() != nil:
+		return 0, status.Errorf(codes.DeadlineExceeded, "the query did not finish within QUERY_TIMEOUT=%v and was cancelled: %v", q.limits.timeout, err)
 	}
-	return valueOf(rows, first, q.convert), nil
+	return 0, err
+}
+
+// valueBytes is the size of a text or binary value, 0 for anything else.
+func valueBytes(v any) int {
+	switch s := v.(type) {
+	case string:
+		return len(s)
+	case []byte:
+		return len(s)
+	}
+	return 0
 }
 
 // valueOf is the value rule: one numeric row is its number, NULL is 0,

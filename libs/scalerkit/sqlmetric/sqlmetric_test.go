@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -62,7 +63,7 @@ func (f *fakeQuerier) lastCall(t *testing.T) fakeCall {
 
 // validConfig is the production default configuration.
 func validConfig() Config {
-	return Config{QueryTimeout: 5 * time.Second, MaxRows: 10000, QueryPolicy: PolicyAny}
+	return Config{QueryTimeout: 5 * time.Second, MaxRows: 10000, MaxQueryBytes: 16384, MaxRowBytes: 1 << 20, QueryPolicy: PolicyAny}
 }
 
 // testQueries are the named queries of the Parse tests.
@@ -80,7 +81,7 @@ func newTestBackend(t *testing.T, policy string) (b *Backend, def, billing *fake
 	cfg.QueryPolicy = policy
 	cfg.Queries = testQueries
 	def, billing = &fakeQuerier{rows: []any{int64(7)}}, &fakeQuerier{rows: []any{int64(9)}}
-	b, err := NewBackend(cfg, map[string]Querier{DefaultConnection: def, "Billing": billing}, nil)
+	b, err := NewBackend(cfg, Options{Conns: map[string]Querier{DefaultConnection: def, "Billing": billing}})
 	if err != nil {
 		t.Fatalf("NewBackend: %v", err)
 	}
@@ -273,7 +274,7 @@ func TestCheckSelect(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	if err := (&Config{QueryTimeout: time.Second, MaxRows: 1, QueryPolicy: PolicyAllowlist}).Validate(); err != nil {
+	if err := (&Config{QueryTimeout: time.Second, MaxRows: 1, MaxQueryBytes: 16384, MaxRowBytes: 1 << 20, QueryPolicy: PolicyAllowlist}).Validate(); err != nil {
 		t.Errorf("smallest valid configuration: %v", err)
 	}
 	dir := t.TempDir()
@@ -288,6 +289,10 @@ func TestConfigValidate(t *testing.T) {
 		{"negative timeout", func(c *Config) { c.QueryTimeout = -time.Second }, []string{"QUERY_TIMEOUT"}},
 		{"MAX_ROWS=0", func(c *Config) { c.MaxRows = 0 }, []string{"MAX_ROWS=0"}},
 		{"negative MAX_ROWS", func(c *Config) { c.MaxRows = -1 }, []string{"MAX_ROWS=-1"}},
+		{"MAX_QUERY_BYTES too small", func(c *Config) { c.MaxQueryBytes = 10 }, []string{"MAX_QUERY_BYTES=10", "between"}},
+		{"MAX_QUERY_BYTES too large", func(c *Config) { c.MaxQueryBytes = 2 << 20 }, []string{"MAX_QUERY_BYTES"}},
+		{"MAX_ROW_BYTES too small", func(c *Config) { c.MaxRowBytes = 0 }, []string{"MAX_ROW_BYTES=0", "between"}},
+		{"MAX_ROW_BYTES too large", func(c *Config) { c.MaxRowBytes = 1 << 30 }, []string{"MAX_ROW_BYTES"}},
 		{"QUERY_POLICY=xyz", func(c *Config) { c.QueryPolicy = "xyz" }, []string{"QUERY_POLICY", "xyz", "any or allowlist"}},
 		{"empty QUERY_POLICY", func(c *Config) { c.QueryPolicy = "" }, []string{"QUERY_POLICY"}},
 		{"bad JSON", func(c *Config) { c.Queries = `{"a": {"sql": "select 1"}` }, []string{"QUERIES", "JSON"}},
@@ -359,16 +364,16 @@ func TestNamedQueries(t *testing.T) {
 func TestNewBackendChecksNamedConnections(t *testing.T) {
 	cfg := validConfig()
 	cfg.Queries = `{"q": {"sql": "select 1", "connection": "reports"}}`
-	_, err := NewBackend(cfg, map[string]Querier{DefaultConnection: &fakeQuerier{}}, nil)
+	_, err := NewBackend(cfg, Options{Conns: map[string]Querier{DefaultConnection: &fakeQuerier{}}})
 	if err == nil || !strings.Contains(err.Error(), `"reports"`) {
 		t.Errorf("NewBackend with a named query on an unknown connection = %v, want an error naming it", err)
 	}
-	if _, err := NewBackend(cfg, map[string]Querier{DefaultConnection: &fakeQuerier{}, "REPORTS": &fakeQuerier{}}, nil); err != nil {
+	if _, err := NewBackend(cfg, Options{Conns: map[string]Querier{DefaultConnection: &fakeQuerier{}, "REPORTS": &fakeQuerier{}}}); err != nil {
 		t.Errorf("connection names are case-insensitive: %v", err)
 	}
 	bad := validConfig()
 	bad.MaxRows = 0
-	if _, err := NewBackend(bad, nil, nil); err == nil || !strings.Contains(err.Error(), "MAX_ROWS") {
+	if _, err := NewBackend(bad, Options{Conns: nil}); err == nil || !strings.Contains(err.Error(), "MAX_ROWS") {
 		t.Errorf("NewBackend with MAX_ROWS=0 = %v, want an error naming MAX_ROWS", err)
 	}
 }
@@ -527,7 +532,7 @@ func TestParseUnknownConnectionListsConnectionsInOrder(t *testing.T) {
 	for _, n := range []string{"default", "zeta", "alpha", "mid", "beta", "omega"} {
 		conns[n] = &fakeQuerier{}
 	}
-	b, err := NewBackend(validConfig(), conns, nil)
+	b, err := NewBackend(validConfig(), Options{Conns: conns})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -595,6 +600,13 @@ func TestQueryKey(t *testing.T) {
 			t.Errorf("keys equal for different questions %v and %v: %q", p[0], p[1], a)
 		}
 	}
+	if got, want := key("queryName", "pending", "param.status", "a", "param.region", "b"),
+		`default|"select count(*) from bookings where status = $1 and region = $2"|["a" "b"]`; got != want {
+		t.Errorf("key = %q, want the readable %q", got, want)
+	}
+	if k := key("query", "select 1\n\tfrom x"); strings.ContainsAny(k, "\x00\n\t") {
+		t.Errorf("key %q holds control characters", k)
+	}
 }
 
 func TestQueryValue(t *testing.T) {
@@ -618,7 +630,7 @@ func TestQueryValue(t *testing.T) {
 			f := &fakeQuerier{rows: tt.rows}
 			cfg := validConfig()
 			cfg.MaxRows = 5
-			b, err := NewBackend(cfg, map[string]Querier{DefaultConnection: f}, nil)
+			b, err := NewBackend(cfg, Options{Conns: map[string]Querier{DefaultConnection: f}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -640,7 +652,7 @@ func TestQueryValueMaxRows(t *testing.T) {
 	f := &countingQuerier{rows: rows}
 	cfg := validConfig()
 	cfg.MaxRows = 10
-	b, err := NewBackend(cfg, map[string]Querier{DefaultConnection: f}, nil)
+	b, err := NewBackend(cfg, Options{Conns: map[string]Querier{DefaultConnection: f}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -673,7 +685,7 @@ func TestQueryValueErrors(t *testing.T) {
 	outage := errors.New("connection refused")
 	refused := status.Error(codes.PermissionDenied, "read only")
 	for _, want := range []error{outage, refused} {
-		b, err := NewBackend(validConfig(), map[string]Querier{DefaultConnection: &fakeQuerier{err: want}}, nil)
+		b, err := NewBackend(validConfig(), Options{Conns: map[string]Querier{DefaultConnection: &fakeQuerier{err: want}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -691,7 +703,7 @@ func TestConverterIsUsed(t *testing.T) {
 		}
 		return Number(v)
 	}
-	b, err := NewBackend(validConfig(), map[string]Querier{DefaultConnection: &fakeQuerier{rows: []any{"lots"}}}, conv)
+	b, err := NewBackend(validConfig(), Options{Conns: map[string]Querier{DefaultConnection: &fakeQuerier{rows: []any{"lots"}}}, Convert: conv})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -718,9 +730,161 @@ func TestNamedQueriesCheckedAtStart(t *testing.T) {
 		{"unknown field", `{"q":{"sql":"select 1","parms":["x"]}}`, `parms`},
 	}
 	for _, tt := range tests {
-		cfg := Config{QueryTimeout: time.Second, MaxRows: 10, QueryPolicy: "any", Queries: tt.queries}
+		cfg := Config{QueryTimeout: time.Second, MaxRows: 10, MaxQueryBytes: 16384, MaxRowBytes: 1 << 20, QueryPolicy: "any", Queries: tt.queries}
 		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "QUERIES") {
 			t.Errorf("%s: Validate() = %v, want an error naming QUERIES and %s", tt.name, err, tt.want)
+		}
+	}
+}
+
+func TestParseRefusesUnsendableText(t *testing.T) {
+	cfg := validConfig()
+	cfg.MaxQueryBytes = 100
+	cfg.Queries = `{"p": {"sql": "select $1", "params": ["v"]}}`
+	f := &fakeQuerier{rows: []any{int64(1)}}
+	b, err := NewBackend(cfg, Options{Conns: map[string]Querier{DefaultConnection: f}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	atLimit := "select 1 --" + strings.Repeat("x", 100-len("select 1 --"))
+	tests := []struct {
+		name string
+		md   map[string]string
+		key  string
+		want string // "" parses
+	}{
+		{"query at MAX_QUERY_BYTES", md("query", atLimit), "", ""},
+		{"query past MAX_QUERY_BYTES", md("query", atLimit+"x"), "query", "at most 100 bytes (MAX_QUERY_BYTES), not 101"},
+		{"targetQuery past MAX_QUERY_BYTES", md("query", "select 1", "targetQuery", atLimit+"x"), "targetQuery", "MAX_QUERY_BYTES"},
+		{"parameter at MAX_QUERY_BYTES", md("queryName", "p", "param.v", strings.Repeat("v", 100)), "", ""},
+		{"parameter past MAX_QUERY_BYTES", md("queryName", "p", "param.v", strings.Repeat("v", 101)), "param.v", "MAX_QUERY_BYTES"},
+		{"NUL in query", md("query", "select 1\x00"), "query", "NUL"},
+		{"NUL in parameter", md("queryName", "p", "param.v", "a\x00b"), "param.v", "NUL"},
+		{"invalid UTF-8 in query", md("query", "select '\xff'"), "query", "UTF-8"},
+		{"invalid UTF-8 in parameter", md("queryName", "p", "param.v", "\xc3\x28"), "param.v", "UTF-8"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := b.Parse(tt.md)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("Parse = %v, want it to parse", err)
+			case tt.want != "" && (!isMetadataError(err, tt.key) || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("Parse = %v, want InvalidArgument naming %q and saying %q", err, tt.key, tt.want)
+			case tt.want != "" && !utf8.ValidString(err.Error()):
+				t.Errorf("the error is not valid UTF-8 (gRPC would refuse it): %q", err)
+			}
+		})
+	}
+}
+
+func TestQueryValueMaxRowBytes(t *testing.T) {
+	cfg := validConfig()
+	cfg.MaxRowBytes = 1024
+	for _, tt := range []struct {
+		name string
+		v    any
+		code codes.Code
+	}{
+		{"text at MAX_ROW_BYTES", strings.Repeat("7", 1024), codes.OK},
+		{"text past MAX_ROW_BYTES", strings.Repeat("7", 1025), codes.ResourceExhausted},
+		{"bytes past MAX_ROW_BYTES", make([]byte, 1025), codes.ResourceExhausted},
+	} {
+		b, err := NewBackend(cfg, Options{Conns: map[string]Querier{DefaultConnection: &fakeQuerier{rows: []any{tt.v}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = parseQuery(t, b, md("query", "select x")).Value(context.Background())
+		if status.Code(err) != tt.code || (tt.code != codes.OK && !strings.Contains(err.Error(), "MAX_ROW_BYTES")) {
+			t.Errorf("%s: %v, want %v naming MAX_ROW_BYTES", tt.name, err, tt.code)
+		}
+	}
+}
+
+// blockingQuerier runs until its context ends.
+type blockingQuerier struct{ started chan struct{} }
+
+func (q blockingQuerier) Query(ctx context.Context, _ string, _ []any, _ func(any) error) error {
+	close(q.started)
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func TestQueryTimeoutAndClose(t *testing.T) {
+	cfg := validConfig()
+	cfg.QueryTimeout = 50 * time.Millisecond
+	b, err := NewBackend(cfg, Options{Conns: map[string]Querier{DefaultConnection: blockingQuerier{make(chan struct{})}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = parseQuery(t, b, md("query", "select 1")).Value(context.Background())
+	if status.Code(err) != codes.DeadlineExceeded || !strings.Contains(err.Error(), "QUERY_TIMEOUT=50ms") {
+		t.Errorf("timed out: %v, want DeadlineExceeded naming QUERY_TIMEOUT", err)
+	}
+
+	cfg.QueryTimeout = time.Hour
+	started := make(chan struct{})
+	b, err = NewBackend(cfg, Options{Conns: map[string]Querier{DefaultConnection: blockingQuerier{started}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := parseQuery(t, b, md("query", "select 1"))
+	done := make(chan error, 1)
+	go func() {
+		_, err := q.Value(context.Background())
+		done <- err
+	}()
+	<-started
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "shutting down") {
+			t.Errorf("after Close: %v, want Unavailable saying the scaler is shutting down", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the query still runs 5s after Close")
+	}
+	if _, err := q.Value(context.Background()); status.Code(err) != codes.Unavailable {
+		t.Errorf("a query after Close: %v, want Unavailable", err)
+	}
+}
+
+func TestParseTargetUsesTargetQuerier(t *testing.T) {
+	value, target := &fakeQuerier{rows: []any{int64(1)}}, &fakeQuerier{rows: []any{int64(2)}}
+	b, err := NewBackend(validConfig(), Options{
+		Conns:   map[string]Querier{DefaultConnection: value},
+		Targets: map[string]Querier{DefaultConnection: target},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := b.Parse(md("query", "select v", "targetQuery", "select t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Probe.Read(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.TargetProbe.Read(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if value.lastCall(t).sql != "select v" || target.lastCall(t).sql != "select t" || len(value.calls) != 1 || len(target.calls) != 1 {
+		t.Errorf("value querier ran %v, target querier %v; want each its own query", value.calls, target.calls)
+	}
+}
+
+func TestCheckBackendTimeout(t *testing.T) {
+	c := validConfig()
+	c.QueryTimeout = 4 * time.Second
+	for _, tt := range []struct {
+		backend time.Duration
+		ok      bool
+	}{{5 * time.Second, true}, {4*time.Second + time.Nanosecond, true}, {4 * time.Second, false}, {3 * time.Second, false}} {
+		err := c.CheckBackendTimeout(tt.backend)
+		if (err == nil) != tt.ok || (err != nil && (!strings.Contains(err.Error(), "QUERY_TIMEOUT=4s") || !strings.Contains(err.Error(), "BACKEND_TIMEOUT="))) {
+			t.Errorf("BACKEND_TIMEOUT=%v: %v, want ok=%v", tt.backend, err, tt.ok)
 		}
 	}
 }

@@ -8,110 +8,90 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"time"
 
 	go_ora "github.com/sijms/go-ora/v2"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 )
 
-// readOnlyStatement is the first statement of every transaction the
-// scaler runs. Oracle then refuses any INSERT, UPDATE, DELETE or MERGE in
-// it with ORA-01456, and the transaction is rolled back after the query
-// anyway. go-ora cannot open a read-only transaction itself: its BeginTx
-// refuses TxOptions.ReadOnly (connection.go, Connection.BeginTx), so the
-// statement does it.
-//
-// Oracle has no statement timeout to set here: QUERY_TIMEOUT is the
-// context's deadline. go-ora watches the context while it executes a
-// query and fetches its first rows (command.go, Stmt.QueryContext, and
-// network/session.go, Session.StartContext): when it ends, go-ora sends
-// the server a break (out-of-band urgent data where negotiated, else an
-// interrupt marker packet), and the server aborts the call with ORA-01013.
-// Later fetches of a long result are bounded by go-ora's socket timeout
-// only (the URL option CONNECTION TIMEOUT; see the README).
-const readOnlyStatement = "SET TRANSACTION READ ONLY"
-
-// readOnly is the Guard of every Oracle connection.
-func readOnly(ctx context.Context, tx *sql.Tx) error {
-	_, err := tx.ExecContext(ctx, readOnlyStatement)
-	return err
-}
-
-// dialect is what a database adds to sqlmetric.DB: the guard that opens
-// every transaction and the mapping of its errors. Tests run the backend
-// on PostgreSQL with a dialect of their own.
-type dialect struct {
-	guard    func(ctx context.Context, tx *sql.Tx) error
-	mapError func(err error, queryTimeout time.Duration) error
-}
-
-// oracle is the Oracle dialect.
-var oracle = dialect{guard: readOnly, mapError: mapError}
-
 // Backend is the oracle-query backend: sqlmetric's SQL triggers (Parse)
-// over one go-ora connection pool per configured connection. It is safe
-// for concurrent use; Close closes the pools.
+// over two go-ora connection pools per configured connection (value
+// reads, and background target reads apart). It is safe for concurrent
+// use; Close cancels the queries in flight and closes the pools.
 type Backend struct {
 	*sqlmetric.Backend
 
-	dbs      map[string]*sql.DB
+	dbs      map[string]*sql.DB // value reads
+	targets  map[string]*sql.DB // background target reads
 	queriers map[string]sqlmetric.Querier
 }
 
-// New validates cfg and returns a Backend. It connects to nothing: a pool
-// opens its first session on the first query, so the scaler starts (and
-// reports Unavailable) while the database is down.
-func New(cfg Config, log *slog.Logger) (*Backend, error) {
-	if err := cfg.Validate(); err != nil {
+// New returns a Backend over cfg's connections, validating cfg unless
+// config.Load did, and refusing a QUERY_TIMEOUT that is not below env's
+// BACKEND_TIMEOUT. It connects to nothing: a pool opens its first session
+// on the first query, so the scaler starts (and reports Unavailable)
+// while the database is down.
+func New(_ context.Context, cfg Config, env scalerkit.Env) (*Backend, error) {
+	if cfg.urls == nil {
+		if err := cfg.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	if err := cfg.CheckBackendTimeout(env.Config.BackendTimeout); err != nil {
 		return nil, err
 	}
+	log := env.Log
 	if log == nil {
 		log = slog.Default()
 	}
-	urls, err := cfg.Connections()
-	if err != nil {
-		return nil, err
+	dbs := make(map[string]*sql.DB, len(cfg.urls))
+	targets := make(map[string]*sql.DB, len(cfg.urls))
+	for name, u := range cfg.urls {
+		// A connector of its own per pool rather than sql.Open("oracle",
+		// u): go-ora's registered driver is one value shared by every
+		// sql.Open and keeps the character-set converters of the first
+		// database it met (driver.go, OracleDriver.init).
+		dbs[name] = sql.OpenDB(go_ora.NewConnector(u))
+		cfg.applyPool(dbs[name], cfg.MaxOpenConns)
+		targets[name] = sql.OpenDB(go_ora.NewConnector(u))
+		cfg.applyPool(targets[name], cfg.MaxTargetConns)
 	}
-	dbs := make(map[string]*sql.DB, len(urls))
-	for name, u := range urls {
-		// A connector of its own per connection rather than
-		// sql.Open("oracle", u): go-ora's registered driver is one value
-		// shared by every sql.Open and keeps the character-set converters
-		// of the first database it met (driver.go, OracleDriver.init).
-		db := sql.OpenDB(go_ora.NewConnector(u))
-		cfg.applyPool(db)
-		dbs[name] = db
-	}
-	b, err := newBackend(cfg.Config, dbs, oracle)
+	metrics := sqlmetric.NewMetrics(env.Registerer)
+	b, err := newBackend(cfg.Config, dbs, targets, oracle, metrics)
 	if err != nil {
 		for _, db := range dbs {
 			_ = db.Close()
 		}
+		for _, db := range targets {
+			_ = db.Close()
+		}
 		return nil, err
 	}
+	for name := range dbs {
+		metrics.AddPool(name, sqlmetric.PoolValue, dbStats(dbs[name]))
+		metrics.AddPool(name, sqlmetric.PoolTarget, dbStats(targets[name]))
+	}
 	log.Info("oracle configured", slog.Any("connections", slices.Sorted(maps.Keys(dbs))),
-		slog.Int("maxOpenConns", cfg.MaxOpenConns), slog.Duration("queryTimeout", cfg.QueryTimeout),
-		slog.String("queryPolicy", cfg.QueryPolicy), slog.Int("maxRows", cfg.MaxRows))
+		slog.Int("maxOpenConns", cfg.MaxOpenConns), slog.Int("maxTargetConns", cfg.MaxTargetConns),
+		slog.Duration("queryTimeout", cfg.QueryTimeout), slog.String("queryPolicy", cfg.QueryPolicy), slog.Int("maxRows", cfg.MaxRows))
 	return b, nil
 }
 
-// newBackend builds the backend over open pools, one per connection name.
-func newBackend(cfg sqlmetric.Config, dbs map[string]*sql.DB, d dialect) (*Backend, error) {
-	b := &Backend{dbs: dbs, queriers: make(map[string]sqlmetric.Querier, len(dbs))}
+// newBackend builds the backend over open pools, by connection name:
+// dbs for value reads, targets (nil: dbs) for background target reads.
+func newBackend(cfg sqlmetric.Config, dbs, targets map[string]*sql.DB, d dialect, metrics *sqlmetric.Metrics) (*Backend, error) {
+	b := &Backend{dbs: dbs, targets: targets, queriers: make(map[string]sqlmetric.Querier, len(dbs))}
+	targetQueriers := make(map[string]sqlmetric.Querier, len(targets))
 	for name, db := range dbs {
-		b.queriers[name] = &timeoutQuerier{
-			db: &sqlmetric.DB{
-				DB:       db,
-				Guard:    d.guard,
-				MapError: func(err error) error { return d.mapError(err, cfg.QueryTimeout) },
-			},
-			timeout: cfg.QueryTimeout,
-		}
+		b.queriers[name] = d.querier(db, cfg.QueryTimeout)
 	}
-	core, err := sqlmetric.NewBackend(cfg, b.queriers, Number)
+	for name, db := range targets {
+		targetQueriers[name] = d.querier(db, cfg.QueryTimeout)
+	}
+	core, err := sqlmetric.NewBackend(cfg, sqlmetric.Options{
+		Conns: b.queriers, Targets: targetQueriers, Convert: Convert, Metrics: metrics,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -119,44 +99,27 @@ func newBackend(cfg sqlmetric.Config, dbs map[string]*sql.DB, d dialect) (*Backe
 	return b, nil
 }
 
-// Close closes every connection pool.
+// Close cancels the queries in flight (go-ora breaks them) and closes
+// every connection pool.
 func (b *Backend) Close() error {
+	if b.Backend != nil {
+		_ = b.Backend.Close()
+	}
 	var errs []error
-	for name, db := range b.dbs {
-		if err := db.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("closing connection %s: %w", name, err))
+	for _, pools := range []map[string]*sql.DB{b.dbs, b.targets} {
+		for name, db := range pools {
+			if err := db.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("closing connection %s: %w", name, err))
+			}
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// timeoutQuerier bounds every query of db with QUERY_TIMEOUT: Oracle has
-// no statement timeout, so the context is the timeout.
-type timeoutQuerier struct {
-	db      sqlmetric.Querier
-	timeout time.Duration
-}
-
-// Query implements sqlmetric.Querier. A query that outlives QUERY_TIMEOUT
-// is DeadlineExceeded naming it, whatever go-ora said when it was broken
-// off; one that outlives the caller's context (BACKEND_TIMEOUT) is that
-// context's error, for scalerkit to report as its own. Errors of row come
-// back as they are.
-func (q *timeoutQuerier) Query(ctx context.Context, sql string, args []any, row func(first any) error) error {
-	qctx, cancel := context.WithTimeout(ctx, q.timeout)
-	defer cancel()
-	var rowErr error
-	err := q.db.Query(qctx, sql, args, func(first any) error {
-		rowErr = row(first)
-		return rowErr
-	})
-	switch {
-	case err == nil || rowErr != nil:
-		return err
-	case ctx.Err() != nil:
-		return fmt.Errorf("the query was cancelled: %w", ctx.Err())
-	case qctx.Err() != nil:
-		return status.Errorf(codes.DeadlineExceeded, "the query did not finish within QUERY_TIMEOUT=%v and was cancelled: %v", q.timeout, err)
+// dbStats reports a pool's connections for sqlmetric.Metrics.
+func dbStats(db *sql.DB) func() (inUse, idle int) {
+	return func() (int, int) {
+		st := db.Stats()
+		return st.InUse, st.Idle
 	}
-	return err
 }

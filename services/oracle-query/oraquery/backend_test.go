@@ -157,7 +157,7 @@ func openPG(t *testing.T, pg *testenv.Postgres) *sql.DB {
 		t.Fatal(err)
 	}
 	cfg := testConfig("")
-	cfg.applyPool(db)
+	cfg.applyPool(db, cfg.MaxOpenConns)
 	t.Cleanup(func() { _ = db.Close() })
 	return db
 }
@@ -257,7 +257,11 @@ func TestBackendOnPostgres(t *testing.T) {
 		lb := newTestBackend(t, long, map[string]*sql.DB{sqlmetric.DefaultConnection: openPG(t, pg)}, pgDialect)
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		defer cancel()
-		err := lb.queriers[sqlmetric.DefaultConnection].Query(ctx, "select pg_sleep(10)", nil, func(any) error { return nil })
+		tr, err := lb.Parse(trigger("select pg_sleep(10)"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = tr.Probe.Read(ctx)
 		if !errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "QUERY_TIMEOUT") {
 			t.Errorf("caller's deadline: %v, want context.DeadlineExceeded, not QUERY_TIMEOUT", err)
 		}

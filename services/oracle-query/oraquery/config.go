@@ -47,13 +47,25 @@ type Config struct {
 	Options string `envconfig:"ORACLE_OPTIONS" desc:"go-ora URL options with ORACLE_HOST, as a query string: SSL=true&SSL VERIFY=true&WALLET=/wallet (with ORACLE_URL, put them in the URL)"`
 
 	// MaxOpenConns caps each connection's pool.
-	MaxOpenConns int `envconfig:"ORACLE_MAX_OPEN_CONNS" default:"4" desc:"maximum open sessions per connection (the scaler must never load the database)"`
+	MaxOpenConns int `envconfig:"ORACLE_MAX_OPEN_CONNS" default:"4" desc:"maximum open sessions per connection for value reads (the scaler must never load the database)"`
+	// MaxTargetConns caps the pool of background target reads
+	// (targetQuery), kept apart so that they never take the sessions
+	// value reads need.
+	MaxTargetConns int `envconfig:"ORACLE_MAX_TARGET_CONNS" default:"1" desc:"maximum open sessions per connection for background target reads (targetQuery), a pool apart from ORACLE_MAX_OPEN_CONNS"`
 	// MaxIdleConns is how many idle sessions each pool keeps.
 	MaxIdleConns int `envconfig:"ORACLE_MAX_IDLE_CONNS" default:"2" desc:"idle sessions kept per connection (at most ORACLE_MAX_OPEN_CONNS)"`
 	// ConnMaxLifetime retires sessions after this long; 0 never does.
 	ConnMaxLifetime time.Duration `envconfig:"ORACLE_CONN_MAX_LIFETIME" default:"30m" desc:"a session is closed and replaced after this long (0: never)"`
 	// ConnMaxIdleTime closes sessions idle this long; 0 never does.
 	ConnMaxIdleTime time.Duration `envconfig:"ORACLE_CONN_MAX_IDLE_TIME" default:"5m" desc:"an idle session is closed after this long (0: never)"`
+
+	// Environ is the environment the named connections are read from
+	// (ORACLE_URL_<NAME> and ORACLE_PASSWORD_<NAME>), as os.Environ
+	// returns it; nil means the process's own. Tests set it.
+	Environ []string `ignored:"true"`
+
+	// urls are the connections Validate resolved, by name.
+	urls map[string]string
 }
 
 // Validate checks the configuration and names the variable at fault. It
@@ -68,6 +80,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("ORACLE_PORT=%d: want a port between 1 and 65535", c.Port)
 	case c.MaxOpenConns <= 0:
 		return fmt.Errorf("ORACLE_MAX_OPEN_CONNS=%d: want > 0", c.MaxOpenConns)
+	case c.MaxTargetConns <= 0:
+		return fmt.Errorf("ORACLE_MAX_TARGET_CONNS=%d: want > 0", c.MaxTargetConns)
 	case c.MaxIdleConns < 0 || c.MaxIdleConns > c.MaxOpenConns:
 		return fmt.Errorf("ORACLE_MAX_IDLE_CONNS=%d: want between 0 and ORACLE_MAX_OPEN_CONNS (%d)", c.MaxIdleConns, c.MaxOpenConns)
 	case c.ConnMaxLifetime < 0:
@@ -79,7 +93,11 @@ func (c *Config) Validate() error {
 	if err != nil {
 		return err
 	}
-	return c.CheckConnections(slices.Collect(maps.Keys(conns)), namedURLPrefix)
+	if err := c.CheckConnections(slices.Collect(maps.Keys(conns)), namedURLPrefix); err != nil {
+		return err
+	}
+	c.urls = conns
+	return nil
 }
 
 // Connections returns the go-ora URL of every connection, keyed by
@@ -114,7 +132,11 @@ func (c *Config) Connections() (map[string]string, error) {
 		return nil, errors.New("ORACLE_USER and ORACLE_PASSWORD belong to the default connection, and neither ORACLE_URL nor ORACLE_HOST is set (a named connection's password is ORACLE_PASSWORD_<NAME>)")
 	}
 
-	named, err := sqlmetric.NamedConnections(os.Environ(), namedURLPrefix, namedPasswordPrefix)
+	environ := c.Environ
+	if environ == nil {
+		environ = os.Environ()
+	}
+	named, err := sqlmetric.NamedConnections(environ, namedURLPrefix, namedPasswordPrefix)
 	if err != nil {
 		return nil, err
 	}
@@ -204,10 +226,11 @@ func passwordVariable(urlVariable string) string {
 	return "ORACLE_PASSWORD"
 }
 
-// applyPool sets the pool limits of the configuration on db.
-func (c *Config) applyPool(db *sql.DB) {
-	db.SetMaxOpenConns(c.MaxOpenConns)
-	db.SetMaxIdleConns(c.MaxIdleConns)
+// applyPool sets the pool limits of the configuration on db, with at
+// most maxOpen sessions.
+func (c *Config) applyPool(db *sql.DB, maxOpen int) {
+	db.SetMaxOpenConns(maxOpen)
+	db.SetMaxIdleConns(min(c.MaxIdleConns, maxOpen))
 	db.SetConnMaxLifetime(c.ConnMaxLifetime)
 	db.SetConnMaxIdleTime(c.ConnMaxIdleTime)
 }

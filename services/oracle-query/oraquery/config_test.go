@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
@@ -43,8 +44,11 @@ func TestLoadDefaults(t *testing.T) {
 		t.Fatalf("Load: %v", err)
 	}
 	want := testConfig("oracle://ks:pw@db.example:1521/FREEPDB1")
-	if c.MaxOpenConns != want.MaxOpenConns || c.MaxIdleConns != want.MaxIdleConns || c.ConnMaxLifetime != want.ConnMaxLifetime ||
-		c.ConnMaxIdleTime != want.ConnMaxIdleTime || c.Port != 1521 || c.Config != want.Config {
+	got, wantSQL := c.Config, want.Config
+	if c.MaxOpenConns != want.MaxOpenConns || c.MaxTargetConns != want.MaxTargetConns || c.MaxIdleConns != want.MaxIdleConns ||
+		c.ConnMaxLifetime != want.ConnMaxLifetime || c.ConnMaxIdleTime != want.ConnMaxIdleTime || c.Port != 1521 ||
+		got.QueryTimeout != wantSQL.QueryTimeout || got.MaxRows != wantSQL.MaxRows || got.MaxQueryBytes != wantSQL.MaxQueryBytes ||
+		got.MaxRowBytes != wantSQL.MaxRowBytes || got.QueryPolicy != wantSQL.QueryPolicy {
 		t.Errorf("defaults %+v, want %+v", c, want)
 	}
 }
@@ -249,7 +253,7 @@ func TestNewAppliesPoolSettings(t *testing.T) {
 	t.Setenv("ORACLE_URL_REPORTS", "oracle://rep:rp@127.0.0.1:1/REPPDB")
 	c := testConfig("oracle://ks:pw@127.0.0.1:1/FREEPDB1")
 	c.MaxOpenConns, c.MaxIdleConns = 3, 1
-	b, err := New(c, quiet)
+	b, err := New(context.Background(), c, scalerkit.Env{Log: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +282,7 @@ func TestStartsWhileDatabaseIsDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := New(testConfig("oracle://ks:pw@127.0.0.1:"+strconv.Itoa(port)+"/FREEPDB1"), quiet)
+	b, err := New(context.Background(), testConfig("oracle://ks:pw@127.0.0.1:"+strconv.Itoa(port)+"/FREEPDB1"), scalerkit.Env{Log: quiet})
 	if err != nil {
 		t.Fatalf("New with the database down: %v", err)
 	}

@@ -8,7 +8,7 @@ import (
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 )
 
-// Number is the sqlmetric.Converter for the values go-ora v2 hands
+// Convert is the sqlmetric.Converter for the values go-ora v2 hands
 // database/sql when a column is scanned into an *any. It knows these
 // (learned from go-ora v2.8.24's source):
 //
@@ -38,7 +38,7 @@ import (
 // Anything else (DATE and TIMESTAMP as time.Time, RAW as []byte, BOOLEAN
 // as bool) goes to sqlmetric.Number, which makes a time or a bool not a
 // number: one such row counts as 1.
-func Number(v any) (float64, bool) {
+func Convert(v any) (float64, bool) {
 	switch n := v.(type) {
 	case string:
 		return sqlmetric.Number(n)

@@ -19,7 +19,7 @@ func mustNumber(t *testing.T, s string) *go_ora.Number {
 	return n
 }
 
-func TestNumber(t *testing.T) {
+func TestConvert(t *testing.T) {
 	tests := []struct {
 		name   string
 		in     any
@@ -63,19 +63,19 @@ func TestNumber(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, ok := Number(tt.in)
+			got, ok := Convert(tt.in)
 			if ok != tt.wantOK || (ok && got != tt.want) {
-				t.Errorf("Number(%T %v) = %v, %v; want %v, %v", tt.in, tt.in, got, ok, tt.want, tt.wantOK)
+				t.Errorf("Convert(%T %v) = %v, %v; want %v, %v", tt.in, tt.in, got, ok, tt.want, tt.wantOK)
 			}
 		})
 	}
-	if got, ok := Number("Infinity"); !ok || !math.IsInf(got, 1) {
+	if got, ok := Convert("Infinity"); !ok || !math.IsInf(got, 1) {
 		// go-ora prints NUMBER's infinity as "Infinity"; scalerkit refuses
 		// ±Inf rather than sending it.
-		t.Errorf(`Number("Infinity") = %v, %v; want +Inf, true`, got, ok)
+		t.Errorf(`Convert("Infinity") = %v, %v; want +Inf, true`, got, ok)
 	}
-	if got, ok := Number(math.NaN()); !ok || !math.IsNaN(got) {
-		t.Errorf("Number(BINARY_DOUBLE NaN) = %v, %v; want NaN, true (scalerkit refuses it)", got, ok)
+	if got, ok := Convert(math.NaN()); !ok || !math.IsNaN(got) {
+		t.Errorf("Convert(BINARY_DOUBLE NaN) = %v, %v; want NaN, true (scalerkit refuses it)", got, ok)
 	}
 }
 
@@ -92,7 +92,7 @@ func TestGoOraNumberText(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, ok := Number(n); !ok || v != 42 {
-		t.Errorf("Number(NewNumberFromInt64(42)) = %v, %v", v, ok)
+	if v, ok := Convert(n); !ok || v != 42 {
+		t.Errorf("Convert(NewNumberFromInt64(42)) = %v, %v", v, ok)
 	}
 }

@@ -28,7 +28,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // sqlDefaults is sqlmetric.Config with its production defaults.
 func sqlDefaults() sqlmetric.Config {
-	return sqlmetric.Config{QueryTimeout: 4 * time.Second, MaxRows: 10000, QueryPolicy: sqlmetric.PolicyAny}
+	return sqlmetric.Config{QueryTimeout: 4 * time.Second, MaxRows: 10000, MaxQueryBytes: 16384, MaxRowBytes: 1 << 20, QueryPolicy: sqlmetric.PolicyAny}
 }
 
 // testConfig is a Config with the production defaults and url as the
@@ -39,6 +39,7 @@ func testConfig(url string) Config {
 		URL:             url,
 		Port:            1521,
 		MaxOpenConns:    4,
+		MaxTargetConns:  1,
 		MaxIdleConns:    2,
 		ConnMaxLifetime: 30 * time.Minute,
 		ConnMaxIdleTime: 5 * time.Minute,
@@ -49,7 +50,7 @@ func testConfig(url string) Config {
 // test ends.
 func newTestBackend(t testing.TB, cfg sqlmetric.Config, dbs map[string]*sql.DB, d dialect) *Backend {
 	t.Helper()
-	b, err := newBackend(cfg, dbs, d)
+	b, err := newBackend(cfg, dbs, nil, d, nil)
 	if err != nil {
 		t.Fatalf("newBackend: %v", err)
 	}

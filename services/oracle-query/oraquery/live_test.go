@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
@@ -91,7 +92,7 @@ func TestLiveOracle(t *testing.T) {
 		return n
 	}
 
-	b, err := New(cfg, quiet)
+	b, err := New(context.Background(), cfg, scalerkit.Env{Log: quiet})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -173,7 +174,7 @@ func TestLiveOracle(t *testing.T) {
 	t.Run("QUERY_TIMEOUT", func(t *testing.T) {
 		slow := cfg
 		slow.QueryTimeout = time.Second
-		sb, err := New(slow, quiet)
+		sb, err := New(context.Background(), slow, scalerkit.Env{Log: quiet})
 		if err != nil {
 			t.Fatal(err)
 		}

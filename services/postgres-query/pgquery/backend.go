@@ -2,88 +2,140 @@ package pgquery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
 	"sync"
+	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/ratelog"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 )
 
-// Backend is the scaler's backend: sqlmetric's SQL triggers over one
-// PostgreSQL pool per connection, plus the notifyChannel key. It
-// implements scaler.Backend and io.Closer and is safe for concurrent use.
+// Backend is the scaler's backend: sqlmetric's SQL triggers over two
+// PostgreSQL pools per connection (value reads, and background target
+// reads apart), plus the notifyChannel key. It implements scaler.Backend
+// and io.Closer and is safe for concurrent use.
 type Backend struct {
 	sql       *sqlmetric.Backend
-	pools     map[string]*pgxpool.Pool
+	pools     map[string]*pgxpool.Pool // value reads
+	targets   map[string]*pgxpool.Pool // background target reads
 	listeners map[string]*Listener
 }
 
-// New validates cfg and returns a Backend with a pool and a Listener per
-// connection. It does not connect: the database may be down when the
-// scaler starts, and reads report that until it is back. Call Close when
-// done.
-func New(cfg Config, log *slog.Logger) (*Backend, error) {
-	if err := cfg.Validate(); err != nil {
+// New returns a Backend with two pools and a Listener per connection of
+// cfg, validating cfg unless config.Load did. It refuses a QUERY_TIMEOUT
+// that is not below env's BACKEND_TIMEOUT, and a connection whose role is
+// a superuser or bypasses row security (unless POSTGRES_ALLOW_SUPERUSER):
+// it connects once per connection to check, but a database that is down
+// does not stop the start (reads report it until it is back, and the
+// check runs on every new connection). Call Close when done.
+func New(ctx context.Context, cfg Config, env scalerkit.Env) (*Backend, error) {
+	if cfg.pools == nil {
+		if err := cfg.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	if err := cfg.CheckBackendTimeout(env.Config.BackendTimeout); err != nil {
 		return nil, err
 	}
+	log := env.Log
 	if log == nil {
 		log = slog.Default()
 	}
-	conns, err := cfg.connections()
-	if err != nil {
-		return nil, err
-	}
-	b := &Backend{pools: make(map[string]*pgxpool.Pool), listeners: make(map[string]*Listener)}
-	queriers := make(map[string]sqlmetric.Querier, len(conns))
-	for _, name := range slices.Sorted(maps.Keys(conns)) {
-		conn := conns[name]
-		pc, err := cfg.poolConfig(conn)
-		if err != nil {
-			b.Close()
-			return nil, err
-		}
+	metrics := sqlmetric.NewMetrics(env.Registerer)
+	b := &Backend{pools: make(map[string]*pgxpool.Pool), targets: make(map[string]*pgxpool.Pool), listeners: make(map[string]*Listener)}
+	queriers := make(map[string]sqlmetric.Querier, len(cfg.pools))
+	targets := make(map[string]sqlmetric.Querier, len(cfg.pools))
+	listenLimit := ratelog.New(time.Minute, 64)
+	for _, name := range slices.Sorted(maps.Keys(cfg.pools)) {
+		rp := cfg.pools[name]
 		connLog := log.With(slog.String("connection", name))
-		pc.AfterConnect = warnSuperuser(connLog)
+		pc := rp.config.Copy()
+		pc.AfterConnect = checkRole(cfg.AllowSuperuser, connLog)
+		tc := pc.Copy()
+		tc.MaxConns, tc.MinConns = cfg.MaxTargetConns, 0
+		tc.ConnConfig.RuntimeParams["application_name"] += TargetSuffix
 		pool, err := pgxpool.NewWithConfig(context.Background(), pc)
 		if err != nil {
 			b.Close()
-			return nil, fmt.Errorf("%s: %w", conn.URLVar, err)
+			return nil, fmt.Errorf("%s: %w", rp.urlVar, err)
 		}
 		b.pools[name] = pool
+		target, err := pgxpool.NewWithConfig(context.Background(), tc)
+		if err != nil {
+			b.Close()
+			return nil, fmt.Errorf("%s: %w", rp.urlVar, err)
+		}
+		b.targets[name] = target
 		queriers[name] = NewQuerier(pool, cfg.QueryTimeout)
-		b.listeners[name] = NewListener(listenConfig(pc), ListenerOptions{MaxChannels: cfg.MaxListenChannels, Logger: connLog})
+		targets[name] = NewQuerier(target, cfg.QueryTimeout)
+		metrics.AddPool(name, sqlmetric.PoolValue, poolStats(pool))
+		metrics.AddPool(name, sqlmetric.PoolTarget, poolStats(target))
+		b.listeners[name] = NewListener(listenConfig(pc), ListenerOptions{MaxChannels: cfg.MaxListenChannels, Logger: connLog, Limiter: listenLimit})
 		cc := pc.ConnConfig
 		connLog.Info("postgres configured", slog.String("host", cc.Host), slog.Int("port", int(cc.Port)),
 			slog.String("database", cc.Database), slog.String("user", cc.User), slog.Bool("tls", cc.TLSConfig != nil),
-			slog.Int("maxConns", int(pc.MaxConns)))
+			slog.Int("maxConns", int(pc.MaxConns)), slog.Int("maxTargetConns", int(tc.MaxConns)))
 	}
-	if b.sql, err = sqlmetric.NewBackend(cfg.Config, queriers, Convert); err != nil {
+	var err error
+	b.sql, err = sqlmetric.NewBackend(cfg.Config, sqlmetric.Options{
+		Conns: queriers, Targets: targets, Convert: Convert, Margin: clientMargin, Metrics: metrics,
+	})
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	if err := b.checkRoles(ctx, cfg, log); err != nil {
 		b.Close()
 		return nil, err
 	}
 	return b, nil
 }
 
-// warnSuperuser logs once per pool when the scaler's user is a superuser:
-// READ ONLY keeps tables safe, but a superuser's query may still read
-// server files or signal other sessions.
-func warnSuperuser(log *slog.Logger) func(context.Context, *pgx.Conn) error {
-	var once sync.Once
-	return func(_ context.Context, conn *pgx.Conn) error {
-		if isSuperuser(conn) {
-			once.Do(func() {
-				log.Warn("connected as a superuser: give the scaler a role with SELECT on the tables its queries need only (see README, Security)",
-					slog.String("user", conn.Config().User))
-			})
-		}
-		return nil
+// checkRoles connects once to each connection's database, at once, to
+// refuse a superuser role at start rather than at the first query. A
+// database that cannot be reached is logged and left to the reads.
+func (b *Backend) checkRoles(ctx context.Context, cfg Config, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout+time.Second)
+	defer cancel()
+	names := slices.Sorted(maps.Keys(b.pools))
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := b.pools[name].Acquire(ctx)
+			if err == nil {
+				conn.Release()
+				return
+			}
+			var refused *roleError
+			if errors.As(err, &refused) {
+				errs[i] = fmt.Errorf("%s: %w", cfg.pools[name].urlVar, refused)
+				return
+			}
+			log.Warn("postgres not reachable at start; reads report it until it is back",
+				slog.String("connection", name), slog.Any("error", mapError(err, cfg.QueryTimeout)))
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// poolStats reports a pool's connections for sqlmetric.Metrics.
+func poolStats(p *pgxpool.Pool) func() (inUse, idle int) {
+	return func() (int, int) {
+		st := p.Stat()
+		return int(st.AcquiredConns()), int(st.IdleConns())
 	}
 }
 
@@ -112,13 +164,19 @@ func (b *Backend) Parse(md map[string]string) (*scaler.Trigger, error) {
 	return t, nil
 }
 
-// Close closes the listeners and the pools. It waits for queries in
-// flight, which QUERY_TIMEOUT bounds.
+// Close cancels the queries in flight, then closes the listeners and the
+// pools: it does not wait for a running query.
 func (b *Backend) Close() error {
+	if b.sql != nil {
+		_ = b.sql.Close()
+	}
 	for _, l := range b.listeners {
 		l.Close()
 	}
 	for _, p := range b.pools {
+		p.Close()
+	}
+	for _, p := range b.targets {
 		p.Close()
 	}
 	return nil

@@ -3,13 +3,18 @@ package pgquery
 import (
 	"errors"
 	"fmt"
+	"io"
 	"maps"
+	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
@@ -23,6 +28,9 @@ const (
 	AppName = "kedascalers-postgres-query"
 	// ListenSuffix is appended to the application_name of LISTEN sessions.
 	ListenSuffix = "-listen"
+	// TargetSuffix is appended to the application_name of the sessions
+	// of background target reads.
+	TargetSuffix = "-target"
 )
 
 // maxQueryTimeout bounds QUERY_TIMEOUT well within statement_timeout's
@@ -51,7 +59,14 @@ type Config struct {
 	// Secret.
 	Password string `envconfig:"POSTGRES_PASSWORD" desc:"password (from a Secret) of POSTGRES_URL, replacing the DSN's; named connections: POSTGRES_PASSWORD_<NAME>"`
 	// MaxConns caps the query connections of each connection's pool.
-	MaxConns int32 `envconfig:"POSTGRES_MAX_CONNS" default:"4" desc:"maximum query connections per connection (database); the scaler must never load the database"`
+	MaxConns int32 `envconfig:"POSTGRES_MAX_CONNS" default:"4" desc:"maximum query connections per connection (database) for value reads; the scaler must never load the database"`
+	// MaxTargetConns caps the pool of background target reads
+	// (targetQuery), kept apart so that they never take the connections
+	// value reads need.
+	MaxTargetConns int32 `envconfig:"POSTGRES_MAX_TARGET_CONNS" default:"1" desc:"maximum connections per connection (database) for background target reads (targetQuery), a pool apart from POSTGRES_MAX_CONNS"`
+	// AllowSuperuser lets the scaler run as a superuser or a role that
+	// bypasses row security.
+	AllowSuperuser bool `envconfig:"POSTGRES_ALLOW_SUPERUSER" default:"false" desc:"true lets the scaler connect as a superuser or a BYPASSRLS role (READ ONLY does not stop dblink_exec, pg_terminate_backend, file reads...): for throwaway demos only"`
 	// MinConns is how many query connections each pool keeps open.
 	MinConns int32 `envconfig:"POSTGRES_MIN_CONNS" default:"0" desc:"query connections kept open per connection (0: none until needed, so the scaler starts while the database is down)"`
 	// MaxConnLifetime is when a connection is closed and replaced.
@@ -69,6 +84,16 @@ type Config struct {
 	// (POSTGRES_URL_<NAME> and POSTGRES_PASSWORD_<NAME>), as os.Environ
 	// returns it; nil means the process's own. Tests set it.
 	Environ []string `ignored:"true"`
+
+	// pools are the connections Validate resolved, by name.
+	pools map[string]resolvedPool
+}
+
+// resolvedPool is one connection as Validate resolved it: the variable
+// that defines it and its pool settings.
+type resolvedPool struct {
+	urlVar string
+	config *pgxpool.Config
 }
 
 // Validate checks the configuration, parsing every DSN, and names the
@@ -85,6 +110,8 @@ func (c *Config) Validate() error {
 		return errors.New("POSTGRES_URL is required (there is no default: the scaler must not guess which database to query)")
 	case c.MaxConns <= 0:
 		return fmt.Errorf("POSTGRES_MAX_CONNS=%d: want > 0", c.MaxConns)
+	case c.MaxTargetConns <= 0:
+		return fmt.Errorf("POSTGRES_MAX_TARGET_CONNS=%d: want > 0", c.MaxTargetConns)
 	case c.MinConns < 0 || c.MinConns > c.MaxConns:
 		return fmt.Errorf("POSTGRES_MIN_CONNS=%d: want between 0 and POSTGRES_MAX_CONNS (%d)", c.MinConns, c.MaxConns)
 	case c.MaxConnLifetime <= 0:
@@ -100,12 +127,19 @@ func (c *Config) Validate() error {
 	if err != nil {
 		return err
 	}
+	pools := make(map[string]resolvedPool, len(conns))
 	for _, name := range slices.Sorted(maps.Keys(conns)) {
-		if _, err := c.poolConfig(conns[name]); err != nil {
+		pc, err := c.poolConfig(conns[name])
+		if err != nil {
 			return err
 		}
+		pools[name] = resolvedPool{urlVar: conns[name].URLVar, config: pc}
 	}
-	return c.CheckConnections(slices.Collect(maps.Keys(conns)), urlPrefix)
+	if err := c.CheckConnections(slices.Collect(maps.Keys(conns)), urlPrefix); err != nil {
+		return err
+	}
+	c.pools = pools
+	return nil
 }
 
 // connections returns every connection by lowercase name: the default one
@@ -133,16 +167,37 @@ func (c *Config) connections() (map[string]sqlmetric.Connection, error) {
 // password, timeouts and limits of c. Errors name conn's variable and
 // never quote the DSN's password.
 func (c *Config) poolConfig(conn sqlmetric.Connection) (*pgxpool.Config, error) {
-	pc, err := pgxpool.ParseConfig(strings.TrimSpace(conn.URL))
+	dsn := strings.TrimSpace(conn.URL)
+	if scheme, _, ok := strings.Cut(dsn, "://"); ok && scheme != "postgres" && scheme != "postgresql" {
+		if !schemeRE.MatchString(scheme) {
+			scheme = "?"
+		}
+		return nil, fmt.Errorf("%s: scheme %q: want postgres://user@host:5432/db?sslmode=verify-full or a keyword/value DSN such as host=... dbname=...", conn.URLVar, scheme)
+	}
+	pc, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		// pgconn redacts the password in the DSN it quotes.
-		return nil, fmt.Errorf("%s is not a valid PostgreSQL URL or keyword/value DSN: %w", conn.URLVar, err)
+		// Not the reason: pgconn quotes the DSN, redacting a password it
+		// recognises, which a malformed one may not be.
+		return nil, fmt.Errorf("%s is not a valid PostgreSQL URL or keyword/value DSN (details are not shown: they could quote the password): %w", conn.URLVar, parseErrorReason(err))
 	}
 	cc := pc.ConnConfig
 	if cc.DefaultQueryExecMode == pgx.QueryExecModeSimpleProtocol {
 		// The simple protocol runs several statements in one string and
 		// splices parameters into the SQL text: both guards would be gone.
 		return nil, fmt.Errorf("%s: default_query_exec_mode=simple_protocol is not allowed: queries must use the extended protocol (exec works behind PgBouncer)", conn.URLVar)
+	}
+	// One-off queries leave nothing behind: no named prepared statement
+	// on the server, no cached statement or description in the scaler
+	// (see Querier).
+	cc.StatementCacheCapacity = 0
+	cc.DescriptionCacheCapacity = 0
+	// What the server sends is bounded while it is read: a larger message
+	// (a row, a value) is refused from its header, before its body.
+	maxBody := c.MaxRowBytes
+	cc.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
+		f := pgproto3.NewFrontend(r, w)
+		f.SetMaxBodyLen(maxBody)
+		return f
 	}
 	if conn.Password != "" {
 		cc.Password = conn.Password
@@ -161,6 +216,24 @@ func (c *Config) poolConfig(conn sqlmetric.Connection) (*pgxpool.Config, error) 
 	pc.MaxConnLifetimeJitter = c.MaxConnLifetime / 10 // spread reconnects
 	pc.MaxConnIdleTime = c.MaxConnIdleTime
 	return pc, nil
+}
+
+// schemeRE is a URL scheme that may be quoted in an error.
+var schemeRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]{0,19}$`)
+
+// parseErrorReason is the reason of a pgconn parse error without the DSN
+// it quotes (a url.Error quotes the whole URL).
+func parseErrorReason(err error) error {
+	var pe *pgconn.ParseConfigError
+	if !errors.As(err, &pe) || pe.Unwrap() == nil {
+		return errors.New("not parseable")
+	}
+	reason := pe.Unwrap()
+	var ue *url.Error
+	if errors.As(reason, &ue) {
+		reason = ue.Err
+	}
+	return reason
 }
 
 // listenConfig returns the settings of conn's LISTEN sessions: those of

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
@@ -120,12 +121,16 @@ func checksum(t testing.TB, conn *pgx.Conn) string {
 func testConfig(url string) Config {
 	return Config{
 		Config: sqlmetric.Config{
-			QueryTimeout: 2 * time.Second,
-			MaxRows:      10000,
-			QueryPolicy:  sqlmetric.PolicyAny,
+			QueryTimeout:  2 * time.Second,
+			MaxRows:       10000,
+			MaxQueryBytes: 16384,
+			MaxRowBytes:   1 << 20,
+			QueryPolicy:   sqlmetric.PolicyAny,
 		},
 		URL:               url,
 		MaxConns:          4,
+		MaxTargetConns:    1,
+		AllowSuperuser:    true, // the throwaway server's postgres role
 		MaxConnLifetime:   30 * time.Minute,
 		MaxConnIdleTime:   5 * time.Minute,
 		ConnectTimeout:    time.Second,
@@ -137,7 +142,7 @@ func testConfig(url string) Config {
 // newBackend builds a Backend for cfg, closed when the test ends.
 func newBackend(t testing.TB, cfg Config) *Backend {
 	t.Helper()
-	b, err := New(cfg, quiet)
+	b, err := New(context.Background(), cfg, scalerkit.Env{Log: quiet})
 	return scalertest.Closing(t, b, err)
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit/ratelog"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/stream"
 )
 
@@ -31,6 +32,9 @@ type ListenerOptions struct {
 	MinBackoff, MaxBackoff time.Duration
 	// Logger receives connection failures and recoveries.
 	Logger *slog.Logger
+	// Limiter rate-limits the warning of a watch over MaxChannels (one
+	// per minute by default).
+	Limiter *ratelog.Limiter
 }
 
 // Listener shares LISTEN sessions on one database among every watcher:
@@ -51,6 +55,7 @@ type Listener struct {
 
 	mu       sync.Mutex
 	channels map[string]*listenChannel
+	freed    chan struct{} // closed, and replaced, when a channel's session ends
 	closed   bool
 	done     chan struct{} // closed by Close
 	wg       sync.WaitGroup
@@ -82,26 +87,53 @@ func NewListener(cfg *pgx.ConnConfig, opts ListenerOptions) *Listener {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.Limiter == nil {
+		opts.Limiter = ratelog.New(time.Minute, 1)
+	}
 	return &Listener{
 		cfg:      cfg,
 		opts:     opts,
 		log:      opts.Logger,
 		channels: make(map[string]*listenChannel),
+		freed:    make(chan struct{}),
 		done:     make(chan struct{}),
 	}
 }
 
 // Watch calls changed after every NOTIFY on channel, until ctx ends
 // (ctx.Err()) or the Listener is closed. It fails at once when channel is
-// not a plain lowercase identifier or when MaxChannels other channels are
-// listened to already.
+// not a plain lowercase identifier. When MaxChannels other channels are
+// listened to already, it waits (its feed polls meanwhile) until one is
+// freed, and says so in a warning at most once a minute per connection:
+// a feed that retried would log a line for every retry of every stream.
 func (l *Listener) Watch(ctx context.Context, channel string, changed func()) error {
 	if !channelRE.MatchString(channel) {
 		return fmt.Errorf("channel %q: want a lowercase identifier", channel)
 	}
-	ch, w, err := l.join(channel, changed)
-	if err != nil {
-		return err
+	var (
+		ch *listenChannel
+		w  *watcher
+	)
+	for {
+		var freed <-chan struct{}
+		var err error
+		ch, w, freed, err = l.join(channel, changed)
+		if err != nil {
+			return err
+		}
+		if ch != nil {
+			break
+		}
+		l.opts.Limiter.Log(ctx, l.log, slog.LevelWarn, "listen-limit",
+			"too many notifyChannel values: this one is polled until a LISTEN session is free (POSTGRES_MAX_LISTEN_CHANNELS)",
+			slog.String("channel", channel), slog.Int("limit", l.opts.MaxChannels))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-l.done:
+			return errListenerClosed
+		case <-freed:
+		}
 	}
 	defer l.leave(ch, w)
 	select {
@@ -113,17 +145,18 @@ func (l *Listener) Watch(ctx context.Context, channel string, changed func()) er
 }
 
 // join registers a watcher of channel, starting its session if needed.
-func (l *Listener) join(channel string, changed func()) (*listenChannel, *watcher, error) {
+// When MaxChannels sessions run already, it returns a nil channel and one
+// that is closed when a session ends.
+func (l *Listener) join(channel string, changed func()) (*listenChannel, *watcher, <-chan struct{}, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
-		return nil, nil, errListenerClosed
+		return nil, nil, nil, errListenerClosed
 	}
 	ch := l.channels[channel]
 	if ch == nil {
 		if len(l.channels) >= l.opts.MaxChannels {
-			return nil, nil, fmt.Errorf("cannot listen on channel %q: %d channels are listened to already (POSTGRES_MAX_LISTEN_CHANNELS); polling instead",
-				channel, len(l.channels))
+			return nil, nil, l.freed, nil
 		}
 		ctx, stop := context.WithCancel(context.Background())
 		ch = &listenChannel{name: channel, watchers: make(map[*watcher]struct{}), stop: stop, stopped: make(chan struct{})}
@@ -133,7 +166,7 @@ func (l *Listener) join(channel string, changed func()) (*listenChannel, *watche
 	}
 	w := &watcher{changed: changed}
 	ch.watchers[w] = struct{}{}
-	return ch, w, nil
+	return ch, w, nil, nil
 }
 
 // leave unregisters w; the last watcher of a channel closes its session
@@ -144,6 +177,8 @@ func (l *Listener) leave(ch *listenChannel, w *watcher) {
 	last := len(ch.watchers) == 0 && l.channels[ch.name] == ch
 	if last {
 		delete(l.channels, ch.name)
+		close(l.freed)
+		l.freed = make(chan struct{})
 	}
 	l.mu.Unlock()
 	if last {

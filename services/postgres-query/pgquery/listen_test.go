@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -192,7 +193,8 @@ func TestListener(t *testing.T) {
 	t.Parallel()
 	url := newDatabase(t, sharedPostgres(t))
 	db := connect(t, url)
-	l := newListener(t, url, ListenerOptions{MaxChannels: 2})
+	var logs scalertest.Buffer
+	l := newListener(t, url, ListenerOptions{MaxChannels: 2, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -207,9 +209,26 @@ func TestListener(t *testing.T) {
 	other := watch(otherCtx, l, "other", func() {})
 	waitListenSessions(t, db, 2, 5*time.Second)
 
-	// A third channel is over MaxChannels: refused at once.
-	if err := l.Watch(ctx, "third", func() {}); err == nil || !strings.Contains(err.Error(), "POSTGRES_MAX_LISTEN_CHANNELS") {
-		t.Errorf("Watch beyond MaxChannels: %v", err)
+	// Channels over MaxChannels wait (their feeds poll) with one warning
+	// for all of them, not a line per watch or per retry.
+	var overs []<-chan error
+	for i := range 5 {
+		overs = append(overs, watch(ctx, l, fmt.Sprintf("over_%d", i), func() {}))
+	}
+	logs.WaitFor(t, 5*time.Second, "POSTGRES_MAX_LISTEN_CHANNELS")
+	time.Sleep(100 * time.Millisecond)
+	if n := strings.Count(logs.String(), "POSTGRES_MAX_LISTEN_CHANNELS"); n != 1 {
+		t.Errorf("%d warnings for 5 watches over the limit, want 1:\n%s", n, logs.String())
+	}
+	for _, over := range overs {
+		select {
+		case err := <-over:
+			t.Fatalf("a watch over MaxChannels returned %v, want it to wait", err)
+		default:
+		}
+	}
+	if n := l.Channels(); n != 2 {
+		t.Errorf("%d channels, want MaxChannels (2)", n)
 	}
 
 	exec(t, db, "notify bookings, 'payload is ignored'")
@@ -227,10 +246,14 @@ func TestListener(t *testing.T) {
 	if err := <-other; !errors.Is(err, context.Canceled) {
 		t.Errorf("Watch after its context ended = %v, want context.Canceled", err)
 	}
-	waitListenSessions(t, db, 1, 5*time.Second)
+	// The freed session goes to one of the waiting channels.
+	waitListenSessions(t, db, 2, 5*time.Second)
+	if n := l.Channels(); n != 2 {
+		t.Errorf("%d channels after one was freed, want 2", n)
+	}
 
 	l.Close()
-	for _, done := range []<-chan error{first, second} {
+	for _, done := range append([]<-chan error{first, second}, overs...) {
 		select {
 		case err := <-done:
 			if !errors.Is(err, errListenerClosed) {

@@ -5,20 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // clientMargin is how much longer than QUERY_TIMEOUT the client waits for
-// a query before it gives up on the server: the server's statement
-// timeout should always fire first and say so.
+// a query before it gives up on the server (sqlmetric.Options.Margin):
+// the server's statement timeout should always fire first and say so.
 const clientMargin = time.Second
 
 // endSQL ends every query's transaction. Session-level advisory locks
@@ -37,7 +37,13 @@ const endSQL = "rollback; select pg_advisory_unlock_all()"
 //     cancels it, and a client deadline a little later in case the server
 //     does not answer;
 //   - as one statement over the extended protocol, so the server refuses
-//     "select 1; delete ..." and parameters are bound, never spliced.
+//     "select 1; delete ..." and parameters are bound, never spliced;
+//   - as the unnamed statement (QueryExecModeDescribeExec, or Exec when the
+//     DSN says default_query_exec_mode=exec), with pgx's statement and
+//     description caches off: a one-off query leaves no prepared
+//     statement on the server and nothing in the scaler.
+//
+// The client deadline is sqlmetric's (QUERY_TIMEOUT plus clientMargin).
 type Querier struct {
 	pool    *pgxpool.Pool
 	timeout time.Duration
@@ -49,9 +55,9 @@ type Querier struct {
 // queryTimeout (QUERY_TIMEOUT).
 func NewQuerier(pool *pgxpool.Pool, queryTimeout time.Duration) *Querier {
 	ms := (queryTimeout + time.Millisecond - 1) / time.Millisecond
-	mode := pool.Config().ConnConfig.DefaultQueryExecMode
-	if mode == pgx.QueryExecModeSimpleProtocol {
-		mode = pgx.QueryExecModeCacheStatement // Config.Validate refuses it; never fall back to it here
+	mode := pgx.QueryExecModeDescribeExec
+	if pool.Config().ConnConfig.DefaultQueryExecMode == pgx.QueryExecModeExec {
+		mode = pgx.QueryExecModeExec // one round trip, text parameters of Go's types
 	}
 	return &Querier{
 		pool:    pool,
@@ -75,7 +81,7 @@ func NewQuerier(pool *pgxpool.Pool, queryTimeout time.Duration) *Querier {
 // read-only and rolled back, so running it again is harmless, and an
 // outage that is already over is not reported to KEDA as one.
 func (q *Querier) Query(ctx context.Context, sql string, args []any, row func(first any) error) error {
-	ctx, cancel := context.WithTimeout(ctx, q.timeout+clientMargin)
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	delivered := false
 	counted := func(v any) error {
@@ -162,86 +168,48 @@ func (q *Querier) query(ctx context.Context, cancel context.CancelFunc, sql stri
 	return rows.Err()
 }
 
-// mapError turns a pgx error into the gRPC status KEDA gets, where the
-// cause is known; other errors are returned as they are (scalerkit reports
-// them as Unavailable). Errors of the row callback pass unchanged.
-func mapError(err error, queryTimeout time.Duration) error {
-	if err == nil {
+// roleError refuses a session whose role is a superuser or bypasses row
+// security: READ ONLY does not stop what such a role can do outside
+// tables (dblink_exec, pg_terminate_backend, reading server files).
+type roleError struct {
+	user, why string
+}
+
+func (e *roleError) Error() string {
+	return fmt.Sprintf("the scaler's role %q %s: READ ONLY does not stop what it can do outside tables (dblink_exec writes and opens sessions, pg_terminate_backend, server files); connect as a role with CONNECT and SELECT only (see README, Security), or set POSTGRES_ALLOW_SUPERUSER=true for a throwaway database",
+		e.user, e.why)
+}
+
+// roleSQL reads the attributes of the session's login role.
+const roleSQL = "select rolsuper, rolbypassrls from pg_catalog.pg_roles where rolname = session_user"
+
+// checkRole is every pool's AfterConnect: it refuses a new session whose
+// role is a superuser or bypasses row security, unless allow is set, in
+// which case it warns once.
+func checkRole(allow bool, log *slog.Logger) func(context.Context, *pgx.Conn) error {
+	var once sync.Once
+	return func(ctx context.Context, conn *pgx.Conn) error {
+		var super, bypass bool
+		if err := conn.QueryRow(ctx, roleSQL, pgx.QueryExecModeExec).Scan(&super, &bypass); err != nil {
+			return fmt.Errorf("reading the scaler's role attributes: %w", err)
+		}
+		why := ""
+		switch {
+		case super:
+			why = "is a superuser"
+		case bypass:
+			why = "bypasses row security (BYPASSRLS)"
+		default:
+			return nil
+		}
+		user := conn.Config().User
+		if !allow {
+			return &roleError{user: user, why: why}
+		}
+		once.Do(func() {
+			log.Warn("the scaler's role "+why+" (POSTGRES_ALLOW_SUPERUSER=true): give it a role with CONNECT and SELECT only in production (see README, Security)",
+				slog.String("user", user))
+		})
 		return nil
 	}
-	var (
-		connectErr *pgconn.ConnectError
-		pgErr      *pgconn.PgError
-		netErr     net.Error
-	)
-	switch {
-	case errors.As(err, &connectErr):
-		return status.Errorf(codes.Unavailable, "connecting to PostgreSQL: %v", err)
-	case errors.As(err, &pgErr):
-		if st := mapPgError(pgErr, queryTimeout); st != nil {
-			return st
-		}
-		return err
-	case errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err):
-		return status.Errorf(codes.DeadlineExceeded, "no answer from PostgreSQL in time (QUERY_TIMEOUT=%v plus %v, or BACKEND_TIMEOUT if shorter): %v", queryTimeout, clientMargin, err)
-	case errors.Is(err, context.Canceled):
-		return err
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, pgconn.ErrConnClosed), errors.As(err, &netErr):
-		return status.Errorf(codes.Unavailable, "lost the connection to PostgreSQL: %v", err)
-	}
-	return err
-}
-
-// mapPgError maps an error the server reported by its SQLSTATE
-// (https://www.postgresql.org/docs/current/errcodes-appendix.html), or
-// returns nil for a cause it does not know.
-func mapPgError(e *pgconn.PgError, queryTimeout time.Duration) error {
-	msg := fmt.Sprintf("%s (SQLSTATE %s)", e.Message, e.Code)
-	class := e.Code[:min(2, len(e.Code))]
-	switch {
-	case e.Code == "25006": // read_only_sql_transaction
-		return status.Errorf(codes.PermissionDenied, "query refused: the scaler runs queries read-only: %s", msg)
-	case class == "25": // e.g. trying to make the transaction read-write
-		return status.Errorf(codes.PermissionDenied, "query refused: the scaler runs queries in a read-only transaction it controls: %s", msg)
-	case e.Code == "42501": // insufficient_privilege
-		return status.Errorf(codes.PermissionDenied, "query refused: the scaler's database user may not do this: %s", msg)
-	case e.Code == "57014": // query_canceled: the statement timeout
-		return status.Errorf(codes.DeadlineExceeded, "query cancelled by PostgreSQL after QUERY_TIMEOUT=%v: %s", queryTimeout, msg)
-	case e.Code == "57P01", e.Code == "57P02", e.Code == "57P03": // shutting down, crashed, starting
-		return status.Errorf(codes.Unavailable, "PostgreSQL is not available: %s", msg)
-	}
-	switch classCodes[class] {
-	case codes.InvalidArgument:
-		return status.Errorf(codes.InvalidArgument, "query refused by PostgreSQL: %s", msg)
-	case codes.Unavailable:
-		return status.Errorf(codes.Unavailable, "PostgreSQL is not available: %s", msg)
-	}
-	return nil
-}
-
-// classCodes maps SQLSTATE classes to a code: the query's fault
-// (InvalidArgument) or the database's state (Unavailable).
-var classCodes = map[string]codes.Code{
-	"42": codes.InvalidArgument, // syntax error or access rule violation (42601: several statements; 42P01: no such table)
-	"22": codes.InvalidArgument, // data exception (a parameter of the wrong type, division by zero)
-	"0A": codes.InvalidArgument, // feature not supported
-	"21": codes.InvalidArgument, // cardinality violation (a subquery returned several rows)
-	"2F": codes.InvalidArgument, // SQL routine exception
-	"38": codes.InvalidArgument, // external routine exception
-	"39": codes.InvalidArgument, // external routine invocation exception
-	"3F": codes.InvalidArgument, // invalid schema name
-	"44": codes.InvalidArgument, // WITH CHECK OPTION violation
-	"54": codes.InvalidArgument, // program limit exceeded (a statement too complex)
-	"P0": codes.InvalidArgument, // PL/pgSQL error (RAISE)
-	"08": codes.Unavailable,     // connection exception
-	"53": codes.Unavailable,     // insufficient resources (too many connections, out of memory)
-	"28": codes.Unavailable,     // invalid authorization (a wrong password)
-	"3D": codes.Unavailable,     // no such database
-	"58": codes.Unavailable,     // system error
-}
-
-// isSuperuser reports whether conn's session runs as a superuser, from
-// the parameter PostgreSQL reports at connection start (no query).
-func isSuperuser(conn *pgx.Conn) bool {
-	return strings.EqualFold(conn.PgConn().ParameterStatus("is_superuser"), "on")
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"google.golang.org/grpc/codes"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
@@ -47,7 +48,11 @@ func TestMapError(t *testing.T) {
 		{"connection failure", pgErr("08006", "connection failure"), codes.Unavailable, "connection failure"},
 		{"too many connections", pgErr("53300", "sorry, too many clients already"), codes.Unavailable, "too many clients"},
 		{"out of memory", pgErr("53200", "out of memory"), codes.Unavailable, "out of memory"},
-		{"wrong password", pgErr("28P01", `password authentication failed for user "scaler"`), codes.Unavailable, "password"},
+		{"wrong password", pgErr("28P01", `password authentication failed for user "scaler"`), codes.FailedPrecondition, "password"},
+		{"no such role", pgErr("28000", `role "nobody" does not exist`), codes.FailedPrecondition, `role "nobody" does not exist`},
+		{"no such database", pgErr("3D000", `database "nodb" does not exist`), codes.FailedPrecondition, `database "nodb" does not exist`},
+		{"refused role", fmt.Errorf("connect: %w", &roleError{user: "postgres", why: "is a superuser"}), codes.FailedPrecondition, "POSTGRES_ALLOW_SUPERUSER"},
+		{"message too large", fmt.Errorf("receive: %w", &pgproto3.ExceededMaxBodyLenErr{MaxExpectedBodyLen: 1024, ActualBodyLen: 60000006}), codes.ResourceExhausted, "MAX_ROW_BYTES=1024"},
 		{"serialization failure", pgErr("40001", "could not serialize access"), codes.Unknown, ""},
 		{"internal error", pgErr("XX000", "internal error"), codes.Unknown, ""},
 		{"connect", connectError(t), codes.Unavailable, "connecting to PostgreSQL"},
