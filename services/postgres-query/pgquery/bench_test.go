@@ -2,9 +2,18 @@ package pgquery
 
 import (
 	"context"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
@@ -58,5 +67,130 @@ func BenchmarkQuerier(b *testing.B) {
 		if err := q.Query(ctx, "select 1", nil, func(any) error { return nil }); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkDistinctQueries runs n distinct one-off queries of size bytes
+// each, on a pool of one connection, and reports what they left behind:
+// the growth of that PostgreSQL session's memory
+// (pg_backend_memory_contexts) and of the scaler's live heap (after a
+// GC). "cache_statement" is pgx's default mode with its statement cache,
+// for comparison: what the scaler did before.
+//
+//	go test -run '^$' -bench DistinctQueries -benchtime 1x ./pgquery
+func BenchmarkDistinctQueries(b *testing.B) {
+	for _, bc := range []struct {
+		name    string
+		n, size int
+		cached  bool
+	}{
+		{"200x64KiB", 200, 64 << 10, false},
+		{"400x256KiB", 400, 256 << 10, false},
+		{"200x64KiB/cache_statement", 200, 64 << 10, true},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			e := newEnv(b, sharedPostgres(b), func(c *Config) {
+				c.MaxConns = 1
+				c.MaxQueryBytes = 1 << 20
+			}, scalertest.Options{})
+			querier := NewQuerier(e.b.pools[sqlmetric.DefaultConnection], 5*time.Second)
+			if bc.cached {
+				pc := e.b.pools[sqlmetric.DefaultConnection].Config().Copy()
+				pc.ConnConfig.StatementCacheCapacity = 512
+				pool := newPool(b, pc)
+				querier = NewQuerier(pool, 5*time.Second)
+				querier.mode = pgx.QueryExecModeCacheStatement
+			}
+			ctx := context.Background()
+			number := func(sql string) float64 {
+				var v float64
+				if err := querier.Query(ctx, sql, nil, func(first any) error {
+					v, _ = Convert(first)
+					return nil
+				}); err != nil {
+					b.Fatal(err)
+				}
+				return v
+			}
+			heap := func() uint64 {
+				runtime.GC()
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				return ms.HeapAlloc
+			}
+			const memory = "select sum(total_bytes) from pg_backend_memory_contexts"
+			for b.Loop() {
+				pid := number("select pg_backend_pid()")
+				backendBefore, heapBefore := number(memory), heap()
+				pad := strings.Repeat("x", bc.size)
+				for i := range bc.n {
+					number(fmt.Sprintf("select %d + 0 -- %s", i, pad))
+				}
+				backendAfter, heapAfter := number(memory), heap()
+				if number("select pg_backend_pid()") != pid {
+					b.Fatal("the session changed: the measure means nothing")
+				}
+				b.ReportMetric((backendAfter-backendBefore)/(1<<20), "backend-MiB-grown")
+				b.ReportMetric(float64(int64(heapAfter)-int64(heapBefore))/(1<<20), "heap-MiB-grown")
+				b.ReportMetric(number("select count(*) from pg_prepared_statements"), "prepared-left")
+			}
+		})
+	}
+}
+
+// BenchmarkHugeValue reads select repeat('x', 60000000) through the
+// trigger's path: with MAX_ROW_BYTES at its default (1 MiB) it is refused
+// from the message header; at 64 MiB (the largest allowed) the value is
+// read whole, for comparison. B/op is what the scaler allocated for it;
+// peak-heap-MiB the largest heap seen while it ran.
+//
+//	go test -run '^$' -bench HugeValue -benchtime 3x ./pgquery
+func BenchmarkHugeValue(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		max  int
+	}{{"MAX_ROW_BYTES=1MiB", 1 << 20}, {"MAX_ROW_BYTES=64MiB", 64 << 20}} {
+		b.Run(bc.name, func(b *testing.B) {
+			e := newEnv(b, sharedPostgres(b), func(c *Config) {
+				c.MaxRowBytes = bc.max
+				c.QueryTimeout = 30 * time.Second
+			}, scalertest.Options{})
+			tr, err := e.b.Parse(map[string]string{"query": "select repeat('x', 60000000)", "targetQueryValue": "1"})
+			must(b, err)
+			var peak atomic.Uint64
+			stop := make(chan struct{})
+			sampled := make(chan struct{})
+			go func() {
+				defer close(sampled)
+				t := time.NewTicker(time.Millisecond)
+				defer t.Stop()
+				for {
+					var ms runtime.MemStats
+					runtime.ReadMemStats(&ms)
+					if ms.HeapAlloc > peak.Load() {
+						peak.Store(ms.HeapAlloc)
+					}
+					select {
+					case <-stop:
+						return
+					case <-t.C:
+					}
+				}
+			}()
+			runtime.GC()
+			b.ReportAllocs()
+			for b.Loop() {
+				_, err := tr.Probe.Read(context.Background())
+				if bc.max < 60000000 && status.Code(err) != codes.ResourceExhausted {
+					b.Fatalf("read = %v, want ResourceExhausted", err)
+				}
+				if bc.max >= 60000000 && err != nil {
+					b.Fatal(err)
+				}
+			}
+			close(stop)
+			<-sampled
+			b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MiB")
+		})
 	}
 }
