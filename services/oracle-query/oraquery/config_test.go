@@ -2,9 +2,11 @@ package oraquery
 
 import (
 	"context"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -187,6 +189,9 @@ func TestValidate(t *testing.T) {
 		{"port 0", nil, func(c *Config) { c.Port = 0 }, []string{"ORACLE_PORT=0"}},
 		{"port too big", nil, func(c *Config) { c.Port = 70000 }, []string{"ORACLE_PORT=70000"}},
 		{"no open conns", nil, func(c *Config) { c.MaxOpenConns = 0 }, []string{"ORACLE_MAX_OPEN_CONNS=0"}},
+		{"no target conns", nil, func(c *Config) { c.MaxTargetConns = 0 }, []string{"ORACLE_MAX_TARGET_CONNS=0"}},
+		{"MAX_QUERY_BYTES", nil, func(c *Config) { c.MaxQueryBytes = 1 }, []string{"MAX_QUERY_BYTES=1"}},
+		{"MAX_ROW_BYTES", nil, func(c *Config) { c.MaxRowBytes = 1 }, []string{"MAX_ROW_BYTES=1"}},
 		{"more idle than open", nil, func(c *Config) { c.MaxIdleConns = 5 }, []string{"ORACLE_MAX_IDLE_CONNS=5"}},
 		{"negative idle", nil, func(c *Config) { c.MaxIdleConns = -1 }, []string{"ORACLE_MAX_IDLE_CONNS=-1"}},
 		{"negative lifetime", nil, func(c *Config) { c.ConnMaxLifetime = -time.Second }, []string{"ORACLE_CONN_MAX_LIFETIME"}},
@@ -269,9 +274,69 @@ func TestNewAppliesPoolSettings(t *testing.T) {
 			t.Errorf("%s: %d connections open at start, want 0 (pools are lazy)", name, got)
 		}
 	}
+	if len(b.targets) != 2 {
+		t.Fatalf("target pools %d, want 2 (default and reports)", len(b.targets))
+	}
+	for name, db := range b.targets {
+		if db == b.dbs[name] {
+			t.Errorf("%s: target reads share the value pool", name)
+		}
+		if got := db.Stats().MaxOpenConnections; got != 1 {
+			t.Errorf("%s: target pool MaxOpenConnections %d, want ORACLE_MAX_TARGET_CONNS=1", name, got)
+		}
+	}
 	if err := b.Close(); err != nil {
 		t.Errorf("Close: %v", err)
 	}
+}
+
+// TestConfigFromEnviron: named connections come from Config.Environ when
+// set (tests inject it), and what Validate resolved is what New uses:
+// QUERIES_FILE is not read again.
+func TestConfigFromEnviron(t *testing.T) {
+	scalertest.UnsetenvPrefix(t, "ORACLE_")
+	file := filepath.Join(t.TempDir(), "queries.json")
+	if err := os.WriteFile(file, []byte(`{"billed": {"sql": "select count(*) from invoices", "connection": "billing"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := testConfig("oracle://ks:pw@127.0.0.1:1/FREEPDB1")
+	c.Environ = []string{"ORACLE_URL_BILLING=oracle://bill:pw@127.0.0.1:1/BILLPDB"}
+	c.QueriesFile = file
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(context.Background(), c, scalerkit.Env{Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, ok := b.dbs["billing"]; !ok || len(b.dbs) != 2 {
+		t.Errorf("pools %v, want default and billing (from Environ)", slices.Sorted(maps.Keys(b.dbs)))
+	}
+	if _, err := b.Parse(map[string]string{"queryName": "billed", "targetQueryValue": "1"}); err != nil {
+		t.Errorf("a named query resolved at load: %v", err)
+	}
+}
+
+// TestQueryTimeoutBelowBackendTimeout: QUERY_TIMEOUT at or above
+// BACKEND_TIMEOUT stops the start, naming both.
+func TestQueryTimeoutBelowBackendTimeout(t *testing.T) {
+	scalertest.UnsetenvPrefix(t, "ORACLE_")
+	c := testConfig("oracle://ks:pw@127.0.0.1:1/FREEPDB1")
+	for _, bt := range []time.Duration{c.QueryTimeout, time.Second} {
+		_, err := New(context.Background(), c, scalerkit.Env{Log: quiet, Config: config.Config{BackendTimeout: bt}})
+		if err == nil || !strings.Contains(err.Error(), "QUERY_TIMEOUT=4s is not below BACKEND_TIMEOUT") {
+			t.Errorf("BACKEND_TIMEOUT=%v: New = %v, want a refusal naming both", bt, err)
+		}
+	}
+	b, err := New(context.Background(), c, scalerkit.Env{Log: quiet, Config: config.Config{BackendTimeout: 5 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Close()
 }
 
 // The scaler starts while the database is down, and reports the outage as

@@ -11,9 +11,9 @@
 //     ORACLE_URL_<NAME> ones), with small bounded pools;
 //   - the guard: every query runs as the second statement of a transaction
 //     opened with SET TRANSACTION READ ONLY and rolled back afterwards,
-//     under QUERY_TIMEOUT as its context deadline (Oracle has no statement
+//     under QUERY_TIMEOUT, sqlmetric's context deadline (Oracle has no statement
 //     timeout; go-ora breaks the call when the context ends);
-//   - Number: the Go types go-ora returns (NUMBER as exact decimal text,
+//   - Convert: the Go types go-ora returns (NUMBER as exact decimal text,
 //     BINARY_FLOAT and BINARY_DOUBLE as float64) into metric values;
 //   - mapError: ORA-NNNNN codes into gRPC status codes (a refused write is
 //     PermissionDenied, a bad query InvalidArgument, a cancelled one

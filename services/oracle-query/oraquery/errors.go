@@ -34,6 +34,14 @@ var (
 		1008: true, // not all variables bound
 		1722: true, // invalid number
 	}
+	// The database answers but refuses the scaler's setup: its user,
+	// password or account. Retrying does not help; the operator must act.
+	setupCodes = map[int]string{
+		1017:  "the database refused the scaler's user or password (ORACLE_USER, ORACLE_PASSWORD or the URL)",
+		1045:  "the scaler's user lacks CREATE SESSION (GRANT CREATE SESSION TO it)",
+		28000: "the scaler's account is locked",
+		28001: "the scaler's password has expired",
+	}
 	// The database or the way to it is down: KEDA must hear an outage, not
 	// a 0.
 	unavailableCodes = map[int]bool{
@@ -73,6 +81,8 @@ func mapError(err error, queryTimeout time.Duration) error {
 	switch code := oe.ErrCode; {
 	case code == userCancel:
 		return status.Errorf(codes.DeadlineExceeded, "the query was cancelled (QUERY_TIMEOUT=%v or the caller's deadline): %v", queryTimeout, err)
+	case setupCodes[code] != "":
+		return status.Errorf(codes.FailedPrecondition, "%s: %v", setupCodes[code], err)
 	case permissionCodes[code] != "":
 		return status.Errorf(codes.PermissionDenied, "%s: %v", permissionCodes[code], err)
 	case queryCodes[code]:

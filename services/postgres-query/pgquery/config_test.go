@@ -1,6 +1,8 @@
 package pgquery
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +40,12 @@ func TestValidate(t *testing.T) {
 		}, "POSTGRES_URL_REPORTING and POSTGRES_URL_Reporting name the same connection"},
 		{"bad name", func(c *Config) { c.Environ = []string{"POSTGRES_URL_RE-PORTING=" + testURL} }, "POSTGRES_URL_RE-PORTING"},
 		{"max conns", func(c *Config) { c.MaxConns = 0 }, "POSTGRES_MAX_CONNS"},
+		{"max target conns", func(c *Config) { c.MaxTargetConns = 0 }, "POSTGRES_MAX_TARGET_CONNS=0"},
+		{"mysql URL", func(c *Config) { c.URL = "mysql://scaler:secret@db.example:3306/app" }, `POSTGRES_URL: scheme "mysql": want postgres://`},
+		{"mysql named URL", func(c *Config) { c.Environ = []string{"POSTGRES_URL_REPORTING=mysql://scaler:secret@db.example/app"} }, `POSTGRES_URL_REPORTING: scheme "mysql"`},
+		{"URL with a password and a bad port", func(c *Config) { c.URL = "postgres://scaler:secret@db.example:port/app" }, "details are not shown"},
+		{"MAX_QUERY_BYTES", func(c *Config) { c.MaxQueryBytes = 1 }, "MAX_QUERY_BYTES=1"},
+		{"MAX_ROW_BYTES", func(c *Config) { c.MaxRowBytes = 1 }, "MAX_ROW_BYTES=1"},
 		{"min conns", func(c *Config) { c.MinConns = 5 }, "POSTGRES_MIN_CONNS"},
 		{"negative min conns", func(c *Config) { c.MinConns = -1 }, "POSTGRES_MIN_CONNS"},
 		{"lifetime", func(c *Config) { c.MaxConnLifetime = 0 }, "POSTGRES_MAX_CONN_LIFETIME"},
@@ -73,6 +81,22 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("Validate quotes the password: %q", err)
 			}
 		})
+	}
+}
+
+// TestConfigResolvedOnce: what Validate resolved (named queries,
+// connections) is what New uses: QUERIES_FILE is not read again.
+func TestConfigResolvedOnce(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "queries.json")
+	must(t, os.WriteFile(file, []byte(`{"count": {"sql": "select 3"}}`), 0o600))
+	cfg := testConfig("postgres://postgres@127.0.0.1:1/none?sslmode=disable")
+	cfg.QueriesFile = file
+	must(t, cfg.Validate())
+	must(t, os.Remove(file))
+	b := newBackend(t, cfg)
+	if _, err := b.Parse(map[string]string{"queryName": "count", "targetQueryValue": "1"}); err != nil {
+		t.Errorf("a named query resolved at load: %v", err)
 	}
 }
 

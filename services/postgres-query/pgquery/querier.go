@@ -180,36 +180,37 @@ func (e *roleError) Error() string {
 		e.user, e.why)
 }
 
-// roleSQL reads the attributes of the session's login role.
-const roleSQL = "select rolsuper, rolbypassrls from pg_catalog.pg_roles where rolname = session_user"
+// roleSQL reads whether the session's login role bypasses row security.
+const roleSQL = "select rolbypassrls from pg_catalog.pg_roles where rolname = session_user"
 
 // checkRole is every pool's AfterConnect: it refuses a new session whose
 // role is a superuser or bypasses row security, unless allow is set, in
-// which case it warns once.
+// which case it warns once for a superuser (from the parameter the server
+// reports at connection start, with no query).
 func checkRole(allow bool, log *slog.Logger) func(context.Context, *pgx.Conn) error {
 	var once sync.Once
 	return func(ctx context.Context, conn *pgx.Conn) error {
-		var super, bypass bool
-		if err := conn.QueryRow(ctx, roleSQL, pgx.QueryExecModeExec).Scan(&super, &bypass); err != nil {
-			return fmt.Errorf("reading the scaler's role attributes: %w", err)
-		}
-		why := ""
-		switch {
-		case super:
-			why = "is a superuser"
-		case bypass:
-			why = "bypasses row security (BYPASSRLS)"
-		default:
+		user := conn.Config().User
+		super := strings.EqualFold(conn.PgConn().ParameterStatus("is_superuser"), "on")
+		if allow {
+			if super {
+				once.Do(func() {
+					log.Warn("the scaler's role is a superuser (POSTGRES_ALLOW_SUPERUSER=true): give it a role with CONNECT and SELECT only in production (see README, Security)",
+						slog.String("user", user))
+				})
+			}
 			return nil
 		}
-		user := conn.Config().User
-		if !allow {
-			return &roleError{user: user, why: why}
+		if super {
+			return &roleError{user: user, why: "is a superuser"}
 		}
-		once.Do(func() {
-			log.Warn("the scaler's role "+why+" (POSTGRES_ALLOW_SUPERUSER=true): give it a role with CONNECT and SELECT only in production (see README, Security)",
-				slog.String("user", user))
-		})
+		var bypass bool
+		if err := conn.QueryRow(ctx, roleSQL, pgx.QueryExecModeExec).Scan(&bypass); err != nil {
+			return fmt.Errorf("reading the scaler's role attributes: %w", err)
+		}
+		if bypass {
+			return &roleError{user: user, why: "bypasses row security (BYPASSRLS)"}
+		}
 		return nil
 	}
 }
