@@ -14,7 +14,6 @@ import (
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
-	"github.com/kedascalers/kedascalers/libs/scalerkit/ratelog"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 )
@@ -54,7 +53,6 @@ func New(ctx context.Context, cfg Config, env scalerkit.Env) (*Backend, error) {
 	b := &Backend{pools: make(map[string]*pgxpool.Pool), targets: make(map[string]*pgxpool.Pool), listeners: make(map[string]*Listener)}
 	queriers := make(map[string]sqlmetric.Querier, len(cfg.pools))
 	targets := make(map[string]sqlmetric.Querier, len(cfg.pools))
-	listenLimit := ratelog.New(time.Minute, 64)
 	for _, name := range slices.Sorted(maps.Keys(cfg.pools)) {
 		rp := cfg.pools[name]
 		connLog := log.With(slog.String("connection", name))
@@ -79,7 +77,7 @@ func New(ctx context.Context, cfg Config, env scalerkit.Env) (*Backend, error) {
 		targets[name] = NewQuerier(target, cfg.QueryTimeout)
 		metrics.AddPool(name, sqlmetric.PoolValue, poolStats(pool))
 		metrics.AddPool(name, sqlmetric.PoolTarget, poolStats(target))
-		b.listeners[name] = NewListener(listenConfig(pc), ListenerOptions{MaxChannels: cfg.MaxListenChannels, Logger: connLog, Limiter: listenLimit})
+		b.listeners[name] = NewListener(listenConfig(pc), ListenerOptions{MaxChannels: cfg.MaxListenChannels, Logger: connLog})
 		cc := pc.ConnConfig
 		connLog.Info("postgres configured", slog.String("host", cc.Host), slog.Int("port", int(cc.Port)),
 			slog.String("database", cc.Database), slog.String("user", cc.User), slog.Bool("tls", cc.TLSConfig != nil),

@@ -32,8 +32,8 @@ type ListenerOptions struct {
 	MinBackoff, MaxBackoff time.Duration
 	// Logger receives connection failures and recoveries.
 	Logger *slog.Logger
-	// Limiter rate-limits the warning of a watch over MaxChannels (one
-	// per minute by default).
+	// Limiter rate-limits the warning of a watch over MaxChannels (by
+	// default one of the Listener's own: one line per minute).
 	Limiter *ratelog.Limiter
 }
 

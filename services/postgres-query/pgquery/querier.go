@@ -38,10 +38,11 @@ const endSQL = "rollback; select pg_advisory_unlock_all()"
 //     does not answer;
 //   - as one statement over the extended protocol, so the server refuses
 //     "select 1; delete ..." and parameters are bound, never spliced;
-//   - as the unnamed statement (QueryExecModeDescribeExec, or Exec when the
-//     DSN says default_query_exec_mode=exec), with pgx's statement and
-//     description caches off: a one-off query leaves no prepared
-//     statement on the server and nothing in the scaler.
+//   - as the unnamed statement in one round trip (QueryExecModeExec:
+//     parameters are sent as text of unknown type, which the server types
+//     as the statement needs), with pgx's statement and description caches
+//     off: a one-off query leaves no prepared statement on the server and
+//     nothing in the scaler.
 //
 // The client deadline is sqlmetric's (QUERY_TIMEOUT plus clientMargin).
 type Querier struct {
@@ -55,10 +56,10 @@ type Querier struct {
 // queryTimeout (QUERY_TIMEOUT).
 func NewQuerier(pool *pgxpool.Pool, queryTimeout time.Duration) *Querier {
 	ms := (queryTimeout + time.Millisecond - 1) / time.Millisecond
-	mode := pgx.QueryExecModeDescribeExec
-	if pool.Config().ConnConfig.DefaultQueryExecMode == pgx.QueryExecModeExec {
-		mode = pgx.QueryExecModeExec // one round trip, text parameters of Go's types
-	}
+	// One round trip (parse, bind, describe, execute as the unnamed
+	// statement), parameters as text of unknown type for the server to
+	// type, no statement kept on either side.
+	mode := pgx.QueryExecModeExec
 	return &Querier{
 		pool:    pool,
 		timeout: queryTimeout,
