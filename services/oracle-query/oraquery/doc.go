@@ -3,13 +3,15 @@
 // KEDA runs one replica per targetQueryValue of it.
 //
 // The SQL part (trigger metadata, the value rule, the query policy, named
-// queries, MAX_ROWS) is sqlmetric's, shared with the other SQL scalers.
+// queries, MAX_ROWS, MAX_QUERY_BYTES, MAX_ROW_BYTES, QUERY_TIMEOUT as the
+// client deadline) is sqlmetric's, shared with the other SQL scalers.
 // This package holds only what is particular to Oracle:
 //
-//   - Config: the ORACLE_* variables, one go-ora connection pool per
+//   - Config: the ORACLE_* variables, two go-ora connection pools per
 //     connection (ORACLE_URL, or ORACLE_HOST and friends, and named
-//     ORACLE_URL_<NAME> ones), with small bounded pools;
-//   - the guard: every query runs as the second statement of a transaction
+//     ORACLE_URL_<NAME> ones; value reads, and background target reads
+//     apart), small and bounded, resolved once at load;
+//   - the guard (querier.go): every query runs as the second statement of a transaction
 //     opened with SET TRANSACTION READ ONLY and rolled back afterwards,
 //     under QUERY_TIMEOUT, sqlmetric's context deadline (Oracle has no statement
 //     timeout; go-ora breaks the call when the context ends);
