@@ -21,7 +21,7 @@ type Config struct {
 	MaxRows int `envconfig:"MAX_ROWS" default:"10000" desc:"a query returning more rows is an error, not a count"`
 	// MaxQueryBytes caps the SQL (and each parameter value) a trigger's
 	// metadata may carry.
-	MaxQueryBytes int `envconfig:"MAX_QUERY_BYTES" default:"16384" desc:"longest query, targetQuery or param.<name> value in trigger metadata, in bytes; longer is InvalidArgument"`
+	MaxQueryBytes int `envconfig:"MAX_QUERY_BYTES" default:"8192" desc:"longest query, targetQuery or param.<name> value in trigger metadata, in bytes; longer is InvalidArgument (the whole metadata is bounded by MAX_METADATA_BYTES too)"`
 	// MaxRowBytes caps what the database may send for one row (PostgreSQL:
 	// one protocol message, refused before it is read).
 	MaxRowBytes int `envconfig:"MAX_ROW_BYTES" default:"1048576" desc:"largest row (PostgreSQL: any one message) the database may send, in bytes; larger is ResourceExhausted"`

@@ -361,7 +361,12 @@ func TestAttacks(t *testing.T) {
 func TestConnectionCap(t *testing.T) {
 	t.Parallel()
 	const maxConns, queries, calls = 4, 50, 500
-	e := newEnv(t, sharedPostgres(t), func(c *Config) { c.MaxConns = maxConns }, scalertest.Options{CacheTTL: -1, BackendTimeout: 30 * time.Second})
+	// 125 queries queue for each connection: QUERY_TIMEOUT (which starts
+	// before the wait) leaves room for a busy machine.
+	e := newEnv(t, sharedPostgres(t), func(c *Config) {
+		c.MaxConns = maxConns
+		c.QueryTimeout = 20 * time.Second
+	}, scalertest.Options{CacheTTL: -1, BackendTimeout: 30 * time.Second})
 	ctx := scalertest.Context(t, 2*time.Minute)
 	sessions := func() int {
 		return count(t, e.db, "select count(*) from pg_stat_activity where application_name = $1 and datname = current_database()", AppName)
