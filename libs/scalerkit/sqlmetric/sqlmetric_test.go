@@ -63,7 +63,7 @@ func (f *fakeQuerier) lastCall(t *testing.T) fakeCall {
 
 // validConfig is the production default configuration.
 func validConfig() Config {
-	return Config{QueryTimeout: 5 * time.Second, MaxRows: 10000, MaxQueryBytes: 16384, MaxRowBytes: 1 << 20, QueryPolicy: PolicyAny}
+	return Config{QueryTimeout: 5 * time.Second, MaxRows: 10000, MaxQueryBytes: 8192, MaxRowBytes: 1 << 20, QueryPolicy: PolicyAny}
 }
 
 // testQueries are the named queries of the Parse tests.
@@ -274,7 +274,7 @@ func TestCheckSelect(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	if err := (&Config{QueryTimeout: time.Second, MaxRows: 1, MaxQueryBytes: 16384, MaxRowBytes: 1 << 20, QueryPolicy: PolicyAllowlist}).Validate(); err != nil {
+	if err := (&Config{QueryTimeout: time.Second, MaxRows: 1, MaxQueryBytes: 8192, MaxRowBytes: 1 << 20, QueryPolicy: PolicyAllowlist}).Validate(); err != nil {
 		t.Errorf("smallest valid configuration: %v", err)
 	}
 	dir := t.TempDir()
@@ -730,7 +730,7 @@ func TestNamedQueriesCheckedAtStart(t *testing.T) {
 		{"unknown field", `{"q":{"sql":"select 1","parms":["x"]}}`, `parms`},
 	}
 	for _, tt := range tests {
-		cfg := Config{QueryTimeout: time.Second, MaxRows: 10, MaxQueryBytes: 16384, MaxRowBytes: 1 << 20, QueryPolicy: "any", Queries: tt.queries}
+		cfg := Config{QueryTimeout: time.Second, MaxRows: 10, MaxQueryBytes: 8192, MaxRowBytes: 1 << 20, QueryPolicy: "any", Queries: tt.queries}
 		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "QUERIES") {
 			t.Errorf("%s: Validate() = %v, want an error naming QUERIES and %s", tt.name, err, tt.want)
 		}

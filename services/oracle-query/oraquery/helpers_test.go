@@ -28,7 +28,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // sqlDefaults is sqlmetric.Config with its production defaults.
 func sqlDefaults() sqlmetric.Config {
-	return sqlmetric.Config{QueryTimeout: 4 * time.Second, MaxRows: 10000, MaxQueryBytes: 16384, MaxRowBytes: 1 << 20, QueryPolicy: sqlmetric.PolicyAny}
+	return sqlmetric.Config{QueryTimeout: 4 * time.Second, MaxRows: 10000, MaxQueryBytes: 8192, MaxRowBytes: 1 << 20, QueryPolicy: sqlmetric.PolicyAny}
 }
 
 // testConfig is a Config with the production defaults and url as the

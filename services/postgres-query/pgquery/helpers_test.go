@@ -123,7 +123,7 @@ func testConfig(url string) Config {
 		Config: sqlmetric.Config{
 			QueryTimeout:  2 * time.Second,
 			MaxRows:       10000,
-			MaxQueryBytes: 16384,
+			MaxQueryBytes: 8192,
 			MaxRowBytes:   1 << 20,
 			QueryPolicy:   sqlmetric.PolicyAny,
 		},
