@@ -27,10 +27,10 @@ import (
 var Version = "dev"
 
 // BuildFunc builds a service's backend once the configuration is loaded.
-// ctx ends when the process is asked to stop. If the backend implements
-// io.Closer, Run closes it after the server has stopped and the backend
-// calls still running have been cancelled, waiting for Close at most until
-// SHUTDOWN_TIMEOUT + 0.5 s after the signal.
+// ctx ends when the process is asked to stop. Run closes the backend
+// after the server has stopped and the backend calls still running have
+// been cancelled, waiting for Close at most until SHUTDOWN_TIMEOUT + 0.5 s
+// after the signal.
 type BuildFunc func(ctx context.Context, env Env) (scaler.Backend, error)
 
 // Env is what Run hands a service's BuildFunc.
@@ -156,12 +156,8 @@ func stopBackend(deadline time.Time, svc *scaler.Service, backend scaler.Backend
 	if err := svc.Shutdown(ctx); err != nil {
 		log.Warn("backend calls ignored their cancellation; not waiting for them", slog.Any("error", err))
 	}
-	c, ok := backend.(io.Closer)
-	if !ok {
-		return
-	}
 	closed := make(chan error, 1)
-	go func() { closed <- c.Close() }()
+	go func() { closed <- backend.Close() }()
 	select {
 	case err := <-closed:
 		if err != nil {

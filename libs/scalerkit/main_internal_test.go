@@ -31,6 +31,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
@@ -77,17 +78,27 @@ func cleanEnv(t *testing.T, env map[string]string) {
 }
 
 // fakeProbe reads a fixed value.
-type fakeProbe struct{ value float64 }
+type fakeProbe struct {
+	scaler.NoChanges
+	value float64
+}
 
 func (p fakeProbe) Key() string { return "fake" }
 func (p fakeProbe) Read(context.Context) (scaler.Reading, error) {
 	return scaler.Reading{Value: p.value}, nil
 }
 
-// fakeBackend is a scaler.Backend; closable adds io.Closer.
+// fakeBackend is a scaler.Backend; closableBackend counts its Close calls.
 type fakeBackend struct{}
 
-func (fakeBackend) Parse(map[string]string) (*scaler.Trigger, error) {
+var (
+	_ scaler.Backend = fakeBackend{}
+	_ scaler.Backend = (*closableBackend)(nil)
+)
+
+func (fakeBackend) Close() error { return nil }
+
+func (fakeBackend) Parse(*metadata.Parser) (*scaler.Trigger, error) {
 	return &scaler.Trigger{MetricName: "fake", Target: 2, Probe: fakeProbe{value: 5}}, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
@@ -31,8 +32,8 @@ func newStuckBackend(honour bool) *stuckBackend {
 	return &stuckBackend{honour: honour, started: make(chan struct{}, 100), release: make(chan struct{})}
 }
 
-func (b *stuckBackend) Parse(md map[string]string) (*scaler.Trigger, error) {
-	return &scaler.Trigger{MetricName: "stuck", Target: 1, Probe: stuckProbe{b: b, key: md["key"]}}, nil
+func (b *stuckBackend) Parse(p *metadata.Parser) (*scaler.Trigger, error) {
+	return &scaler.Trigger{MetricName: "stuck", Target: 1, Probe: stuckProbe{b: b, key: p.String("key", "")}}, nil
 }
 
 func (b *stuckBackend) Close() error {
@@ -43,6 +44,7 @@ func (b *stuckBackend) Close() error {
 }
 
 type stuckProbe struct {
+	scaler.NoChanges
 	b   *stuckBackend
 	key string
 }

@@ -1,11 +1,14 @@
 // Package metadata parses a KEDA trigger's scalerMetadata into typed values.
 //
 // KEDA forwards every key of triggers[].metadata, its own included
-// (scalerAddress, enableTLS, unsafeSsl): a Parser reads only the keys asked
-// for and ignores the rest. A Parser keeps the first error it meets, so a
-// backend reads all its keys in a row and checks Err once, the way
-// bufio.Scanner works. Errors are *Error, which gRPC reports as
-// InvalidArgument naming the key, the value and what was expected.
+// (scalerAddress, enableTLS, unsafeSsl). A Parser reads the keys a backend
+// asks for and remembers which those were; CheckKeys then sorts out the
+// rest: a key a letter or two away from an asked-for key is a typo
+// (*UnknownKeyError), KEDA's own keys are fine, any other is a warning. A
+// Parser keeps the first error it meets, so a backend reads all its keys in
+// a row and checks Err once, the way bufio.Scanner works. Errors are *Error,
+// which gRPC reports as InvalidArgument naming the key, the value and what
+// was expected.
 package metadata
 
 import (
@@ -66,15 +69,17 @@ func (e *Error) GRPCStatus() *status.Status {
 	return status.New(codes.InvalidArgument, e.Error())
 }
 
-// Parser reads typed values from trigger metadata and keeps the first error.
+// Parser reads typed values from trigger metadata, keeps the first error
+// and records the keys it was asked about.
 type Parser struct {
-	md  map[string]string
-	err error
+	md    map[string]string
+	err   error
+	asked map[string]struct{}
 }
 
 // NewParser returns a Parser over md. md is not modified.
 func NewParser(md map[string]string) *Parser {
-	return &Parser{md: md}
+	return &Parser{md: md, asked: make(map[string]struct{})}
 }
 
 // Err returns the first error met, or nil.
@@ -96,6 +101,7 @@ func (p *Parser) Has(key string) bool {
 
 // lookup returns the trimmed value of key; blank counts as absent.
 func (p *Parser) lookup(key string) (string, bool) {
+	p.asked[key] = struct{}{}
 	v, ok := p.md[key]
 	v = strings.TrimSpace(v)
 	return v, ok && v != ""

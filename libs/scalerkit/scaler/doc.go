@@ -2,9 +2,9 @@
 // Backend.
 //
 // A backend says two things: how to parse its trigger metadata into a
-// Trigger, and how a Probe reads the current value (and, optionally, how it
-// watches for changes: stream.Watcher). Service turns that into the five
-// RPCs, the way the protocol reference describes them:
+// Trigger, and how a Probe reads the current value and watches for changes
+// (or embeds NoChanges). Service turns that into the five RPCs, the way the
+// protocol reference describes them:
 //
 //   - GetMetricSpec and StreamMetricSpec answer from memory. A target read
 //     from the backend (Trigger.TargetProbe) is refreshed in the
@@ -23,6 +23,9 @@
 //     variable — never a reading, whatever the error policy.
 //   - Shutdown cancels every backend call still running and does not wait
 //     for a backend that ignores the cancellation.
+//   - Metadata keys the backend never asked about are checked: a near miss
+//     of a known key is InvalidArgument ("did you mean"), KEDA's own keys
+//     pass, others pass with a warning (log and WarningHeader).
 //
 // Values are float64. The deprecated int64 fields are filled too: a target
 // is rounded up (so that an int-only client never scales out more than

@@ -27,6 +27,7 @@ type fake struct {
 	reads   map[string]*atomic.Int64
 	changed map[string]map[int]func()
 	nextID  int
+	closes  atomic.Int64
 }
 
 func newFake() *fake {
@@ -85,8 +86,18 @@ func (f *fake) readCount(key string) int64 {
 	return 0
 }
 
-func (f *fake) Parse(md map[string]string) (*scaler.Trigger, error) {
-	p := metadata.NewParser(md)
+var (
+	_ scaler.Backend = (*fake)(nil)
+	_ scaler.Probe   = (*fakeProbe)(nil)
+)
+
+// Close counts the calls.
+func (f *fake) Close() error {
+	f.closes.Add(1)
+	return nil
+}
+
+func (f *fake) Parse(p *metadata.Parser) (*scaler.Trigger, error) {
 	key := p.RequiredString("key", "the name of a value")
 	t := &scaler.Trigger{
 		MetricName: scaler.ParseMetricName(p, "fake_value"),
@@ -144,7 +155,7 @@ func (p *fakeProbe) Read(ctx context.Context) (scaler.Reading, error) {
 	return r, nil
 }
 
-// Watch implements stream.Watcher.
+// Watch implements scaler.Probe.
 func (p *fakeProbe) Watch(ctx context.Context, changed func()) error {
 	f := p.f
 	f.mu.Lock()

@@ -9,7 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	grpcmd "google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/cache"
@@ -74,6 +76,7 @@ type Service struct {
 
 	backend Backend
 	opts    Options
+	warnLog *ratelog.Limiter
 	log     *slog.Logger
 	metrics *metrics.Metrics
 	cache   *cache.Group[Reading]
@@ -135,7 +138,7 @@ func New(b Backend, opts Options) *Service {
 		opts.Metrics = metrics.New()
 	}
 	s := &Service{backend: b, opts: opts, log: opts.Logger, metrics: opts.Metrics,
-		limitLog: ratelog.New(time.Minute, 8), closed: make(chan struct{}), hubsDone: make(chan struct{})}
+		limitLog: ratelog.New(time.Minute, 8), warnLog: ratelog.New(warnEvery, warnMaxKeys), closed: make(chan struct{}), hubsDone: make(chan struct{})}
 	m := s.metrics
 	m.HeldLimit.WithLabelValues("questions").Set(float64(opts.MaxQuestions))
 	m.HeldLimit.WithLabelValues("feeds").Set(float64(opts.MaxFeeds))
@@ -368,9 +371,17 @@ func (s *Service) parse(ctx context.Context, ref *pb.ScaledObjectRef) (*Trigger,
 	if err := s.checkMetadataSize(ctx, ref.GetScalerMetadata()); err != nil {
 		return nil, ctx, err
 	}
-	t, err := s.backend.Parse(ref.GetScalerMetadata())
+	p := metadata.NewParser(ref.GetScalerMetadata())
+	t, err := s.backend.Parse(p)
 	if err == nil {
 		err = t.Validate()
+	}
+	warnings, keyErr := p.CheckKeys()
+	if keyErr != nil {
+		// A misspelt key explains a failure better than what it caused
+		// (a required key missing), and must fail what it did not (a
+		// default silently used in its place).
+		err = keyErr
 	}
 	if err != nil {
 		st, ok := status.FromError(err)
@@ -380,7 +391,33 @@ func (s *Service) parse(ctx context.Context, ref *pb.ScaledObjectRef) (*Trigger,
 		s.logger(ctx).Info("trigger metadata rejected", slog.String("error", st.Message()))
 		return nil, ctx, st.Err()
 	}
+	s.warn(ctx, ref, warnings)
 	return t, ctx, nil
+}
+
+// WarningHeader is the gRPC header metadata key that carries a trigger's
+// warnings (an unknown metadata key, say), one value per warning. KEDA
+// ignores it; scalerctl prints it.
+const WarningHeader = "kedascalers-warning"
+
+// How often the warnings of one ScaledObject are logged, and how many
+// ScaledObjects the rate limit remembers.
+const (
+	warnEvery   = time.Minute
+	warnMaxKeys = 4096
+)
+
+// warn sends a trigger's warnings to the client as header metadata and to
+// the log, at most once per warnEvery for one ScaledObject.
+func (s *Service) warn(ctx context.Context, ref *pb.ScaledObjectRef, warnings []string) {
+	if len(warnings) == 0 {
+		return
+	}
+	// Fails only outside a gRPC call (a test calling the Service itself),
+	// where there is no header to set.
+	_ = grpc.SetHeader(ctx, grpcmd.MD{WarningHeader: warnings})
+	s.warnLog.Log(ctx, s.logger(ctx), slog.LevelWarn, ref.GetNamespace()+"/"+ref.GetName(),
+		"trigger metadata has warnings", slog.Any("warnings", warnings))
 }
 
 // readValue reads t's value through the cache and applies its error

@@ -24,24 +24,15 @@ func (src source) Read(ctx context.Context) (Reading, error) {
 	return src.s.read(ctx, src.kind, src.p)
 }
 
-// watchingSource is a source whose probe can signal changes. A signal drops
-// the cached reading, so the feed's next read asks the backend.
-type watchingSource struct {
-	source
-	w stream.Watcher
-}
-
-func (src watchingSource) Watch(ctx context.Context, changed func()) error {
-	return src.w.Watch(ctx, func() {
+// Watch watches the probe. A signal drops the cached reading, so that the
+// feed's next read asks the backend.
+func (src source) Watch(ctx context.Context, changed func()) error {
+	return src.p.Watch(ctx, func() {
 		src.s.cache.Forget(src.Key())
 		changed()
 	})
 }
 
 func (s *Service) source(kind string, p Probe) stream.Source[Reading] {
-	src := source{s: s, kind: kind, p: p}
-	if w, ok := p.(stream.Watcher); ok {
-		return watchingSource{source: src, w: w}
-	}
-	return src
+	return source{s: s, kind: kind, p: p}
 }

@@ -6,15 +6,25 @@ import (
 	"regexp"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/stream"
 )
 
 // Backend is what a scaler's backend provides: it turns a trigger's
 // metadata into a Trigger. Parse is called on every RPC, so it must be
 // cheap and do no I/O; connections belong to the backend, built once.
+// A service states that its type is one with
+//
+//	var _ scaler.Backend = (*Backend)(nil)
 type Backend interface {
-	// Parse validates md and returns the trigger it describes. A bad key is
-	// reported as a *metadata.Error (InvalidArgument naming the key).
-	Parse(md map[string]string) (*Trigger, error)
+	// Parse reads the trigger's metadata through p and returns the trigger
+	// it describes. A bad key is reported as a *metadata.Error
+	// (InvalidArgument naming the key). Every key a backend reads must be
+	// read through p: keys p was never asked about are checked for typos
+	// afterwards (metadata.Parser.CheckKeys).
+	Parse(p *metadata.Parser) (*Trigger, error)
+	// Close releases the backend's connections; scalerkit.Run calls it
+	// once the server has stopped.
+	Close() error
 }
 
 // Trigger is one parsed ScaledObject trigger.
@@ -46,7 +56,22 @@ type Probe interface {
 	Key() string
 	// Read asks the backend. ctx carries the backend timeout.
 	Read(ctx context.Context) (Reading, error)
+	// Watch calls changed whenever the reading may have changed (Redis
+	// keyspace notifications, PostgreSQL NOTIFY), until ctx ends or
+	// watching fails, so that push streams hear of a change before their
+	// next interval. It returns ctx.Err() once ctx ends, or the reason
+	// watching failed (the feed polls and tries again later). A probe
+	// with no change signals embeds NoChanges.
+	Watch(ctx context.Context, changed func()) error
 }
+
+// NoChanges is embedded by a Probe that has no change signals: its Watch
+// returns ErrNoChanges at once, and push feeds of the probe poll only.
+type NoChanges = stream.NoChanges
+
+// ErrNoChanges is what the Watch of a probe without change signals
+// returns.
+var ErrNoChanges = stream.ErrNoChanges
 
 // Reading is what a Probe read.
 type Reading struct {

@@ -148,8 +148,7 @@ func (b *Backend) Close() error {
 //	connection                     named connection (default: the default one)
 //	metricName                     default query_value
 //	onError                        error (default) or inactive
-func (b *Backend) Parse(md map[string]string) (*scaler.Trigger, error) {
-	p := metadata.NewParser(md)
+func (b *Backend) Parse(p *metadata.Parser) (*scaler.Trigger, error) {
 	t := &scaler.Trigger{
 		MetricName: scaler.ParseMetricName(p, "query_value"),
 		Target:     p.RequiredFloat("targetQueryValue", metadata.Positive[float64]()),
@@ -266,8 +265,11 @@ func (b *Backend) connectionNames() []string {
 	return names
 }
 
-// Query is one query on one connection: a scaler.Probe.
+// Query is one query on one connection: a scaler.Probe with no change
+// signals of its own.
 type Query struct {
+	scaler.NoChanges
+
 	// Connection is the name of the connection it runs on.
 	Connection string
 	// SQL is the statement.

@@ -5,16 +5,21 @@ import (
 	"errors"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	grpcmd "google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
+	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 )
 
 // fakeQuerier answers every query with the first columns in rows (or with
@@ -101,7 +106,7 @@ func md(kv ...string) map[string]string {
 // parseQuery parses m and returns its probe as a *Query.
 func parseQuery(t *testing.T, b *Backend, m map[string]string) *Query {
 	t.Helper()
-	tr, err := b.Parse(m)
+	tr, err := b.Parse(metadata.NewParser(m))
 	if err != nil {
 		t.Fatalf("Parse(%v): %v", m, err)
 	}
@@ -426,21 +431,21 @@ func TestParse(t *testing.T) {
 		t.Errorf("connection BILLING: got %q, want billing", q.Connection)
 	}
 
-	tr, err := b.Parse(md("query", "select 1", "activationTargetQueryValue", "2.5", "metricName", "pending_bookings", "onError", "inactive"))
+	tr, err := b.Parse(metadata.NewParser(md("query", "select 1", "activationTargetQueryValue", "2.5", "metricName", "pending_bookings", "onError", "inactive")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if tr.Target != 10 || tr.Activation != 2.5 || tr.MetricName != "pending_bookings" || tr.TargetProbe != nil {
 		t.Errorf("trigger %+v", tr)
 	}
-	if tr, _ := b.Parse(md("query", "select 1")); tr.MetricName != "query_value" {
+	if tr, _ := b.Parse(metadata.NewParser(md("query", "select 1"))); tr.MetricName != "query_value" {
 		t.Errorf("default metric name %q, want query_value", tr.MetricName)
 	}
 }
 
 func TestParseTargetProbe(t *testing.T) {
 	b, _, _ := newTestBackend(t, PolicyAny)
-	tr, err := b.Parse(md("query", "select 1", "targetQuery", "select capacity from settings"))
+	tr, err := b.Parse(metadata.NewParser(md("query", "select 1", "targetQuery", "select capacity from settings")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -451,7 +456,7 @@ func TestParseTargetProbe(t *testing.T) {
 	if tr.Target != 10 {
 		t.Errorf("targetQueryValue is the fallback: Target = %v, want 10", tr.Target)
 	}
-	tr, err = b.Parse(md("query", "select 1", "targetQueryName", "billing_sum"))
+	tr, err = b.Parse(metadata.NewParser(md("query", "select 1", "targetQueryName", "billing_sum")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -461,11 +466,11 @@ func TestParseTargetProbe(t *testing.T) {
 	if tr.Probe.Key() == tr.TargetProbe.Key() {
 		t.Errorf("value and target probes share a key")
 	}
-	tr, err = b.Parse(md("query", "select 1"))
+	tr, err = b.Parse(metadata.NewParser(md("query", "select 1")))
 	if err != nil || tr.TargetProbe != nil {
 		t.Errorf("no targetQuery: TargetProbe = %v, %v; want nil", tr.TargetProbe, err)
 	}
-	if _, err := b.Parse(md("query", "select 1", "targetQuery", "select 1", "targetQueryName", "plain")); !isMetadataError(err, "targetQuery") {
+	if _, err := b.Parse(metadata.NewParser(md("query", "select 1", "targetQuery", "select 1", "targetQueryName", "plain"))); !isMetadataError(err, "targetQuery") {
 		t.Errorf("targetQuery and targetQueryName: %v, want InvalidArgument naming targetQuery", err)
 	}
 }
@@ -504,7 +509,7 @@ func TestParseErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := b.Parse(tt.md)
+			_, err := b.Parse(metadata.NewParser(tt.md))
 			if err == nil {
 				t.Fatal("Parse succeeded, want an error")
 			}
@@ -537,7 +542,7 @@ func TestParseUnknownConnectionListsConnectionsInOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 20 {
-		_, err := b.Parse(md("query", "select 1", "connection", "nope"))
+		_, err := b.Parse(metadata.NewParser(md("query", "select 1", "connection", "nope")))
 		if err == nil || !strings.Contains(err.Error(), "alpha, beta, default, mid, omega, zeta") {
 			t.Fatalf("error %v: want the connections listed in order", err)
 		}
@@ -551,7 +556,7 @@ func TestParseAllowlist(t *testing.T) {
 		if key == "query" {
 			m = md(key, "select 1")
 		}
-		_, err := b.Parse(m)
+		_, err := b.Parse(metadata.NewParser(m))
 		if status.Code(err) != codes.PermissionDenied {
 			t.Errorf("allowlist, %s in metadata: %v, want PermissionDenied", key, err)
 			continue
@@ -567,7 +572,7 @@ func TestParseAllowlist(t *testing.T) {
 		t.Errorf("allowlist queryName: SQL %q", q.SQL)
 	}
 	// With neither key, the error points at the key the policy allows.
-	if _, err := b.Parse(md()); !isMetadataError(err, "queryName") {
+	if _, err := b.Parse(metadata.NewParser(md())); !isMetadataError(err, "queryName") {
 		t.Errorf("allowlist, no query at all: %v, want InvalidArgument naming queryName", err)
 	}
 }
@@ -765,7 +770,7 @@ func TestParseRefusesUnsendableText(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := b.Parse(tt.md)
+			_, err := b.Parse(metadata.NewParser(tt.md))
 			switch {
 			case tt.want == "" && err != nil:
 				t.Errorf("Parse = %v, want it to parse", err)
@@ -860,7 +865,7 @@ func TestParseTargetUsesTargetQuerier(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := b.Parse(md("query", "select v", "targetQuery", "select t"))
+	tr, err := b.Parse(metadata.NewParser(md("query", "select v", "targetQuery", "select t")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -886,5 +891,28 @@ func TestCheckBackendTimeout(t *testing.T) {
 		if (err == nil) != tt.ok || (err != nil && (!strings.Contains(err.Error(), "QUERY_TIMEOUT=4s") || !strings.Contains(err.Error(), "BACKEND_TIMEOUT="))) {
 			t.Errorf("BACKEND_TIMEOUT=%v: %v, want ok=%v", tt.backend, err, tt.ok)
 		}
+	}
+}
+
+func TestMetadataKeysChecked(t *testing.T) {
+	b, _, _ := newTestBackend(t, PolicyAny)
+	s := scalertest.Serve(t, b, scalertest.Options{})
+	ctx := scalertest.Context(t, 10*time.Second)
+	_, err := s.Client.GetMetricSpec(ctx, scalertest.Ref(md("query", "select 1", "activationTargetQueryvalue", "5")))
+	scalertest.WantStatus(t, err, codes.InvalidArgument,
+		`metadata "activationTargetQueryvalue" is not a known key: did you mean "activationTargetQueryValue"?`)
+	// A misspelt required key is named as a typo, not as a missing key.
+	m := md("query", "select 1", "targetQueryvalue", "5")
+	delete(m, "targetQueryValue")
+	_, err = s.Client.GetMetricSpec(ctx, scalertest.Ref(m))
+	scalertest.WantStatus(t, err, codes.InvalidArgument, `did you mean "targetQueryValue"?`)
+	// KEDA's keys pass (md carries scalerAddress), an unrelated one warns.
+	var header grpcmd.MD
+	_, err = s.Client.GetMetricSpec(ctx, scalertest.Ref(md("query", "select 1", "enableTLS", "true", "team", "billing")), grpc.Header(&header))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := header.Get(scaler.WarningHeader), []string{`metadata "team" is not a known key: ignored`}; !slices.Equal(got, want) {
+		t.Errorf("warnings %q, want %q", got, want)
 	}
 }

@@ -3,8 +3,7 @@
 //
 // A Hub runs one feed per distinct source key, however many streams share
 // it: the feed reads its source when it starts, every interval after that,
-// and soon after the source signals a change (for sources that implement
-// Watcher), and hands every reading to its subscribers. A subscriber holds
+// and soon after the source signals a change (see Source.Watch), and hands every reading to its subscribers. A subscriber holds
 // only the newest reading, so a slow stream never blocks a feed. A feed
 // stops when its last subscriber leaves and its lease (see Hub.Latest) has
 // run out; Close stops them all and tells stream handlers to end.
@@ -35,17 +34,24 @@ type Source[T any] interface {
 	Key() string
 	// Read returns the current answer.
 	Read(ctx context.Context) (T, error)
-}
-
-// Watcher is implemented by sources that can tell when their answer may
-// have changed (Redis keyspace notifications, PostgreSQL NOTIFY).
-type Watcher interface {
-	// Watch calls changed whenever the answer may have changed, until ctx
-	// ends or watching fails. It returns ctx.Err() after ctx ends, or the
-	// reason watching failed; the feed falls back to its interval and tries
-	// again later.
+	// Watch calls changed whenever the answer may have changed (Redis
+	// keyspace notifications, PostgreSQL NOTIFY), until ctx ends or
+	// watching fails. It returns ctx.Err() after ctx ends, or the reason
+	// watching failed; the feed falls back to its interval and tries again
+	// later. A source that cannot tell returns ErrNoChanges at once (embed
+	// NoChanges), and its feed only polls.
 	Watch(ctx context.Context, changed func()) error
 }
+
+// ErrNoChanges is returned by the Watch of a source that has no change
+// signals.
+var ErrNoChanges = errors.New("no change signals: polling only")
+
+// NoChanges is embedded by sources that have no change signals.
+type NoChanges struct{}
+
+// Watch returns ErrNoChanges.
+func (NoChanges) Watch(context.Context, func()) error { return ErrNoChanges }
 
 // Update is one reading of a source.
 type Update[T any] struct {
@@ -282,13 +288,11 @@ func (f *feed[T]) run() {
 	changed := make(chan struct{}, 1)
 	var watchers sync.WaitGroup
 	defer watchers.Wait()
-	if w, ok := f.src.(Watcher); ok {
-		watchers.Add(1)
-		go func() {
-			defer watchers.Done()
-			f.watch(w, changed)
-		}()
-	}
+	watchers.Add(1)
+	go func() {
+		defer watchers.Done()
+		f.watch(changed)
+	}()
 	ticker := time.NewTicker(f.hub.opts.Interval)
 	defer ticker.Stop()
 	f.read()
@@ -334,7 +338,7 @@ func (f *feed[T]) read() {
 	}
 }
 
-func (f *feed[T]) watch(w Watcher, changed chan<- struct{}) {
+func (f *feed[T]) watch(changed chan<- struct{}) {
 	signal := func() {
 		select {
 		case changed <- struct{}{}:
@@ -342,8 +346,8 @@ func (f *feed[T]) watch(w Watcher, changed chan<- struct{}) {
 		}
 	}
 	for {
-		err := w.Watch(f.ctx, signal)
-		if f.ctx.Err() != nil {
+		err := f.src.Watch(f.ctx, signal)
+		if f.ctx.Err() != nil || errors.Is(err, ErrNoChanges) {
 			return
 		}
 		if err != nil {

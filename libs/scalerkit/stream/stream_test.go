@@ -65,6 +65,7 @@ func latest(t *testing.T, h *stream.Hub[int64], src stream.Source[int64]) (int64
 
 // counter is a Source whose n-th read returns n, or the error fail(n).
 type counter struct {
+	stream.NoChanges
 	key   string
 	reads atomic.Int64
 	// active counts reads in progress.
@@ -755,4 +756,23 @@ func TestConcurrentSubscribers(t *testing.T) {
 	}
 	wg.Wait()
 	eventually(t, "every feed to stop", func() bool { return h.Feeds() == 0 })
+}
+
+// A source without change signals is polled, quietly: its ErrNoChanges is
+// not a watch failure to log and retry.
+func TestNoChangesSourceOnlyPolls(t *testing.T) {
+	logs := &scalertest.Buffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	h := newHub(t, stream.Options{Interval: 10 * time.Millisecond, RetryWatch: time.Millisecond, Logger: log})
+	src := newCounter("polled")
+	sub := subscribe(t, h, src)
+	defer sub.Close()
+	for range 3 {
+		if u := next(t, sub); u.Err != nil {
+			t.Fatalf("update: %v", u.Err)
+		}
+	}
+	if out := logs.String(); out != "" {
+		t.Errorf("a source without change signals logged:\n%s", out)
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/tlsfiles"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
@@ -26,9 +27,16 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // gauge is a backend whose value the test sets.
-type gauge struct{ v atomic.Int64 }
+type gauge struct {
+	scaler.NoChanges
+	v atomic.Int64
+}
 
-func (g *gauge) Parse(map[string]string) (*scaler.Trigger, error) {
+var _ scaler.Backend = (*gauge)(nil)
+
+func (g *gauge) Close() error { return nil }
+
+func (g *gauge) Parse(*metadata.Parser) (*scaler.Trigger, error) {
 	return &scaler.Trigger{MetricName: "gauge", Target: 1, Probe: g}, nil
 }
 func (g *gauge) Key() string { return "gauge" }

@@ -12,8 +12,11 @@ import (
 	go_ora "github.com/sijms/go-ora/v2"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 )
+
+var _ scaler.Backend = (*Backend)(nil)
 
 // Backend is the oracle-query backend: sqlmetric's SQL triggers (Parse)
 // over two go-ora connection pools per configured connection (value

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
@@ -257,7 +258,7 @@ func TestBackendOnPostgres(t *testing.T) {
 		lb := newTestBackend(t, long, map[string]*sql.DB{sqlmetric.DefaultConnection: openPG(t, pg)}, pgDialect)
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		defer cancel()
-		tr, err := lb.Parse(trigger("select pg_sleep(10)"))
+		tr, err := lb.Parse(metadata.NewParser(trigger("select pg_sleep(10)")))
 		if err != nil {
 			t.Fatal(err)
 		}

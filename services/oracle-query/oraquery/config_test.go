@@ -18,6 +18,7 @@ import (
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
@@ -316,7 +317,7 @@ func TestConfigFromEnviron(t *testing.T) {
 	if _, ok := b.dbs["billing"]; !ok || len(b.dbs) != 2 {
 		t.Errorf("pools %v, want default and billing (from Environ)", slices.Sorted(maps.Keys(b.dbs)))
 	}
-	if _, err := b.Parse(map[string]string{"queryName": "billed", "targetQueryValue": "1"}); err != nil {
+	if _, err := b.Parse(metadata.NewParser(map[string]string{"queryName": "billed", "targetQueryValue": "1"})); err != nil {
 		t.Errorf("a named query resolved at load: %v", err)
 	}
 }

@@ -18,10 +18,14 @@ import (
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 )
 
+var (
+	_ scaler.Backend = (*Backend)(nil)
+	_ scaler.Probe   = (*notifyProbe)(nil)
+)
+
 // Backend is the scaler's backend: sqlmetric's SQL triggers over two
 // PostgreSQL pools per connection (value reads, and background target
-// reads apart), plus the notifyChannel key. It implements scaler.Backend
-// and io.Closer and is safe for concurrent use.
+// reads apart), plus the notifyChannel key. It is safe for concurrent use.
 type Backend struct {
 	sql       *sqlmetric.Backend
 	pools     map[string]*pgxpool.Pool // value reads
@@ -140,8 +144,7 @@ func poolStats(p *pgxpool.Pool) func() (inUse, idle int) {
 // Parse implements scaler.Backend: sqlmetric's keys (see
 // sqlmetric.Backend.Parse) and notifyChannel, a channel whose NOTIFY
 // makes push streams re-check the query at once.
-func (b *Backend) Parse(md map[string]string) (*scaler.Trigger, error) {
-	p := metadata.NewParser(md)
+func (b *Backend) Parse(p *metadata.Parser) (*scaler.Trigger, error) {
 	channel := p.String("notifyChannel", "")
 	if channel != "" && !channelRE.MatchString(channel) {
 		p.Fail(&metadata.Error{Key: "notifyChannel", Value: channel,
@@ -150,7 +153,7 @@ func (b *Backend) Parse(md map[string]string) (*scaler.Trigger, error) {
 	if err := p.Err(); err != nil {
 		return nil, err
 	}
-	t, err := b.sql.Parse(md)
+	t, err := b.sql.Parse(p)
 	if err != nil || channel == "" {
 		return t, err
 	}
@@ -180,8 +183,7 @@ func (b *Backend) Close() error {
 	return nil
 }
 
-// notifyProbe is a query that also watches a NOTIFY channel: it
-// implements stream.Watcher, so that a push feed re-reads the query as
+// notifyProbe is a query that also watches a NOTIFY channel, so that a push feed re-reads the query as
 // soon as an application says the answer may have changed.
 type notifyProbe struct {
 	*sqlmetric.Query
@@ -193,7 +195,7 @@ type notifyProbe struct {
 // feed of a key watches the channel of the probe that started it.
 func (p *notifyProbe) Key() string { return p.Query.Key() + "|notify:" + p.channel }
 
-// Watch implements stream.Watcher.
+// Watch implements scaler.Probe.
 func (p *notifyProbe) Watch(ctx context.Context, changed func()) error {
 	return p.listener.Watch(ctx, p.channel, changed)
 }

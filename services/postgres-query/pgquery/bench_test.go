@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
@@ -155,7 +156,7 @@ func BenchmarkHugeValue(b *testing.B) {
 				c.MaxRowBytes = bc.max
 				c.QueryTimeout = 30 * time.Second
 			}, scalertest.Options{})
-			tr, err := e.b.Parse(map[string]string{"query": "select repeat('x', 60000000)", "targetQueryValue": "1"})
+			tr, err := e.b.Parse(metadata.NewParser(map[string]string{"query": "select repeat('x', 60000000)", "targetQueryValue": "1"}))
 			must(b, err)
 			var peak atomic.Uint64
 			stop := make(chan struct{})

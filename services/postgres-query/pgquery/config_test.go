@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 )
 
@@ -95,7 +96,7 @@ func TestConfigResolvedOnce(t *testing.T) {
 	must(t, cfg.Validate())
 	must(t, os.Remove(file))
 	b := newBackend(t, cfg)
-	if _, err := b.Parse(map[string]string{"queryName": "count", "targetQueryValue": "1"}); err != nil {
+	if _, err := b.Parse(metadata.NewParser(map[string]string{"queryName": "count", "targetQueryValue": "1"})); err != nil {
 		t.Errorf("a named query resolved at load: %v", err)
 	}
 }

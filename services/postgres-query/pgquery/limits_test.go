@@ -13,6 +13,7 @@ import (
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 )
@@ -279,7 +280,7 @@ func TestQueryTimeoutBelowBackendTimeout(t *testing.T) {
 func TestCloseCancelsQueries(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, sharedPostgres(t), func(c *Config) { c.QueryTimeout = 30 * time.Second }, scalertest.Options{})
-	tr, err := e.b.Parse(map[string]string{"query": "select pg_sleep(60)", "targetQueryValue": "1"})
+	tr, err := e.b.Parse(metadata.NewParser(map[string]string{"query": "select pg_sleep(60)", "targetQueryValue": "1"}))
 	must(t, err)
 	done := make(chan error, 1)
 	go func() {
@@ -320,7 +321,7 @@ func TestOneOffQueriesLeaveNothing(t *testing.T) {
 	ctx := scalertest.Context(t, 60*time.Second)
 	read := func(sql string) float64 {
 		t.Helper()
-		tr, err := e.b.Parse(map[string]string{"query": sql, "targetQueryValue": "1"})
+		tr, err := e.b.Parse(metadata.NewParser(map[string]string{"query": sql, "targetQueryValue": "1"}))
 		must(t, err)
 		r, err := tr.Probe.Read(ctx)
 		must(t, err)

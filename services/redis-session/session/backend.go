@@ -16,8 +16,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/ratelog"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
+)
+
+var (
+	_ scaler.Backend = (*Backend)(nil)
+	_ scaler.Probe   = (*probe)(nil)
+	_ scaler.Probe   = watchingProbe{}
+	_ scaler.Probe   = (*targetProbe)(nil)
+	_ scaler.Probe   = watchingTargetProbe{}
 )
 
 // Backend reads session counts from Redis for scalerkit. It keeps one
@@ -188,7 +197,7 @@ func tlsConfig(cfg Config, host string) (*tls.Config, error) {
 // Parse implements scaler.Backend: it turns trigger metadata into a
 // Trigger without any I/O. Bad metadata is a *metadata.Error naming the
 // key (InvalidArgument).
-func (b *Backend) Parse(md map[string]string) (*scaler.Trigger, error) {
+func (b *Backend) Parse(md *metadata.Parser) (*scaler.Trigger, error) {
 	s, err := parseSpec(md, b.opts.DB, b.cluster)
 	if err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
 )
@@ -184,7 +185,7 @@ func TestCredentialsOverrideTheURL(t *testing.T) {
 			c := testConfig(r)
 			c.URL, c.Username, c.Password = tt.url, tt.user, tt.password
 			b := newBackend(t, c)
-			tr, err := b.Parse(map[string]string{})
+			tr, err := b.Parse(metadata.NewParser(map[string]string{}))
 			must(t, err)
 			_, err = tr.Probe.Read(scalertest.Context(t, 5*time.Second))
 			if tt.ok && err != nil {

@@ -18,7 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/kedascalers/kedascalers/libs/scalerkit/stream"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
 )
@@ -255,11 +255,11 @@ func TestMaxWatchedKeys(t *testing.T) {
 	ctx := scalertest.Context(t, time.Minute)
 
 	watch := func(key string) (stop func() error) {
-		tr, err := b.Parse(map[string]string{"mode": "set", "key": key})
+		tr, err := b.Parse(metadata.NewParser(map[string]string{"mode": "set", "key": key}))
 		must(t, err)
 		wctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
-		go func() { done <- tr.Probe.(stream.Watcher).Watch(wctx, func() {}) }()
+		go func() { done <- tr.Probe.Watch(wctx, func() {}) }()
 		return func() error { cancel(); return <-done }
 	}
 	stopA, stopB := watch("a"), watch("b")

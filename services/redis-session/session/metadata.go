@@ -60,8 +60,7 @@ type spec struct {
 // parseSpec reads a trigger's metadata. defaultDB is the database of the
 // connection configuration; cluster forbids other databases. Every error
 // is a *metadata.Error naming the key at fault (InvalidArgument).
-func parseSpec(md map[string]string, defaultDB int, cluster bool) (*spec, error) {
-	p := metadata.NewParser(md)
+func parseSpec(p *metadata.Parser, defaultDB int, cluster bool) (*spec, error) {
 	s := &spec{
 		sessionSize:    p.Float("sessionSize", 100, metadata.Positive[float64]()),
 		activation:     p.Float("activationSessionSize", 0, metadata.AtLeast(0.0)),
@@ -76,7 +75,7 @@ func parseSpec(md map[string]string, defaultDB int, cluster bool) (*spec, error)
 		return nil, p.Err()
 	}
 	if cluster && s.db != 0 {
-		p.Fail(&metadata.Error{Key: "databaseIndex", Value: md["databaseIndex"], Want: "0: Redis Cluster has only database 0"})
+		p.Fail(&metadata.Error{Key: "databaseIndex", Value: p.String("databaseIndex", ""), Want: "0: Redis Cluster has only database 0"})
 	}
 	switch s.mode {
 	case modePattern:
@@ -91,13 +90,13 @@ func parseSpec(md map[string]string, defaultDB int, cluster bool) (*spec, error)
 	}
 	if p.Has("minScore") {
 		if s.mode != modeZSet {
-			p.Fail(&metadata.Error{Key: "minScore", Value: md["minScore"], Want: fmt.Sprintf("no minScore with mode=%s: it applies to mode=zset only", s.mode)})
+			p.Fail(&metadata.Error{Key: "minScore", Value: p.String("minScore", ""), Want: fmt.Sprintf("no minScore with mode=%s: it applies to mode=zset only", s.mode)})
 		} else {
 			s.minScore = parseMinScore(p)
 		}
 	}
 	if s.activeKey != "" && p.Has("activationSessionSize") {
-		p.Fail(&metadata.Error{Key: "activationSessionSize", Value: md["activationSessionSize"],
+		p.Fail(&metadata.Error{Key: "activationSessionSize", Value: p.String("activationSessionSize", ""),
 			Want: "no activationSessionSize together with activeKey: activeKey alone decides activity"})
 	}
 	if p.Err() != nil {

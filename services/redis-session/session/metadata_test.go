@@ -8,7 +8,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
+	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 )
 
 func TestParseSpec(t *testing.T) {
@@ -74,7 +76,7 @@ func TestParseSpec(t *testing.T) {
 			if tt.cluster {
 				defaultDB = 0
 			}
-			got, err := parseSpec(tt.md, defaultDB, tt.cluster)
+			got, err := parseSpec(metadata.NewParser(tt.md), defaultDB, tt.cluster)
 			if err != nil {
 				t.Fatalf("parseSpec: %v", err)
 			}
@@ -117,7 +119,7 @@ func TestParseRejectsBadMetadata(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := &Backend{cluster: tt.cluster}
-			_, err := b.Parse(tt.md)
+			_, err := b.Parse(metadata.NewParser(tt.md))
 			if err == nil {
 				t.Fatal("Parse accepted bad metadata")
 			}
@@ -134,7 +136,7 @@ func TestParseRejectsBadMetadata(t *testing.T) {
 func TestProbeKeys(t *testing.T) {
 	key := func(md map[string]string) string {
 		t.Helper()
-		s, err := parseSpec(md, 0, false)
+		s, err := parseSpec(metadata.NewParser(md), 0, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -184,4 +186,15 @@ func TestZCountMinFollowsTheClock(t *testing.T) {
 			t.Errorf("zcountMin(%q) = %q, want %q", tt.minScore, got, tt.want)
 		}
 	}
+}
+
+// TestMisspeltKey: a typo of a key is refused rather than silently replaced
+// by its default (sesionSize=10 would scale on sessionSize=100).
+func TestMisspeltKey(t *testing.T) {
+	s := scalertest.Serve(t, &Backend{}, scalertest.Options{})
+	ctx := scalertest.Context(t, 10*time.Second)
+	_, err := s.Client.GetMetricSpec(ctx, scalertest.Ref(map[string]string{"mode": "dbsize", "sesionSize": "10"}))
+	scalertest.WantStatus(t, err, codes.InvalidArgument, `metadata "sesionSize" is not a known key: did you mean "sessionSize"?`)
+	_, err = s.Client.GetMetricSpec(ctx, scalertest.Ref(map[string]string{"mode": "set", "key": "s", "minscore": "now"}))
+	scalertest.WantStatus(t, err, codes.InvalidArgument, `did you mean "minScore"?`)
 }

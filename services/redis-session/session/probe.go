@@ -20,9 +20,10 @@ import (
 
 // probe reads a trigger's session count and, with activeKey, its switch.
 type probe struct {
-	b   *Backend
-	s   *spec
-	key string
+	scaler.NoChanges // on a Cluster; watchingProbe watches elsewhere
+	b                *Backend
+	s                *spec
+	key              string
 }
 
 // Key implements scaler.Probe.
@@ -275,10 +276,11 @@ func wantType(m mode) string {
 
 // targetProbe reads the target of a trigger with sessionSizeKey.
 type targetProbe struct {
-	b        *Backend
-	db       int
-	key      string
-	fallback float64
+	scaler.NoChanges // on a Cluster; watchingTargetProbe watches elsewhere
+	b                *Backend
+	db               int
+	key              string
+	fallback         float64
 }
 
 // Key implements scaler.Probe.

@@ -24,7 +24,7 @@ import (
 // watchingProbe is a probe that also watches its keys.
 type watchingProbe struct{ *probe }
 
-// Watch implements stream.Watcher: it calls changed after every keyspace
+// Watch implements scaler.Probe: it calls changed after every keyspace
 // event of the keys the probe reads, until ctx ends (ctx.Err()) or the
 // subscription fails.
 func (p watchingProbe) Watch(ctx context.Context, changed func()) error {
@@ -53,7 +53,7 @@ func (p watchingProbe) Watch(ctx context.Context, changed func()) error {
 // watchingTargetProbe is a targetProbe that also watches its key.
 type watchingTargetProbe struct{ *targetProbe }
 
-// Watch implements stream.Watcher for the sessionSizeKey.
+// Watch implements scaler.Probe for the sessionSizeKey.
 func (p watchingTargetProbe) Watch(ctx context.Context, changed func()) error {
 	return p.b.notifier.watch(ctx, []string{keyspaceChannel(p.db, p.key)}, nil, changed)
 }

@@ -11,7 +11,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/kedascalers/kedascalers/libs/scalerkit/stream"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
@@ -214,12 +215,12 @@ func TestNotifierSharesOneConnection(t *testing.T) {
 		stop  context.CancelFunc
 	}
 	start := func(md map[string]string) *watch {
-		tr, err := b.Parse(md)
+		tr, err := b.Parse(metadata.NewParser(md))
 		must(t, err)
 		w := &watch{done: make(chan error, 1)}
 		wctx, stop := context.WithCancel(ctx)
 		w.stop = stop
-		go func() { w.done <- tr.Probe.(stream.Watcher).Watch(wctx, func() { w.calls.Add(1) }) }()
+		go func() { w.done <- tr.Probe.Watch(wctx, func() { w.calls.Add(1) }) }()
 		return w
 	}
 	a := start(map[string]string{"mode": "set", "key": "a"})
@@ -260,11 +261,11 @@ func TestNotifierSharesOneConnection(t *testing.T) {
 func TestWatchFailsWithRedis(t *testing.T) {
 	r := testenv.NewRedis(t, "--notify-keyspace-events", "KEA")
 	b := newBackend(t, testConfig(r))
-	tr, err := b.Parse(map[string]string{"mode": "pattern", "keyPattern": "sess:*"})
+	tr, err := b.Parse(metadata.NewParser(map[string]string{"mode": "pattern", "keyPattern": "sess:*"}))
 	must(t, err)
 	done := make(chan error, 1)
 	ctx := scalertest.Context(t, time.Minute)
-	go func() { done <- tr.Probe.(stream.Watcher).Watch(ctx, func() {}) }()
+	go func() { done <- tr.Probe.Watch(ctx, func() {}) }()
 	waitSubscribed(t, client(t, r, 0), "")
 	must(t, r.Stop())
 	select {
@@ -276,20 +277,21 @@ func TestWatchFailsWithRedis(t *testing.T) {
 		t.Fatal("Watch still running 5s after Redis stopped")
 	}
 	// Redis is down: subscribing again fails at once.
-	if err := tr.Probe.(stream.Watcher).Watch(ctx, func() {}); err == nil || errors.Is(err, context.Canceled) {
+	if err := tr.Probe.Watch(ctx, func() {}); err == nil || errors.Is(err, context.Canceled) {
 		t.Errorf("Watch with Redis down = %v, want an error", err)
 	}
 }
 
 func TestClusterProbesDoNotWatch(t *testing.T) {
 	b := &Backend{cluster: true}
-	tr, err := b.Parse(map[string]string{"mode": "set", "key": "s", "sessionSizeKey": "c"})
+	tr, err := b.Parse(metadata.NewParser(map[string]string{"mode": "set", "key": "s", "sessionSizeKey": "c"}))
 	must(t, err)
-	if _, ok := tr.Probe.(stream.Watcher); ok {
-		t.Error("a Cluster probe watches: notifications are node-local there")
+	ctx := scalertest.Context(t, time.Minute)
+	if err := tr.Probe.Watch(ctx, func() {}); !errors.Is(err, scaler.ErrNoChanges) {
+		t.Errorf("a Cluster probe's Watch = %v, want ErrNoChanges: notifications are node-local there", err)
 	}
-	if _, ok := tr.TargetProbe.(stream.Watcher); ok {
-		t.Error("a Cluster target probe watches")
+	if err := tr.TargetProbe.Watch(ctx, func() {}); !errors.Is(err, scaler.ErrNoChanges) {
+		t.Errorf("a Cluster target probe's Watch = %v, want ErrNoChanges", err)
 	}
 }
 
