@@ -6,7 +6,9 @@
 // TTL and lets concurrent callers of the same key share one call in flight.
 // The shared call runs detached from its first caller, under the Group's own
 // timeout, so a caller that goes away fails nobody else. Errors are never
-// kept beyond the call that produced them.
+// kept beyond the call that produced them. A fetch function must not
+// panic: the shared call runs on a goroutine of its own, where no caller
+// can recover it (the scaler recovers around the backend call itself).
 //
 // The keys come from what triggers ask, so a Group holds at most
 // MaxEntries of them: past it the least recently used kept value makes
@@ -20,7 +22,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -50,18 +51,6 @@ func (o Outcome) String() string {
 		return "miss"
 	}
 }
-
-// PanicError is returned when a fetch function panics: the panic is
-// recovered, so one bad backend call cannot bring the service down.
-type PanicError struct {
-	// Value is what the function panicked with.
-	Value any
-	// Stack is the stack trace of the panic.
-	Stack []byte
-}
-
-// Error implements error.
-func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
 
 // ErrFull is returned by Get for a new key when the Group holds
 // MaxEntries keys that all have a call in flight, so nothing can be
@@ -163,8 +152,8 @@ func (g *Group[V]) Get(ctx context.Context, key string, fetch func(context.Conte
 	}
 }
 
-// call admits key, runs fetch detached from the caller under the timeout,
-// keeps a successful value and turns a panic into a *PanicError.
+// call admits key, runs fetch detached from the caller under the timeout
+// and keeps a successful value.
 func (g *Group[V]) call(caller context.Context, key string, fetch func(context.Context) (V, error)) (v V, err error) {
 	// A value may have been stored by a flight that ended between our
 	// lookup and this call starting.
@@ -173,7 +162,7 @@ func (g *Group[V]) call(caller context.Context, key string, fetch func(context.C
 		return v, err
 	}
 	defer g.calls.Done()
-	defer func() { g.finish(key, v, err == nil) }() // runs after the recover below
+	defer func() { g.finish(key, v, err == nil) }()
 	ctx, cancel := context.WithCancel(context.WithoutCancel(caller))
 	defer cancel()
 	defer context.AfterFunc(g.ctx, cancel)()
@@ -181,11 +170,6 @@ func (g *Group[V]) call(caller context.Context, key string, fetch func(context.C
 		ctx, cancel = context.WithTimeout(ctx, g.opts.Timeout)
 		defer cancel()
 	}
-	defer func() {
-		if r := recover(); r != nil {
-			err = &PanicError{Value: r, Stack: debug.Stack()}
-		}
-	}()
 	return fetch(ctx)
 }
 

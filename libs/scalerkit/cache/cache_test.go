@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -554,59 +553,6 @@ func TestTimeoutKeepsEarlierCallerDeadline(t *testing.T) {
 		}
 		return "", nil
 	})
-}
-
-func TestPanicIsRecovered(t *testing.T) {
-	errValue := errors.New("nil map")
-	tests := []struct {
-		name    string
-		value   any
-		wantMsg string
-	}{
-		{"string", "boom", "panic: boom"},
-		{"error", errValue, "panic: nil map"},
-		{"int", 42, "panic: 42"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			g := cache.New[string](cache.Options{TTL: time.Hour})
-			started, release := make(chan struct{}), make(chan struct{})
-			fetch := func(context.Context) (string, error) {
-				close(started)
-				<-release
-				panic(tt.value)
-			}
-			first := goGet(g, context.Background(), "k", fetch)
-			waitFor(t, "fetch to start", started)
-			jc := newJoinCtx(context.Background())
-			second := goGet(g, jc, "k", fetch)
-			waitFor(t, "second caller to join", jc.joined)
-			close(release)
-			for _, r := range []result{recv(t, "first", first), recv(t, "second", second)} {
-				var pe *cache.PanicError
-				if !errors.As(r.err, &pe) {
-					t.Fatalf("Get err = %T %v, want *cache.PanicError", r.err, r.err)
-				}
-				if pe.Value != tt.value {
-					t.Errorf("PanicError.Value = %v, want %v", pe.Value, tt.value)
-				}
-				if pe.Error() != tt.wantMsg {
-					t.Errorf("Error() = %q, want %q", pe.Error(), tt.wantMsg)
-				}
-				if !strings.Contains(string(pe.Stack), "cache_test") {
-					t.Errorf("Stack does not show the panicking function:\n%s", pe.Stack)
-				}
-			}
-			if g.Len() != 0 {
-				t.Error("a panicking fetch left a value")
-			}
-			// The Group still works.
-			v, err := g.Get(context.Background(), "k", func(context.Context) (string, error) { return "ok", nil })
-			if err != nil || v != "ok" {
-				t.Errorf("Get after a panic = %q, %v", v, err)
-			}
-		})
-	}
 }
 
 func TestNilObserve(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc/codes"
 )
 
 // Metrics is the set of metrics of one scaler process, in a registry of its
@@ -19,7 +20,7 @@ type Metrics struct {
 	// (grpc_server_handled_total, grpc_server_handling_seconds, ...).
 	GRPC *grpcprom.ServerMetrics
 	// BackendRequests times backend calls by kind ("value" or "target") and
-	// outcome ("ok" or "error").
+	// outcome (see Outcome).
 	BackendRequests *prometheus.HistogramVec
 	// CacheRequests counts metric reads by outcome: "hit" (kept value),
 	// "shared" (joined a call in flight) or "miss" (new backend call).
@@ -69,7 +70,7 @@ func New() *Metrics {
 		)),
 		BackendRequests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "kedascalers_backend_request_duration_seconds",
-			Help:    "Duration of backend calls by kind (value, target) and outcome (ok, error).",
+			Help:    "Duration of backend calls by kind (value, target) and outcome (ok, invalid, refused, unavailable, timeout, exhausted, canceled, internal).",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"kind", "outcome"}),
 		CacheRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -135,4 +136,38 @@ func New() *Metrics {
 		m.StreamLimitReached, m.MessagesTooLarge,
 	)
 	return m
+}
+
+// Outcome names the outcome of a call by its gRPC code, grouped by what a
+// platform engineer does about it:
+//
+//	ok           the call succeeded
+//	invalid      the trigger asks something wrong: its owner fixes it
+//	             (InvalidArgument, OutOfRange, NotFound, PermissionDenied)
+//	refused      the backend answers but refuses the scaler's setup:
+//	             credentials, a missing database or role (FailedPrecondition,
+//	             Unauthenticated)
+//	unavailable  the backend cannot be reached: an outage (Unavailable)
+//	timeout      the backend did not answer in time (DeadlineExceeded)
+//	exhausted    a limit of the scaler was reached (ResourceExhausted)
+//	canceled     the call was cut short: the scaler is stopping (Canceled)
+//	internal     a bug of the scaler or a recovered panic (anything else)
+func Outcome(code codes.Code) string {
+	switch code {
+	case codes.OK:
+		return "ok"
+	case codes.InvalidArgument, codes.OutOfRange, codes.NotFound, codes.PermissionDenied:
+		return "invalid"
+	case codes.FailedPrecondition, codes.Unauthenticated:
+		return "refused"
+	case codes.Unavailable:
+		return "unavailable"
+	case codes.DeadlineExceeded:
+		return "timeout"
+	case codes.ResourceExhausted:
+		return "exhausted"
+	case codes.Canceled:
+		return "canceled"
+	}
+	return "internal"
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -454,37 +455,43 @@ func (s *Service) read(ctx context.Context, kind string, p Probe) (Reading, erro
 	r, err := s.cache.Get(ctx, key, func(ctx context.Context) (Reading, error) {
 		return s.fetch(ctx, kind, p)
 	})
-	if errors.Is(err, cache.ErrFull) {
+	switch {
+	case err == nil:
+		return r, nil
+	case errors.Is(err, cache.ErrFull):
 		return r, s.refuse(ctx, limitQuestions)
+	case ctx.Err() != nil:
+		// The caller went away; the shared call goes on for the others.
+		return r, status.FromContextError(ctx.Err()).Err()
+	case errors.Is(err, cache.ErrClosed):
+		return r, status.Errorf(codes.Unavailable, "reading %s: the scaler is stopping", kind)
 	}
-	if err != nil {
-		return r, toStatus(ctx, kind, err, s.opts.BackendTimeout)
-	}
-	return r, nil
+	return r, err // fetch's status
 }
 
-// fetch is one backend call: timed, checked, logged on failure, and safe
-// from panics.
+// fetch is one backend call: timed, checked, and the one place where a
+// backend panic is recovered, a read error becomes the gRPC status KEDA
+// gets, and the failure is logged and counted. ctx is the cache's: bounded
+// by BACKEND_TIMEOUT, and carrying the ScaledObject of the first caller.
 func (s *Service) fetch(ctx context.Context, kind string, p Probe) (r Reading, err error) {
 	start := time.Now()
 	defer func() {
 		if v := recover(); v != nil {
-			err = status.Errorf(codes.Internal, "reading %s panicked: %v", kind, v)
-			s.logger(ctx).Error("backend panicked", slog.String("probe", metadata.Clip(p.Key())), slog.Any("panic", v))
+			err = status.Errorf(codes.Internal, "reading %s: the backend panicked: %v", kind, v)
+			s.logger(ctx).Error("backend panicked", slog.String("kind", kind), slog.String("probe", metadata.Clip(p.Key())),
+				slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
+		} else if err != nil {
+			err = s.statusOf(ctx, kind, err)
+			if !errors.Is(ctx.Err(), context.Canceled) { // cancelled: the shutdown's hard stop, no news
+				s.logger(ctx).Warn("backend read failed", slog.String("kind", kind), slog.String("probe", metadata.Clip(p.Key())),
+					slog.Duration("elapsed", time.Since(start)), slog.Any("error", err))
+			}
 		}
-		outcome := "ok"
-		if err != nil {
-			outcome = "error"
-		}
-		s.metrics.BackendRequests.WithLabelValues(kind, outcome).Observe(time.Since(start).Seconds())
+		s.metrics.BackendRequests.WithLabelValues(kind, metrics.Outcome(status.Code(err))).Observe(time.Since(start).Seconds())
 	}()
 	r, err = p.Read(ctx)
 	if err == nil {
 		err = checkReading(kind, r)
-	}
-	if err != nil && !errors.Is(ctx.Err(), context.Canceled) { // cancelled: the shutdown's hard stop, no news
-		s.logger(ctx).Warn("backend read failed", slog.String("kind", kind), slog.String("probe", metadata.Clip(p.Key())),
-			slog.Duration("elapsed", time.Since(start)), slog.Any("error", err))
 	}
 	return r, err
 }
@@ -547,16 +554,16 @@ func checkReading(kind string, r Reading) error {
 	return nil
 }
 
-// toStatus turns a read error into the gRPC status KEDA gets.
-func toStatus(ctx context.Context, kind string, err error, timeout time.Duration) error {
-	var pe *cache.PanicError
+// statusOf turns the error of a backend call into a gRPC status: a status
+// the backend chose is kept, running out of BACKEND_TIMEOUT is
+// DeadlineExceeded, anything else is taken for an outage (Unavailable).
+func (s *Service) statusOf(ctx context.Context, kind string, err error) error {
 	switch {
-	case ctx.Err() != nil:
-		return status.FromContextError(ctx.Err()).Err()
 	case errors.Is(err, context.DeadlineExceeded):
-		return status.Errorf(codes.DeadlineExceeded, "reading %s: no answer from the backend within %v: %v", kind, timeout, err)
-	case errors.As(err, &pe):
-		return status.Errorf(codes.Internal, "reading %s: %v", kind, pe)
+		return status.Errorf(codes.DeadlineExceeded, "reading %s: no answer from the backend within %v (BACKEND_TIMEOUT): %v",
+			kind, s.opts.BackendTimeout, err)
+	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+		return status.Errorf(codes.Canceled, "reading %s: cancelled: the scaler is stopping", kind)
 	}
 	if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
 		return err

@@ -1,0 +1,97 @@
+package scaler_test
+
+import (
+	"log/slog"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
+	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
+)
+
+// backendCalls returns how many backend calls of kind ended with outcome.
+func backendCalls(t *testing.T, s *scalertest.Scaler, kind, outcome string) uint64 {
+	t.Helper()
+	var m dto.Metric
+	if err := s.Metrics.BackendRequests.WithLabelValues(kind, outcome).(prometheus.Histogram).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
+}
+
+// A panicking probe is recovered once: one Internal status whose message
+// says it once, one log line with the stack, one call counted internal.
+func TestPanicIsInternalOnce(t *testing.T) {
+	f := newFake()
+	f.panics["boom"] = true
+	logs := &scalertest.Buffer{}
+	s := scalertest.Serve(t, f, scalertest.Options{CacheTTL: -1, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+
+	_, err := s.Client.GetMetrics(ctxT(t), &pb.GetMetricsRequest{ScaledObjectRef: scalertest.Ref(map[string]string{"key": "boom"})})
+	st := status.Convert(err)
+	if want := "reading value: the backend panicked: fake backend exploded"; st.Code() != codes.Internal || st.Message() != want {
+		t.Errorf("GetMetrics = %v %q, want Internal %q", st.Code(), st.Message(), want)
+	}
+	out := logs.String()
+	if n := strings.Count(out, "backend panicked"); n != 1 {
+		t.Errorf("%d 'backend panicked' lines, want 1:\n%s", n, out)
+	}
+	if strings.Contains(out, "rpc panicked") || strings.Contains(out, "backend read failed") {
+		t.Errorf("the panic was handled twice:\n%s", out)
+	}
+	for _, w := range []string{"level=ERROR", "scaledObject.name=so", "stack=", "fake_test.go"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("panic log lacks %s:\n%s", w, out)
+		}
+	}
+	if n := backendCalls(t, s, "value", "internal"); n != 1 {
+		t.Errorf("%d backend calls counted internal, want 1", n)
+	}
+}
+
+// The outcome of a backend call tells a trigger's mistake from an outage.
+func TestBackendOutcomes(t *testing.T) {
+	f := newFake()
+	f.set("good", 1)
+	f.set("nan", math.NaN())
+	f.setErr("down", errDown)
+	f.setErr("refused", status.Error(codes.FailedPrecondition, "WRONGPASS"))
+	f.setErr("denied", status.Error(codes.PermissionDenied, "permission denied for table bookings"))
+	f.setErr("full", status.Error(codes.ResourceExhausted, "too many distinct questions held (1000, MAX_QUESTIONS)"))
+	f.hold("slow")
+	defer f.release("slow")
+	s := scalertest.Serve(t, f, scalertest.Options{CacheTTL: -1, BackendTimeout: 100 * time.Millisecond})
+	tests := []struct {
+		key      string
+		wantCode codes.Code
+		wantMsg  string
+		outcome  string
+	}{
+		{"good", codes.OK, "", "ok"},
+		{"nan", codes.OutOfRange, "value is NaN, want a finite number", "invalid"},
+		{"denied", codes.PermissionDenied, "permission denied for table bookings", "invalid"},
+		{"refused", codes.FailedPrecondition, "WRONGPASS", "refused"},
+		{"down", codes.Unavailable, "reading value: connection refused", "unavailable"},
+		{"slow", codes.DeadlineExceeded, "reading value: no answer from the backend within 100ms (BACKEND_TIMEOUT): context deadline exceeded", "timeout"},
+		{"full", codes.ResourceExhausted, "too many distinct questions held (1000, MAX_QUESTIONS)", "exhausted"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.key, func(t *testing.T) {
+			before := backendCalls(t, s, "value", tt.outcome)
+			_, err := s.Client.GetMetrics(ctxT(t), &pb.GetMetricsRequest{ScaledObjectRef: scalertest.Ref(map[string]string{"key": tt.key})})
+			if st := status.Convert(err); st.Code() != tt.wantCode || st.Message() != tt.wantMsg {
+				t.Errorf("GetMetrics = %v %q, want %v %q", st.Code(), st.Message(), tt.wantCode, tt.wantMsg)
+			}
+			if n := backendCalls(t, s, "value", tt.outcome) - before; n != 1 {
+				t.Errorf("%d calls counted %q, want 1", n, tt.outcome)
+			}
+		})
+	}
+}
