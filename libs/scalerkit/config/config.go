@@ -79,6 +79,63 @@ type Config struct {
 	MaxConnectionAgeGrace time.Duration `envconfig:"MAX_CONNECTION_AGE_GRACE" default:"30s" desc:"calls still open this long after MAX_CONNECTION_AGE are cut (KEDA reopens push streams 2s later, on a new connection)"`
 }
 
+// Defaults returns the configuration with every variable at its default.
+// The default tags above are the one place the defaults are written:
+// Load applies them, --help prints them, scaler.New and the tests take
+// theirs from here, and a test checks the README's table against them.
+func Defaults() Config {
+	var c Config
+	if err := applyDefaults(&c); err != nil {
+		panic(err) // a default tag that does not parse: a programming error the tests catch
+	}
+	return c
+}
+
+// applyDefaults sets every field of the struct spec points to that has a
+// default tag to that default, the way envconfig reads it.
+func applyDefaults(spec any) error {
+	v := reflect.ValueOf(spec).Elem()
+	for i := range v.NumField() {
+		field := v.Type().Field(i)
+		def, ok := field.Tag.Lookup("default")
+		if !ok {
+			continue
+		}
+		f := v.Field(i)
+		var err error
+		switch {
+		case f.Type() == reflect.TypeFor[time.Duration]():
+			var d time.Duration
+			d, err = time.ParseDuration(def)
+			f.SetInt(int64(d))
+		case f.Kind() == reflect.String:
+			f.SetString(def)
+		case f.CanInt():
+			var n int64
+			n, err = strconv.ParseInt(def, 0, f.Type().Bits())
+			f.SetInt(n)
+		case f.CanUint():
+			var n uint64
+			n, err = strconv.ParseUint(def, 0, f.Type().Bits())
+			f.SetUint(n)
+		case f.CanFloat():
+			var x float64
+			x, err = strconv.ParseFloat(def, f.Type().Bits())
+			f.SetFloat(x)
+		case f.Kind() == reflect.Bool:
+			var b bool
+			b, err = strconv.ParseBool(def)
+			f.SetBool(b)
+		default:
+			err = fmt.Errorf("type %v not supported", f.Type())
+		}
+		if err != nil {
+			return fmt.Errorf("default of %s: %w", field.Name, err)
+		}
+	}
+	return nil
+}
+
 // Load reads spec (a pointer to a struct with envconfig tags) from the
 // environment. The error names the variable at fault.
 func Load(spec any) error {

@@ -5,6 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"maps"
+	"os"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -37,31 +41,39 @@ func TestLoadDefaults(t *testing.T) {
 	if err := config.Load(&c); err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	want := config.Config{
-		GRPCAddr:        ":9090",
-		HTTPAddr:        ":8080",
-		LogLevel:        "info",
-		LogFormat:       "json",
-		CacheTTL:        2 * time.Second,
-		PushInterval:    5 * time.Second,
-		BackendTimeout:  5 * time.Second,
-		ShutdownTimeout: 10 * time.Second,
-
-		MaxQuestions:             1000,
-		MaxFeeds:                 200,
-		MaxTargetReaders:         100,
-		TargetReaderIdle:         time.Minute,
-		MaxMetadataBytes:         16 << 10,
-		GRPCMaxConnections:       256,
-		GRPCMaxConcurrentStreams: 4096,
-		GRPCHandshakeTimeout:     5 * time.Second,
-		GRPCKeepaliveMinPing:     10 * time.Second,
-		GRPCMaxRecvMsgBytes:      64 << 10,
-		MaxConnectionAge:         10 * time.Minute,
-		MaxConnectionAgeGrace:    30 * time.Second,
+	if want := config.Defaults(); c != want {
+		t.Errorf("Load() =\n%+v\nwant Defaults()\n%+v", c, want)
 	}
-	if c != want {
-		t.Errorf("Load() =\n%+v\nwant\n%+v", c, want)
+	if err := c.Validate(); err != nil {
+		t.Errorf("the defaults do not validate: %v", err)
+	}
+}
+
+// TestREADMEDefaults: the root README's table of shared variables is the
+// default tags, row for row.
+func TestREADMEDefaults(t *testing.T) {
+	readme, err := os.ReadFile("../../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(readme), "### Shared configuration")
+	if !ok {
+		t.Fatal("README has no Shared configuration section")
+	}
+	table, _, _ = strings.Cut(table, "\n\n#")
+	row := regexp.MustCompile("(?m)^\\| `([A-Z0-9_]+)` \\| (?:`([^`]*)`)? *\\|")
+	documented := map[string]string{}
+	for _, m := range row.FindAllStringSubmatch(table, -1) {
+		documented[m[1]] = m[2]
+	}
+	want := map[string]string{}
+	typ := reflect.TypeFor[config.Config]()
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		want[f.Tag.Get("envconfig")] = f.Tag.Get("default")
+	}
+	if !maps.Equal(documented, want) {
+		t.Errorf("README documents (variable: default)\n%v\nthe code says\n%v", documented, want)
 	}
 }
 

@@ -24,8 +24,9 @@ import (
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
 
-// Options configures a Service. Zero durations take the defaults of the
-// shared configuration (config.Config).
+// Options configures a Service. A zero duration or limit takes the
+// default of the shared configuration (config.Defaults), CacheTTL
+// excepted: zero keeps no readings.
 type Options struct {
 	// CacheTTL is how long a reading answers further GetMetrics and
 	// IsActive calls for the same probe. Zero keeps no readings but still
@@ -37,18 +38,18 @@ type Options struct {
 	BackendTimeout time.Duration
 	// TargetLease is how long a target read from the backend keeps being
 	// refreshed after the last GetMetricSpec or GetMetrics that needed it
-	// (TARGET_READER_IDLE). Default 1m.
+	// (TARGET_READER_IDLE).
 	TargetLease time.Duration
 	// MaxQuestions bounds the distinct questions the cache holds
-	// (MAX_QUESTIONS). Default 1000.
+	// (MAX_QUESTIONS).
 	MaxQuestions int
-	// MaxFeeds bounds the StreamIsActive feeds (MAX_FEEDS). Default 200.
+	// MaxFeeds bounds the StreamIsActive feeds (MAX_FEEDS).
 	MaxFeeds int
 	// MaxTargetReaders bounds the background readers of targets
-	// (MAX_TARGET_READERS). Default 100.
+	// (MAX_TARGET_READERS).
 	MaxTargetReaders int
 	// MaxMetadataBytes bounds one trigger's metadata, keys and values
-	// (MAX_METADATA_BYTES). Default 16 KiB.
+	// (MAX_METADATA_BYTES).
 	MaxMetadataBytes int
 	// Logger receives one line per notable event. Defaults to slog.Default.
 	Logger *slog.Logger
@@ -91,15 +92,6 @@ type Service struct {
 	hubsDone  chan struct{} // closed once both hubs' feeds have ended
 }
 
-// Defaults of Options, the same as the shared configuration's.
-const (
-	defaultTargetLease      = time.Minute
-	defaultMaxQuestions     = 1000
-	defaultMaxFeeds         = 200
-	defaultMaxTargetReaders = 100
-	defaultMaxMetadataBytes = 16 << 10
-)
-
 // Names of the limits in status messages and metrics: the variables that
 // set them.
 const (
@@ -111,26 +103,27 @@ const (
 
 // New returns a Service for b. Call Close when done.
 func New(b Backend, opts Options) *Service {
+	defaults := ConfigOptions(config.Defaults())
 	if opts.PushInterval <= 0 {
-		opts.PushInterval = 5 * time.Second
+		opts.PushInterval = defaults.PushInterval
 	}
 	if opts.BackendTimeout <= 0 {
-		opts.BackendTimeout = 5 * time.Second
+		opts.BackendTimeout = defaults.BackendTimeout
 	}
 	if opts.TargetLease <= 0 {
-		opts.TargetLease = defaultTargetLease
+		opts.TargetLease = defaults.TargetLease
 	}
 	if opts.MaxQuestions <= 0 {
-		opts.MaxQuestions = defaultMaxQuestions
+		opts.MaxQuestions = defaults.MaxQuestions
 	}
 	if opts.MaxFeeds <= 0 {
-		opts.MaxFeeds = defaultMaxFeeds
+		opts.MaxFeeds = defaults.MaxFeeds
 	}
 	if opts.MaxTargetReaders <= 0 {
-		opts.MaxTargetReaders = defaultMaxTargetReaders
+		opts.MaxTargetReaders = defaults.MaxTargetReaders
 	}
 	if opts.MaxMetadataBytes <= 0 {
-		opts.MaxMetadataBytes = defaultMaxMetadataBytes
+		opts.MaxMetadataBytes = defaults.MaxMetadataBytes
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
