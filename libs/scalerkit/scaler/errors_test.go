@@ -95,3 +95,19 @@ func TestBackendOutcomes(t *testing.T) {
 		})
 	}
 }
+
+// A probe key is clipped in log lines: a trigger's long query or key
+// pattern must not make every failure line grow with it.
+func TestProbeKeyClippedInLogs(t *testing.T) {
+	f := newFake()
+	long := strings.Repeat("x", 1000)
+	f.setErr(long, errDown)
+	logs := &scalertest.Buffer{}
+	s := scalertest.Serve(t, f, scalertest.Options{CacheTTL: -1, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	_, err := s.Client.GetMetrics(ctxT(t), &pb.GetMetricsRequest{ScaledObjectRef: scalertest.Ref(map[string]string{"key": long})})
+	scalertest.WantStatus(t, err, codes.Unavailable)
+	out := logs.String()
+	if !strings.Contains(out, "backend read failed") || !strings.Contains(out, "...(1001 bytes)") || strings.Contains(out, long) {
+		t.Errorf("the probe key is not clipped in the log:\n%.600s", out)
+	}
+}
