@@ -410,7 +410,7 @@ func (s *Service) warn(ctx context.Context, ref *pb.ScaledObjectRef, warnings []
 	// Fails only outside a gRPC call (a test calling the Service itself),
 	// where there is no header to set.
 	_ = grpc.SetHeader(ctx, grpcmd.MD{WarningHeader: warnings})
-	s.warnLog.Log(ctx, s.logger(ctx), slog.LevelWarn, ref.GetNamespace()+"/"+ref.GetName(),
+	s.warnLog.Log(ctx, s.logger(ctx), slog.LevelWarn, metadata.Clip(ref.GetNamespace())+"/"+metadata.Clip(ref.GetName()),
 		"trigger metadata has warnings", slog.Any("warnings", warnings))
 }
 
