@@ -103,6 +103,10 @@ func Run(name string, args []string, stdout, stderr io.Writer, svcConfig any, bu
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := serve(ctx, cfg, log, build); err != nil {
+		if invalid := (*config.InvalidError)(nil); errors.As(err, &invalid) {
+			fmt.Fprintf(stderr, "%s: configuration: %v\n", name, invalid)
+			return 2
+		}
 		log.Error("failed", slog.Any("error", err))
 		return 1
 	}

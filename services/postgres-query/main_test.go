@@ -41,10 +41,13 @@ func TestConfigurationErrorsStopTheStart(t *testing.T) {
 		}, "POSTGRES_URL_REPORTING is not a valid"},
 		{"bad pool size", map[string]string{"POSTGRES_URL": "postgres://u@localhost/db", "POSTGRES_MAX_CONNS": "0"}, "POSTGRES_MAX_CONNS"},
 		{"bad policy", map[string]string{"POSTGRES_URL": "postgres://u@localhost/db", "QUERY_POLICY": "open"}, "QUERY_POLICY"},
+		{"query timeout not below backend timeout", map[string]string{
+			"POSTGRES_URL": "postgres://u@127.0.0.1:1/db", "QUERY_TIMEOUT": "5s", "BACKEND_TIMEOUT": "5s",
+		}, "QUERY_TIMEOUT=5s is not below BACKEND_TIMEOUT=5s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			for _, v := range []string{"POSTGRES_URL", "POSTGRES_URL_REPORTING", "POSTGRES_MAX_CONNS", "QUERY_POLICY"} {
+			for _, v := range []string{"POSTGRES_URL", "POSTGRES_URL_REPORTING", "POSTGRES_MAX_CONNS", "QUERY_POLICY", "QUERY_TIMEOUT", "BACKEND_TIMEOUT"} {
 				scalertest.Unsetenv(t, v)
 			}
 			for k, v := range tt.env {

@@ -150,6 +150,29 @@ func Load(spec any) error {
 	return nil
 }
 
+// InvalidError is a bad configuration value found after Load, by code
+// that compares a service's settings with the shared ones (QUERY_TIMEOUT
+// against BACKEND_TIMEOUT, say). scalerkit.Run reports it like an error of
+// Load: a plain message and exit status 2.
+type InvalidError struct {
+	// Err says which variable is wrong and why.
+	Err error
+}
+
+// Error implements error.
+func (e *InvalidError) Error() string { return e.Err.Error() }
+
+// Unwrap returns Err.
+func (e *InvalidError) Unwrap() error { return e.Err }
+
+// Invalid marks err as an *InvalidError; nil stays nil.
+func Invalid(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &InvalidError{Err: err}
+}
+
 // ValueError is a variable whose value cannot be read as its type.
 type ValueError struct {
 	// Name is the variable, Value what it was set to.

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
 )
 
 // Config holds the settings every SQL scaler shares. Services embed it in
@@ -101,8 +103,8 @@ func (c *Config) Validate() error {
 // query's.
 func (c *Config) CheckBackendTimeout(backendTimeout time.Duration) error {
 	if backendTimeout > 0 && c.QueryTimeout >= backendTimeout {
-		return fmt.Errorf("QUERY_TIMEOUT=%v is not below BACKEND_TIMEOUT=%v: lower QUERY_TIMEOUT (or raise BACKEND_TIMEOUT), so that the database stops a slow query before the scaler gives up on it",
-			c.QueryTimeout, backendTimeout)
+		return config.Invalid(fmt.Errorf("QUERY_TIMEOUT=%v is not below BACKEND_TIMEOUT=%v: lower QUERY_TIMEOUT (or raise BACKEND_TIMEOUT), so that the database stops a slow query before the scaler gives up on it",
+			c.QueryTimeout, backendTimeout))
 	}
 	return nil
 }
