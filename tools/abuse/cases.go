@@ -133,6 +133,18 @@ func cases() []*abuseCase {
 				}))
 			},
 		},
+		{
+			name: "pg-big-values", service: "postgres-query",
+			what:  "GetMetrics select repeat(repeat('x', 10000), 1000 + N): ~10 MB values, cheap to make, 10 at a time",
+			count: 100, limit: 60 * time.Second,
+			attack: func(ctx context.Context, a *attack) {
+				a.sent(a.fanout(ctx, a.n, 10, func(ctx context.Context, i int) error {
+					return a.getMetrics(ctx, i, map[string]string{
+						"query": fmt.Sprintf("select repeat(repeat('x', 10000), 1000 + %d)", i), "targetQueryValue": "1",
+					})
+				}))
+			},
+		},
 		badMetadata("pg-bad-metadata", "postgres-query", map[string]string{"query": "select 1"}, "targetQueryValue"),
 		{
 			name: "pg-nul-byte", service: "postgres-query",
