@@ -193,14 +193,13 @@ func metricName(md map[string]string) string {
 
 // runner runs cases against the binaries in bin.
 type runner struct {
-	bin         string
-	dir         string // scaler logs
-	scale       float64
-	rssCeiling  int64
-	memCeiling  int64
-	backends    *backends
-	logsToKeep  bool
-	printDetail func(string)
+	bin        string
+	dir        string // scaler logs
+	scale      float64
+	rssCeiling int64
+	memCeiling int64
+	backends   *backends
+	loadStart  string // load average when the run began
 }
 
 // scaled returns count times the scale, at least 1.

@@ -64,6 +64,7 @@ func runAll(ctx context.Context, rn *runner, re *regexp.Regexp) (int, error) {
 	}
 	defer os.RemoveAll(dir)
 	rn.dir = dir
+	rn.loadStart = loadAverage()
 	rn.backends = &backends{}
 	defer rn.backends.close()
 

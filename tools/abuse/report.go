@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 )
@@ -19,10 +20,25 @@ func verdict(r *result) string {
 	}
 }
 
+// loadAverage returns the 1-minute load average of the machine, or "?":
+// latencies measured on a busy machine say so.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
+}
+
 // printReport writes the results as a Markdown table, then the notes of
 // each case.
 func printReport(w io.Writer, rn *runner, results []*result) {
-	fmt.Fprintf(w, "\nabuse suite, %s, -scale %g\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), rn.scale)
+	fmt.Fprintf(w, "\nabuse suite, %s, -scale %g, load average at start %s, at end %s\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), rn.scale, rn.loadStart, loadAverage())
 	fmt.Fprintln(w, "| case | calls | attack s | peak RSS MB | goroutines | fds | backend conns (base/peak) | backend MB (base/peak/end) | innocent p50/max ms (errors) | attacker got | exit s | aims missed |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range results {
