@@ -91,36 +91,16 @@ func cases() []*abuseCase {
 				sleep(ctx, a.hold)
 			},
 		},
-		{
-			name: "pg-big-queries", service: "postgres-query",
-			what:  "GetMetrics with a distinct ~1 MB query each (select length('x...') + N), 8 at a time",
-			count: 4_000, limit: 60 * time.Second,
-			attack: func(ctx context.Context, a *attack) {
-				pad := strings.Repeat("x", mb-64)
-				call := func(ctx context.Context, i int) error {
-					return a.getMetrics(ctx, i, map[string]string{
-						"query": fmt.Sprintf("select length('%s') + %d", pad, i), "targetQueryValue": "1",
-					})
-				}
-				warm := max(1, min(40, a.n/10))
-				sent := a.fanout(ctx, warm, 8, call)
-				a.mark(ctx, "warm")
-				a.value("warmQueries", float64(sent))
-				sent += a.fanout(ctx, a.n-warm, 8, func(ctx context.Context, i int) error { return call(ctx, warm+i) })
-				a.sent(sent)
-				a.res.note("refused as too large (InvalidArgument): %d of %d", a.res.codes[codes.InvalidArgument], sent)
-			},
-			checks: []func(*result) string{func(r *result) string {
-				warm, ok := r.marks["warm"]
-				if !ok {
-					return ""
-				}
-				if grew := r.endMem - warm; grew > 64*mb {
-					return fmt.Sprintf("PostgreSQL backends grew %d MB after the first %.0f queries", grew/mb, r.values["warmQueries"])
-				}
-				return ""
-			}},
-		},
+		distinctQueries("pg-big-queries",
+			"GetMetrics with a distinct ~1 MB query each (select length('x...') + N), 8 at a time",
+			4_000, func(i int) string {
+				return fmt.Sprintf("select length('%s') + %d", strings.Repeat("x", mb-64), i)
+			}),
+		distinctQueries("pg-distinct-queries",
+			"GetMetrics with a distinct ~15 KB query each (select N union all select 1 ... x 750: a large plan), 8 at a time",
+			4_000, func(i int) string {
+				return fmt.Sprintf("select sum(x) from (select %d as x%s) t", i, strings.Repeat(" union all select 1", 750))
+			}),
 		{
 			name: "pg-huge-value", service: "postgres-query",
 			what:  "GetMetrics select repeat('x', 60000000 + N), all at once",
@@ -229,6 +209,39 @@ func cases() []*abuseCase {
 	}
 }
 
+// distinctQueries is a case asking count distinct queries (query(i)), 8 at
+// a time for at most 60 s, checking that PostgreSQL's server processes do
+// not grow by more than 64 MB after the first 40 queries, and counting the
+// queries refused as too large.
+func distinctQueries(name, what string, count int, query func(i int) string) *abuseCase {
+	return &abuseCase{
+		name: name, service: "postgres-query", what: what,
+		count: count, limit: 60 * time.Second,
+		attack: func(ctx context.Context, a *attack) {
+			call := func(ctx context.Context, i int) error {
+				return a.getMetrics(ctx, i, map[string]string{"query": query(i), "targetQueryValue": "1"})
+			}
+			warm := max(1, min(40, a.n/10))
+			sent := a.fanout(ctx, warm, 8, call)
+			a.mark(ctx, "warm")
+			a.value("warmQueries", float64(sent))
+			sent += a.fanout(ctx, a.n-warm, 8, func(ctx context.Context, i int) error { return call(ctx, warm+i) })
+			a.sent(sent)
+			a.res.note("refused as too large (InvalidArgument): %d of %d", a.res.codes[codes.InvalidArgument], sent)
+		},
+		checks: []func(*result) string{func(r *result) string {
+			warm, ok := r.marks["warm"]
+			if !ok {
+				return ""
+			}
+			if grew := r.endMem - warm; grew > 64*mb {
+				return fmt.Sprintf("PostgreSQL backends grew %d MB after the first %.0f queries", grew/mb, r.values["warmQueries"])
+			}
+			return ""
+		}},
+	}
+}
+
 // badMetadata is a case sending a 1 MB invalid value for key.
 func badMetadata(name, service string, base map[string]string, key string) *abuseCase {
 	return &abuseCase{
@@ -301,15 +314,18 @@ func (a *attack) streams(ctx context.Context, md func(i int) map[string]string) 
 	defer closeAll()
 	var opened atomic.Int64
 	open := func(ctx context.Context, i int) error {
-		st, err := a.client.StreamIsActive(holdCtx, ref(i, md(i)))
-		if err != nil {
-			return err
-		}
+		// The stream is opened in the reader too: past a server's cap on
+		// concurrent streams, opening itself waits.
+		sctx, cancel := context.WithCancel(holdCtx)
 		first := make(chan error, 1)
 		readers.Add(1)
 		go func() {
 			defer readers.Done()
-			_, err := st.Recv()
+			defer cancel()
+			st, err := a.client.StreamIsActive(sctx, ref(i, md(i)))
+			if err == nil {
+				_, err = st.Recv()
+			}
 			first <- err
 			for err == nil {
 				_, err = st.Recv()
@@ -322,8 +338,10 @@ func (a *attack) streams(ctx context.Context, md func(i int) map[string]string) 
 			}
 			return err
 		case <-time.After(firstWithin):
+			cancel()
 			return status.Errorf(codes.DeadlineExceeded, "no first message within %v", firstWithin)
 		case <-ctx.Done():
+			cancel()
 			return status.FromContextError(ctx.Err()).Err()
 		}
 	}
