@@ -143,6 +143,7 @@ func cases() []*abuseCase {
 			name: "pg-listen-channels", service: "postgres-query",
 			what:  "StreamIsActive with a distinct notifyChannel each, more than POSTGRES_MAX_LISTEN_CHANNELS (8), held open",
 			count: 100, limit: 60 * time.Second,
+			min: 20, // past POSTGRES_MAX_LISTEN_CHANNELS in a quick run too
 			attack: func(ctx context.Context, a *attack) {
 				a.streams(ctx, func(i int) map[string]string {
 					return map[string]string{
@@ -350,10 +351,13 @@ func (a *attack) streams(ctx context.Context, md func(i int) map[string]string) 
 	stopOpening()
 	a.value("opened", float64(opened.Load()))
 	a.res.note("%d of %d streams got their first message", opened.Load(), a.n)
-	sleep(ctx, a.hold/2)
+	// Each half of the hold spans more than a PUSH_INTERVAL (5 s), also in
+	// a quick run, so that a warning repeated per re-check shows.
+	half := max(a.hold/2, 6*time.Second)
+	sleep(ctx, half)
 	w0 := warnLines(a.scaler.logBytes())
 	t0 := time.Now()
-	sleep(ctx, a.hold/2)
+	sleep(ctx, half)
 	w1 := warnLines(a.scaler.logBytes())
 	rate := float64(w1-w0) / max(time.Since(t0).Seconds(), 0.001)
 	a.value("warnPerSec", rate)

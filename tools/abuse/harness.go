@@ -39,6 +39,7 @@ type abuseCase struct {
 	what    string // one line for the report
 	env     []string
 	count   int           // at -scale 1
+	min     int           // the least count, whatever the scale
 	limit   time.Duration // bound on the attack
 	attack  func(ctx context.Context, a *attack)
 	checks  []func(r *result) string // each returns the aim missed, or ""
@@ -216,7 +217,7 @@ func (rn *runner) holdScale(d time.Duration) time.Duration {
 // scaler running.
 func (rn *runner) run(ctx context.Context, c *abuseCase) (res *result) {
 	res = &result{
-		name: c.name, service: c.service, n: rn.scaled(c.count),
+		name: c.name, service: c.service, n: max(c.min, rn.scaled(c.count)),
 		codes: map[codes.Code]int{}, codeSamples: map[codes.Code]string{},
 		marks: map[string]int64{}, values: map[string]float64{},
 		shutdownTimeout: envDuration(c.env, "SHUTDOWN_TIMEOUT", defaultShutdown),

@@ -77,7 +77,7 @@ func runAll(ctx context.Context, rn *runner, re *regexp.Regexp) (int, error) {
 			results = append(results, &result{name: c.name, service: c.service, skipped: "global deadline or interrupt"})
 			continue
 		}
-		fmt.Fprintf(os.Stderr, "%s  %s: %s (n=%d)\n", time.Now().UTC().Format("15:04:05"), c.name, c.what, rn.scaled(c.count))
+		fmt.Fprintf(os.Stderr, "%s  %s: %s (n=%d)\n", time.Now().UTC().Format("15:04:05"), c.name, c.what, max(c.min, rn.scaled(c.count)))
 		res := rn.run(ctx, c)
 		fmt.Fprintf(os.Stderr, "%s  %s: %s\n", time.Now().UTC().Format("15:04:05"), c.name, verdict(res))
 		results = append(results, res)
