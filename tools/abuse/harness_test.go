@@ -88,3 +88,27 @@ func TestScaled(t *testing.T) {
 		t.Errorf("holdScale(10s) = %v, want the 30 %% floor", got)
 	}
 }
+
+func TestCodeChecks(t *testing.T) {
+	r := &result{
+		codes:       map[codes.Code]int{codes.InvalidArgument: 3, codes.ResourceExhausted: 1},
+		codeSamples: map[codes.Code]string{codes.InvalidArgument: "over the limit of 16384 (MAX_METADATA_BYTES)", codes.ResourceExhausted: "grpc: received message larger than max"},
+	}
+	tests := []struct {
+		name  string
+		check func(*result) string
+		miss  bool
+	}{
+		{"one code, two got", allCodes(codes.InvalidArgument), true},
+		{"either code", allCodes(codes.InvalidArgument, codes.ResourceExhausted), false},
+		{"a message without the variable", messagesContain("MAX_METADATA_BYTES"), true},
+		{"every message names grpc or the variable", messagesContain(""), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.check(r); (got != "") != tt.miss {
+				t.Errorf("check = %q, want a miss: %v", got, tt.miss)
+			}
+		})
+	}
+}
