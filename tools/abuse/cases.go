@@ -98,9 +98,9 @@ func cases() []*abuseCase {
 				return fmt.Sprintf("select length('%s') + %d", strings.Repeat("x", mb-64), i)
 			}),
 		distinctQueries("pg-distinct-queries",
-			"GetMetrics with a distinct ~15 KB query each (select N union all select 1 ... x 750: a large plan), 8 at a time",
+			"GetMetrics with a distinct ~7 KB query each (select N union all select 1 ... x 370: a large plan), 8 at a time",
 			4_000, func(i int) string {
-				return fmt.Sprintf("select sum(x) from (select %d as x%s) t", i, strings.Repeat(" union all select 1", 750))
+				return fmt.Sprintf("select sum(x) from (select %d as x%s) t", i, strings.Repeat(" union all select 1", 370))
 			}),
 		{
 			name: "pg-huge-value", service: "postgres-query",
