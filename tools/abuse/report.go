@@ -20,6 +20,14 @@ func verdict(r *result) string {
 	}
 }
 
+// missedString is the aims missed, for a table cell.
+func missedString(r *result) string {
+	if len(r.missed) == 0 {
+		return "none"
+	}
+	return strings.ReplaceAll(strings.Join(r.missed, "; "), "|", "/")
+}
+
 // loadAverage returns the 1-minute load average of the machine, or "?":
 // latencies measured on a busy machine say so.
 func loadAverage() string {
@@ -46,6 +54,10 @@ func printReport(w io.Writer, rn *runner, results []*result) {
 			fmt.Fprintf(w, "| %s | - | - | - | - | - | - | - | - | - | - | did not run |\n", r.name)
 			continue
 		}
+		if r.values["refused"] == 1 {
+			fmt.Fprintf(w, "| %s | - | - | - | - | - | - | - | - | refused to start | - | %s |\n", r.name, missedString(r))
+			continue
+		}
 		innocent := "-"
 		if len(r.innocent) > 0 {
 			innocent = fmt.Sprintf("%d / %d (%d)", percentile(r.innocent, 50).Milliseconds(), percentile(r.innocent, 100).Milliseconds(), r.innocentErrs)
@@ -54,14 +66,10 @@ func printReport(w io.Writer, rn *runner, results []*result) {
 		if r.killed {
 			exit += " (killed)"
 		}
-		missed := "none"
-		if len(r.missed) > 0 {
-			missed = strings.Join(r.missed, "; ")
-		}
 		fmt.Fprintf(w, "| %s | %.0f | %.1f | %d | %d | %d | %d / %d | %d / %d / %d | %s | %s | %s | %s |\n",
 			r.name, r.values["sent"], r.attackTook.Seconds(), r.peakRSS>>20, r.peakGoroutines, r.peakFDs,
 			r.baseConns, r.peakConns, r.baseMem>>20, r.peakMem>>20, r.endMem>>20,
-			innocent, codeString(r.codes), exit, strings.ReplaceAll(missed, "|", "/"))
+			innocent, codeString(r.codes), exit, missedString(r))
 	}
 	fmt.Fprintln(w)
 	for _, r := range results {
