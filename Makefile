@@ -16,7 +16,7 @@ endif
 export KS_START
 PROGRESS := tools/devtools/progress.sh
 
-.PHONY: all generate lint lint-go lint-proto lint-actions test unit deploy-check build images demo bench tidy deps help
+.PHONY: all generate lint lint-go lint-proto lint-actions test unit deploy-check build images demo abuse bench tidy deps help
 
 all: lint test build
 
@@ -72,6 +72,11 @@ images: ## container images of every service, where a Docker engine runs
 
 demo: deps build ## throwaway backends, the scalers, and scalerctl asking them as KEDA does
 	go run ./tools/demo --bin bin
+
+# ABUSE_FLAGS: -run REGEXP picks cases, -scale 0.05 is a quick run, -list lists them.
+abuse: deps build ## throwaway backends and the scalers, attacked as a hostile tenant would; prints what each attack cost
+	go build -o bin/abuse ./tools/abuse
+	nice -n 10 bin/abuse --bin bin $(ABUSE_FLAGS)
 
 bench: deps ## benchmarks of every module
 	for m in $(MODULES); do (cd $$m && go test -run '^$$' -bench . -benchmem ./...); done

@@ -1,0 +1,31 @@
+module github.com/kedascalers/kedascalers/tools/abuse
+
+go 1.26.0
+
+replace (
+	github.com/kedascalers/kedascalers/libs/scalerkit => ../../libs/scalerkit
+	github.com/kedascalers/kedascalers/libs/testkit => ../../libs/testkit
+	github.com/kedascalers/kedascalers/proto => ../../proto
+)
+
+require (
+	github.com/jackc/pgx/v5 v5.12.0
+	github.com/kedascalers/kedascalers/libs/testkit v0.0.0-00010101000000-000000000000
+	github.com/kedascalers/kedascalers/proto v0.0.0-00010101000000-000000000000
+	github.com/redis/go-redis/v9 v9.23.0
+	google.golang.org/grpc v1.85.0
+)
+
+require (
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/jackc/pgpassfile v1.0.0 // indirect
+	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
+	github.com/jackc/puddle/v2 v2.2.3 // indirect
+	go.uber.org/atomic v1.12.0 // indirect
+	golang.org/x/net v0.60.0 // indirect
+	golang.org/x/sync v0.24.0 // indirect
+	golang.org/x/sys v0.48.0 // indirect
+	golang.org/x/text v0.42.0 // indirect
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec99bb1 // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
+)

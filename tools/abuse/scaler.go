@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
+)
+
+const (
+	readyTimeout = 20 * time.Second
+	// killAfter bounds the wait for an exit after SIGTERM, beyond the
+	// scaler's own SHUTDOWN_TIMEOUT; then the process is killed.
+	killAfter = 40 * time.Second
+)
+
+// scaler is one run of a service binary, as a child process with its own
+// log file. It dies with this program (parent-death signal).
+type scaler struct {
+	name     string
+	grpcAddr string
+	httpAddr string
+	logPath  string
+	cmd      *exec.Cmd
+	done     chan struct{}
+	waitErr  error // valid once done is closed
+}
+
+// startScaler runs bin/name with GRPC_ADDR and HTTP_ADDR on free loopback
+// ports, PATH, and env, nothing else from this program's environment, so that
+// every other setting is the binary's default. With wantReady it waits until
+// /readyz answers 200; without, it returns at once.
+func startScaler(ctx context.Context, bin, dir, name string, env []string, wantReady bool) (*scaler, error) {
+	grpcPort, err := testenv.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	httpPort, err := testenv.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	s := &scaler{
+		name:     name,
+		grpcAddr: fmt.Sprintf("127.0.0.1:%d", grpcPort),
+		httpAddr: fmt.Sprintf("127.0.0.1:%d", httpPort),
+		done:     make(chan struct{}),
+	}
+	logf, err := os.CreateTemp(dir, name+"-*.log")
+	if err != nil {
+		return nil, fmt.Errorf("create the log of %s: %w", name, err)
+	}
+	s.logPath = logf.Name()
+	s.cmd = exec.Command(filepath.Join(bin, name))
+	s.cmd.Env = append([]string{
+		"PATH=" + os.Getenv("PATH"),
+		"GRPC_ADDR=" + s.grpcAddr,
+		"HTTP_ADDR=" + s.httpAddr,
+	}, env...)
+	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// The parent-death signal fires when the thread that forked the child
+	// exits: keep that thread locked until the child is reaped.
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		defer close(s.done)
+		if err := s.cmd.Start(); err != nil {
+			s.waitErr = err
+			started <- err
+			return
+		}
+		started <- nil
+		s.waitErr = s.cmd.Wait()
+	}()
+	err = <-started
+	logf.Close()
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w (run make build first)", name, err)
+	}
+	if !wantReady {
+		return s, nil
+	}
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		if code, _ := s.get(ctx, "/readyz"); code == http.StatusOK {
+			return s, nil
+		}
+		select {
+		case <-s.done:
+			return nil, fmt.Errorf("%s exited before it was ready (%v):\n%s", name, s.waitErr, s.logTail(10))
+		case <-ctx.Done():
+			s.kill()
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.kill()
+			return nil, fmt.Errorf("%s not ready within %v:\n%s", name, readyTimeout, s.logTail(10))
+		}
+	}
+}
+
+// pid returns the process id.
+func (s *scaler) pid() int { return s.cmd.Process.Pid }
+
+// exited reports whether the process has exited and been reaped.
+func (s *scaler) exited() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// get fetches path from the HTTP listener, with a bound of 5 s.
+func (s *scaler) get(ctx context.Context, path string) (int, string) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.httpAddr+path, nil)
+	if err != nil {
+		return 0, ""
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	return resp.StatusCode, string(b)
+}
+
+// goroutines reads go_goroutines from /metrics.
+func (s *scaler) goroutines(ctx context.Context) (int, error) {
+	code, body := s.get(ctx, "/metrics")
+	if code != http.StatusOK {
+		return 0, fmt.Errorf("GET /metrics: status %d", code)
+	}
+	v, err := metricValue(body, "go_goroutines")
+	return int(v), err
+}
+
+// logBytes returns the log so far.
+func (s *scaler) logBytes() []byte {
+	b, _ := os.ReadFile(s.logPath)
+	return b
+}
+
+// logSize returns the size of the log so far.
+func (s *scaler) logSize() int64 {
+	fi, err := os.Stat(s.logPath)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// logTail returns the last n lines of the log, each cut to 300 bytes.
+func (s *scaler) logTail(n int) string {
+	lines := strings.Split(strings.TrimSpace(string(s.logBytes())), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	for i, l := range lines {
+		lines[i] = "    " + clip(l, 300)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// terminate sends SIGTERM, as Kubernetes does, and returns how long the
+// process took to exit. After killAfter it is killed and killed is true.
+func (s *scaler) terminate() (took time.Duration, killed bool) {
+	start := time.Now()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		s.kill()
+		return time.Since(start), true
+	}
+	select {
+	case <-s.done:
+		return time.Since(start), false
+	case <-time.After(killAfter):
+		s.kill()
+		return time.Since(start), true
+	}
+}
+
+// kill kills the process if it still runs and waits until it is reaped.
+func (s *scaler) kill() {
+	if s.exited() {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+	}
+}
+
+// clip cuts s to n bytes, saying how long it was.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return fmt.Sprintf("%s...(%d bytes)", s[:n], len(s))
+}
