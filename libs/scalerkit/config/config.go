@@ -40,6 +40,11 @@ type Config struct {
 	MaxQuestions int `envconfig:"MAX_QUESTIONS" default:"1000" desc:"distinct questions held by the cache (kept readings and calls in flight); the least recently used reading makes room, and a new question is refused (ResourceExhausted) only when all have a call in flight. Bounds memory: 1000 x MAX_METADATA_BYTES = 16 MiB"`
 	// MaxFeeds bounds the push feeds that serve StreamIsActive.
 	MaxFeeds int `envconfig:"MAX_FEEDS" default:"200" desc:"distinct questions with a StreamIsActive feed; each reads the backend every PUSH_INTERVAL (200: 40 reads/s at 5s); a new question past it is refused (ResourceExhausted)"`
+	// MaxCallsPerNamespace bounds the backend calls one namespace runs at once.
+	MaxCallsPerNamespace int `envconfig:"MAX_CALLS_PER_NAMESPACE" default:"2" desc:"backend calls one namespace's triggers run at once (cache hits and calls joined in flight take none); keep it below the backend's pool size, so that one tenant's slow or distinct questions cannot hold every connection"`
+	// MaxWaitingPerNamespace bounds the backend calls of one namespace
+	// waiting for a place.
+	MaxWaitingPerNamespace int `envconfig:"MAX_WAITING_PER_NAMESPACE" default:"64" desc:"backend calls of one namespace waiting for a place (at most BACKEND_TIMEOUT); past it a call is refused at once (ResourceExhausted)"`
 	// MaxTargetReaders bounds the background readers of backend-read targets.
 	MaxTargetReaders int `envconfig:"MAX_TARGET_READERS" default:"100" desc:"distinct targets read from the backend in the background, each every PUSH_INTERVAL; the least recently asked idle reader makes room, and a new target is refused (ResourceExhausted) only when all have an open StreamMetricSpec"`
 	// TargetReaderIdle is how long a target reader outlives the last call that needed it.
@@ -257,6 +262,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("MAX_QUESTIONS=%d: want >= 1", c.MaxQuestions)
 	case c.MaxFeeds < 1:
 		return fmt.Errorf("MAX_FEEDS=%d: want >= 1", c.MaxFeeds)
+	case c.MaxCallsPerNamespace < 1:
+		return fmt.Errorf("MAX_CALLS_PER_NAMESPACE=%d: want >= 1", c.MaxCallsPerNamespace)
+	case c.MaxWaitingPerNamespace < 0:
+		return fmt.Errorf("MAX_WAITING_PER_NAMESPACE=%d: want >= 0", c.MaxWaitingPerNamespace)
 	case c.MaxTargetReaders < 1:
 		return fmt.Errorf("MAX_TARGET_READERS=%d: want >= 1", c.MaxTargetReaders)
 	case c.TargetReaderIdle <= 0:

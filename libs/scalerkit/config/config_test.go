@@ -22,6 +22,7 @@ var vars = []string{
 	"GRPC_ADDR", "HTTP_ADDR", "LOG_LEVEL", "LOG_FORMAT", "CACHE_TTL", "PUSH_INTERVAL",
 	"BACKEND_TIMEOUT", "SHUTDOWN_TIMEOUT", "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE",
 	"MAX_QUESTIONS", "MAX_FEEDS", "MAX_TARGET_READERS", "TARGET_READER_IDLE", "MAX_METADATA_BYTES",
+	"MAX_CALLS_PER_NAMESPACE", "MAX_WAITING_PER_NAMESPACE",
 	"GRPC_MAX_CONNECTIONS", "GRPC_MAX_CONCURRENT_STREAMS", "GRPC_HANDSHAKE_TIMEOUT", "GRPC_KEEPALIVE_MIN_PING",
 	"GRPC_MAX_RECV_MSG_BYTES", "MAX_CONNECTION_AGE", "MAX_CONNECTION_AGE_GRACE",
 }
@@ -177,6 +178,7 @@ func TestValidate(t *testing.T) {
 		return config.Config{GRPCAddr: ":9090", HTTPAddr: ":8080", LogLevel: "info", LogFormat: "json",
 			CacheTTL: time.Second, PushInterval: time.Second, BackendTimeout: time.Second,
 			MaxQuestions: 1, MaxFeeds: 1, MaxTargetReaders: 1, TargetReaderIdle: time.Second, MaxMetadataBytes: 1,
+			MaxCallsPerNamespace: 1, MaxWaitingPerNamespace: 0,
 			GRPCMaxConnections: 1, GRPCMaxConcurrentStreams: 1, GRPCHandshakeTimeout: time.Second,
 			GRPCKeepaliveMinPing: time.Second, GRPCMaxRecvMsgBytes: 4097, MaxConnectionAge: time.Minute, MaxConnectionAgeGrace: time.Second}
 	}
@@ -200,6 +202,8 @@ func TestValidate(t *testing.T) {
 		{"target readers", func(c *config.Config) { c.MaxTargetReaders = 0 }, "MAX_TARGET_READERS"},
 		{"target reader idle", func(c *config.Config) { c.TargetReaderIdle = 0 }, "TARGET_READER_IDLE"},
 		{"metadata bytes", func(c *config.Config) { c.MaxMetadataBytes = 0 }, "MAX_METADATA_BYTES"},
+		{"calls per namespace", func(c *config.Config) { c.MaxCallsPerNamespace = 0 }, "MAX_CALLS_PER_NAMESPACE"},
+		{"waiting per namespace", func(c *config.Config) { c.MaxWaitingPerNamespace = -1 }, "MAX_WAITING_PER_NAMESPACE"},
 		{"cert only", func(c *config.Config) { c.TLSCertFile = "c" }, "TLS_KEY_FILE"},
 		{"ca only", func(c *config.Config) { c.TLSClientCAFile = "ca" }, "TLS_CLIENT_CA_FILE"},
 		{"full mTLS", func(c *config.Config) { c.TLSCertFile, c.TLSKeyFile, c.TLSClientCAFile = "c", "k", "ca" }, ""},

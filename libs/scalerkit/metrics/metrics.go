@@ -87,7 +87,7 @@ func New() *Metrics {
 		}, []string{"rpc"}),
 		Held: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kedascalers_held",
-			Help: "Distinct questions held by resource: questions (cache entries and calls in flight), feeds (StreamIsActive), target_readers.",
+			Help: "Distinct questions held by resource: questions (cache entries and calls in flight), feeds (StreamIsActive), target_readers; namespace_calls counts the backend calls running under MAX_CALLS_PER_NAMESPACE.",
 		}, []string{"resource"}),
 		HeldLimit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kedascalers_held_limit",

@@ -251,3 +251,67 @@ func TestMaxMetadataBytes(t *testing.T) {
 		})
 	}
 }
+
+// TestMaxCallsPerNamespace: one namespace's backend calls run at most
+// MAX_CALLS_PER_NAMESPACE at once and MAX_WAITING_PER_NAMESPACE wait; past
+// that they are refused, while another namespace is answered at once and
+// a call joining one in flight takes no place.
+func TestMaxCallsPerNamespace(t *testing.T) {
+	t.Setenv("MAX_CALLS_PER_NAMESPACE", "1")
+	t.Setenv("MAX_WAITING_PER_NAMESPACE", "1")
+	f := newFake()
+	f.set("b", 7)
+	s := scalertest.Serve(t, f, scalertest.Options{BackendTimeout: 10 * time.Second})
+	ref := func(ns, key string) *pb.GetMetricsRequest {
+		return &pb.GetMetricsRequest{MetricName: "fake_value",
+			ScaledObjectRef: &pb.ScaledObjectRef{Name: "so-" + key, Namespace: ns, ScalerMetadata: map[string]string{"key": key}}}
+	}
+	f.hold("a1")
+	f.hold("a2")
+	var wg sync.WaitGroup
+	call := func(k string) {
+		wg.Go(func() {
+			if _, err := s.Client.GetMetrics(ctxT(t), ref("tenant-a", k)); err != nil {
+				t.Errorf("GetMetrics(%s) at the limit: %v", k, err)
+			}
+		})
+	}
+	call("a1")
+	waitFor(t, "a1 to run", func() bool { return f.readCount("a1") == 1 })
+	call("a2")
+	time.Sleep(100 * time.Millisecond) // a2 waits for a place; it must not run
+	if n := f.readCount("a2"); n != 0 {
+		t.Fatalf("a2 ran %d times while a1 held the namespace's only place", n)
+	}
+	call("a1") // joins the call in flight: takes no place, is not refused
+	time.Sleep(100 * time.Millisecond)
+	// One past it: refused at once, naming the limit.
+	_, err := s.Client.GetMetrics(ctxT(t), ref("tenant-a", "a3"))
+	wantRefused(t, "GetMetrics(a3) past the limit", err, codes.ResourceExhausted,
+		`namespace "tenant-a"`, "MAX_CALLS_PER_NAMESPACE", "MAX_WAITING_PER_NAMESPACE")
+	if got := counterValue(t, s.Metrics.LimitRefusals.WithLabelValues("MAX_CALLS_PER_NAMESPACE")); got != 1 {
+		t.Errorf("refusals = %v, want 1", got)
+	}
+	// Another tenant is not held back.
+	start := time.Now()
+	r, err := s.Client.GetMetrics(ctxT(t), ref("tenant-b", "b"))
+	if err != nil || r.MetricValues[0].MetricValueFloat != 7 {
+		t.Fatalf("tenant-b while tenant-a is full: %v, %v", r, err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("tenant-b waited %v", d)
+	}
+	if got := gaugeValue(t, s.Metrics.Held.WithLabelValues("namespace_calls")); got != 1 {
+		t.Errorf("namespace calls running = %v, want 1 (a1)", got)
+	}
+	f.release("a1")
+	waitFor(t, "a2 to run once a1 is done", func() bool { return f.readCount("a2") == 1 })
+	f.release("a2")
+	wg.Wait()
+	if got := counterValue(t, s.Metrics.CacheRequests.WithLabelValues("shared")); got != 1 {
+		t.Errorf("calls that joined one in flight = %v, want 1 (the second a1)", got)
+	}
+	if got := gaugeValue(t, s.Metrics.Held.WithLabelValues("namespace_calls")); got != 0 {
+		t.Errorf("namespace calls running at the end = %v, want 0", got)
+	}
+}

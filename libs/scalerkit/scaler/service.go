@@ -45,6 +45,13 @@ type Options struct {
 	MaxQuestions int
 	// MaxFeeds bounds the StreamIsActive feeds (MAX_FEEDS).
 	MaxFeeds int
+	// MaxCallsPerNamespace bounds the backend calls one namespace runs at
+	// once (MAX_CALLS_PER_NAMESPACE).
+	MaxCallsPerNamespace int
+	// MaxWaitingPerNamespace bounds the calls of one namespace waiting for
+	// a place (MAX_WAITING_PER_NAMESPACE). Zero is a valid bound: none
+	// waits.
+	MaxWaitingPerNamespace int
 	// MaxTargetReaders bounds the background readers of targets
 	// (MAX_TARGET_READERS).
 	MaxTargetReaders int
@@ -68,7 +75,10 @@ func ConfigOptions(cfg config.Config) Options {
 		MaxQuestions:     cfg.MaxQuestions,
 		MaxFeeds:         cfg.MaxFeeds,
 		MaxTargetReaders: cfg.MaxTargetReaders,
-		MaxMetadataBytes: cfg.MaxMetadataBytes,
+
+		MaxCallsPerNamespace:   cfg.MaxCallsPerNamespace,
+		MaxWaitingPerNamespace: cfg.MaxWaitingPerNamespace,
+		MaxMetadataBytes:       cfg.MaxMetadataBytes,
 	}
 }
 
@@ -82,6 +92,7 @@ type Service struct {
 	log     *slog.Logger
 	metrics *metrics.Metrics
 	cache   *cache.Group[Reading]
+	tenants *tenants             // backend calls per namespace
 	values  *stream.Hub[Reading] // feeds StreamIsActive
 	targets *stream.Hub[Reading] // refreshes targets read from the backend
 
@@ -99,6 +110,7 @@ const (
 	limitFeeds         = "MAX_FEEDS"
 	limitTargetReaders = "MAX_TARGET_READERS"
 	limitMetadata      = "MAX_METADATA_BYTES"
+	limitNamespace     = "MAX_CALLS_PER_NAMESPACE"
 )
 
 // New returns a Service for b. Call Close when done.
@@ -119,6 +131,12 @@ func New(b Backend, opts Options) *Service {
 	if opts.MaxFeeds <= 0 {
 		opts.MaxFeeds = defaults.MaxFeeds
 	}
+	if opts.MaxCallsPerNamespace <= 0 {
+		opts.MaxCallsPerNamespace = defaults.MaxCallsPerNamespace
+	}
+	if opts.MaxWaitingPerNamespace < 0 {
+		opts.MaxWaitingPerNamespace = defaults.MaxWaitingPerNamespace
+	}
 	if opts.MaxTargetReaders <= 0 {
 		opts.MaxTargetReaders = defaults.MaxTargetReaders
 	}
@@ -137,6 +155,8 @@ func New(b Backend, opts Options) *Service {
 	m.HeldLimit.WithLabelValues("questions").Set(float64(opts.MaxQuestions))
 	m.HeldLimit.WithLabelValues("feeds").Set(float64(opts.MaxFeeds))
 	m.HeldLimit.WithLabelValues("target_readers").Set(float64(opts.MaxTargetReaders))
+	s.tenants = newTenants(opts.MaxCallsPerNamespace, opts.MaxWaitingPerNamespace,
+		func(n int) { m.Held.WithLabelValues("namespace_calls").Set(float64(n)) })
 	s.cache = cache.New[Reading](cache.Options{
 		TTL:        opts.CacheTTL,
 		Timeout:    opts.BackendTimeout,
@@ -229,7 +249,7 @@ func (s *Service) GetMetrics(ctx context.Context, req *pb.GetMetricsRequest) (*p
 		return nil, err
 	}
 	if t.TargetProbe != nil {
-		s.targets.Touch(s.source("target", t.TargetProbe)) // still needed: keep reading it
+		s.targets.Touch(s.source(ctx, "target", t.TargetProbe)) // still needed: keep reading it
 	}
 	r, err := s.readValue(ctx, t)
 	if err != nil {
@@ -252,7 +272,7 @@ func (s *Service) StreamIsActive(ref *pb.ScaledObjectRef, srv pb.ExternalScaler_
 	done := s.openStream(ctx, "StreamIsActive")
 	defer done()
 
-	sub, err := s.values.Subscribe(s.source("value", t.Probe))
+	sub, err := s.values.Subscribe(s.source(ctx, "value", t.Probe))
 	if err != nil {
 		return s.refuse(ctx, limitFeeds)
 	}
@@ -304,7 +324,7 @@ func (s *Service) StreamMetricSpec(ref *pb.ScaledObjectRef, srv pb.ExternalScale
 
 	var updates <-chan stream.Update[Reading]
 	if t.TargetProbe != nil {
-		sub, err := s.targets.Subscribe(s.source("target", t.TargetProbe))
+		sub, err := s.targets.Subscribe(s.source(ctx, "target", t.TargetProbe))
 		if err != nil {
 			return s.refuse(ctx, limitTargetReaders)
 		}
@@ -432,7 +452,7 @@ func (s *Service) target(ctx context.Context, t *Trigger) (float64, error) {
 	if t.TargetProbe == nil {
 		return t.Target, nil
 	}
-	r, ok, err := s.targets.Latest(s.source("target", t.TargetProbe))
+	r, ok, err := s.targets.Latest(s.source(ctx, "target", t.TargetProbe))
 	switch {
 	case err != nil:
 		return 0, s.refuse(ctx, limitTargetReaders)
@@ -482,6 +502,14 @@ func (s *Service) fetch(ctx context.Context, kind string, p Probe) (r Reading, e
 		}
 		s.metrics.BackendRequests.WithLabelValues(kind, metrics.Outcome(status.Code(err))).Observe(time.Since(start).Seconds())
 	}()
+	release, err := s.tenants.acquire(ctx, refOf(ctx).GetNamespace())
+	if err != nil {
+		if errors.Is(err, errTenantFull) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return r, s.refuse(ctx, limitNamespace)
+		}
+		return r, err
+	}
+	defer release()
 	r, err = p.Read(ctx)
 	if err == nil {
 		err = checkReading(kind, r)
@@ -522,6 +550,9 @@ func (s *Service) refuse(ctx context.Context, limit string) error {
 			s.opts.MaxQuestions, limit)
 	case limitFeeds:
 		msg = fmt.Sprintf("too many push feeds (%d, %s): every one serves an open StreamIsActive stream", s.opts.MaxFeeds, limit)
+	case limitNamespace:
+		msg = fmt.Sprintf("too many backend calls of namespace %q (%d running, %s; %d waiting, MAX_WAITING_PER_NAMESPACE): another tenant's calls go on; try again shortly",
+			metadata.Clip(refOf(ctx).GetNamespace()), s.opts.MaxCallsPerNamespace, limit, s.opts.MaxWaitingPerNamespace)
 	case limitTargetReaders:
 		msg = fmt.Sprintf("too many targets read from the backend (%d, %s): every reader serves an open StreamMetricSpec stream",
 			s.opts.MaxTargetReaders, limit)
@@ -588,11 +619,17 @@ type refKey struct{}
 
 // logger returns the service logger with the ScaledObject carried by ctx.
 func (s *Service) logger(ctx context.Context) *slog.Logger {
-	ref, _ := ctx.Value(refKey{}).(*pb.ScaledObjectRef)
+	ref := refOf(ctx)
 	if ref == nil {
 		return s.log
 	}
 	// Clipped: any client may send a name, not only KEDA.
 	return s.log.With(slog.Group("scaledObject",
 		slog.String("namespace", metadata.Clip(ref.GetNamespace())), slog.String("name", metadata.Clip(ref.GetName()))))
+}
+
+// refOf returns the ScaledObject ctx carries (see parse), or nil.
+func refOf(ctx context.Context) *pb.ScaledObjectRef {
+	ref, _ := ctx.Value(refKey{}).(*pb.ScaledObjectRef)
+	return ref
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/stream"
+	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
 
 // source adapts a Probe to a push feed that reads through the service's
@@ -12,6 +13,7 @@ type source struct {
 	s    *Service
 	kind string
 	p    Probe
+	ref  *pb.ScaledObjectRef // the ScaledObject that asked: its namespace pays for the feed's reads
 }
 
 func (src source) Key() string { return src.kind + ":" + src.p.Key() }
@@ -21,7 +23,7 @@ func (src source) Key() string { return src.kind + ":" + src.p.Key() }
 // between share it, and a call already in flight is joined.
 func (src source) Read(ctx context.Context) (Reading, error) {
 	src.s.cache.Forget(src.Key())
-	return src.s.read(ctx, src.kind, src.p)
+	return src.s.read(context.WithValue(ctx, refKey{}, src.ref), src.kind, src.p)
 }
 
 // Watch watches the probe. A signal drops the cached reading, so that the
@@ -33,6 +35,8 @@ func (src source) Watch(ctx context.Context, changed func()) error {
 	})
 }
 
-func (s *Service) source(kind string, p Probe) stream.Source[Reading] {
-	return source{s: s, kind: kind, p: p}
+// source returns the feed source of p. The feed it starts, if any, reads
+// on behalf of the ScaledObject ctx carries (see tenants).
+func (s *Service) source(ctx context.Context, kind string, p Probe) stream.Source[Reading] {
+	return source{s: s, kind: kind, p: p, ref: refOf(ctx)}
 }
