@@ -41,7 +41,7 @@ type Config struct {
 	// MaxFeeds bounds the push feeds that serve StreamIsActive.
 	MaxFeeds int `envconfig:"MAX_FEEDS" default:"200" desc:"distinct questions with a StreamIsActive feed; each reads the backend every PUSH_INTERVAL (200: 40 reads/s at 5s); a new question past it is refused (ResourceExhausted)"`
 	// MaxCallsPerNamespace bounds the backend calls one namespace runs at once.
-	MaxCallsPerNamespace int `envconfig:"MAX_CALLS_PER_NAMESPACE" default:"2" desc:"backend calls one namespace's triggers run at once (cache hits and calls joined in flight take none); keep it below the backend's pool size, so that one tenant's slow or distinct questions cannot hold every connection"`
+	MaxCallsPerNamespace int `envconfig:"MAX_CALLS_PER_NAMESPACE" default:"2" desc:"backend calls one namespace's triggers run at once, for value reads and for target reads each (cache hits and calls joined in flight take none); keep it below the backend's pool size, so that one tenant's slow or distinct questions cannot hold every connection"`
 	// MaxWaitingPerNamespace bounds the backend calls of one namespace
 	// waiting for a place.
 	MaxWaitingPerNamespace int `envconfig:"MAX_WAITING_PER_NAMESPACE" default:"64" desc:"backend calls of one namespace waiting for a place (at most BACKEND_TIMEOUT); past it a call is refused at once (ResourceExhausted)"`

@@ -502,7 +502,10 @@ func (s *Service) fetch(ctx context.Context, kind string, p Probe) (r Reading, e
 		}
 		s.metrics.BackendRequests.WithLabelValues(kind, metrics.Outcome(status.Code(err))).Observe(time.Since(start).Seconds())
 	}()
-	release, err := s.tenants.acquire(ctx, refOf(ctx).GetNamespace())
+	// Value and target reads have places of their own, as they have pools
+	// of their own in the SQL backends: a tenant's slow targetQuery does
+	// not hold up its own value reads either.
+	release, err := s.tenants.acquire(ctx, kind+"|"+refOf(ctx).GetNamespace())
 	if err != nil {
 		if errors.Is(err, errTenantFull) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return r, s.refuse(ctx, limitNamespace)
