@@ -50,7 +50,7 @@ unit: deps ## go test -race in every module but deploy (deploy-check runs that o
 
 test: lint unit deploy-check ## lint, then every module's tests against throwaway backends
 
-deploy-check: ## render and check every kustomization and example; replay the image builds (deploy/)
+deploy-check: ## render and check every kustomization and example, the release workflow and the glue of each service; replay the image builds (deploy/)
 	@$(PROGRESS) "deploy-check (kustomize, examples, image builds)" deploy go test -count=1 -timeout 20m ./...
 
 build: ## static binaries into bin/
@@ -58,16 +58,17 @@ build: ## static binaries into bin/
 	for s in $(SERVICES); do (cd services/$$s && CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o ../../bin/$$s .); done
 	cd tools/scalerctl && CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o ../../bin/scalerctl .
 
-# The tag of each image is its service's own release version
-# (services/<name>/v1.2.3 -> v1.2.3), as the release workflows tag them.
+# One Dockerfile for every service (--build-arg SERVICE); the tag of each
+# image is its service's own release version (services/<name>/v1.2.3 ->
+# v1.2.3), as the release workflow tags them.
 images: ## container images of every service, where a Docker engine runs
 	@if ! docker info >/dev/null 2>&1; then echo "no Docker engine here (docker info failed): skipping image builds"; exit 0; fi; \
-	for f in services/*/Dockerfile; do \
-		s=$$(basename "$$(dirname "$$f")"); \
+	for m in services/*/go.mod; do \
+		s=$$(basename "$$(dirname "$$m")"); \
 		v=$$(git describe --tags --match "services/$$s/v*" --dirty 2>/dev/null || git describe --always --dirty 2>/dev/null || echo dev); \
 		v=$${v#services/$$s/}; \
 		echo "docker build $(IMAGE_REPO)/$$s:$$v"; \
-		docker build -f "$$f" --build-arg VERSION="$$v" -t "$(IMAGE_REPO)/$$s:$$v" .; \
+		docker build --build-arg SERVICE="$$s" --build-arg VERSION="$$v" -t "$(IMAGE_REPO)/$$s:$$v" .; \
 	done
 
 demo: deps build ## throwaway backends, the scalers, and scalerctl asking them as KEDA does

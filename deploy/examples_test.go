@@ -2,47 +2,34 @@ package deploy
 
 import (
 	"net"
+	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"testing"
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
-	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
 )
 
-// exampleMetadata checks the keys a trigger of each service cannot do
-// without (the services' READMEs), so that an example is not merely
-// well-formed YAML.
-var exampleMetadata = map[string]func(md map[string]string) string{
-	"redis-session": func(md map[string]string) string {
-		switch md["mode"] {
-		case "", "dbsize":
-		case "pattern":
-			if md["keyPattern"] == "" {
-				return "mode pattern needs keyPattern"
-			}
-		case "set", "zset", "hash", "list", "counter":
-			if md["key"] == "" {
-				return "mode " + md["mode"] + " needs key"
-			}
-		default:
-			return "unknown mode " + md["mode"]
-		}
-		return ""
-	},
-	"postgres-query": sqlMetadata,
-	"oracle-query":   sqlMetadata,
-}
+// kedaClientDir holds what the examples of every service share: KEDA's
+// client certificate and the TriggerAuthentication that hands it to KEDA.
+var kedaClientDir = filepath.Join("kustomize", "examples", "keda-client")
 
-func sqlMetadata(md map[string]string) string {
-	if (md["query"] == "") == (md["queryName"] == "") {
-		return "want exactly one of query and queryName"
+// documentedKeys returns the words the service's README gives in
+// backticks: an example's metadata keys must be among them, so that an
+// example is not merely well-formed YAML.
+func documentedKeys(t *testing.T, svc string) map[string]bool {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(repoRoot, "services", svc, "README.md"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if v, err := strconv.ParseFloat(md["targetQueryValue"], 64); err != nil || v <= 0 {
-		return "targetQueryValue must be a number > 0"
+	keys := map[string]bool{}
+	for _, m := range regexp.MustCompile("`([A-Za-z][A-Za-z0-9]*)`").FindAllStringSubmatch(string(data), -1) {
+		keys[m[1]] = true
 	}
-	return ""
+	return keys
 }
 
 // TestExamples: the examples decode strictly into KEDA's and cert-manager's
@@ -52,6 +39,13 @@ func TestExamples(t *testing.T) {
 	for _, svc := range services(t) {
 		t.Run(svc, func(t *testing.T) {
 			ex := readDir(t, filepath.Join("kustomize", "examples", svc))
+			shared := readDir(t, kedaClientDir)
+			ex.certificates = append(ex.certificates, shared.certificates...)
+			ex.triggerAuths = append(ex.triggerAuths, shared.triggerAuths...)
+			if len(shared.scaledObjects) != 0 {
+				t.Errorf("%s holds ScaledObjects: they belong to a service's examples", kedaClientDir)
+			}
+			documented := documentedKeys(t, svc)
 			prod := render(t, filepath.Join("kustomize", "overlays", "prod", svc))
 			s := prod.service(t)
 			container := prod.deployment(t).Spec.Template.Spec.Containers[0]
@@ -90,8 +84,10 @@ func TestExamples(t *testing.T) {
 						continue
 					}
 					types[tr.Type] = true
-					if msg := exampleMetadata[svc](tr.Metadata); msg != "" {
-						t.Errorf("ScaledObject %s trigger %d: %s", so.Name, i, msg)
+					for k := range tr.Metadata {
+						if k != "scalerAddress" && !documented[k] {
+							t.Errorf("ScaledObject %s trigger %d: metadata key %s is not in services/%s/README.md", so.Name, i, k, svc)
+						}
 					}
 
 					addr := tr.Metadata["scalerAddress"]
@@ -122,7 +118,7 @@ func TestExamples(t *testing.T) {
 // checkMTLSAuth: a trigger to a scaler that requires client certificates
 // names a TriggerAuthentication that gives KEDA a CA and a client
 // certificate, from a Certificate of the scaler's own issuer.
-func checkMTLSAuth(t *testing.T, ex *objects, so *kedav1alpha1.ScaledObject, i int, tr kedav1alpha1.ScaleTriggers, serverCert *cmv1.Certificate) {
+func checkMTLSAuth(t *testing.T, ex *objects, so *scaledObject, i int, tr scaleTrigger, serverCert *cmv1.Certificate) {
 	t.Helper()
 	ref := tr.AuthenticationRef
 	if ref == nil || (ref.Kind != "" && ref.Kind != "TriggerAuthentication") {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"debug/elf"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -19,7 +20,7 @@ import (
 	"github.com/moby/patternmatcher/ignorefile"
 )
 
-// What every image promises (services/*/Dockerfile).
+// What every image promises (Dockerfile, at the repository root).
 const (
 	builderImage = "golang:1.26"
 	runtimeImage = "gcr.io/distroless/static-debian12:nonroot"
@@ -27,29 +28,52 @@ const (
 	testVersion  = "v0.0.0-imagetest"
 )
 
-// TestImagesStaticBinaries replays each service's Dockerfile without
-// Docker: the build stage's COPY, WORKDIR, ENV and RUN instructions run in
-// a scratch directory filled from the same build context (the repository
-// root, less what .dockerignore leaves out), so a COPY that misses a
-// needed file, a go.sum that is not complete, or a build that needs cgo
-// fails here as it would in the image build. The binary must be static
-// (no interpreter, no dynamic section, no shared libraries: the runtime
-// image has no libc) and report the version passed as the VERSION build
-// argument. The final stage is checked for what the manifests rely on.
+// dockerfile is the one Dockerfile of every service (--build-arg SERVICE).
+var dockerfile = filepath.Join(repoRoot, "Dockerfile")
+
+// TestImagesStaticBinaries replays the Dockerfile for each service without
+// Docker: the build stage's ARG, COPY, WORKDIR, ENV and RUN instructions
+// run in a scratch directory filled from the same build context (the
+// repository root, less what .dockerignore leaves out), with the build
+// arguments SERVICE and VERSION, so a COPY that misses a needed file, a
+// go.sum that is not complete, or a build that needs cgo fails here as it
+// would in the image build. The binary must be static (no interpreter, no
+// dynamic section, no shared libraries: the runtime image has no libc) and
+// report the version passed as the VERSION build argument. The final stage
+// is checked for what the manifests rely on.
 func TestImagesStaticBinaries(t *testing.T) {
 	ignore := dockerignore(t)
+	stages := parseDockerfile(t, dockerfile)
+	if len(stages) != 2 {
+		t.Fatalf("%d stages: want a build stage and a runtime stage", len(stages))
+	}
 	for _, svc := range services(t) {
 		t.Run(svc, func(t *testing.T) {
-			stages := parseDockerfile(t, filepath.Join(repoRoot, "services", svc, "Dockerfile"))
-			if len(stages) != 2 {
-				t.Fatalf("%d stages: want a build stage and a runtime stage", len(stages))
-			}
 			out := checkRuntimeStage(t, svc, stages[1])
-			bin := replayBuildStage(t, ignore, stages[0], out)
+			bin := replayBuildStage(t, ignore, stages[0], out, map[string]string{"SERVICE": svc, "VERSION": testVersion})
 			checkStatic(t, bin)
 			checkVersion(t, bin, svc)
 		})
 	}
+}
+
+// TestImageNeedsService: without --build-arg SERVICE the build stops at
+// once with a message saying so, not at a COPY of services//go.mod.
+func TestImageNeedsService(t *testing.T) {
+	stages := parseDockerfile(t, dockerfile)
+	for _, in := range stages[0] {
+		if in.cmd == "RUN" && strings.Contains(in.args, "SERVICE") {
+			guard := exec.Command("sh", "-c", in.args)
+			guard.Env = []string{} // SERVICE unset
+			err := guard.Run()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) {
+				t.Fatalf("RUN %s with SERVICE unset: %v: want a failure", in.args, err)
+			}
+			return
+		}
+	}
+	t.Fatal("the build stage does not check that SERVICE is set")
 }
 
 // instruction is one Dockerfile instruction, continuation lines joined.
@@ -98,6 +122,7 @@ func parseDockerfile(t *testing.T, path string) [][]instruction {
 func checkRuntimeStage(t *testing.T, svc string, stage []instruction) (binary string) {
 	t.Helper()
 	seen := map[string]string{}
+	var installed string // where the runtime stage puts the binary
 	for _, in := range stage {
 		switch in.cmd {
 		case "FROM":
@@ -106,13 +131,21 @@ func checkRuntimeStage(t *testing.T, svc string, stage []instruction) (binary st
 			}
 		case "COPY":
 			f := strings.Fields(in.args)
-			if len(f) != 3 || f[0] != "--from=build" || f[2] != "/"+svc {
-				t.Errorf("runtime COPY %q: want --from=build <binary> /%s", in.args, svc)
+			if len(f) != 3 || f[0] != "--from=build" || !filepath.IsAbs(f[2]) {
+				t.Errorf("runtime COPY %q: want --from=build <binary> /<path>", in.args)
 			} else {
-				binary = f[1]
+				binary, installed = f[1], f[2]
+			}
+		case "LABEL":
+			if want := `org.opencontainers.image.title="${SERVICE}"`; !strings.Contains(in.args, want) {
+				t.Errorf("LABEL %s: want %s", in.args, want)
 			}
 		case "RUN":
 			t.Errorf("runtime RUN %q: the runtime image has no shell", in.args)
+		}
+		if in.cmd == "ARG" {
+			name, _, _ := strings.Cut(in.args, "=")
+			seen["ARG "+name] = in.args
 		}
 		seen[in.cmd] = in.args
 	}
@@ -124,8 +157,11 @@ func checkRuntimeStage(t *testing.T, svc string, stage []instruction) (binary st
 			t.Errorf("EXPOSE %q: want %s", seen["EXPOSE"], p)
 		}
 	}
-	if want := `["/` + svc + `"]`; seen["ENTRYPOINT"] != want {
-		t.Errorf("ENTRYPOINT %s: want %s", seen["ENTRYPOINT"], want)
+	if want := `["` + installed + `"]`; seen["ENTRYPOINT"] != want {
+		t.Errorf("ENTRYPOINT %s: want %s, the binary the stage copies", seen["ENTRYPOINT"], want)
+	}
+	if _, ok := seen["ARG SERVICE"]; !ok {
+		t.Errorf("the runtime stage declares no ARG SERVICE: its labels would not name the service %s", svc)
 	}
 	if binary == "" {
 		t.Fatalf("the runtime stage copies no binary from the build stage")
@@ -139,11 +175,14 @@ var ldflags = regexp.MustCompile(`-ldflags\s+"([^"]*)"`)
 // replayBuildStage runs the build stage's instructions in a scratch
 // directory standing for the builder's filesystem and returns the binary
 // it built at out.
-func replayBuildStage(t *testing.T, ignore *patternmatcher.PatternMatcher, stage []instruction, out string) string {
+func replayBuildStage(t *testing.T, ignore *patternmatcher.PatternMatcher, stage []instruction, out string, buildArgs map[string]string) string {
 	t.Helper()
 	root := t.TempDir()
 	workdir := "/"
-	args := map[string]string{"VERSION": testVersion}
+	args := map[string]string{}
+	declared := map[string]bool{}
+	// expand substitutes ${ARG} and $ARG as Docker does in COPY and WORKDIR.
+	expand := func(s string) string { return os.Expand(s, func(k string) string { return args[k] }) }
 	env := map[string]string{
 		// What the builder image sets, and the platform it targets.
 		"GOTOOLCHAIN": "local", "GOOS": "linux", "GOARCH": runtime.GOARCH,
@@ -157,9 +196,12 @@ func replayBuildStage(t *testing.T, ignore *patternmatcher.PatternMatcher, stage
 				t.Errorf("build FROM %q: want %s AS build", in.args, builderImage)
 			}
 		case "ARG":
-			name, _, _ := strings.Cut(in.args, "=")
-			if _, ok := args[name]; !ok {
-				args[name] = "" // TARGETOS and friends: env above
+			name, def, _ := strings.Cut(in.args, "=")
+			declared[name] = true
+			if v, ok := buildArgs[name]; ok {
+				args[name] = v
+			} else {
+				args[name] = def // TARGETOS and friends: env above
 			}
 		case "ENV":
 			for _, kv := range strings.Fields(in.args) {
@@ -170,9 +212,9 @@ func replayBuildStage(t *testing.T, ignore *patternmatcher.PatternMatcher, stage
 				env[k] = v
 			}
 		case "WORKDIR":
-			workdir = resolve(workdir, in.args)
+			workdir = resolve(workdir, expand(in.args))
 		case "COPY":
-			f := strings.Fields(in.args)
+			f := strings.Fields(expand(in.args))
 			if len(f) < 2 || strings.HasPrefix(f[0], "--") {
 				t.Fatalf("build COPY %q: want sources and a destination, no flags", in.args)
 			}
@@ -190,6 +232,16 @@ func replayBuildStage(t *testing.T, ignore *patternmatcher.PatternMatcher, stage
 			}
 			dir := filepath.Join(root, workdir)
 			switch {
+			case strings.HasPrefix(cmd, "test "):
+				// A guard of the build arguments: run as the builder's
+				// shell would, with the arguments in its environment.
+				guard := exec.Command("sh", "-c", cmd)
+				for k, v := range args {
+					guard.Env = append(guard.Env, k+"="+v)
+				}
+				if out, err := guard.CombinedOutput(); err != nil {
+					t.Fatalf("RUN %s: %v\n%s", cmd, err, out)
+				}
 			case cmd == "go mod download":
 				run(t, dir, env, "go", "mod", "download")
 			case strings.Contains(cmd, "go build"):
@@ -218,6 +270,11 @@ func replayBuildStage(t *testing.T, ignore *patternmatcher.PatternMatcher, stage
 	}
 	if !built {
 		t.Fatalf("the build stage runs no go build")
+	}
+	for name := range buildArgs {
+		if !declared[name] {
+			t.Errorf("the build stage declares no ARG %s", name)
+		}
 	}
 	if env["GOWORK"] != "off" {
 		t.Errorf("GOWORK=%q in the build stage: want off (the service's go.mod builds it alone)", env["GOWORK"])

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
-	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -50,8 +49,10 @@ func services(t *testing.T) []string {
 }
 
 // objects is what one kustomization renders to (or one examples directory
-// holds), decoded into typed structs. Every object must be of a known
-// kind: an object the tests cannot type is an error, not a skip.
+// holds), decoded into typed structs: strictly into the Go types of
+// Kubernetes, cert-manager and the Prometheus Operator, and against the
+// CRDs' schemas for KEDA's. Every object must be of a known kind: an
+// object the tests cannot type is an error, not a skip.
 type objects struct {
 	source string // the directory, for messages
 	yaml   string // everything, as YAML
@@ -64,8 +65,43 @@ type objects struct {
 	networkPolicies []*networkingv1.NetworkPolicy
 	certificates    []*cmv1.Certificate
 	serviceMonitors []*monv1.ServiceMonitor
-	scaledObjects   []*kedav1alpha1.ScaledObject
-	triggerAuths    []*kedav1alpha1.TriggerAuthentication
+	scaledObjects   []*scaledObject
+	triggerAuths    []*triggerAuthentication
+}
+
+// scaledObject is what these tests read of a KEDA ScaledObject, once the
+// whole object has been checked against KEDA's CRD (crd_test.go).
+type scaledObject struct {
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		ScaleTargetRef struct {
+			Name string `json:"name"`
+		} `json:"scaleTargetRef"`
+		Triggers []scaleTrigger `json:"triggers"`
+	} `json:"spec"`
+}
+
+// scaleTrigger is one trigger of a ScaledObject.
+type scaleTrigger struct {
+	Type              string            `json:"type"`
+	Metadata          map[string]string `json:"metadata"`
+	AuthenticationRef *struct {
+		Name string `json:"name"`
+		Kind string `json:"kind"`
+	} `json:"authenticationRef"`
+}
+
+// triggerAuthentication is what these tests read of a KEDA
+// TriggerAuthentication, once checked against KEDA's CRD.
+type triggerAuthentication struct {
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		SecretTargetRef []struct {
+			Parameter string `json:"parameter"`
+			Name      string `json:"name"`
+			Key       string `json:"key"`
+		} `json:"secretTargetRef"`
+	} `json:"spec"`
 }
 
 // add decodes one YAML document strictly (an unknown or misspelt field is
@@ -94,9 +130,9 @@ func (o *objects) add(doc []byte) error {
 	case "monitoring.coreos.com/v1 ServiceMonitor":
 		err = decodeInto(doc, &o.serviceMonitors)
 	case "keda.sh/v1alpha1 ScaledObject":
-		err = decodeInto(doc, &o.scaledObjects)
+		err = decodeCRD(doc, gvk, &o.scaledObjects)
 	case "keda.sh/v1alpha1 TriggerAuthentication":
-		err = decodeInto(doc, &o.triggerAuths)
+		err = decodeCRD(doc, gvk, &o.triggerAuths)
 	default:
 		return fmt.Errorf("%s: no type known to these tests: add it to objects.add", gvk)
 	}
@@ -226,7 +262,7 @@ func (o *objects) certificateForSecret(secret string) *cmv1.Certificate {
 	return nil
 }
 
-func (o *objects) triggerAuth(name string) *kedav1alpha1.TriggerAuthentication {
+func (o *objects) triggerAuth(name string) *triggerAuthentication {
 	for _, a := range o.triggerAuths {
 		if a.Name == name {
 			return a

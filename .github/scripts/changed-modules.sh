@@ -7,9 +7,9 @@
 #   go.work, the Makefile, tools/devtools (the pinned linters and the
 #   module check), the CI workflow or this script; or when BASE is not
 #   known here (a new branch, a force push: the all-zero SHA);
-# - deploy too, when a service, a Dockerfile, .dockerignore or a release
-#   workflow changed: its tests build every service as its image does and
-#   check the release workflows.
+# - deploy too, when a service, the Dockerfile, .dockerignore or the
+#   release workflow changed: its tests build every service as its image
+#   does and check the release workflow.
 set -euo pipefail
 base=${1:-}
 head=${2:-HEAD}
@@ -45,7 +45,7 @@ for m in "${modules[@]}"; do
   fi
   for f in "${files[@]}"; do
     if [[ $f == "$m"/* ]] ||
-      { [[ $m == deploy ]] && [[ $f == services/* || $f == .dockerignore || $f == .github/workflows/release-* ]]; }; then
+      { [[ $m == deploy ]] && [[ $f == services/* || $f == Dockerfile || $f == .dockerignore || $f == .github/workflows/release.yml ]]; }; then
       selected+=("$m")
       break
     fi
