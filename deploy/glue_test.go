@@ -72,6 +72,9 @@ func TestGlue(t *testing.T) {
 				}
 				checkGlueContent(t, g, svc, data)
 			}
+			if !bytes.Contains(files["go.work"], []byte("./services/"+svc+"\n")) {
+				t.Errorf("go.work: no line ./services/%s (go work use ./services/%s)", svc, svc)
+			}
 			for rel, data := range files {
 				dir := "services/" + svc + "/"
 				if strings.HasPrefix(rel, dir) || slices.Contains(glue, rel) || mayName(rel) || !bytes.Contains(data, []byte(svc)) {
