@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"bytes"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -53,63 +54,144 @@ func mayName(rel string) bool {
 // go.work and its glue files, each short and holding only what is its own;
 // no other file names it.
 func TestGlue(t *testing.T) {
-	svcs := services(t)
 	files := repoFiles(t)
-	for _, svc := range svcs {
+	for _, svc := range services(t) {
 		t.Run(svc, func(t *testing.T) {
-			var glue []string
-			for _, g := range glueFiles() {
-				glue = append(glue, strings.ReplaceAll(g, "%s", svc))
-			}
-			for _, g := range glue {
-				data, err := os.ReadFile(filepath.Join(repoRoot, g))
-				if err != nil {
-					t.Errorf("glue file: %v", err)
-					continue
-				}
-				if n := bytes.Count(data, []byte("\n")); n >= maxGlueLines {
-					t.Errorf("%s: %d lines: want fewer than %d (what is shared belongs in deploy/kustomize/components)", g, n, maxGlueLines)
-				}
-				checkGlueContent(t, g, svc, data)
-			}
-			if !bytes.Contains(files["go.work"], []byte("./services/"+svc+"\n")) {
-				t.Errorf("go.work: no line ./services/%s (go work use ./services/%s)", svc, svc)
-			}
-			for rel, data := range files {
-				dir := "services/" + svc + "/"
-				if strings.HasPrefix(rel, dir) || slices.Contains(glue, rel) || mayName(rel) || !bytes.Contains(data, []byte(svc)) {
-					continue
-				}
-				if rel == "go.work" {
-					if n := bytes.Count(data, []byte(svc)); n != 1 || !bytes.Contains(data, []byte("./services/"+svc+"\n")) {
-						t.Errorf("go.work names %s %d times: want the one line ./services/%s", svc, n, svc)
-					}
-					continue
-				}
-				if strings.HasPrefix(rel, "deploy/kustomize/") && slices.Contains(strings.Split(rel, "/"), svc) {
-					t.Errorf("%s: a file beyond the glue of README.md (\"Adding a backend\": %d files)", rel, len(glue))
-					continue
-				}
-				t.Errorf("%s names %s: a service needs no glue beyond README.md (\"Adding a backend\")", rel, svc)
+			for _, p := range glueProblems(files, svc) {
+				t.Error(p)
 			}
 		})
 	}
 }
 
-// checkGlueContent: a base holds the service's ConfigMap and the shared
+// TestGlueRefuses: glueProblems accepts a new service with exactly the
+// glue of "Adding a backend", and refuses one glue file missing, one too
+// long, one holding a shared part, an extra file, and any other file that
+// names the service.
+func TestGlueRefuses(t *testing.T) {
+	// A new service, modelled on an existing one; its name is spelt in two
+	// so that this file does not name it.
+	svc, model := "new"+"-backend", services(t)[0]
+	tree := repoFiles(t)
+	with := func(change func(files map[string][]byte)) map[string][]byte {
+		files := map[string][]byte{}
+		for k, v := range tree {
+			files[k] = v
+		}
+		files["go.work"] = bytes.Replace(files["go.work"], []byte("use (\n"), []byte("use (\n\t./services/"+svc+"\n"), 1)
+		for _, g := range glueFiles() {
+			from := strings.ReplaceAll(g, "%s", model)
+			files[strings.ReplaceAll(g, "%s", svc)] = bytes.ReplaceAll(files[from], []byte(model), []byte(svc))
+		}
+		change(files)
+		return files
+	}
+	base := "deploy/kustomize/base/" + svc + "/kustomization.yaml"
+	cases := map[string]struct {
+		change func(files map[string][]byte)
+		want   string // in a problem; "": none
+	}{
+		"exactly the glue": {func(map[string][]byte) {}, ""},
+		"no go.work line": {func(f map[string][]byte) {
+			f["go.work"] = tree["go.work"]
+		}, "go.work: no line"},
+		"an overlay missing": {func(f map[string][]byte) {
+			delete(f, "deploy/kustomize/overlays/staging/"+svc+"/kustomization.yaml")
+		}, "overlays/staging/" + svc + "/kustomization.yaml: missing"},
+		"a glue file of 20 lines": {func(f map[string][]byte) {
+			f[base] = append(f[base], strings.Repeat("# more\n", maxGlueLines)...)
+		}, "want fewer than 20"},
+		"a shared part copied into the base": {func(f map[string][]byte) {
+			f[base] = append(f[base], "resources:\n  - deployment.yaml\n"...)
+		}, "resources: a service's glue holds only"},
+		"a base without the shared component": {func(f map[string][]byte) {
+			f[base] = bytes.ReplaceAll(f[base], []byte("components/scaler"), []byte("components/mine"))
+		}, "want [../../components/scaler]"},
+		"an example that is not a ScaledObject": {func(f map[string][]byte) {
+			p := "deploy/kustomize/examples/" + svc + "/scaledobject-external.yaml"
+			f[p] = bytes.Replace(f[p], []byte("kind: ScaledObject"), []byte("kind: TriggerAuthentication"), 1)
+		}, "a service's examples are its ScaledObjects"},
+		"an extra file in its deploy part": {func(f map[string][]byte) {
+			f["deploy/kustomize/base/"+svc+"/deployment.yaml"] = []byte("name: " + svc + "\n")
+		}, "a file beyond the glue"},
+		"its own release workflow": {func(f map[string][]byte) {
+			f[".github/workflows/release-"+svc+".yml"] = []byte("tags: [services/" + svc + "/v*]\n")
+		}, "release-" + svc + ".yml names " + svc},
+		"its own Dockerfile line": {func(f map[string][]byte) {
+			f["Dockerfile"] = append(bytes.Clone(f["Dockerfile"]), "# "+svc+" needs\n"...)
+		}, "Dockerfile names " + svc},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			problems := glueProblems(with(c.change), svc)
+			if c.want == "" {
+				if len(problems) != 0 {
+					t.Errorf("problems %q: want none", problems)
+				}
+				return
+			}
+			if !slices.ContainsFunc(problems, func(p string) bool { return strings.Contains(p, c.want) }) {
+				t.Errorf("problems %q: want one saying %q", problems, c.want)
+			}
+		})
+	}
+}
+
+// glueProblems returns what svc needs beyond its folder, its go.work line
+// and its glue files, or what is wrong with those, given every file of the
+// repository by path.
+func glueProblems(files map[string][]byte, svc string) []string {
+	var problems []string
+	var glue []string
+	for _, g := range glueFiles() {
+		glue = append(glue, strings.ReplaceAll(g, "%s", svc))
+	}
+	for _, g := range glue {
+		data, ok := files[g]
+		if !ok {
+			problems = append(problems, g+": missing (a glue file of README.md's \"Adding a backend\")")
+			continue
+		}
+		if n := bytes.Count(data, []byte("\n")); n >= maxGlueLines {
+			problems = append(problems, fmt.Sprintf("%s: %d lines: want fewer than %d (what is shared belongs in deploy/kustomize/components)", g, n, maxGlueLines))
+		}
+		problems = append(problems, glueContentProblems(g, svc, data)...)
+	}
+	if !bytes.Contains(files["go.work"], []byte("./services/"+svc+"\n")) {
+		problems = append(problems, fmt.Sprintf("go.work: no line ./services/%s (go work use ./services/%s)", svc, svc))
+	}
+	for rel, data := range files {
+		if strings.HasPrefix(rel, "services/"+svc+"/") || slices.Contains(glue, rel) || mayName(rel) || !bytes.Contains(data, []byte(svc)) {
+			continue
+		}
+		switch {
+		case rel == "go.work":
+			if n := bytes.Count(data, []byte(svc)); n != 1 {
+				problems = append(problems, fmt.Sprintf("go.work names %s %d times: want the one line ./services/%s", svc, n, svc))
+			}
+		case strings.HasPrefix(rel, "deploy/kustomize/") && slices.Contains(strings.Split(rel, "/"), svc):
+			problems = append(problems, fmt.Sprintf("%s: a file beyond the glue of README.md (\"Adding a backend\": %d files)", rel, len(glue)))
+		default:
+			problems = append(problems, fmt.Sprintf("%s names %s: a service needs no glue beyond README.md (\"Adding a backend\")", rel, svc))
+		}
+	}
+	slices.Sort(problems)
+	return problems
+}
+
+// glueContentProblems: a base holds the service's ConfigMap and the shared
 // component; an overlay holds its base, its environment's component, its
-// pinned image and perhaps settings; an example holds ScaledObjects.
-func checkGlueContent(t *testing.T, rel, svc string, data []byte) {
-	t.Helper()
+// pinned image and perhaps settings; an example holds a ScaledObject.
+func glueContentProblems(rel, svc string, data []byte) []string {
+	var problems []string
 	var doc map[string]any
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		t.Errorf("%s: %v", rel, err)
-		return
+		return []string{fmt.Sprintf("%s: %v", rel, err)}
 	}
 	keys := func(allowed ...string) {
 		for k := range doc {
 			if !slices.Contains(allowed, k) {
-				t.Errorf("%s: %s: a service's glue holds only %v", rel, k, allowed)
+				problems = append(problems, fmt.Sprintf("%s: %s: a service's glue holds only %v", rel, k, allowed))
 			}
 		}
 	}
@@ -121,7 +203,7 @@ func checkGlueContent(t *testing.T, rel, svc string, data []byte) {
 			s = append(s, str)
 		}
 		if !slices.Equal(s, want) {
-			t.Errorf("%s: %s %v: want %v", rel, key, s, want)
+			problems = append(problems, fmt.Sprintf("%s: %s %v: want %v", rel, key, s, want))
 		}
 	}
 	parts := strings.Split(rel, "/")
@@ -135,9 +217,10 @@ func checkGlueContent(t *testing.T, rel, svc string, data []byte) {
 		list("components", "../../../components/"+parts[3])
 	case "examples":
 		if doc["kind"] != "ScaledObject" {
-			t.Errorf("%s: kind %v: a service's examples are its ScaledObjects (the rest is examples/keda-client)", rel, doc["kind"])
+			problems = append(problems, fmt.Sprintf("%s: kind %v: a service's examples are its ScaledObjects (the rest is examples/keda-client)", rel, doc["kind"]))
 		}
 	}
+	return problems
 }
 
 // repoFiles reads the repository's text files, by path relative to its
