@@ -42,7 +42,7 @@ func mayName(rel string) bool {
 		return true
 	case rel == ".gitignore": // the binary `go build` leaves in its folder
 		return true
-	case strings.HasPrefix(rel, "tools/demo/"): // make demo shows what runs locally
+	case strings.HasPrefix(rel, "tools/demo/"), strings.HasPrefix(rel, "tools/abuse/"): // make demo and make abuse drive what runs locally
 		return true
 	case rel == ".github/workflows/ci.yml": // a live-test job, for a backend no Debian package provides
 		return true
