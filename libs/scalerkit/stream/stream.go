@@ -67,9 +67,11 @@ type Update[T any] struct {
 type Options struct {
 	// Interval is how often each feed reads its source. Defaults to 5s.
 	Interval time.Duration
-	// Debounce gathers change signals for this long before reading, so a
-	// burst of changes costs one read. Defaults to 50ms.
-	Debounce time.Duration
+	// Throttle is the least time between two reads that change signals
+	// cause: a change after a quiet spell is read at once (a push reaches
+	// KEDA within a read's time), and a burst of changes costs at most one
+	// more read per Throttle. Defaults to 50ms.
+	Throttle time.Duration
 	// Lease is how long Latest keeps a feed running without subscribers.
 	Lease time.Duration
 	// RetryWatch is the pause before watching again after Watch failed.
@@ -105,8 +107,8 @@ func NewHub[T any](opts Options) *Hub[T] {
 	if opts.Interval <= 0 {
 		opts.Interval = 5 * time.Second
 	}
-	if opts.Debounce <= 0 {
-		opts.Debounce = 50 * time.Millisecond
+	if opts.Throttle <= 0 {
+		opts.Throttle = 50 * time.Millisecond
 	}
 	if opts.RetryWatch <= 0 {
 		opts.RetryWatch = opts.Interval
@@ -296,21 +298,25 @@ func (f *feed[T]) run() {
 	ticker := time.NewTicker(f.hub.opts.Interval)
 	defer ticker.Stop()
 	f.read()
+	last := time.Now()
 	for {
 		select {
 		case <-f.ctx.Done():
 			return
 		case <-ticker.C:
 		case <-changed:
-			if !Sleep(f.ctx, f.hub.opts.Debounce) {
-				return
-			}
-			select { // signals that came during the debounce are covered
-			case <-changed:
-			default:
+			if wait := time.Until(last.Add(f.hub.opts.Throttle)); wait > 0 {
+				if !Sleep(f.ctx, wait) {
+					return
+				}
+				select { // signals that came while waiting are covered
+				case <-changed:
+				default:
+				}
 			}
 		}
 		f.read()
+		last = time.Now()
 		f.hub.mu.Lock()
 		f.hub.retireLocked(f)
 		f.hub.mu.Unlock()

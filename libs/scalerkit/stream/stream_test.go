@@ -541,7 +541,7 @@ func TestFeedStopCancelsRead(t *testing.T) {
 }
 
 func TestWatcherSignalTriggersRead(t *testing.T) {
-	h := newHub(t, stream.Options{Interval: long, Debounce: time.Millisecond})
+	h := newHub(t, stream.Options{Interval: long, Throttle: time.Millisecond})
 	src := newWatcher("k")
 	sub := subscribe(t, h, src)
 	defer sub.Close()
@@ -557,30 +557,55 @@ func TestWatcherSignalTriggersRead(t *testing.T) {
 	}
 }
 
-func TestWatcherBurstCostsOneRead(t *testing.T) {
-	const debounce = 300 * time.Millisecond
-	h := newHub(t, stream.Options{Interval: long, Debounce: debounce})
+func TestWatcherChangeAfterQuietIsReadAtOnce(t *testing.T) {
+	const throttle = time.Minute
+	h := newHub(t, stream.Options{Interval: long, Throttle: throttle})
 	src := newWatcher("k")
 	sub := subscribe(t, h, src)
 	defer sub.Close()
 	next(t, sub)
 	waitWatching(t, src)
+	// The first read was just now, so this change waits for the throttle.
+	src.signal()
+	time.Sleep(200 * time.Millisecond)
+	noUpdate(t, sub)
+	if n := src.reads.Load(); n != 1 {
+		t.Fatalf("a change within the throttle of the last read was read at once (%d reads)", n)
+	}
+}
+
+func TestWatcherBurstCostsAtMostTwoReads(t *testing.T) {
+	const throttle = 300 * time.Millisecond
+	h := newHub(t, stream.Options{Interval: long, Throttle: throttle})
+	src := newWatcher("k")
+	sub := subscribe(t, h, src)
+	defer sub.Close()
+	next(t, sub)
+	waitWatching(t, src)
+	time.Sleep(throttle) // a quiet spell: the next change is read at once
 	start := time.Now()
 	for range 50 {
 		src.signal()
 	}
 	burst := time.Since(start)
-	u := next(t, sub)
-	if u.Value != 2 {
-		t.Fatalf("update after the burst: %+v, want value 2", u)
+	first := next(t, sub)
+	firstAt := time.Since(start)
+	if first.Value != 2 {
+		t.Fatalf("update after the first change: %+v, want value 2", first)
 	}
-	// A second read could only come one debounce after the first.
-	time.Sleep(2 * debounce)
-	if burst > debounce/2 {
-		t.Skipf("the burst of signals took %v, too long to judge a debounce of %v", burst, debounce)
+	time.Sleep(2 * throttle)
+	if burst > throttle/2 || firstAt > throttle/2 {
+		t.Skipf("the burst took %v and its first read %v: too slow a machine to judge a throttle of %v", burst, firstAt, throttle)
 	}
-	if n := src.reads.Load(); n != 2 {
-		t.Errorf("a burst of 50 signals within the debounce cost %d reads, want 1", n-1)
+	// The first change was read at once; the rest of the burst cost at
+	// most one more read, a throttle later.
+	if n := src.reads.Load() - 1; n > 2 {
+		t.Errorf("a burst of 50 signals within the throttle cost %d reads, want at most 2", n)
+	}
+	if n := src.reads.Load(); n == 3 {
+		if u := next(t, sub); u.Value != 3 || u.At.Sub(first.At) < throttle {
+			t.Errorf("second read of the burst %+v, %v after the first: want value 3, at least %v later", u, u.At.Sub(first.At), throttle)
+		}
 	}
 	noUpdate(t, sub)
 }
@@ -598,7 +623,7 @@ func TestWatchErrorIsRetriedAndLogged(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			logs := &scalertest.Buffer{}
 			log := slog.New(slog.NewTextHandler(logs, nil))
-			h := newHub(t, stream.Options{Interval: 10 * time.Millisecond, RetryWatch: tt.retryWatch, Debounce: time.Millisecond, Logger: log})
+			h := newHub(t, stream.Options{Interval: 10 * time.Millisecond, RetryWatch: tt.retryWatch, Throttle: time.Millisecond, Logger: log})
 			src := newWatcher("my-source-key")
 			src.failWatch = func(n int64) error {
 				if n <= 3 {

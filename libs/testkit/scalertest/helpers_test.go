@@ -85,3 +85,36 @@ func TestClosing(t *testing.T) {
 		t.Errorf("closed %d times after the subtest, want 1", c.closed)
 	}
 }
+
+func TestPercentile(t *testing.T) {
+	ms := func(n ...int) []time.Duration {
+		var d []time.Duration
+		for _, v := range n {
+			d = append(d, time.Duration(v)*time.Millisecond)
+		}
+		return d
+	}
+	hundred := make([]int, 100)
+	for i := range hundred {
+		hundred[i] = i + 1
+	}
+	tests := []struct {
+		name   string
+		sorted []time.Duration
+		p      int
+		want   time.Duration
+	}{
+		{"one sample", ms(7), 99, 7 * time.Millisecond},
+		{"median of four", ms(1, 2, 3, 4), 50, 2 * time.Millisecond},
+		{"p99 of twenty is the largest", ms(hundred[:20]...), 99, 20 * time.Millisecond},
+		{"p99 of a hundred", ms(hundred...), 99, 99 * time.Millisecond},
+		{"p50 of a hundred", ms(hundred...), 50, 50 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Percentile(tt.sorted, tt.p); got != tt.want {
+				t.Errorf("Percentile(%v, %d) = %v, want %v", tt.sorted, tt.p, got, tt.want)
+			}
+		})
+	}
+}

@@ -195,3 +195,36 @@ func BenchmarkHugeValue(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPushLatencyNotify measures the scaler's own part of an
+// activation by push: from a transaction that inserts a waiting booking
+// and sends NOTIFY to StreamIsActive sending true, with a 30 s push
+// interval. Each trial starts after a quiet spell longer than the feed's
+// throttle. p50-ms and p99-ms are what to read: ns/op is a whole trial,
+// its quiet spell and the way back to inactive included, so the default
+// -benchtime makes only about ten trials; -benchtime 200x makes enough
+// for a p99.
+func BenchmarkPushLatencyNotify(b *testing.B) {
+	e := newEnv(b, sharedPostgres(b), nil, scalertest.Options{PushInterval: 30 * time.Second})
+	md := map[string]string{"query": waiting, "targetQueryValue": "1", "notifyChannel": "bookings"}
+	ch, _ := e.streamIsActive(b, scalertest.Ref(md))
+	if scalertest.Next(b, ch, 5*time.Second, "first message") {
+		b.Fatal("first message is true with no waiting booking")
+	}
+	waitListenSessions(b, e.db, 1, 5*time.Second)
+	var took []time.Duration
+	for b.Loop() {
+		time.Sleep(100 * time.Millisecond) // quiet: past the feed's 50 ms throttle
+		start := time.Now()
+		exec(b, e.db, "insert into bookings (status, seats) values ('waiting', 2); notify bookings")
+		if !scalertest.Next(b, ch, 5*time.Second, "after NOTIFY") {
+			b.Fatal("false after a waiting booking came")
+		}
+		took = append(took, time.Since(start))
+		exec(b, e.db, "update bookings set status = 'confirmed' where status = 'waiting'; notify bookings")
+		if scalertest.Next(b, ch, 5*time.Second, "after the second NOTIFY") {
+			b.Fatal("true after the waiting booking left")
+		}
+	}
+	scalertest.ReportLatency(b, took)
+}

@@ -21,7 +21,7 @@ import (
 const waiting = "select count(*) from bookings where status = 'waiting'"
 
 // streamIsActive opens StreamIsActive for ref and returns its messages.
-func (e *env) streamIsActive(t *testing.T, ref *pb.ScaledObjectRef) (<-chan bool, context.CancelFunc) {
+func (e *env) streamIsActive(t testing.TB, ref *pb.ScaledObjectRef) (<-chan bool, context.CancelFunc) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)

@@ -83,3 +83,37 @@ func BenchmarkScanPatternUncached(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPushLatencyKeyspace measures the scaler's own part of an
+// activation by push: from a write to Redis (SADD to an empty set) to
+// StreamIsActive sending true, with keyspace notifications and a 30 s
+// push interval. Each trial starts after a quiet spell longer than the
+// feed's throttle, as a first session after an idle night does. p50-ms
+// and p99-ms are what to read: ns/op is a whole trial, its quiet spell
+// and the way back to inactive included, so the default -benchtime makes
+// only about ten trials; -benchtime 200x makes enough for a p99.
+func BenchmarkPushLatencyKeyspace(b *testing.B) {
+	e := newEnv(b, scalertest.Options{PushInterval: 30 * time.Second, CacheTTL: 30 * time.Second},
+		"--notify-keyspace-events", "KEA")
+	ctx := scalertest.Context(b, 10*time.Minute)
+	ch := e.streamIsActive(b, map[string]string{"mode": "set", "key": "s"})
+	if scalertest.Next(b, ch, 5*time.Second, "first message") {
+		b.Fatal("first message is true for an empty set")
+	}
+	waitSubscribed(b, e.rdb, "__keyspace@0__:s")
+	var took []time.Duration
+	for b.Loop() {
+		time.Sleep(100 * time.Millisecond) // quiet: past the feed's 50 ms throttle
+		start := time.Now()
+		must(b, e.rdb.SAdd(ctx, "s", "a").Err())
+		if !scalertest.Next(b, ch, 5*time.Second, "after SADD") {
+			b.Fatal("false after SADD")
+		}
+		took = append(took, time.Since(start))
+		must(b, e.rdb.Del(ctx, "s").Err())
+		if scalertest.Next(b, ch, 5*time.Second, "after DEL") {
+			b.Fatal("true after DEL")
+		}
+	}
+	scalertest.ReportLatency(b, took)
+}

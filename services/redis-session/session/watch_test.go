@@ -19,7 +19,7 @@ import (
 )
 
 // streamIsActive opens StreamIsActive for md and returns its messages.
-func (e *env) streamIsActive(t *testing.T, md map[string]string) <-chan bool {
+func (e *env) streamIsActive(t testing.TB, md map[string]string) <-chan bool {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
