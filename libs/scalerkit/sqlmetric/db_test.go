@@ -239,8 +239,8 @@ func TestDBOnPostgres(t *testing.T) {
 	t.Run("MAX_ROWS", func(t *testing.T) {
 		start := time.Now()
 		_, err := value(t, b, md("query", "select generate_series(1, 1000000)"))
-		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "MAX_ROWS") {
-			t.Errorf("a million rows with MAX_ROWS=100: %v, want FailedPrecondition naming MAX_ROWS", err)
+		if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "MAX_ROWS=") {
+			t.Errorf("a million rows with MAX_ROWS=100: %v, want ResourceExhausted naming MAX_ROWS", err)
 		}
 		if d := time.Since(start); d > 3*time.Second {
 			t.Errorf("MAX_ROWS took %v: it should stop at once", d)
@@ -331,8 +331,8 @@ func TestDBOnPostgres(t *testing.T) {
 		slow := e.backend(t, q, func(c *Config) { c.MaxRows = 2 })
 		start := time.Now()
 		_, err := value(t, slow, md("query", "select repeat('x', 20000), pg_sleep(0.1) from generate_series(1, 100) -- drain-me"))
-		if status.Code(err) != codes.FailedPrecondition {
-			t.Errorf("100 slow rows with MAX_ROWS=2: %v, want FailedPrecondition", err)
+		if status.Code(err) != codes.ResourceExhausted {
+			t.Errorf("100 slow rows with MAX_ROWS=2: %v, want ResourceExhausted", err)
 		}
 		if d := time.Since(start); d > 3*time.Second {
 			t.Errorf("stopping after 3 rows took %v: the rest was drained, not cancelled", d)
@@ -347,8 +347,8 @@ func TestDBOnPostgres(t *testing.T) {
 		q := &DB{DB: openPG(t, e.pg), Guard: pgReadOnly, MapError: outage}
 		few := e.backend(t, q, func(c *Config) { c.MaxRows = 2 })
 		_, err := value(t, few, md("query", "select generate_series(1, 10)"))
-		if status.Code(err) != codes.FailedPrecondition {
-			t.Errorf("MAX_ROWS through a MapError mapping everything: %v, want FailedPrecondition", err)
+		if status.Code(err) != codes.ResourceExhausted {
+			t.Errorf("MAX_ROWS through a MapError mapping everything: %v, want ResourceExhausted", err)
 		}
 		stop := errors.New("stop")
 		if err := q.Query(context.Background(), "select 1", nil, func(any) error { return stop }); !errors.Is(err, stop) {

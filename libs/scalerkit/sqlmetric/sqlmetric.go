@@ -337,8 +337,8 @@ func (q *Query) Value(ctx context.Context) (float64, error) {
 	switch {
 	case errors.Is(err, errTooManyRows):
 		q.metrics.refused(LimitRows)
-		return 0, status.Errorf(codes.FailedPrecondition,
-			"query returned more than %d rows (MAX_ROWS): count in SQL instead, e.g. select count(*) from ...", q.limits.maxRows)
+		return 0, status.Errorf(codes.ResourceExhausted,
+			"query returned more than MAX_ROWS=%d rows: count in SQL instead, e.g. select count(*) from ...", q.limits.maxRows)
 	case errors.Is(err, errValueTooLarge):
 		q.metrics.refused(LimitRowBytes)
 		return 0, status.Errorf(codes.ResourceExhausted,

@@ -662,8 +662,8 @@ func TestQueryValueMaxRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = parseQuery(t, b, md("query", "select x from t")).Value(context.Background())
-	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "MAX_ROWS") {
-		t.Errorf("1000 rows with MAX_ROWS=10: %v, want FailedPrecondition naming MAX_ROWS", err)
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "MAX_ROWS=") {
+		t.Errorf("1000 rows with MAX_ROWS=10: %v, want ResourceExhausted naming MAX_ROWS", err)
 	}
 	if f.delivered != 11 {
 		t.Errorf("the querier delivered %d rows, want 11: reading stops at the first row past MAX_ROWS", f.delivered)

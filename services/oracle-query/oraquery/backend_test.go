@@ -269,8 +269,8 @@ func TestBackendOnPostgres(t *testing.T) {
 	})
 	t.Run("MAX_ROWS", func(t *testing.T) {
 		_, err := s.GetMetrics(scalertest.Context(t, callTimeout), trigger("select generate_series(1, 1000000)"), "query_value")
-		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "MAX_ROWS") {
-			t.Errorf("a million rows: %v, want FailedPrecondition naming MAX_ROWS", err)
+		if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "MAX_ROWS") {
+			t.Errorf("a million rows: %v, want ResourceExhausted naming MAX_ROWS", err)
 		}
 	})
 	t.Run("bad query", func(t *testing.T) {

@@ -151,8 +151,8 @@ func TestLiveOracle(t *testing.T) {
 	})
 	t.Run("MAX_ROWS", func(t *testing.T) {
 		_, err := s.GetMetrics(scalertest.Context(t, callTimeout), trigger("select level from dual connect by level <= 100000"), "query_value")
-		if status.Code(err) != codes.FailedPrecondition {
-			t.Errorf("100000 rows with MAX_ROWS=1000: %v, want FailedPrecondition", err)
+		if status.Code(err) != codes.ResourceExhausted {
+			t.Errorf("100000 rows with MAX_ROWS=1000: %v, want ResourceExhausted", err)
 		}
 	})
 	t.Run("bad query", func(t *testing.T) {

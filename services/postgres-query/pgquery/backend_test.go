@@ -332,7 +332,7 @@ func TestAttacks(t *testing.T) {
 		{"sleep", "select pg_sleep(60)", false, codes.DeadlineExceeded, []string{"QUERY_TIMEOUT=1s"}, 2 * time.Second},
 		{"sleep without the timeout", "select set_config('statement_timeout', '0', false), pg_sleep(60)", false,
 			codes.DeadlineExceeded, []string{"QUERY_TIMEOUT=1s"}, 2 * time.Second},
-		{"a million rows", "select generate_series(1, 1000000)", false, codes.FailedPrecondition, []string{"MAX_ROWS", "10000"}, time.Second},
+		{"a million rows", "select generate_series(1, 1000000)", false, codes.ResourceExhausted, []string{"MAX_ROWS", "10000"}, time.Second},
 		{"raw SQL under the allowlist", confirmed, true, codes.PermissionDenied, []string{"allowlist"}, time.Second},
 	}
 	for _, tt := range tests {
