@@ -29,28 +29,28 @@ type Config struct {
 	// LogFormat is json or text.
 	LogFormat string `envconfig:"LOG_FORMAT" default:"json" desc:"json or text"`
 	// CacheTTL is how long one backend reading answers repeated questions.
-	CacheTTL time.Duration `envconfig:"CACHE_TTL" default:"2s" desc:"how long a reading answers repeated GetMetrics/IsActive calls; 0 keeps none but still coalesces concurrent calls"`
+	CacheTTL time.Duration `envconfig:"CACHE_TTL" default:"2s" want:">= 0s" desc:"how long a reading answers repeated GetMetrics/IsActive calls; 0 keeps none but still coalesces concurrent calls"`
 	// PushInterval is how often push streams re-check their backend.
-	PushInterval time.Duration `envconfig:"PUSH_INTERVAL" default:"5s" desc:"how often StreamIsActive and backend-read targets are re-checked"`
+	PushInterval time.Duration `envconfig:"PUSH_INTERVAL" default:"5s" want:"> 0s" desc:"how often StreamIsActive and backend-read targets are re-checked"`
 	// BackendTimeout bounds every backend call.
-	BackendTimeout time.Duration `envconfig:"BACKEND_TIMEOUT" default:"5s" desc:"bound on every backend call (KEDA sets no deadline of its own)"`
+	BackendTimeout time.Duration `envconfig:"BACKEND_TIMEOUT" default:"5s" want:"> 0s" desc:"bound on every backend call (KEDA sets no deadline of its own)"`
 	// ShutdownTimeout is how long in-flight calls may finish on shutdown.
-	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"10s" desc:"how long in-flight calls may finish after SIGTERM before the server stops hard"`
+	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"10s" want:">= 0s" desc:"how long in-flight calls may finish after SIGTERM before the server stops hard"`
 	// MaxQuestions bounds the distinct questions the cache holds.
-	MaxQuestions int `envconfig:"MAX_QUESTIONS" default:"1000" desc:"distinct questions held by the cache (kept readings and calls in flight); the least recently used reading makes room, and a new question is refused (ResourceExhausted) only when all have a call in flight. Bounds memory: 1000 x MAX_METADATA_BYTES = 16 MiB"`
+	MaxQuestions int `envconfig:"MAX_QUESTIONS" default:"1000" want:">= 1" desc:"distinct questions held by the cache (kept readings and calls in flight); the least recently used reading makes room, and a new question is refused (ResourceExhausted) only when all have a call in flight. Bounds memory: 1000 x MAX_METADATA_BYTES = 16 MiB"`
 	// MaxFeeds bounds the push feeds that serve StreamIsActive.
-	MaxFeeds int `envconfig:"MAX_FEEDS" default:"200" desc:"distinct questions with a StreamIsActive feed; each reads the backend every PUSH_INTERVAL (200: 40 reads/s at 5s); a new question past it is refused (ResourceExhausted)"`
+	MaxFeeds int `envconfig:"MAX_FEEDS" default:"200" want:">= 1" desc:"distinct questions with a StreamIsActive feed; each reads the backend every PUSH_INTERVAL (200: 40 reads/s at 5s); a new question past it is refused (ResourceExhausted)"`
 	// MaxCallsPerNamespace bounds the backend calls one namespace runs at once.
-	MaxCallsPerNamespace int `envconfig:"MAX_CALLS_PER_NAMESPACE" default:"2" desc:"backend calls one namespace's triggers run at once, for value reads and for target reads each (cache hits and calls joined in flight take none); keep it below the backend's pool size, so that one tenant's slow or distinct questions cannot hold every connection"`
+	MaxCallsPerNamespace int `envconfig:"MAX_CALLS_PER_NAMESPACE" default:"2" want:">= 1" desc:"backend calls one namespace's triggers run at once, for value reads and for target reads each (cache hits and calls joined in flight take none); keep it below the backend's pool size, so that one tenant's slow or distinct questions cannot hold every connection"`
 	// MaxWaitingPerNamespace bounds the backend calls of one namespace
 	// waiting for a place.
-	MaxWaitingPerNamespace int `envconfig:"MAX_WAITING_PER_NAMESPACE" default:"64" desc:"backend calls of one namespace waiting for a place (at most BACKEND_TIMEOUT); past it a call is refused at once (ResourceExhausted)"`
+	MaxWaitingPerNamespace int `envconfig:"MAX_WAITING_PER_NAMESPACE" default:"64" want:">= 0" desc:"backend calls of one namespace waiting for a place (at most BACKEND_TIMEOUT); past it a call is refused at once (ResourceExhausted)"`
 	// MaxTargetReaders bounds the background readers of backend-read targets.
-	MaxTargetReaders int `envconfig:"MAX_TARGET_READERS" default:"100" desc:"distinct targets read from the backend in the background, each every PUSH_INTERVAL; the least recently asked idle reader makes room, and a new target is refused (ResourceExhausted) only when all have an open StreamMetricSpec"`
+	MaxTargetReaders int `envconfig:"MAX_TARGET_READERS" default:"100" want:">= 1" desc:"distinct targets read from the backend in the background, each every PUSH_INTERVAL; the least recently asked idle reader makes room, and a new target is refused (ResourceExhausted) only when all have an open StreamMetricSpec"`
 	// TargetReaderIdle is how long a target reader outlives the last call that needed it.
-	TargetReaderIdle time.Duration `envconfig:"TARGET_READER_IDLE" default:"1m" desc:"how long a target reader keeps reading after the last call that needed it; keep it above the longest pollingInterval, or the target falls back between polls"`
+	TargetReaderIdle time.Duration `envconfig:"TARGET_READER_IDLE" default:"1m" want:"> 0s" desc:"how long a target reader keeps reading after the last call that needed it; keep it above the longest pollingInterval, or the target falls back between polls"`
 	// MaxMetadataBytes bounds one trigger's metadata.
-	MaxMetadataBytes int `envconfig:"MAX_METADATA_BYTES" default:"16384" desc:"total size of one trigger's metadata, keys and values (bytes); larger is refused (InvalidArgument) before the backend parses it"`
+	MaxMetadataBytes int `envconfig:"MAX_METADATA_BYTES" default:"16384" want:">= 1" desc:"total size of one trigger's metadata, keys and values (bytes); larger is refused (InvalidArgument) before the backend parses it"`
 	// TLSCertFile is the server certificate (PEM); TLS is on when set.
 	TLSCertFile string `envconfig:"TLS_CERT_FILE" desc:"server certificate (PEM); serves TLS when set, with TLS_KEY_FILE"`
 	// TLSKeyFile is the server certificate's private key (PEM).
@@ -63,25 +63,25 @@ type Config struct {
 
 	// GRPCMaxConnections caps open gRPC connections; past it a new
 	// connection is closed at once.
-	GRPCMaxConnections int `envconfig:"GRPC_MAX_CONNECTIONS" default:"256" desc:"open gRPC connections at most (KEDA needs one per operator pod, kubelet one per probe); a connection past it is closed at once"`
+	GRPCMaxConnections int `envconfig:"GRPC_MAX_CONNECTIONS" default:"256" want:">= 1" desc:"open gRPC connections at most (KEDA needs one per operator pod, kubelet one per probe); a connection past it is closed at once"`
 	// GRPCMaxConcurrentStreams caps the calls open at once on one
 	// connection; past it the client queues further calls.
-	GRPCMaxConcurrentStreams uint32 `envconfig:"GRPC_MAX_CONCURRENT_STREAMS" default:"4096" desc:"calls (push streams included) open at once on one connection; KEDA shares one connection among all ScaledObjects, so keep it above their number; past it calls wait"`
+	GRPCMaxConcurrentStreams uint32 `envconfig:"GRPC_MAX_CONCURRENT_STREAMS" default:"4096" want:">= 1" desc:"calls (push streams included) open at once on one connection; KEDA shares one connection among all ScaledObjects, so keep it above their number; past it calls wait"`
 	// GRPCHandshakeTimeout bounds TLS and HTTP/2 setup of a new connection.
-	GRPCHandshakeTimeout time.Duration `envconfig:"GRPC_HANDSHAKE_TIMEOUT" default:"5s" desc:"a new connection that has not finished TLS and HTTP/2 setup by then is closed"`
+	GRPCHandshakeTimeout time.Duration `envconfig:"GRPC_HANDSHAKE_TIMEOUT" default:"5s" want:"> 0s" desc:"a new connection that has not finished TLS and HTTP/2 setup by then is closed"`
 	// GRPCKeepaliveMinPing is the shortest interval between client pings
 	// the server tolerates; a client pinging faster is disconnected.
-	GRPCKeepaliveMinPing time.Duration `envconfig:"GRPC_KEEPALIVE_MIN_PING" default:"10s" desc:"clients may ping at most this often (also without open calls); a client pinging faster is sent GOAWAY and disconnected"`
+	GRPCKeepaliveMinPing time.Duration `envconfig:"GRPC_KEEPALIVE_MIN_PING" default:"10s" want:"> 0s" desc:"clients may ping at most this often (also without open calls); a client pinging faster is sent GOAWAY and disconnected"`
 	// GRPCMaxRecvMsgBytes caps the size of one request message.
 	GRPCMaxRecvMsgBytes int `envconfig:"GRPC_MAX_RECV_MSG_BYTES" default:"65536" desc:"largest request message accepted, in bytes (ResourceExhausted past it); keep it well above MAX_METADATA_BYTES so oversized metadata is InvalidArgument naming the key"`
 	// MaxConnectionAge is how long a connection lives before the server
 	// asks the client to reconnect (GOAWAY), so that KEDA's connection
 	// moves to new scaler pods. grpc-go adds +/-10% jitter.
-	MaxConnectionAge time.Duration `envconfig:"MAX_CONNECTION_AGE" default:"10m" desc:"a connection older than this (+/-10% jitter) is sent GOAWAY so that KEDA reconnects, spreading over new pods"`
+	MaxConnectionAge time.Duration `envconfig:"MAX_CONNECTION_AGE" default:"10m" want:"> 0s" desc:"a connection older than this (+/-10% jitter) is sent GOAWAY so that KEDA reconnects, spreading over new pods"`
 	// MaxConnectionAgeGrace is how long calls may go on after that GOAWAY
 	// before the connection is closed; push streams are cut then, and KEDA
 	// reopens them.
-	MaxConnectionAgeGrace time.Duration `envconfig:"MAX_CONNECTION_AGE_GRACE" default:"30s" desc:"calls still open this long after MAX_CONNECTION_AGE are cut (KEDA reopens push streams 2s later, on a new connection)"`
+	MaxConnectionAgeGrace time.Duration `envconfig:"MAX_CONNECTION_AGE_GRACE" default:"30s" want:"> 0s" desc:"calls still open this long after MAX_CONNECTION_AGE are cut (KEDA reopens push streams 2s later, on a new connection)"`
 }
 
 // Defaults returns the configuration with every variable at its default.
@@ -236,8 +236,12 @@ func wantForm(typeName, example string) string {
 	return form + " such as " + example
 }
 
-// Validate checks the values envconfig cannot.
+// Validate checks the values envconfig cannot: the bounds of the want
+// tags, then what a tag cannot say.
 func (c *Config) Validate() error {
+	if err := CheckBounds(c); err != nil {
+		return err
+	}
 	if _, err := c.Level(); err != nil {
 		return err
 	}
@@ -250,28 +254,6 @@ func (c *Config) Validate() error {
 	switch {
 	case c.LogFormat != "json" && c.LogFormat != "text":
 		return fmt.Errorf("LOG_FORMAT=%q: want json or text", c.LogFormat)
-	case c.CacheTTL < 0:
-		return fmt.Errorf("CACHE_TTL=%v: want >= 0", c.CacheTTL)
-	case c.PushInterval <= 0:
-		return fmt.Errorf("PUSH_INTERVAL=%v: want > 0", c.PushInterval)
-	case c.BackendTimeout <= 0:
-		return fmt.Errorf("BACKEND_TIMEOUT=%v: want > 0", c.BackendTimeout)
-	case c.ShutdownTimeout < 0:
-		return fmt.Errorf("SHUTDOWN_TIMEOUT=%v: want >= 0", c.ShutdownTimeout)
-	case c.MaxQuestions < 1:
-		return fmt.Errorf("MAX_QUESTIONS=%d: want >= 1", c.MaxQuestions)
-	case c.MaxFeeds < 1:
-		return fmt.Errorf("MAX_FEEDS=%d: want >= 1", c.MaxFeeds)
-	case c.MaxCallsPerNamespace < 1:
-		return fmt.Errorf("MAX_CALLS_PER_NAMESPACE=%d: want >= 1", c.MaxCallsPerNamespace)
-	case c.MaxWaitingPerNamespace < 0:
-		return fmt.Errorf("MAX_WAITING_PER_NAMESPACE=%d: want >= 0", c.MaxWaitingPerNamespace)
-	case c.MaxTargetReaders < 1:
-		return fmt.Errorf("MAX_TARGET_READERS=%d: want >= 1", c.MaxTargetReaders)
-	case c.TargetReaderIdle <= 0:
-		return fmt.Errorf("TARGET_READER_IDLE=%v: want > 0", c.TargetReaderIdle)
-	case c.MaxMetadataBytes < 1:
-		return fmt.Errorf("MAX_METADATA_BYTES=%d: want >= 1", c.MaxMetadataBytes)
 	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):
 		return fmt.Errorf("TLS_CERT_FILE and TLS_KEY_FILE: set both or neither")
 	case c.TLSClientCAFile != "" && c.TLSCertFile == "":
@@ -283,21 +265,9 @@ func (c *Config) Validate() error {
 // validateServerLimits checks the gRPC server limits.
 func (c *Config) validateServerLimits() error {
 	switch {
-	case c.GRPCMaxConnections < 1:
-		return fmt.Errorf("GRPC_MAX_CONNECTIONS=%d: want >= 1", c.GRPCMaxConnections)
-	case c.GRPCMaxConcurrentStreams < 1:
-		return fmt.Errorf("GRPC_MAX_CONCURRENT_STREAMS=%d: want >= 1", c.GRPCMaxConcurrentStreams)
-	case c.GRPCHandshakeTimeout <= 0:
-		return fmt.Errorf("GRPC_HANDSHAKE_TIMEOUT=%v: want > 0", c.GRPCHandshakeTimeout)
-	case c.GRPCKeepaliveMinPing <= 0:
-		return fmt.Errorf("GRPC_KEEPALIVE_MIN_PING=%v: want > 0", c.GRPCKeepaliveMinPing)
 	case c.GRPCMaxRecvMsgBytes < c.MaxMetadataBytes+minRecvMsgBytes:
 		return fmt.Errorf("GRPC_MAX_RECV_MSG_BYTES=%d: want >= MAX_METADATA_BYTES (%d) + %d, so that oversized metadata is refused by its own check, naming the key",
 			c.GRPCMaxRecvMsgBytes, c.MaxMetadataBytes, minRecvMsgBytes)
-	case c.MaxConnectionAge <= 0:
-		return fmt.Errorf("MAX_CONNECTION_AGE=%v: want > 0", c.MaxConnectionAge)
-	case c.MaxConnectionAgeGrace <= 0: // grpc-go reads 0 as "wait forever"
-		return fmt.Errorf("MAX_CONNECTION_AGE_GRACE=%v: want > 0", c.MaxConnectionAgeGrace)
 	}
 	return nil
 }

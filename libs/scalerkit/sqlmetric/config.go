@@ -18,9 +18,9 @@ import (
 // their own configuration.
 type Config struct {
 	// QueryTimeout is the statement timeout of every query.
-	QueryTimeout time.Duration `envconfig:"QUERY_TIMEOUT" default:"4s" desc:"statement timeout of every query (and its context deadline); keep it below BACKEND_TIMEOUT so the database stops a slow query itself"`
+	QueryTimeout time.Duration `envconfig:"QUERY_TIMEOUT" default:"4s" want:"> 0s" desc:"statement timeout of every query (and its context deadline); keep it below BACKEND_TIMEOUT so the database stops a slow query itself"`
 	// MaxRows caps the rows a query may return.
-	MaxRows int `envconfig:"MAX_ROWS" default:"10000" desc:"a query returning more rows is an error, not a count"`
+	MaxRows int `envconfig:"MAX_ROWS" default:"10000" want:"> 0" desc:"a query returning more rows is an error, not a count"`
 	// MaxQueryBytes caps the SQL (and each parameter value) a trigger's
 	// metadata may carry.
 	MaxQueryBytes int `envconfig:"MAX_QUERY_BYTES" default:"8192" desc:"longest query, targetQuery or param.<name> value in trigger metadata, in bytes; longer is InvalidArgument (the whole metadata is bounded by MAX_METADATA_BYTES too)"`
@@ -77,11 +77,10 @@ const (
 // QUERIES_FILE): config.Load calls it once at start, and NamedQueries
 // returns what it resolved.
 func (c *Config) Validate() error {
+	if err := config.CheckBounds(c); err != nil {
+		return err
+	}
 	switch {
-	case c.QueryTimeout <= 0:
-		return fmt.Errorf("QUERY_TIMEOUT=%v: want > 0", c.QueryTimeout)
-	case c.MaxRows <= 0:
-		return fmt.Errorf("MAX_ROWS=%d: want > 0", c.MaxRows)
 	case c.MaxQueryBytes < minQueryBytes || c.MaxQueryBytes > maxQueryBytes:
 		return fmt.Errorf("MAX_QUERY_BYTES=%d: want between %d and %d", c.MaxQueryBytes, minQueryBytes, maxQueryBytes)
 	case c.MaxRowBytes < minRowBytes || c.MaxRowBytes > maxRowBytes:

@@ -13,6 +13,7 @@ import (
 
 	go_ora "github.com/sijms/go-ora/v2"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 )
 
@@ -47,17 +48,17 @@ type Config struct {
 	Options string `envconfig:"ORACLE_OPTIONS" desc:"go-ora URL options with ORACLE_HOST, as a query string: SSL=true&SSL VERIFY=true&WALLET=/wallet (with ORACLE_URL, put them in the URL)"`
 
 	// MaxOpenConns caps each connection's pool.
-	MaxOpenConns int `envconfig:"ORACLE_MAX_OPEN_CONNS" default:"4" desc:"maximum open sessions per connection for value reads (the scaler must never load the database)"`
+	MaxOpenConns int `envconfig:"ORACLE_MAX_OPEN_CONNS" default:"4" want:"> 0" desc:"maximum open sessions per connection for value reads (the scaler must never load the database)"`
 	// MaxTargetConns caps the pool of background target reads
 	// (targetQuery), kept apart so that they never take the sessions
 	// value reads need.
-	MaxTargetConns int `envconfig:"ORACLE_MAX_TARGET_CONNS" default:"1" desc:"maximum open sessions per connection for background target reads (targetQuery), a pool apart from ORACLE_MAX_OPEN_CONNS"`
+	MaxTargetConns int `envconfig:"ORACLE_MAX_TARGET_CONNS" default:"1" want:"> 0" desc:"maximum open sessions per connection for background target reads (targetQuery), a pool apart from ORACLE_MAX_OPEN_CONNS"`
 	// MaxIdleConns is how many idle sessions each pool keeps.
 	MaxIdleConns int `envconfig:"ORACLE_MAX_IDLE_CONNS" default:"2" desc:"idle sessions kept per connection (at most ORACLE_MAX_OPEN_CONNS)"`
 	// ConnMaxLifetime retires sessions after this long; 0 never does.
-	ConnMaxLifetime time.Duration `envconfig:"ORACLE_CONN_MAX_LIFETIME" default:"30m" desc:"a session is closed and replaced after this long (0: never)"`
+	ConnMaxLifetime time.Duration `envconfig:"ORACLE_CONN_MAX_LIFETIME" default:"30m" want:">= 0s" desc:"a session is closed and replaced after this long (0: never)"`
 	// ConnMaxIdleTime closes sessions idle this long; 0 never does.
-	ConnMaxIdleTime time.Duration `envconfig:"ORACLE_CONN_MAX_IDLE_TIME" default:"5m" desc:"an idle session is closed after this long (0: never)"`
+	ConnMaxIdleTime time.Duration `envconfig:"ORACLE_CONN_MAX_IDLE_TIME" default:"5m" want:">= 0s" desc:"an idle session is closed after this long (0: never)"`
 
 	// Environ is the environment the named connections are read from
 	// (ORACLE_URL_<NAME> and ORACLE_PASSWORD_<NAME>), as os.Environ
@@ -75,19 +76,14 @@ func (c *Config) Validate() error {
 	if err := c.Config.Validate(); err != nil {
 		return err
 	}
+	if err := config.CheckBounds(c); err != nil {
+		return err
+	}
 	switch {
 	case c.Port <= 0 || c.Port > 65535:
 		return fmt.Errorf("ORACLE_PORT=%d: want a port between 1 and 65535", c.Port)
-	case c.MaxOpenConns <= 0:
-		return fmt.Errorf("ORACLE_MAX_OPEN_CONNS=%d: want > 0", c.MaxOpenConns)
-	case c.MaxTargetConns <= 0:
-		return fmt.Errorf("ORACLE_MAX_TARGET_CONNS=%d: want > 0", c.MaxTargetConns)
 	case c.MaxIdleConns < 0 || c.MaxIdleConns > c.MaxOpenConns:
 		return fmt.Errorf("ORACLE_MAX_IDLE_CONNS=%d: want between 0 and ORACLE_MAX_OPEN_CONNS (%d)", c.MaxIdleConns, c.MaxOpenConns)
-	case c.ConnMaxLifetime < 0:
-		return fmt.Errorf("ORACLE_CONN_MAX_LIFETIME=%v: want >= 0 (0: no limit)", c.ConnMaxLifetime)
-	case c.ConnMaxIdleTime < 0:
-		return fmt.Errorf("ORACLE_CONN_MAX_IDLE_TIME=%v: want >= 0 (0: no limit)", c.ConnMaxIdleTime)
 	}
 	conns, err := c.Connections()
 	if err != nil {

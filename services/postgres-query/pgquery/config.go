@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 )
 
@@ -59,26 +60,26 @@ type Config struct {
 	// Secret.
 	Password string `envconfig:"POSTGRES_PASSWORD" desc:"password (from a Secret) of POSTGRES_URL, replacing the DSN's; named connections: POSTGRES_PASSWORD_<NAME>"`
 	// MaxConns caps the query connections of each connection's pool.
-	MaxConns int32 `envconfig:"POSTGRES_MAX_CONNS" default:"4" desc:"maximum query connections per connection (database) for value reads; the scaler must never load the database"`
+	MaxConns int32 `envconfig:"POSTGRES_MAX_CONNS" default:"4" want:"> 0" desc:"maximum query connections per connection (database) for value reads; the scaler must never load the database"`
 	// MaxTargetConns caps the pool of background target reads
 	// (targetQuery), kept apart so that they never take the connections
 	// value reads need.
-	MaxTargetConns int32 `envconfig:"POSTGRES_MAX_TARGET_CONNS" default:"1" desc:"maximum connections per connection (database) for background target reads (targetQuery), a pool apart from POSTGRES_MAX_CONNS"`
+	MaxTargetConns int32 `envconfig:"POSTGRES_MAX_TARGET_CONNS" default:"1" want:"> 0" desc:"maximum connections per connection (database) for background target reads (targetQuery), a pool apart from POSTGRES_MAX_CONNS"`
 	// AllowSuperuser lets the scaler run as a superuser or a role that
 	// bypasses row security.
 	AllowSuperuser bool `envconfig:"POSTGRES_ALLOW_SUPERUSER" default:"false" desc:"true lets the scaler connect as a superuser or a BYPASSRLS role (READ ONLY does not stop dblink_exec, pg_terminate_backend, file reads...): for throwaway demos only"`
 	// MinConns is how many query connections each pool keeps open.
 	MinConns int32 `envconfig:"POSTGRES_MIN_CONNS" default:"0" desc:"query connections kept open per connection (0: none until needed, so the scaler starts while the database is down)"`
 	// MaxConnLifetime is when a connection is closed and replaced.
-	MaxConnLifetime time.Duration `envconfig:"POSTGRES_MAX_CONN_LIFETIME" default:"30m" desc:"a query connection older than this is replaced"`
+	MaxConnLifetime time.Duration `envconfig:"POSTGRES_MAX_CONN_LIFETIME" default:"30m" want:"> 0s" desc:"a query connection older than this is replaced"`
 	// MaxConnIdleTime is when an idle connection is closed.
-	MaxConnIdleTime time.Duration `envconfig:"POSTGRES_MAX_CONN_IDLE_TIME" default:"5m" desc:"a query connection idle for this long is closed"`
+	MaxConnIdleTime time.Duration `envconfig:"POSTGRES_MAX_CONN_IDLE_TIME" default:"5m" want:"> 0s" desc:"a query connection idle for this long is closed"`
 	// ConnectTimeout bounds connecting (it replaces the DSN's
 	// connect_timeout).
-	ConnectTimeout time.Duration `envconfig:"POSTGRES_CONNECT_TIMEOUT" default:"5s" desc:"bound on opening one connection"`
+	ConnectTimeout time.Duration `envconfig:"POSTGRES_CONNECT_TIMEOUT" default:"5s" want:"> 0s" desc:"bound on opening one connection"`
 	// MaxListenChannels caps the notifyChannel values listened to at once
 	// per connection: each costs one LISTEN session.
-	MaxListenChannels int `envconfig:"POSTGRES_MAX_LISTEN_CHANNELS" default:"8" desc:"most notifyChannel values listened to at once per connection (one LISTEN session each); triggers beyond it poll"`
+	MaxListenChannels int `envconfig:"POSTGRES_MAX_LISTEN_CHANNELS" default:"8" want:"> 0" desc:"most notifyChannel values listened to at once per connection (one LISTEN session each); triggers beyond it poll"`
 
 	// Environ is the environment the named connections are read from
 	// (POSTGRES_URL_<NAME> and POSTGRES_PASSWORD_<NAME>), as os.Environ
@@ -103,25 +104,16 @@ func (c *Config) Validate() error {
 	if err := c.Config.Validate(); err != nil {
 		return err
 	}
+	if err := config.CheckBounds(c); err != nil {
+		return err
+	}
 	switch {
 	case c.QueryTimeout > maxQueryTimeout:
 		return fmt.Errorf("QUERY_TIMEOUT=%v: want at most %v (a scaler's query should take seconds)", c.QueryTimeout, maxQueryTimeout)
 	case strings.TrimSpace(c.URL) == "":
 		return errors.New("POSTGRES_URL is required (there is no default: the scaler must not guess which database to query)")
-	case c.MaxConns <= 0:
-		return fmt.Errorf("POSTGRES_MAX_CONNS=%d: want > 0", c.MaxConns)
-	case c.MaxTargetConns <= 0:
-		return fmt.Errorf("POSTGRES_MAX_TARGET_CONNS=%d: want > 0", c.MaxTargetConns)
 	case c.MinConns < 0 || c.MinConns > c.MaxConns:
 		return fmt.Errorf("POSTGRES_MIN_CONNS=%d: want between 0 and POSTGRES_MAX_CONNS (%d)", c.MinConns, c.MaxConns)
-	case c.MaxConnLifetime <= 0:
-		return fmt.Errorf("POSTGRES_MAX_CONN_LIFETIME=%v: want > 0", c.MaxConnLifetime)
-	case c.MaxConnIdleTime <= 0:
-		return fmt.Errorf("POSTGRES_MAX_CONN_IDLE_TIME=%v: want > 0", c.MaxConnIdleTime)
-	case c.ConnectTimeout <= 0:
-		return fmt.Errorf("POSTGRES_CONNECT_TIMEOUT=%v: want > 0", c.ConnectTimeout)
-	case c.MaxListenChannels <= 0:
-		return fmt.Errorf("POSTGRES_MAX_LISTEN_CHANNELS=%d: want > 0", c.MaxListenChannels)
 	}
 	conns, err := c.connections()
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
 )
 
 // Config is the service's connection to Redis, read from REDIS_*
@@ -32,7 +34,7 @@ type Config struct {
 	Password string `envconfig:"REDIS_PASSWORD" desc:"password (from a Secret); overrides the password in REDIS_URL"`
 	// DB is the database used when a trigger gives no databaseIndex and
 	// REDIS_ADDRS is used; with REDIS_URL the URL's path says.
-	DB int `envconfig:"REDIS_DB" default:"0" desc:"default database with REDIS_ADDRS (with REDIS_URL the URL path says); triggers override it with databaseIndex"`
+	DB int `envconfig:"REDIS_DB" default:"0" want:">= 0" desc:"default database with REDIS_ADDRS (with REDIS_URL the URL path says); triggers override it with databaseIndex"`
 	// TLS turns TLS on; rediss:// implies it.
 	TLS bool `envconfig:"REDIS_TLS" default:"false" desc:"connect with TLS (rediss:// implies it)"`
 	// TLSCAFile is a PEM bundle of the CAs trusted for the server
@@ -44,23 +46,23 @@ type Config struct {
 	// production.
 	TLSInsecureSkipVerify bool `envconfig:"REDIS_TLS_INSECURE_SKIP_VERIFY" default:"false" desc:"accept any server certificate (tests only)"`
 	// PoolSize caps the connections of each database's client.
-	PoolSize int `envconfig:"REDIS_POOL_SIZE" default:"10" desc:"maximum connections per database used (the scaler must never load Redis)"`
+	PoolSize int `envconfig:"REDIS_POOL_SIZE" default:"10" want:"> 0" desc:"maximum connections per database used (the scaler must never load Redis)"`
 	// MinIdleConns is how many connections each client keeps open.
 	MinIdleConns int `envconfig:"REDIS_MIN_IDLE_CONNS" default:"1" desc:"idle connections kept open per database used"`
 	// DialTimeout bounds connecting.
-	DialTimeout time.Duration `envconfig:"REDIS_DIAL_TIMEOUT" default:"2s" desc:"bound on connecting to Redis"`
+	DialTimeout time.Duration `envconfig:"REDIS_DIAL_TIMEOUT" default:"2s" want:"> 0s" desc:"bound on connecting to Redis"`
 	// ReadTimeout bounds reading one reply.
-	ReadTimeout time.Duration `envconfig:"REDIS_READ_TIMEOUT" default:"3s" desc:"bound on reading one reply"`
+	ReadTimeout time.Duration `envconfig:"REDIS_READ_TIMEOUT" default:"3s" want:"> 0s" desc:"bound on reading one reply"`
 	// WriteTimeout bounds writing one command.
-	WriteTimeout time.Duration `envconfig:"REDIS_WRITE_TIMEOUT" default:"3s" desc:"bound on writing one command"`
+	WriteTimeout time.Duration `envconfig:"REDIS_WRITE_TIMEOUT" default:"3s" want:"> 0s" desc:"bound on writing one command"`
 	// ScanCount is the COUNT hint of SCAN in mode=pattern.
-	ScanCount int64 `envconfig:"REDIS_SCAN_COUNT" default:"1000" desc:"COUNT hint of each SCAN step (mode=pattern)"`
+	ScanCount int64 `envconfig:"REDIS_SCAN_COUNT" default:"1000" want:"> 0" desc:"COUNT hint of each SCAN step (mode=pattern)"`
 	// NotifyMinInterval is the least time between two re-checks caused by
 	// keyspace notifications of a whole keyspace or pattern (mode=dbsize and
 	// mode=pattern): a busy keyspace sends an event on every write, and a
 	// pattern re-check is a SCAN walk. The first change after a quiet spell
 	// is re-checked at once.
-	NotifyMinInterval time.Duration `envconfig:"REDIS_NOTIFY_MIN_INTERVAL" default:"5s" desc:"least time between re-checks caused by keyspace notifications for dbsize and pattern triggers (the first change after a quiet spell is immediate)"`
+	NotifyMinInterval time.Duration `envconfig:"REDIS_NOTIFY_MIN_INTERVAL" default:"5s" want:">= 0s" desc:"least time between re-checks caused by keyspace notifications for dbsize and pattern triggers (the first change after a quiet spell is immediate)"`
 	// MaxConnections is the hard cap on the connections the scaler opens
 	// to Redis (Sentinels and Cluster nodes included), whatever triggers
 	// ask: every dial goes through one counter.
@@ -68,17 +70,20 @@ type Config struct {
 	// MaxDatabases bounds the databases with a client of their own at
 	// once. Each database's pool is sized so that MaxDatabases pools and
 	// the shared subscription fit in MaxConnections.
-	MaxDatabases int `envconfig:"REDIS_MAX_DATABASES" default:"4" desc:"databases (databaseIndex values) with a client open at once; a trigger needing one more gets ResourceExhausted until a client is closed for idleness"`
+	MaxDatabases int `envconfig:"REDIS_MAX_DATABASES" default:"4" want:"> 0" desc:"databases (databaseIndex values) with a client open at once; a trigger needing one more gets ResourceExhausted until a client is closed for idleness"`
 	// ClientIdleTimeout is how long a database's client stays open
 	// without a read before it is closed, with its connections.
-	ClientIdleTimeout time.Duration `envconfig:"REDIS_CLIENT_IDLE_TIMEOUT" default:"2m" desc:"a database's client (and its connections) is closed after this long without a read"`
+	ClientIdleTimeout time.Duration `envconfig:"REDIS_CLIENT_IDLE_TIMEOUT" default:"2m" want:"> 0s" desc:"a database's client (and its connections) is closed after this long without a read"`
 	// MaxWatchedKeys bounds the keyspace-notification channels and
 	// patterns subscribed on the one shared pub/sub connection.
-	MaxWatchedKeys int `envconfig:"REDIS_MAX_WATCHED_KEYS" default:"1000" desc:"keyspace-notification channels and patterns subscribed at once (one shared connection); a trigger past it is polled every PUSH_INTERVAL instead, with a rate-limited warning"`
+	MaxWatchedKeys int `envconfig:"REDIS_MAX_WATCHED_KEYS" default:"1000" want:">= 0" desc:"keyspace-notification channels and patterns subscribed at once (one shared connection); a trigger past it is polled every PUSH_INTERVAL instead, with a rate-limited warning"`
 }
 
 // Validate checks the configuration and names the variable at fault.
 func (c *Config) Validate() error {
+	if err := config.CheckBounds(c); err != nil {
+		return err
+	}
 	hasURL := strings.TrimSpace(c.URL) != ""
 	switch {
 	case !hasURL && len(c.Addrs) == 0:
@@ -91,30 +96,10 @@ func (c *Config) Validate() error {
 		return errors.New("REDIS_CLUSTER needs REDIS_ADDRS, not REDIS_URL")
 	case c.Cluster && c.MasterName != "":
 		return errors.New("REDIS_CLUSTER and REDIS_MASTER_NAME: set one")
-	case c.DB < 0:
-		return fmt.Errorf("REDIS_DB=%d: want >= 0", c.DB)
 	case c.isCluster() && c.DB != 0:
 		return fmt.Errorf("REDIS_DB=%d: Redis Cluster has only database 0", c.DB)
-	case c.PoolSize <= 0:
-		return fmt.Errorf("REDIS_POOL_SIZE=%d: want > 0", c.PoolSize)
 	case c.MinIdleConns < 0 || c.MinIdleConns > c.PoolSize:
 		return fmt.Errorf("REDIS_MIN_IDLE_CONNS=%d: want between 0 and REDIS_POOL_SIZE (%d)", c.MinIdleConns, c.PoolSize)
-	case c.DialTimeout <= 0:
-		return fmt.Errorf("REDIS_DIAL_TIMEOUT=%v: want > 0", c.DialTimeout)
-	case c.ReadTimeout <= 0:
-		return fmt.Errorf("REDIS_READ_TIMEOUT=%v: want > 0", c.ReadTimeout)
-	case c.WriteTimeout <= 0:
-		return fmt.Errorf("REDIS_WRITE_TIMEOUT=%v: want > 0", c.WriteTimeout)
-	case c.ScanCount <= 0:
-		return fmt.Errorf("REDIS_SCAN_COUNT=%d: want > 0", c.ScanCount)
-	case c.NotifyMinInterval < 0:
-		return fmt.Errorf("REDIS_NOTIFY_MIN_INTERVAL=%v: want >= 0", c.NotifyMinInterval)
-	case c.MaxDatabases <= 0:
-		return fmt.Errorf("REDIS_MAX_DATABASES=%d: want > 0", c.MaxDatabases)
-	case c.ClientIdleTimeout <= 0:
-		return fmt.Errorf("REDIS_CLIENT_IDLE_TIMEOUT=%v: want > 0", c.ClientIdleTimeout)
-	case c.MaxWatchedKeys < 0:
-		return fmt.Errorf("REDIS_MAX_WATCHED_KEYS=%d: want >= 0 (0 turns keyspace notifications off)", c.MaxWatchedKeys)
 	}
 	if _, err := c.budget(); err != nil {
 		return err
