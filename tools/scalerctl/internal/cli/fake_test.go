@@ -44,7 +44,8 @@ type fakeScaler struct {
 	activeErr    error
 
 	// warnings are sent as kedascalers-warning values: in the header of
-	// GetMetricSpec and GetMetrics, in the trailer of IsActive.
+	// GetMetricSpec, GetMetrics and both streams, in the trailer of
+	// IsActive.
 	warnings []string
 
 	activeStream *streamPlan[bool]             // nil: Unimplemented
@@ -131,6 +132,7 @@ func (f *fakeScaler) IsActive(ctx context.Context, ref *pb.ScaledObjectRef) (*pb
 func (f *fakeScaler) StreamIsActive(ref *pb.ScaledObjectRef, s grpc.ServerStreamingServer[pb.IsActiveResponse]) error {
 	f.record("StreamIsActive", ref)
 	f.noteDeadline(s.Context())
+	f.warn(s.Context(), false)
 	if f.activeStream == nil {
 		return f.UnimplementedExternalScalerServer.StreamIsActive(ref, s)
 	}
@@ -140,6 +142,7 @@ func (f *fakeScaler) StreamIsActive(ref *pb.ScaledObjectRef, s grpc.ServerStream
 func (f *fakeScaler) StreamMetricSpec(ref *pb.ScaledObjectRef, s grpc.ServerStreamingServer[pb.GetMetricSpecResponse]) error {
 	f.record("StreamMetricSpec", ref)
 	f.noteDeadline(s.Context())
+	f.warn(s.Context(), false)
 	if f.specStream == nil {
 		return f.UnimplementedExternalScalerServer.StreamMetricSpec(ref, s)
 	}

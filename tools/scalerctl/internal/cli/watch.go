@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -23,7 +24,9 @@ external-push trigger, and prints every message with an RFC3339Nano timestamp
 (exit 0). A stream the scaler ends cleanly is reopened after 2 s, as KEDA
 does. StreamMetricSpec answering Unimplemented is reported and not fatal
 (KEDA then falls back to GetMetricSpec); any other stream error prints the
-gRPC status to stderr and exits 1.
+gRPC status to stderr and exits 1. The scaler's warnings about the trigger
+(kedascalers-warning, an unknown metadata key say) are printed once each, as
+"warning:" lines.
 `
 
 // Stream names, as printed.
@@ -37,6 +40,7 @@ const (
 	eventMessage       = "message"
 	eventEnd           = "end"
 	eventUnimplemented = "unimplemented"
+	eventWarning       = "warning"
 )
 
 // watchEvent is one line of watch's output.
@@ -48,6 +52,11 @@ type watchEvent struct {
 	MetricSpecs *[]specJSON `json:"metricSpecs,omitempty"`
 	Status      string      `json:"status,omitempty"`
 	Message     string      `json:"message,omitempty"`
+
+	// warnings are the scaler's warnings about the trigger, from the
+	// header of a stream's first message: follow sends each as an event
+	// of its own.
+	warnings []string
 }
 
 func (a *app) watch(ctx context.Context, args []string) int {
@@ -102,7 +111,7 @@ func (a *app) watch(ctx context.Context, args []string) int {
 					return watchEvent{}, err
 				}
 				r := m.GetResult()
-				return watchEvent{Result: &r}, nil
+				return watchEvent{Result: &r, warnings: headerWarnings(s)}, nil
 			}, nil
 		})
 	}()
@@ -121,15 +130,22 @@ func (a *app) watch(ctx context.Context, args []string) int {
 				for _, sp := range m.GetMetricSpecs() {
 					specs = append(specs, specFromProto(sp, 0))
 				}
-				return watchEvent{MetricSpecs: &specs}, nil
+				return watchEvent{MetricSpecs: &specs, warnings: headerWarnings(s)}, nil
 			}, nil
 		})
 	}()
 
 	var failed error
+	warned := map[string]bool{} // each warning once, though both streams send it
 	for running := 2; running > 0; {
 		select {
 		case ev := <-events:
+			if ev.Event == eventWarning {
+				if warned[ev.Message] {
+					continue
+				}
+				warned[ev.Message] = true
+			}
 			a.printEvent(ev, f.json)
 		case err := <-done:
 			running--
@@ -148,6 +164,17 @@ func (a *app) watch(ctx context.Context, args []string) int {
 		return ExitFailure
 	}
 	return ExitOK
+}
+
+// headerWarnings returns the scaler's warnings from the header of s. A
+// stream's header comes with its first message, so after a Recv that
+// succeeded it is there at once.
+func headerWarnings(s grpc.ClientStream) []string {
+	md, err := s.Header()
+	if err != nil {
+		return nil
+	}
+	return md.Get(WarningKey)
 }
 
 // streamError is a stream's failure.
@@ -186,6 +213,11 @@ func (a *app) follow(ctx context.Context, stream string, tolerateUnimplemented b
 				ev.Event = eventMessage
 				if !send(ev) {
 					return nil
+				}
+				for _, w := range ev.warnings {
+					if !send(watchEvent{Event: eventWarning, Message: w}) {
+						return nil
+					}
 				}
 			}
 		}
@@ -228,6 +260,8 @@ func (a *app) printEvent(ev watchEvent, asJSON bool) {
 	switch {
 	case ev.Event == eventEnd:
 		body = "end: " + ev.Message
+	case ev.Event == eventWarning:
+		body = "warning: " + ev.Message + " (from the scaler, " + WarningKey + ")"
 	case ev.Event == eventUnimplemented:
 		body = "unimplemented: " + ev.Message + " (" + ev.Status + ")"
 	case ev.Result != nil:

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -220,5 +221,48 @@ func TestPrintEventJSONIsEncodable(t *testing.T) {
 	var v map[string]any
 	if err := json.Unmarshal([]byte(out.String()), &v); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestWatchScalerWarnings(t *testing.T) {
+	f := pushScaler()
+	f.warnings = []string{`unknown metadata key "colour": ignored`, `unknown metadata key "size": ignored`}
+	addr := startFake(t, f)
+
+	code, out, errOut := runCLI(t, "watch", "--addr", addr, "--duration", "500ms")
+	if code != ExitOK {
+		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
+	}
+	// Each warning once, though both streams sent it with every message.
+	for _, w := range f.warnings {
+		line := "warning: " + w + " (from the scaler, kedascalers-warning)"
+		if n := strings.Count(out, line); n != 1 {
+			t.Errorf("%q printed %d times, want once:\n%s", line, n, out)
+		}
+	}
+
+	code, out, errOut = runCLI(t, "watch", "--addr", addr, "--duration", "500ms", "--json")
+	if code != ExitOK {
+		t.Fatalf("--json: exit %d, stderr:\n%s", code, errOut)
+	}
+	var got []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var ev watchEvent
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		if ev.Event == eventWarning {
+			got = append(got, ev.Message)
+		}
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, f.warnings) {
+		t.Errorf("warning events %q, want %q", got, f.warnings)
+	}
+
+	// A scaler without warnings: no warning lines.
+	plain := startFake(t, pushScaler())
+	if _, out, _ := runCLI(t, "watch", "--addr", plain, "--duration", "300ms"); strings.Contains(out, "warning:") {
+		t.Errorf("warning lines without warnings:\n%s", out)
 	}
 }
