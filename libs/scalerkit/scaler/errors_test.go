@@ -111,3 +111,28 @@ func TestProbeKeyClippedInLogs(t *testing.T) {
 		t.Errorf("the probe key is not clipped in the log:\n%.600s", out)
 	}
 }
+
+// A failed read is logged once per ScaledObject, kind and code within
+// failEvery (10 s): a trigger polled in a loop, or an outage, does not log
+// a line per call.
+func TestFailedReadLogRateLimited(t *testing.T) {
+	f := newFake()
+	f.setErr("down", errDown)
+	logs := &scalertest.Buffer{}
+	s := scalertest.Serve(t, f, scalertest.Options{CacheTTL: -1, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	md := map[string]string{"key": "down"}
+	for range 5 {
+		_, err := s.Client.GetMetrics(ctxT(t), &pb.GetMetricsRequest{ScaledObjectRef: scalertest.Ref(md)})
+		scalertest.WantStatus(t, err, codes.Unavailable)
+	}
+	if n := strings.Count(logs.String(), "backend read failed"); n != 1 {
+		t.Errorf("5 failed reads of one ScaledObject logged %d lines, want 1:\n%s", n, logs)
+	}
+	other := scalertest.Ref(md)
+	other.Name = "other"
+	_, err := s.Client.GetMetrics(ctxT(t), &pb.GetMetricsRequest{ScaledObjectRef: other})
+	scalertest.WantStatus(t, err, codes.Unavailable)
+	if n := strings.Count(logs.String(), "backend read failed"); n != 2 {
+		t.Errorf("another ScaledObject's failure: %d lines in all, want 2:\n%s", n, logs)
+	}
+}

@@ -97,6 +97,7 @@ type Service struct {
 	targets *stream.Hub[Reading] // refreshes targets read from the backend
 
 	limitLog *ratelog.Limiter // one "limit reached" line per limit and minute
+	failLog  *ratelog.Limiter // one "backend read failed" line per ScaledObject, kind and code per failEvery
 
 	closeOnce sync.Once
 	closed    chan struct{} // closed by Close: push streams end
@@ -150,7 +151,8 @@ func New(b Backend, opts Options) *Service {
 		opts.Metrics = metrics.New()
 	}
 	s := &Service{backend: b, opts: opts, log: opts.Logger, metrics: opts.Metrics,
-		limitLog: ratelog.New(time.Minute, 8), warnLog: ratelog.New(warnEvery, warnMaxKeys), closed: make(chan struct{}), hubsDone: make(chan struct{})}
+		limitLog: ratelog.New(time.Minute, 8), warnLog: ratelog.New(warnEvery, warnMaxKeys),
+		failLog: ratelog.New(failEvery, warnMaxKeys), closed: make(chan struct{}), hubsDone: make(chan struct{})}
 	m := s.metrics
 	m.HeldLimit.WithLabelValues("questions").Set(float64(opts.MaxQuestions))
 	m.HeldLimit.WithLabelValues("feeds").Set(float64(opts.MaxFeeds))
@@ -414,10 +416,12 @@ func (s *Service) parse(ctx context.Context, ref *pb.ScaledObjectRef) (*Trigger,
 // ignores it; scalerctl prints it.
 const WarningHeader = "kedascalers-warning"
 
-// How often the warnings of one ScaledObject are logged, and how many
-// ScaledObjects the rate limit remembers.
+// How often the warnings of one ScaledObject are logged, how often one
+// kind of failed read of one ScaledObject is, and how many ScaledObjects
+// the rate limits remember.
 const (
 	warnEvery   = time.Minute
+	failEvery   = 10 * time.Second
 	warnMaxKeys = 4096
 )
 
@@ -496,7 +500,13 @@ func (s *Service) fetch(ctx context.Context, kind string, p Probe) (r Reading, e
 		} else if err != nil {
 			err = s.statusOf(ctx, kind, err)
 			if !errors.Is(ctx.Err(), context.Canceled) { // cancelled: the shutdown's hard stop, no news
-				s.logger(ctx).Warn("backend read failed", slog.String("kind", kind), slog.String("probe", metadata.Clip(p.Key())),
+				// Once per failEvery for one ScaledObject, kind and code: a
+				// trigger polled in a loop, or an outage, must not log a
+				// line per call.
+				ref := refOf(ctx)
+				key := metadata.Clip(ref.GetNamespace()) + "/" + metadata.Clip(ref.GetName()) + "|" + kind + "|" + status.Code(err).String()
+				s.failLog.Log(ctx, s.logger(ctx), slog.LevelWarn, key, "backend read failed",
+					slog.String("kind", kind), slog.String("probe", metadata.Clip(p.Key())),
 					slog.Duration("elapsed", time.Since(start)), slog.Any("error", err))
 			}
 		}
