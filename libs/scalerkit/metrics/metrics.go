@@ -5,6 +5,9 @@
 package metrics
 
 import (
+	"errors"
+	"fmt"
+
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -39,6 +42,7 @@ type Metrics struct {
 	Evictions *prometheus.CounterVec
 	// LimitRefusals counts requests refused because a limit was reached,
 	// by the limit's variable (e.g. MAX_QUESTIONS, MAX_METADATA_BYTES).
+	// Backends count their own limits in it too (see Refusals).
 	LimitRefusals *prometheus.CounterVec
 
 	// Connections is the number of open gRPC connections.
@@ -59,6 +63,36 @@ type Metrics struct {
 	// MessagesTooLarge counts requests refused for exceeding
 	// GRPC_MAX_RECV_MSG_BYTES.
 	MessagesTooLarge prometheus.Counter
+}
+
+// newRefusals returns a new kedascalers_limit_refusals_total.
+func newRefusals() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kedascalers_limit_refusals_total",
+		Help: "Requests refused because a limit was reached, by the limit's variable (the scaler's and the backend's).",
+	}, []string{"limit"})
+}
+
+// Refusals returns the kedascalers_limit_refusals_total{limit} counter of
+// reg, registering it when reg has none yet, so that a backend counts its
+// own limits (REDIS_MAX_CONNECTIONS, MAX_ROWS, ...) in the metric the
+// scaler counts its limits in: one metric to alert on. With a nil reg it
+// returns a counter of its own, registered nowhere.
+func Refusals(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
+	c := newRefusals()
+	if reg == nil {
+		return c, nil
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+				return existing, nil
+			}
+		}
+		return nil, fmt.Errorf("registering kedascalers_limit_refusals_total: %w", err)
+	}
+	return c, nil
 }
 
 // New returns the metrics registered in a new registry.
@@ -97,10 +131,7 @@ func New() *Metrics {
 			Name: "kedascalers_evictions_total",
 			Help: "Idle entries dropped to make room for a new question, by resource.",
 		}, []string{"resource"}),
-		LimitRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kedascalers_limit_refusals_total",
-			Help: "Requests refused because a limit was reached, by the limit's variable.",
-		}, []string{"limit"}),
+		LimitRefusals: newRefusals(),
 		Connections: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "kedascalers_grpc_connections",
 			Help: "Open gRPC connections (bounded by GRPC_MAX_CONNECTIONS).",

@@ -3,6 +3,8 @@ package metrics_test
 import (
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/codes"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metrics"
@@ -32,5 +34,36 @@ func TestOutcome(t *testing.T) {
 		if got := metrics.Outcome(code); got != want[code] {
 			t.Errorf("Outcome(%v) = %q, want %q", code, got, want[code])
 		}
+	}
+}
+
+// TestRefusalsShared: a backend's refusals land in the scaler's own
+// kedascalers_limit_refusals_total, whoever registers it first.
+func TestRefusalsShared(t *testing.T) {
+	m := metrics.New()
+	backend, err := metrics.Refusals(m.Registry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend.WithLabelValues("REDIS_MAX_CONNECTIONS").Inc()
+	m.LimitRefusals.WithLabelValues("MAX_QUESTIONS").Inc()
+	if got := testutil.ToFloat64(m.LimitRefusals.WithLabelValues("REDIS_MAX_CONNECTIONS")); got != 1 {
+		t.Errorf("the backend's refusal seen by the scaler's counter: %v, want 1", got)
+	}
+	if n, err := testutil.GatherAndCount(m.Registry, "kedascalers_limit_refusals_total"); err != nil || n != 2 {
+		t.Errorf("kedascalers_limit_refusals_total series = %d, %v; want 2 in one metric", n, err)
+	}
+
+	// Registered nowhere without a registry.
+	alone, err := metrics.Refusals(nil)
+	if err != nil || alone == m.LimitRefusals {
+		t.Errorf("Refusals(nil) = %p, %v; want a counter of its own", alone, err)
+	}
+
+	// A collector of that name but another kind is an error, not a panic.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.NewGauge(prometheus.GaugeOpts{Name: "kedascalers_limit_refusals_total", Help: "x"}))
+	if _, err := metrics.Refusals(reg); err == nil {
+		t.Error("Refusals over a gauge of the same name: no error")
 	}
 }

@@ -2,10 +2,12 @@ package sqlmetric
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kedascalers/kedascalers/libs/scalerkit/metrics"
 )
 
 // Limits counted by Metrics, as the label "limit" of
-// kedascalers_sql_refused_total: the variable that set them.
+// kedascalers_limit_refusals_total: the variable that set them.
 const (
 	// LimitQueryBytes is a query or parameter longer than MAX_QUERY_BYTES.
 	LimitQueryBytes = "MAX_QUERY_BYTES"
@@ -25,22 +27,18 @@ type Metrics struct {
 	reg          prometheus.Registerer
 }
 
-// NewMetrics registers the SQL metrics with reg (nil: not registered).
-func NewMetrics(reg prometheus.Registerer) *Metrics {
-	m := &Metrics{
-		refusedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kedascalers_sql_refused_total",
-			Help: "Queries and results refused by a limit of the scaler, by limit (the variable that sets it).",
-		}, []string{"limit"}),
-		reg: reg,
+// NewMetrics counts the SQL limits in the scaler's
+// kedascalers_limit_refusals_total of reg (nil: registered nowhere).
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	refused, err := metrics.Refusals(reg)
+	if err != nil {
+		return nil, err
 	}
+	m := &Metrics{refusedTotal: refused, reg: reg}
 	for _, l := range []string{LimitQueryBytes, LimitRowBytes, LimitRows, LimitText} {
 		m.refusedTotal.WithLabelValues(l)
 	}
-	if reg != nil {
-		reg.MustRegister(m.refusedTotal)
-	}
-	return m
+	return m, nil
 }
 
 // Refused counts one refusal by limit.

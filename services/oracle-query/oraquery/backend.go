@@ -60,7 +60,10 @@ func New(_ context.Context, cfg Config, env scalerkit.Env) (*Backend, error) {
 		targets[name] = sql.OpenDB(go_ora.NewConnector(u))
 		cfg.applyPool(targets[name], cfg.MaxTargetConns)
 	}
-	metrics := sqlmetric.NewMetrics(env.Registerer)
+	metrics, err := sqlmetric.NewMetrics(env.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	b, err := newBackend(cfg.Config, dbs, targets, oracle, metrics)
 	if err != nil {
 		for _, db := range dbs {

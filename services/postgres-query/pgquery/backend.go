@@ -53,7 +53,10 @@ func New(ctx context.Context, cfg Config, env scalerkit.Env) (*Backend, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	metrics := sqlmetric.NewMetrics(env.Registerer)
+	metrics, err := sqlmetric.NewMetrics(env.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	b := &Backend{pools: make(map[string]*pgxpool.Pool), targets: make(map[string]*pgxpool.Pool), listeners: make(map[string]*Listener)}
 	queriers := make(map[string]sqlmetric.Querier, len(cfg.pools))
 	targets := make(map[string]sqlmetric.Querier, len(cfg.pools))
@@ -87,7 +90,6 @@ func New(ctx context.Context, cfg Config, env scalerkit.Env) (*Backend, error) {
 			slog.String("database", cc.Database), slog.String("user", cc.User), slog.Bool("tls", cc.TLSConfig != nil),
 			slog.Int("maxConns", int(pc.MaxConns)), slog.Int("maxTargetConns", int(tc.MaxConns)))
 	}
-	var err error
 	b.sql, err = sqlmetric.NewBackend(cfg.Config, sqlmetric.Options{
 		Conns: queriers, Targets: targets, Convert: Convert, Margin: clientMargin, Metrics: metrics,
 	})

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	skmetrics "github.com/kedascalers/kedascalers/libs/scalerkit/metrics"
 )
 
 // errConnLimit is the dial error of a connection past REDIS_MAX_CONNECTIONS.
@@ -107,6 +109,11 @@ type metrics struct {
 // read at scrape time (open connections, connections in use), on reg
 // when it is not nil.
 func newMetrics(reg prometheus.Registerer, b *Backend) (*metrics, error) {
+	// Refusals are counted in the scaler's kedascalers_limit_refusals_total.
+	refused, err := skmetrics.Refusals(reg)
+	if err != nil {
+		return nil, err
+	}
 	m := &metrics{
 		clients: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "kedascalers_redis_clients",
@@ -116,10 +123,7 @@ func newMetrics(reg prometheus.Registerer, b *Backend) (*metrics, error) {
 			Name: "kedascalers_redis_subscriptions",
 			Help: "Keyspace-notification channels and patterns subscribed (at most REDIS_MAX_WATCHED_KEYS).",
 		}),
-		limitReached: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kedascalers_redis_limit_reached_total",
-			Help: "Requests refused, or left to polling, because a limit was reached, by the limit's variable.",
-		}, []string{"limit"}),
+		limitReached: refused,
 	}
 	for _, l := range []string{limitConnections, limitDatabases, limitWatchedKeys} {
 		m.limitReached.WithLabelValues(l)
@@ -135,7 +139,7 @@ func newMetrics(reg prometheus.Registerer, b *Backend) (*metrics, error) {
 		Name: "kedascalers_redis_connections_in_use",
 		Help: "Connections of the database clients' pools busy with a command.",
 	}, func() float64 { return float64(b.connsInUse()) })
-	for _, c := range []prometheus.Collector{m.clients, m.subscriptions, m.limitReached, open, inUse} {
+	for _, c := range []prometheus.Collector{m.clients, m.subscriptions, open, inUse} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering the Redis metrics: %w", err)
 		}

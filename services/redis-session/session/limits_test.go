@@ -236,7 +236,7 @@ func TestConnectionsStayUnderTheCap(t *testing.T) {
 		t.Error("REDIS_MAX_WATCHED_KEYS never counted as reached")
 	}
 	if n, err := testutil.GatherAndCount(reg, "kedascalers_redis_connections", "kedascalers_redis_connections_in_use",
-		"kedascalers_redis_clients", "kedascalers_redis_subscriptions", "kedascalers_redis_limit_reached_total"); err != nil || n != 7 {
+		"kedascalers_redis_clients", "kedascalers_redis_subscriptions", "kedascalers_limit_refusals_total"); err != nil || n != 7 {
 		t.Errorf("registered series = %d, %v; want 7", n, err)
 	}
 }
