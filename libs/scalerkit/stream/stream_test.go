@@ -541,14 +541,7 @@ func TestFeedStopCancelsRead(t *testing.T) {
 }
 
 func TestWatcherSignalTriggersRead(t *testing.T) {
-	h := newHub(t, stream.Options{Interval: long, Throttle: time.Millisecond})
-	src := newWatcher("k")
-	sub := subscribe(t, h, src)
-	defer sub.Close()
-	if u := next(t, sub); u.Value != 1 {
-		t.Fatalf("first update %+v", u)
-	}
-	waitWatching(t, src)
+	src, sub := watching(t, time.Millisecond)
 	for want := int64(2); want <= 4; want++ {
 		src.signal()
 		if u := next(t, sub); u.Value != want {
@@ -557,14 +550,21 @@ func TestWatcherSignalTriggersRead(t *testing.T) {
 	}
 }
 
-func TestWatcherChangeAfterQuietIsReadAtOnce(t *testing.T) {
-	const throttle = time.Minute
+// watching returns a watcher source and a subscription to it, past its
+// first reading and with the watch in place.
+func watching(t *testing.T, throttle time.Duration) (*watcher, *stream.Subscription[int64]) {
+	t.Helper()
 	h := newHub(t, stream.Options{Interval: long, Throttle: throttle})
 	src := newWatcher("k")
 	sub := subscribe(t, h, src)
-	defer sub.Close()
+	t.Cleanup(sub.Close)
 	next(t, sub)
 	waitWatching(t, src)
+	return src, sub
+}
+
+func TestWatcherChangeWithinThrottleWaits(t *testing.T) {
+	src, sub := watching(t, time.Minute)
 	// The first read was just now, so this change waits for the throttle.
 	src.signal()
 	time.Sleep(200 * time.Millisecond)
@@ -576,12 +576,7 @@ func TestWatcherChangeAfterQuietIsReadAtOnce(t *testing.T) {
 
 func TestWatcherBurstCostsAtMostTwoReads(t *testing.T) {
 	const throttle = 300 * time.Millisecond
-	h := newHub(t, stream.Options{Interval: long, Throttle: throttle})
-	src := newWatcher("k")
-	sub := subscribe(t, h, src)
-	defer sub.Close()
-	next(t, sub)
-	waitWatching(t, src)
+	src, sub := watching(t, throttle)
 	time.Sleep(throttle) // a quiet spell: the next change is read at once
 	start := time.Now()
 	for range 50 {
