@@ -64,17 +64,26 @@ func notify(t testing.TB, conn *pgx.Conn, change string) time.Time {
 	return time.Now()
 }
 
-// TestNotifyPushesAtOnce: with a push interval of 30 s, a NOTIFY makes
-// StreamIsActive say true within a second.
-func TestNotifyPushesAtOnce(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t, sharedPostgres(t), nil, scalertest.Options{PushInterval: 30 * time.Second})
+// waitingBookings opens StreamIsActive for the waiting bookings, woken by
+// NOTIFY bookings, and returns its messages once the first (false: none
+// waiting) came and the LISTEN session is in place.
+func (e *env) waitingBookings(t testing.TB) <-chan bool {
+	t.Helper()
 	md := map[string]string{"query": waiting, "targetQueryValue": "1", "notifyChannel": "bookings"}
 	ch, _ := e.streamIsActive(t, scalertest.Ref(md))
 	if scalertest.Next(t, ch, 5*time.Second, "first message") {
 		t.Fatal("first message is true with no waiting booking")
 	}
 	waitListenSessions(t, e.db, 1, 5*time.Second)
+	return ch
+}
+
+// TestNotifyPushesAtOnce: with a push interval of 30 s, a NOTIFY makes
+// StreamIsActive say true within a second.
+func TestNotifyPushesAtOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, sharedPostgres(t), nil, scalertest.Options{PushInterval: 30 * time.Second})
+	ch := e.waitingBookings(t)
 
 	sent := notify(t, e.db, "insert into bookings (status, seats) values ('waiting', 2)")
 	if !scalertest.Next(t, ch, time.Second, "after NOTIFY") {
