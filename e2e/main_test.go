@@ -98,6 +98,9 @@ func needCluster(t *testing.T) *cluster.Cluster {
 // directory, kept after a failure.
 func logDir(t *testing.T) string {
 	t.Helper()
+	if clusterDir == "" {
+		return t.TempDir()
+	}
 	d := filepath.Join(clusterDir, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()))
 	if err := os.MkdirAll(d, 0o755); err != nil {
 		t.Fatal(err)
