@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,6 +59,24 @@ func TestManifests(t *testing.T) {
 	}
 
 	ns := newNamespace(t, "examples")
+	t.Run("a misspelt field is refused", func(t *testing.T) {
+		objs, err := cluster.Decode([]byte(`apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {name: misspelt}
+spec:
+  scaleTargetRef: {name: web}
+  minReplicaCont: 1
+  triggers: [{type: external, metadata: {scalerAddress: "127.0.0.1:1"}}]
+`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.Kube().ApplyObject(t.Context(), ns, objs[0])
+		if err == nil || !strings.Contains(err.Error(), "minReplicaCont") {
+			t.Fatalf("apply with spec.minReplicaCont: %v, want an error naming the field", err)
+		}
+		t.Logf("refused: %v", err)
+	})
 	examples := filepath.Join(repoRoot, "deploy", "kustomize", "examples")
 	t.Run("examples/keda-client", func(t *testing.T) {
 		applyFiles(t, ns, filepath.Join(examples, "keda-client"), nil)

@@ -77,7 +77,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	c = &Cluster{opts: opts}
 	defer func() {
 		if err != nil {
-			err = fmt.Errorf("%w%s", err, c.tails(30))
+			err = fmt.Errorf("%w%s", err, c.Tails(20))
 			c.Stop()
 			c = nil
 		}
@@ -331,15 +331,6 @@ func (c *Cluster) Stop() {
 		}
 	}
 	c.procs = nil
-}
-
-// Tails returns the last n log lines of every process, for a failure message.
-func (c *Cluster) tails(n int) string {
-	var b strings.Builder
-	for _, p := range c.procs {
-		fmt.Fprintf(&b, "\n--- %s (%s), last %d lines:\n%s", p.Name, p.Log, n, p.Tail(n))
-	}
-	return b.String()
 }
 
 // Tails returns the last n log lines of the named processes (all when none

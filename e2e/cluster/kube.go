@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/discovery"
@@ -77,7 +79,7 @@ func Decode(data []byte) ([]*unstructured.Unstructured, error) {
 }
 
 // Apply applies every object of the YAML documents server-side (forcing
-// conflicts), in namespace when an object is namespaced and names none.
+// conflicts, strict field validation), in namespace when an object is namespaced and names none.
 func (k *Kube) Apply(ctx context.Context, namespace string, docs []byte) error {
 	objs, err := Decode(docs)
 	if err != nil {
@@ -91,13 +93,21 @@ func (k *Kube) Apply(ctx context.Context, namespace string, docs []byte) error {
 	return nil
 }
 
-// ApplyObject applies one object server-side, like Apply.
+// ApplyObject applies one object server-side, like Apply, with strict
+// field validation.
 func (k *Kube) ApplyObject(ctx context.Context, namespace string, o *unstructured.Unstructured) error {
 	ri, err := k.Resource(o, namespace)
 	if err != nil {
 		return err
 	}
-	if _, err := ri.Apply(ctx, o.GetName(), o, metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
+	data, err := json.Marshal(o)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", o.GetKind(), o.GetName(), err)
+	}
+	force := true
+	// Strict: a field the schema does not know is an error, not dropped.
+	opts := metav1.PatchOptions{FieldManager: FieldManager, Force: &force, FieldValidation: "Strict"}
+	if _, err := ri.Patch(ctx, o.GetName(), types.ApplyPatchType, data, opts); err != nil {
 		return fmt.Errorf("apply %s %s/%s: %w", o.GetKind(), o.GetNamespace(), o.GetName(), err)
 	}
 	return nil
