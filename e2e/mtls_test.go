@@ -103,20 +103,47 @@ spec:
 	t.Run("wrong client certificate", func(t *testing.T) {
 		ns := newNamespace(t, "")
 		apply(t, ns, secret(stranger)+string(auth)+"\n---\n"+so)
-		var failure string
-		err := cluster.Eventually(t.Context(), 60*time.Second, 200*time.Millisecond, func(ctx context.Context) (bool, error) {
-			evs, err := c.Kube().Events(ctx, ns)
-			for _, e := range evs {
-				if e.Object == "ScaledObject/worker" && e.Type == "Warning" && strings.Contains(strings.ToLower(e.Message), "certificate") {
-					failure = e.Reason + ": " + e.Message
+		// KEDA cannot get the metric spec, so it creates no HPA, marks the
+		// ScaledObject not Ready and scales nothing.
+		waitCondition(t, ns, "worker", "Ready", "False", 60*time.Second)
+		holdReplicas(t, ns, "worker", 0, 5*time.Second)
+		got, err := c.Kube().Get(t.Context(), cluster.ScaledObjects, ns, "worker")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("ScaledObject Ready=False: %v", cluster.ConditionOf(got, "Ready")["message"])
+		// The cause is named in the operator's log. KEDA v2.21's Warning
+		// event for it does not reach the API: its EventEmitter passes the
+		// message as the events.k8s.io "action", which the API server
+		// refuses ("can have at most 128 characters"); and its text would
+		// only say "no metric specs returned from scalers".
+		op := c.Proc("keda-operator")
+		var cause, rejected bool
+		err = cluster.Eventually(t.Context(), 30*time.Second, 200*time.Millisecond, func(context.Context) (bool, error) {
+			data, err := os.ReadFile(op.Log)
+			for _, line := range strings.Split(string(data), "\n") {
+				if !strings.Contains(line, ns) {
+					continue
 				}
+				cause = cause || strings.Contains(line, "tls: certificate required")
+				rejected = rejected || strings.Contains(line, "Server rejected event")
 			}
-			return failure != "", err
+			return cause, err
 		})
 		if err != nil {
-			t.Fatalf("no Warning event of ScaledObject worker names the certificate: %v%s", err, diagnose(t, ns))
+			t.Fatalf("the operator's log does not name the TLS failure for %s: %v", ns, err)
 		}
-		t.Logf("KEDA's event: %s", failure)
-		holdReplicas(t, ns, "worker", 0, 5*time.Second)
+		t.Logf("keda-operator log names the cause: tls: certificate required")
+		evs, err := c.Kube().Events(t.Context(), ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			if e.Type == "Warning" && strings.Contains(e.Message, "certificate") {
+				t.Logf("KEDA's event names it: %s: %s", e.Reason, e.Message)
+				return
+			}
+		}
+		t.Logf("no Warning event names it (KEDA's event rejected by the API server: %v)", rejected)
 	})
 }
