@@ -100,18 +100,34 @@ func measurePush(t *testing.T, addr string, meta map[string]string, sw backendSw
 		}
 	}
 	next(false) // the state at once
-	var lat []time.Duration
-	for range pushTrials {
+	trial := func() time.Duration {
+		t.Helper()
 		t0 := time.Now()
 		if err := sw.on(ctx); err != nil {
 			t.Fatal(err)
 		}
 		next(true)
-		lat = append(lat, time.Since(t0))
+		d := time.Since(t0)
 		if err := sw.off(ctx); err != nil {
 			t.Fatal(err)
 		}
 		next(false)
+		return d
+	}
+	// A change right after the stream opened can come before the feed's
+	// LISTEN or SUBSCRIBE is in place: the feed reads and sends the state
+	// at once, and watches concurrently. Reported, not counted: KEDA holds
+	// its streams open for long.
+	t.Logf("first change, right after the stream opened: %s", ms(trial()))
+	time.Sleep(time.Second)
+	var lat []time.Duration
+	for range pushTrials {
+		lat = append(lat, trial())
+	}
+	for i, d := range lat {
+		if d > time.Second {
+			t.Logf("trial %d took %s: the change was caught by the PUSH_INTERVAL re-check, not by its signal", i, ms(d))
+		}
 	}
 	p50, p99 := percentile(lat, 50), percentile(lat, 99)
 	t.Logf("scaler push latency (backend change → StreamIsActive true, %d trials): p50 %s, p99 %s, max %s", len(lat), ms(p50), ms(p99), ms(percentile(lat, 100)))
