@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -12,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -271,7 +273,8 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 			"--horizontal-pod-autoscaler-sync-period=" + opts.HPASyncPeriod.String(),
 			"--horizontal-pod-autoscaler-downscale-stabilization=0s",
 		},
-		ready: alive(2 * time.Second),
+		// No health endpoint with --secure-port=0: its log says when.
+		ready: c.logSays("kube-controller-manager", "Starting HPA controller"),
 	}
 	for _, comp := range []component{operator, adapter, hpa} {
 		if err := c.run(ctx, comp, 90*time.Second); err != nil {
@@ -338,21 +341,12 @@ func (c *Cluster) Stop() {
 func (c *Cluster) Tails(n int, names ...string) string {
 	var b strings.Builder
 	for _, p := range c.procs {
-		if len(names) > 0 && !contains(names, p.Name) {
+		if len(names) > 0 && !slices.Contains(names, p.Name) {
 			continue
 		}
 		fmt.Fprintf(&b, "\n--- %s (%s), last %d lines:\n%s", p.Name, p.Log, n, p.Tail(n))
 	}
 	return b.String()
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // kedaObjects is KEDA's namespace and the registration of its adapter as
@@ -434,16 +428,19 @@ func httpReady(url string, tlsConf *tls.Config) func(ctx context.Context) error 
 	}
 }
 
-// alive is ready once the process has run for d (a component with no
-// health endpoint); run checks that it has not exited.
-func alive(d time.Duration) func(ctx context.Context) error {
-	var since time.Time
+// logSays is ready once the named process's log holds text.
+func (c *Cluster) logSays(name, text string) func(ctx context.Context) error {
 	return func(context.Context) error {
-		if since.IsZero() {
-			since = time.Now()
+		p := c.Proc(name)
+		if p == nil {
+			return fmt.Errorf("%s not started", name)
 		}
-		if time.Since(since) < d {
-			return errors.New("starting")
+		data, err := os.ReadFile(p.Log)
+		if err != nil {
+			return err
+		}
+		if !bytes.Contains(data, []byte(text)) {
+			return fmt.Errorf("%s: no %q in its log yet", name, text)
 		}
 		return nil
 	}
