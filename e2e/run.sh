@@ -11,6 +11,12 @@ cd "$root"
 start=$(date +%s)
 phase() { echo "e2e: $1 in $(( $(date +%s) - ${2} ))s"; }
 
+for tool in unshare ip; do
+  if ! command -v "$tool" >/dev/null; then
+    echo "e2e: $tool is missing (apt-get install -y util-linux iproute2)" >&2
+    exit 1
+  fi
+done
 if [[ ! -x bin/redis-session || ! -x bin/postgres-query ]]; then
   echo "e2e: bin/redis-session and bin/postgres-query are missing: run make build (make e2e does)" >&2
   exit 1
@@ -40,8 +46,8 @@ phase "CRDs found (KEDA $keda_v, cert-manager $cm_v, Prometheus Operator $promop
 t=$(date +%s)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-(cd e2e && go test -c -o "$tmp/e2e.test" .)
-phase "scenarios compiled" "$t"
+(cd e2e && go test -count=1 ./cluster && go test -c -o "$tmp/e2e.test" .)
+phase "harness tested, scenarios compiled" "$t"
 
 t=$(date +%s)
 ns=(unshare -n)
