@@ -16,7 +16,7 @@ endif
 export KS_START
 PROGRESS := tools/devtools/progress.sh
 
-.PHONY: all generate lint lint-go lint-proto lint-actions test unit deploy-check build images demo abuse bench tidy deps help
+.PHONY: all generate lint lint-go lint-proto lint-actions test unit deploy-check e2e build images demo abuse bench tidy deps help
 
 all: lint test build
 
@@ -45,13 +45,20 @@ lint-actions: ## actionlint on .github/workflows (and shellcheck on their script
 deps: ## install redis-server and PostgreSQL if missing (apt-get as root)
 	tools/devtools/deps.sh
 
-unit: deps ## go test -race in every module but deploy (deploy-check runs that one)
-	@for m in $(filter-out deploy,$(MODULES)); do $(PROGRESS) "go test" $$m go test $(GOTEST_FLAGS) ./...; done
+unit: deps ## go test -race in every module but deploy and e2e (deploy-check and e2e run those)
+	@for m in $(filter-out deploy e2e,$(MODULES)); do $(PROGRESS) "go test" $$m go test $(GOTEST_FLAGS) ./...; done
 
 test: lint unit deploy-check ## lint, then every module's tests against throwaway backends
 
 deploy-check: ## render and check every kustomization and example, the release workflow and the glue of each service; replay the image builds (deploy/)
 	@$(PROGRESS) "deploy-check (kustomize, examples, image builds)" deploy go test -count=1 -timeout 20m ./...
+
+# E2E_FLAGS go to the scenarios' test binary: -test.run TestHPA picks one.
+# The first run builds etcd, kube-apiserver, kube-controller-manager and
+# KEDA from their Go modules into ~/.cache/kedascalers-e2e (about 40
+# CPU-minutes); later runs reuse them.
+e2e: deps build ## our scalers under the real KEDA operator, adapter and HPA, on a real API server, as local processes (e2e/)
+	e2e/run.sh $(E2E_FLAGS)
 
 build: ## static binaries into bin/
 	mkdir -p bin
