@@ -56,10 +56,12 @@ type Probe interface {
 	Key() string
 	// Read asks the backend. ctx carries the backend timeout.
 	Read(ctx context.Context) (Reading, error)
-	// Watch calls changed whenever the reading may have changed (Redis
-	// keyspace notifications, PostgreSQL NOTIFY), until ctx ends or
-	// watching fails, so that push streams hear of a change before their
-	// next interval. It returns ctx.Err() once ctx ends, or the reason
+	// Watch calls changed once its watch is in place (the feed's first
+	// read came before it: a change in between was not seen), then
+	// whenever the reading may have changed (Redis keyspace
+	// notifications, PostgreSQL NOTIFY), until ctx ends or watching
+	// fails, so that push streams hear of a change before their next
+	// interval. It returns ctx.Err() once ctx ends, or the reason
 	// watching failed (the feed polls and tries again later). A probe
 	// with no change signals embeds NoChanges.
 	Watch(ctx context.Context, changed func()) error

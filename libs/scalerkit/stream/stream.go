@@ -3,8 +3,9 @@
 //
 // A Hub runs one feed per distinct source key, however many streams share
 // it: the feed reads its source when it starts, every interval after that,
-// and soon after the source signals a change (see Source.Watch), and hands every reading to its subscribers. A subscriber holds
-// only the newest reading, so a slow stream never blocks a feed. A feed
+// and soon after the source signals a change (see Source.Watch), and hands
+// every reading to its subscribers. A subscriber holds only the newest
+// reading, so a slow stream never blocks a feed. A feed
 // stops when its last subscriber leaves and its lease (see Hub.Latest) has
 // run out; Close stops them all and tells stream handlers to end.
 //
@@ -34,9 +35,10 @@ type Source[T any] interface {
 	Key() string
 	// Read returns the current answer.
 	Read(ctx context.Context) (T, error)
-	// Watch calls changed whenever the answer may have changed (Redis
-	// keyspace notifications, PostgreSQL NOTIFY), until ctx ends or
-	// watching fails. It returns ctx.Err() after ctx ends, or the reason
+	// Watch calls changed once its watch is in place (a change made
+	// between the feed's first read and then was not seen), then whenever
+	// the answer may have changed (Redis keyspace notifications,
+	// PostgreSQL NOTIFY), until ctx ends or watching fails. It returns ctx.Err() after ctx ends, or the reason
 	// watching failed; the feed falls back to its interval and tries again
 	// later. A source that cannot tell returns ErrNoChanges at once (embed
 	// NoChanges), and its feed only polls.

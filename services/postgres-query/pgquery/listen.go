@@ -63,8 +63,9 @@ type Listener struct {
 
 // listenChannel is the session of one channel and its watchers.
 type listenChannel struct {
-	name     string
-	watchers map[*watcher]struct{}
+	name      string
+	watchers  map[*watcher]struct{}
+	listening bool // a session has run LISTEN; guarded by Listener.mu
 	stop     context.CancelFunc
 	stopped  chan struct{}
 }
@@ -117,11 +118,15 @@ func (l *Listener) Watch(ctx context.Context, channel string, changed func()) er
 	for {
 		var freed <-chan struct{}
 		var err error
-		ch, w, freed, err = l.join(channel, changed)
+		var listening bool
+		ch, w, listening, freed, err = l.join(channel, changed)
 		if err != nil {
 			return err
 		}
 		if ch != nil {
+			if listening {
+				changed() // in place already: what came since the feed's first read was not heard
+			}
 			break
 		}
 		l.opts.Limiter.Log(ctx, l.log, slog.LevelWarn, "listen-limit",
@@ -144,19 +149,20 @@ func (l *Listener) Watch(ctx context.Context, channel string, changed func()) er
 	}
 }
 
-// join registers a watcher of channel, starting its session if needed.
-// When MaxChannels sessions run already, it returns a nil channel and one
-// that is closed when a session ends.
-func (l *Listener) join(channel string, changed func()) (*listenChannel, *watcher, <-chan struct{}, error) {
+// join registers a watcher of channel, starting its session if needed,
+// and says whether the session listens already (otherwise the watcher is
+// signalled once it does). When MaxChannels sessions run already, it
+// returns a nil channel and one that is closed when a session ends.
+func (l *Listener) join(channel string, changed func()) (*listenChannel, *watcher, bool, <-chan struct{}, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
-		return nil, nil, nil, errListenerClosed
+		return nil, nil, false, nil, errListenerClosed
 	}
 	ch := l.channels[channel]
 	if ch == nil {
 		if len(l.channels) >= l.opts.MaxChannels {
-			return nil, nil, l.freed, nil
+			return nil, nil, false, l.freed, nil
 		}
 		ctx, stop := context.WithCancel(context.Background())
 		ch = &listenChannel{name: channel, watchers: make(map[*watcher]struct{}), stop: stop, stopped: make(chan struct{})}
@@ -166,7 +172,7 @@ func (l *Listener) join(channel string, changed func()) (*listenChannel, *watche
 	}
 	w := &watcher{changed: changed}
 	ch.watchers[w] = struct{}{}
-	return ch, w, nil, nil
+	return ch, w, ch.listening, nil, nil
 }
 
 // leave unregisters w; the last watcher of a channel closes its session
@@ -242,10 +248,10 @@ func (l *Listener) run(ctx context.Context, ch *listenChannel) {
 	}
 }
 
-// listen opens one session, listens on ch and signals its watchers on
-// every notification, until ctx ends or the session fails. listened
-// reports whether LISTEN succeeded. resumed says that an earlier session
-// failed: the watchers are then signalled once, for what they missed.
+// listen opens one session, listens on ch and signals its watchers once
+// LISTEN is in place and on every notification, until ctx ends or the
+// session fails. listened reports whether LISTEN succeeded. resumed says
+// that an earlier session failed (logged as back).
 func (l *Listener) listen(ctx context.Context, ch *listenChannel, resumed bool) (listened bool, err error) {
 	conn, err := pgx.ConnectConfig(ctx, l.cfg)
 	if err != nil {
@@ -262,8 +268,18 @@ func (l *Listener) listen(ctx context.Context, ch *listenChannel, resumed bool) 
 	}
 	if resumed {
 		l.log.Info("LISTEN session back", slog.String("channel", ch.name))
-		l.signal(ch)
 	}
+	// Every watcher re-checks once: the first session was not in place at
+	// its feed's first read, a new one missed what came while down.
+	l.mu.Lock()
+	ch.listening = true
+	l.mu.Unlock()
+	l.signal(ch)
+	defer func() {
+		l.mu.Lock()
+		ch.listening = false
+		l.mu.Unlock()
+	}()
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {

@@ -240,16 +240,25 @@ func TestListener(t *testing.T) {
 		t.Errorf("%d channels, want MaxChannels (2)", n)
 	}
 
+	// Each watcher is signalled once when LISTEN is in place (its feed
+	// read before), then once per NOTIFY of its channel.
+	wantSignals := func(want int32, why string) {
+		t.Helper()
+		if err := scalertest.Eventually(time.Second, func() error {
+			if n := signals.Load(); n != want {
+				return fmt.Errorf("%d signals, want %d (%s)", n, want, why)
+			}
+			return nil
+		}); err != nil {
+			t.Error(err)
+		}
+	}
+	wantSignals(2, "one per watcher of bookings, once listening")
 	exec(t, db, "notify bookings, 'payload is ignored'")
 	exec(t, db, "notify other")
-	if err := scalertest.Eventually(time.Second, func() error {
-		if n := signals.Load(); n != 2 {
-			return fmt.Errorf("%d signals, want 2 (one per watcher of bookings)", n)
-		}
-		return nil
-	}); err != nil {
-		t.Error(err)
-	}
+	wantSignals(4, "one more per watcher of bookings, for the NOTIFY")
+	late := watch(ctx, l, "bookings", func() { signals.Add(1) })
+	wantSignals(5, "a watcher joining a session that listens already, at once")
 
 	stopOther()
 	if err := <-other; !errors.Is(err, context.Canceled) {
@@ -262,7 +271,7 @@ func TestListener(t *testing.T) {
 	}
 
 	l.Close()
-	for _, done := range append([]<-chan error{first, second}, overs...) {
+	for _, done := range append([]<-chan error{first, second, late}, overs...) {
 		select {
 		case err := <-done:
 			if !errors.Is(err, errListenerClosed) {
@@ -291,5 +300,26 @@ func TestListenerWhileDown(t *testing.T) {
 	}
 	if n := l.Channels(); n != 0 {
 		t.Errorf("%d channels after the last watcher left", n)
+	}
+}
+
+// TestNotifyChangeRightAfterOpen: a change made as soon as the first
+// message came, before LISTEN may be in place, is pushed within a second,
+// not at the 30 s push interval: the feed re-checks once listening.
+func TestNotifyChangeRightAfterOpen(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, sharedPostgres(t), nil, scalertest.Options{PushInterval: 30 * time.Second})
+	for i := range 5 { // a fresh feed and session each time: a distinct channel
+		channel := fmt.Sprintf("early_%d", i)
+		md := map[string]string{"query": fmt.Sprintf("select count(*) from bookings where seats = %d", 100+i),
+			"targetQueryValue": "1", "notifyChannel": channel}
+		ch, _ := e.streamIsActive(t, scalertest.Ref(md))
+		if scalertest.Next(t, ch, 5*time.Second, "first message") {
+			t.Fatal("first message is true with no booking")
+		}
+		exec(t, e.db, fmt.Sprintf("insert into bookings (status, seats) values ('waiting', %d); notify %s", 100+i, channel))
+		if !scalertest.Next(t, ch, time.Second, channel+": after a change right after the first message") {
+			t.Fatal("false after the booking came")
+		}
 	}
 }

@@ -111,8 +111,8 @@ func newNotifier(b *Backend) *notifier {
 	}
 }
 
-// watch subscribes to chans and pats, calls changed for every message on
-// them, and returns when ctx ends (ctx.Err()) or the subscription fails.
+// watch subscribes to chans and pats, calls changed once subscribed and
+// then for every message on them, and returns when ctx ends (ctx.Err()) or the subscription fails.
 // Past REDIS_MAX_WATCHED_KEYS it waits for room instead (the feed polls
 // meanwhile), with a rate-limited warning.
 func (n *notifier) watch(ctx context.Context, chans, pats []string, changed func()) error {
@@ -142,6 +142,9 @@ func (n *notifier) watch(ctx context.Context, chans, pats []string, changed func
 		}
 	}
 	defer n.remove(w)
+	// Subscribed (the SUBSCRIBE is on the wire, ahead of any read the
+	// signal causes): a change since the feed's first read was not heard.
+	changed()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()

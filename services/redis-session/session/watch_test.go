@@ -232,13 +232,16 @@ func TestNotifierSharesOneConnection(t *testing.T) {
 	if n := pubsubClients(); n != 1 {
 		t.Errorf("%d pub/sub connections for three watchers, want 1", n)
 	}
+	// Each watcher is called once when subscribed: its feed read before.
+	waitFor(t, func() bool { return a.calls.Load() == 1 && a2.calls.Load() == 1 && bw.calls.Load() == 1 },
+		"every watcher called once subscribed")
 
 	must(t, rdb.SAdd(ctx, "b", "x").Err())
-	waitFor(t, func() bool { return bw.calls.Load() == 1 }, "watcher of b called")
+	waitFor(t, func() bool { return bw.calls.Load() == 2 }, "watcher of b called")
 	must(t, rdb.Set(ctx, "on", "1", 0).Err())
-	waitFor(t, func() bool { return a2.calls.Load() == 1 }, "watcher of activeKey called")
-	if a.calls.Load() != 0 {
-		t.Errorf("watcher of a called %d times for changes of b and on", a.calls.Load())
+	waitFor(t, func() bool { return a2.calls.Load() == 2 }, "watcher of activeKey called")
+	if n := a.calls.Load(); n != 1 {
+		t.Errorf("watcher of a called %d times for changes of b and on", n-1)
 	}
 
 	bw.stop()
@@ -247,7 +250,7 @@ func TestNotifierSharesOneConnection(t *testing.T) {
 	}
 	waitFor(t, func() bool { return rdb.PubSubNumSub(ctx, "__keyspace@0__:b").Val()["__keyspace@0__:b"] == 0 }, "b unsubscribed")
 	must(t, rdb.SAdd(ctx, "a", "x").Err())
-	waitFor(t, func() bool { return a.calls.Load() == 1 && a2.calls.Load() == 2 }, "both watchers of a called")
+	waitFor(t, func() bool { return a.calls.Load() == 2 && a2.calls.Load() == 3 }, "both watchers of a called")
 
 	a.stop()
 	a2.stop()
@@ -318,5 +321,27 @@ func TestThrottle(t *testing.T) {
 	th.signal() // quiet again: at once
 	if calls.Load() != 3 {
 		t.Fatal("a signal after a quiet spell was delayed")
+	}
+}
+
+// TestStreamIsActiveChangeRightAfterOpen: a change made as soon as the
+// first message came, before the subscription may be in place, is pushed
+// within a second, not at the 30 s push interval: the feed re-checks
+// once subscribed. (SUBSCRIBE is quick: the race shows on a loaded
+// machine, as under make e2e.)
+func TestStreamIsActiveChangeRightAfterOpen(t *testing.T) {
+	e := newEnv(t, scalertest.Options{PushInterval: 30 * time.Second, CacheTTL: 30 * time.Second},
+		"--notify-keyspace-events", "KEA")
+	ctx := scalertest.Context(t, time.Minute)
+	for i := range 5 { // a fresh feed each time: a distinct key
+		key := fmt.Sprintf("early:%d", i)
+		ch := e.streamIsActive(t, map[string]string{"mode": "set", "key": key})
+		if scalertest.Next(t, ch, 5*time.Second, "first message") {
+			t.Fatal("first message is true for an empty set")
+		}
+		must(t, e.rdb.SAdd(ctx, key, "a").Err()) // no waitSubscribed
+		if !scalertest.Next(t, ch, time.Second, key+": after a change right after the first message") {
+			t.Fatal("false after SADD")
+		}
 	}
 }
