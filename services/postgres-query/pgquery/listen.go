@@ -66,8 +66,8 @@ type listenChannel struct {
 	name      string
 	watchers  map[*watcher]struct{}
 	listening bool // a session has run LISTEN; guarded by Listener.mu
-	stop     context.CancelFunc
-	stopped  chan struct{}
+	stop      context.CancelFunc
+	stopped   chan struct{}
 }
 
 // watcher is one Watch call.
