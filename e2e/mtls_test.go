@@ -14,6 +14,7 @@ import (
 
 	"github.com/kedascalers/kedascalers/e2e/cluster"
 	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
+	"github.com/kedascalers/kedascalers/libs/testkit/testpki"
 )
 
 // TestMutualTLS: the scaler requires client certificates; KEDA dials it
@@ -25,7 +26,7 @@ import (
 func TestMutualTLS(t *testing.T) {
 	c := needCluster(t)
 	dir := t.TempDir()
-	ca, err := cluster.NewCA("kedascalers e2e mTLS CA")
+	ca, err := testpki.NewCA("kedascalers e2e mTLS CA")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +46,7 @@ func TestMutualTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	otherCA, err := cluster.NewCA("another CA")
+	otherCA, err := testpki.NewCA("another CA")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +67,7 @@ func TestMutualTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	secret := func(clientCert *cluster.Leaf) string {
+	secret := func(clientCert *testpki.Leaf) string {
 		b64 := base64.StdEncoding.EncodeToString
 		return fmt.Sprintf(`apiVersion: v1
 kind: Secret

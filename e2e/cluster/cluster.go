@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kedascalers/kedascalers/libs/testkit/testpki"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 )
@@ -93,7 +94,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 
 	// PKI: one CA for the API server, its clients and KEDA; one for the
 	// aggregation layer's front proxy.
-	ca, err := NewCA("kedascalers e2e CA")
+	ca, err := testpki.NewCA("kedascalers e2e CA")
 	if err != nil {
 		return c, err
 	}
@@ -113,7 +114,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if err != nil {
 		return c, err
 	}
-	proxyCA, err := NewCA("kedascalers e2e front-proxy CA")
+	proxyCA, err := testpki.NewCA("kedascalers e2e front-proxy CA")
 	if err != nil {
 		return c, err
 	}
@@ -378,7 +379,7 @@ spec:
 `, adapterPort)
 }
 
-func kubeconfig(server string, caPEM []byte, user *Leaf) []byte {
+func kubeconfig(server string, caPEM []byte, user *testpki.Leaf) []byte {
 	b64 := base64.StdEncoding.EncodeToString
 	return fmt.Appendf(nil, `apiVersion: v1
 kind: Config
@@ -395,7 +396,7 @@ current-context: e2e
 `, server, b64(caPEM), b64(user.CertPEM), b64(user.KeyPEM))
 }
 
-func tlsConfig(caPEM []byte, client *Leaf) (*tls.Config, error) {
+func tlsConfig(caPEM []byte, client *testpki.Leaf) (*tls.Config, error) {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return nil, errors.New("CA: no certificate")

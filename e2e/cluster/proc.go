@@ -1,15 +1,15 @@
 package cluster
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kedascalers/kedascalers/libs/testkit/proc"
 )
 
 // Proc is a process the cluster started, logging to a file.
@@ -19,81 +19,42 @@ type Proc struct {
 	// Log is the path of its log file (stdout and stderr).
 	Log string
 
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error // from cmd.Wait, valid once done is closed
+	p *proc.Proc
 }
 
 // StartProc starts bin with args and env (added to the current
-// environment), logging to dir/<name>.log. The process gets SIGKILL if the
-// test binary dies: the goroutine that starts it stays locked to its OS
-// thread until it is reaped, since the parent-death signal follows the
-// thread, not the process.
+// environment), logging to dir/<name>.log, in a process group of its own.
+// The process gets SIGKILL if the test binary dies (testkit/proc).
 func StartProc(dir, name, bin string, args, env []string) (*Proc, error) {
 	logPath := filepath.Join(dir, name+".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("%s: open log: %w", name, err)
 	}
+	defer f.Close() // the child has its own copy
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Dir = dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	p := &Proc{Name: name, Log: logPath, cmd: cmd, done: make(chan struct{})}
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		defer close(p.done)
-		defer f.Close()
-		if err := cmd.Start(); err != nil {
-			p.err = err
-			started <- err
-			return
-		}
-		started <- nil
-		p.err = cmd.Wait()
-	}()
-	if err := <-started; err != nil {
-		<-p.done
+	p, err := proc.Start(cmd)
+	if err != nil {
 		return nil, fmt.Errorf("%s: start %s: %w", name, bin, err)
 	}
-	return p, nil
+	return &Proc{Name: name, Log: logPath, p: p}, nil
 }
 
 // Exited reports whether the process has exited, and how.
-func (p *Proc) Exited() (bool, error) {
-	select {
-	case <-p.done:
-		return true, p.err
-	default:
-		return false, nil
-	}
-}
+func (p *Proc) Exited() (bool, error) { return p.p.Exited() }
 
-// Stop sends SIGTERM and waits up to grace, then SIGKILL; it always reaps
-// the process. An exit caused by the signal is not an error.
+// Stop sends SIGTERM and waits up to grace, then SIGKILL to the process
+// group; it always reaps the process. An exit caused by the signal is not
+// an error.
 func (p *Proc) Stop(grace time.Duration) error {
-	if done, _ := p.Exited(); done {
-		return nil
+	if err := p.p.Stop(syscall.SIGTERM, grace); err != nil {
+		return fmt.Errorf("%s: %w", p.Name, err)
 	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("%s: SIGTERM: %w", p.Name, err)
-	}
-	select {
-	case <-p.done:
-		return nil
-	case <-time.After(grace):
-	}
-	// The whole process group: nothing the process started may outlive it.
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	select {
-	case <-p.done:
-		return nil
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("%s: pid %d did not exit after SIGKILL", p.Name, p.cmd.Process.Pid)
-	}
+	return nil
 }
 
 // Tail returns the last n lines of the process's log.

@@ -294,7 +294,7 @@ func (rn *runner) run(ctx context.Context, c *abuseCase) (res *result) {
 		res.servingErr = fmt.Errorf("GetMetrics after the attack took %v", d.Round(time.Millisecond))
 	}
 	if s.exited() {
-		res.servingErr = fmt.Errorf("the scaler exited during the attack (%v)", s.waitErr)
+		res.servingErr = fmt.Errorf("the scaler exited during the attack (%v)", s.waitErr())
 	}
 	res.acceptingErr = b.accepting(ctx)
 	mon()
@@ -321,7 +321,7 @@ func (rn *runner) superuserStarts(ctx context.Context, s *scaler, res *result) b
 	deadline := time.Now().Add(readyTimeout)
 	for time.Now().Before(deadline) {
 		if s.exited() {
-			res.note("refused to start (%v): %s", s.waitErr, strings.TrimSpace(s.logTail(1)))
+			res.note("refused to start (%v): %s", s.waitErr(), strings.TrimSpace(s.logTail(1)))
 			res.values["refused"] = 1
 			return false
 		}

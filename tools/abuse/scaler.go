@@ -2,18 +2,17 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/kedascalers/kedascalers/libs/testkit/proc"
 	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
 )
 
@@ -31,9 +30,7 @@ type scaler struct {
 	grpcAddr string
 	httpAddr string
 	logPath  string
-	cmd      *exec.Cmd
-	done     chan struct{}
-	waitErr  error // valid once done is closed
+	p        *proc.Proc
 }
 
 // startScaler runs bin/name with GRPC_ADDR and HTTP_ADDR on free loopback
@@ -53,38 +50,22 @@ func startScaler(ctx context.Context, bin, dir, name string, env []string, wantR
 		name:     name,
 		grpcAddr: fmt.Sprintf("127.0.0.1:%d", grpcPort),
 		httpAddr: fmt.Sprintf("127.0.0.1:%d", httpPort),
-		done:     make(chan struct{}),
 	}
 	logf, err := os.CreateTemp(dir, name+"-*.log")
 	if err != nil {
 		return nil, fmt.Errorf("create the log of %s: %w", name, err)
 	}
 	s.logPath = logf.Name()
-	s.cmd = exec.Command(filepath.Join(bin, name))
-	s.cmd.Env = append([]string{
+	cmd := exec.Command(filepath.Join(bin, name))
+	cmd.Env = append([]string{
 		"PATH=" + os.Getenv("PATH"),
 		"GRPC_ADDR=" + s.grpcAddr,
 		"HTTP_ADDR=" + s.httpAddr,
 	}, env...)
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	// The parent-death signal fires when the thread that forked the child
-	// exits: keep that thread locked until the child is reaped.
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		defer close(s.done)
-		if err := s.cmd.Start(); err != nil {
-			s.waitErr = err
-			started <- err
-			return
-		}
-		started <- nil
-		s.waitErr = s.cmd.Wait()
-	}()
-	err = <-started
-	logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	s.p, err = proc.Start(cmd)
+	logf.Close() // the child has its own copy
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w (run make build first)", name, err)
 	}
@@ -97,8 +78,8 @@ func startScaler(ctx context.Context, bin, dir, name string, env []string, wantR
 			return s, nil
 		}
 		select {
-		case <-s.done:
-			return nil, fmt.Errorf("%s exited before it was ready (%v):\n%s", name, s.waitErr, s.logTail(10))
+		case <-s.p.Done():
+			return nil, fmt.Errorf("%s exited before it was ready (%v):\n%s", name, s.waitErr(), s.logTail(10))
 		case <-ctx.Done():
 			s.kill()
 			return nil, ctx.Err()
@@ -112,16 +93,18 @@ func startScaler(ctx context.Context, bin, dir, name string, env []string, wantR
 }
 
 // pid returns the process id.
-func (s *scaler) pid() int { return s.cmd.Process.Pid }
+func (s *scaler) pid() int { return s.p.Pid() }
 
 // exited reports whether the process has exited and been reaped.
 func (s *scaler) exited() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
+	done, _ := s.p.Exited()
+	return done
+}
+
+// waitErr is how the process exited, once it has.
+func (s *scaler) waitErr() error {
+	_, err := s.p.Exited()
+	return err
 }
 
 // get fetches path from the HTTP listener, with a bound of 5 s.
@@ -182,30 +165,13 @@ func (s *scaler) logTail(n int) string {
 // process took to exit. After killAfter it is killed and killed is true.
 func (s *scaler) terminate() (took time.Duration, killed bool) {
 	start := time.Now()
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		s.kill()
-		return time.Since(start), true
-	}
-	select {
-	case <-s.done:
-		return time.Since(start), false
-	case <-time.After(killAfter):
-		s.kill()
-		return time.Since(start), true
-	}
+	_ = s.p.Stop(syscall.SIGTERM, killAfter)
+	took = time.Since(start)
+	return took, took >= killAfter
 }
 
 // kill kills the process if it still runs and waits until it is reaped.
-func (s *scaler) kill() {
-	if s.exited() {
-		return
-	}
-	_ = s.cmd.Process.Kill()
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-	}
-}
+func (s *scaler) kill() { _ = s.p.Stop(syscall.SIGKILL, 10*time.Second) }
 
 // clip cuts s to n bytes, saying how long it was.
 func clip(s string, n int) string {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/kedascalers/kedascalers/libs/testkit/proc"
 )
 
 const (
@@ -184,21 +185,21 @@ func (pg *Postgres) initdb() error {
 	cmd := pg.command("initdb", args...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
-	p, err := startProc(cmd)
+	p, err := proc.Start(cmd)
 	logf.Close()
 	if err != nil {
 		return fmt.Errorf("testenv: run initdb: %w", err)
 	}
 	select {
-	case <-p.done:
+	case <-p.Done():
 	case <-time.After(postgresInitTimeout):
-		_ = p.stop(syscall.SIGKILL, time.Second)
+		_ = p.Stop(syscall.SIGKILL, time.Second)
 		return fmt.Errorf("testenv: initdb did not finish within %v; initdb output:\n%s",
 			postgresInitTimeout, logTail(logPath, 20))
 	}
-	if p.err != nil {
+	if _, err := p.Exited(); err != nil {
 		return fmt.Errorf("testenv: initdb %s: %v%s; initdb output:\n%s",
-			strings.Join(args, " "), p.err, pg.userHint(), logTail(logPath, 20))
+			strings.Join(args, " "), err, pg.userHint(), logTail(logPath, 20))
 	}
 	return nil
 }

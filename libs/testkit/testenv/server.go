@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kedascalers/kedascalers/libs/testkit/proc"
 )
 
 // server is the life cycle the throwaway servers share: one process at a
@@ -32,7 +34,7 @@ type server struct {
 
 	mu     sync.Mutex
 	port   int
-	p      *proc // current run; nil when stopped
+	p      *proc.Proc // current run; nil when stopped
 	closed bool
 }
 
@@ -76,8 +78,10 @@ func (s *server) start() error {
 	if s.closed {
 		return fmt.Errorf("testenv: %s: Start after Close", s.name)
 	}
-	if s.p != nil && !s.p.exited() {
-		return nil
+	if s.p != nil {
+		if done, _ := s.p.Exited(); !done {
+			return nil
+		}
 	}
 	return s.run()
 }
@@ -106,7 +110,7 @@ func (s *server) halt() error {
 	if s.p == nil {
 		return nil
 	}
-	if err := s.p.stop(s.stopSignals[0], s.grace, s.stopSignals[1:]...); err != nil {
+	if err := s.p.Stop(s.stopSignals[0], s.grace, s.stopSignals[1:]...); err != nil {
 		return fmt.Errorf("testenv: stop %s on %s: %w", s.name, s.addr(), err)
 	}
 	s.p = nil
@@ -122,7 +126,7 @@ func (s *server) run() error {
 	cmd := s.command()
 	cmd.Stdout = logf
 	cmd.Stderr = logf
-	p, err := startProc(cmd)
+	p, err := proc.Start(cmd)
 	logf.Close() // the child has its own copy
 	if err != nil {
 		return fmt.Errorf("testenv: run %s: %w", s.name, err)
@@ -136,11 +140,11 @@ func (s *server) run() error {
 	deadline := time.Now().Add(s.readyTimeout)
 	var pingErr error
 	for {
-		if p.exited() {
+		if done, waitErr := p.Exited(); done {
 			s.p = nil
 			tail := logTail(s.logPath, 20)
 			err := fmt.Errorf("testenv: %s on %s exited before answering (%v)%s; server log:\n%s",
-				s.name, s.addr(), p.err, hint, tail)
+				s.name, s.addr(), waitErr, hint, tail)
 			if addrInUse(tail) {
 				return &portInUseError{err}
 			}

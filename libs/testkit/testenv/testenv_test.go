@@ -200,7 +200,7 @@ func TestRedisClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pid, dir, addr := r.srv.p.cmd.Process.Pid, r.srv.dir, r.Addr()
+	pid, dir, addr := r.srv.p.Pid(), r.srv.dir, r.Addr()
 	if err := r.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -324,7 +324,7 @@ func TestPostgresClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pid, dir, addr := pg.srv.p.cmd.Process.Pid, pg.srv.dir, pg.Addr()
+	pid, dir, addr := pg.srv.p.Pid(), pg.srv.dir, pg.Addr()
 	if err := pg.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}

@@ -1,24 +1,18 @@
-// Package testpki generates a throw-away certificate authority with a server
-// and a client certificate (ECDSA P-256) for TLS and mTLS tests, and can
-// rotate the server certificate in place the way cert-manager does. It is
-// meant for tests only.
+// Package testpki generates throw-away certificate authorities (ECDSA
+// P-256, valid for a day) for TLS and mTLS tests: a CA that issues
+// certificates (NewCA), as the e2e cluster needs for its API server and
+// clients, and a ready PKI of a CA with a server and a client certificate
+// written to files (New), whose server certificate can be rotated in place
+// the way cert-manager does. It is meant for tests only.
 package testpki
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 )
 
 // ServerName is the DNS name in the server certificate, besides 127.0.0.1 and ::1.
@@ -38,37 +32,23 @@ type PKI struct {
 	Client tls.Certificate
 
 	dir    string
-	ca     *x509.Certificate
-	caKey  *ecdsa.PrivateKey
-	serial int64
+	ca     *CA
+	issued int // certificates issued: their files are numbered
 }
 
 // New generates a PKI and writes it to t.TempDir().
 func New(t testing.TB) *PKI {
 	t.Helper()
 	dir := t.TempDir()
-	caKey := newKey(t)
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "kedascalers test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	ca, err := NewCA("kedascalers test CA")
 	if err != nil {
-		t.Fatalf("create CA: %v", err)
+		t.Fatal(err)
 	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatalf("parse CA: %v", err)
+	p := &PKI{CAPool: ca.Pool(), dir: dir, ca: ca}
+	p.CAFile = filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(p.CAFile, ca.CertPEM, 0o600); err != nil {
+		t.Fatalf("write %s: %v", p.CAFile, err)
 	}
-	p := &PKI{CAPool: x509.NewCertPool(), dir: dir, ca: ca, caKey: caKey, serial: 3}
-	p.CAPool.AddCert(ca)
-	p.CAFile = writePEM(t, dir, "ca.pem", "CERTIFICATE", caDER)
-
 	p.ServerCertFile, p.ServerKeyFile, p.Server = p.leaf(t, ServerName, x509.ExtKeyUsageServerAuth)
 	p.ClientCertFile, p.ClientKeyFile, p.Client = p.leaf(t, "keda.test", x509.ExtKeyUsageClientAuth)
 	return p
@@ -90,34 +70,21 @@ func (p *PKI) RotateServer(t testing.TB) tls.Certificate {
 	return cert
 }
 
-// leaf issues a certificate for name signed by the CA and writes it, with
-// its key, to new files named after its serial number.
+// leaf issues a certificate for name (and 127.0.0.1, ::1) signed by the
+// CA and writes it, with its key, to new numbered files.
 func (p *PKI) leaf(t testing.TB, name string, usage x509.ExtKeyUsage) (certFile, keyFile string, cert tls.Certificate) {
 	t.Helper()
-	p.serial++
-	key := newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(p.serial),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-		DNSNames:     []string{name},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
+	l, err := p.ca.IssueFor([]x509.ExtKeyUsage{usage}, name, nil, name, "127.0.0.1", "::1")
 	if err != nil {
-		t.Fatalf("create %s certificate: %v", name, err)
+		t.Fatal(err)
 	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
+	p.issued++
+	base := fmt.Sprintf("%s-%d", name, p.issued)
+	certFile, keyFile, err = l.Write(p.dir, base+".pem", base+"-key.pem")
 	if err != nil {
-		t.Fatalf("marshal %s key: %v", name, err)
+		t.Fatal(err)
 	}
-	base := fmt.Sprintf("%s-%d", name, p.serial)
-	certFile = writePEM(t, p.dir, base+".pem", "CERTIFICATE", der)
-	keyFile = writePEM(t, p.dir, base+"-key.pem", "EC PRIVATE KEY", keyDER)
-	cert, err = tls.LoadX509KeyPair(certFile, keyFile)
+	cert, err = tls.X509KeyPair(l.CertPEM, l.KeyPEM)
 	if err != nil {
 		t.Fatalf("load %s key pair: %v", name, err)
 	}
@@ -134,22 +101,4 @@ func (p *PKI) ServerTLS(requireClientCert bool) *tls.Config {
 		cfg.ClientCAs = p.CAPool
 	}
 	return cfg
-}
-
-func newKey(t testing.TB) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatalf("generate key: %v", err)
-	}
-	return k
-}
-
-func writePEM(t testing.TB, dir, name, typ string, der []byte) string {
-	t.Helper()
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatalf("write %s: %v", path, err)
-	}
-	return path
 }

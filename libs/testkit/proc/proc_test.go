@@ -1,0 +1,89 @@
+package proc_test
+
+import (
+	"errors"
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/kedascalers/kedascalers/libs/testkit/proc"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestStartStop(t *testing.T) {
+	tests := []struct {
+		name     string
+		cmd      func() *exec.Cmd
+		escalate []syscall.Signal
+	}{
+		{"exits on SIGTERM", func() *exec.Cmd { return exec.Command("sleep", "60") }, nil},
+		{"ignores SIGTERM: SIGKILL after the grace", func() *exec.Cmd {
+			return exec.Command("sh", "-c", "trap '' TERM; sleep 60 & wait")
+		}, nil},
+		{"ignores SIGTERM and SIGINT, in a process group of its own", func() *exec.Cmd {
+			c := exec.Command("sh", "-c", "trap '' TERM INT; sleep 60 & wait")
+			c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			return c
+		}, []syscall.Signal{syscall.SIGINT}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := proc.Start(tt.cmd())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if done, _ := p.Exited(); done {
+				t.Fatal("exited at once")
+			}
+			if err := p.Stop(syscall.SIGTERM, 200*time.Millisecond, tt.escalate...); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-p.Done():
+			default:
+				t.Fatal("Stop returned before the process was reaped")
+			}
+			if done, _ := p.Exited(); !done {
+				t.Error("Exited = false after Stop")
+			}
+			if err := p.Stop(syscall.SIGTERM, time.Second); err != nil {
+				t.Errorf("a second Stop = %v, want nil", err)
+			}
+		})
+	}
+}
+
+func TestExitStatus(t *testing.T) {
+	p, err := proc.Start(exec.Command("sh", "-c", "exit 3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-p.Done()
+	done, err := p.Exited()
+	var ee *exec.ExitError
+	if !done || err == nil || !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Errorf("Exited = %v, %v; want true and exit status 3", done, err)
+	}
+}
+
+func TestStartFails(t *testing.T) {
+	if _, err := proc.Start(exec.Command("/nonexistent/binary")); err == nil {
+		t.Error("Start of a missing binary: no error")
+	}
+}
+
+func TestPdeathsigSet(t *testing.T) {
+	cmd := exec.Command("true")
+	p, err := proc.Start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-p.Done()
+	if cmd.SysProcAttr.Pdeathsig != syscall.SIGKILL {
+		t.Errorf("Pdeathsig = %v, want SIGKILL", cmd.SysProcAttr.Pdeathsig)
+	}
+}
