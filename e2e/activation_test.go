@@ -8,8 +8,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
-
-	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
 )
 
 // activationTrials is how many 0→1 activations each push scenario measures.
@@ -27,10 +25,7 @@ type backendSwitch interface {
 // notifications) and KEDA's external-push trigger, well before any poll.
 func TestActivationPushRedis(t *testing.T) {
 	needCluster(t)
-	r := testenv.NewRedis(t, "--notify-keyspace-events", "KEA")
-	s := startScaler(t, "redis-session", "REDIS_URL="+r.URL())
-	rdb := redis.NewClient(&redis.Options{Addr: r.Addr()})
-	t.Cleanup(func() { rdb.Close() })
+	rdb, s := redisScaler(t, "--notify-keyspace-events", "KEA")
 	ns := newNamespace(t, "")
 	apply(t, ns, deployment("chat", 0)+fmt.Sprintf(`apiVersion: keda.sh/v1alpha1
 kind: ScaledObject
@@ -49,34 +44,24 @@ spec:
         key: chat:sessions
         sessionSize: "100"
 `, s.Addr))
-	measureActivation(t, ns, "chat", "redis-session external-push, keyspace notifications", redisSwitch{rdb})
+	measureActivation(t, ns, "chat", "redis-session external-push, keyspace notifications", redisSwitch{rdb, "chat:sessions"})
 }
 
-type redisSwitch struct{ rdb *redis.Client }
-
-func (r redisSwitch) on(ctx context.Context) error {
-	return r.rdb.SAdd(ctx, "chat:sessions", "s1").Err()
+// redisSwitch turns a set mode trigger on (a session in key) and off.
+type redisSwitch struct {
+	rdb *redis.Client
+	key string
 }
 
-func (r redisSwitch) off(ctx context.Context) error {
-	return r.rdb.Del(ctx, "chat:sessions").Err()
-}
+func (r redisSwitch) on(ctx context.Context) error  { return r.rdb.SAdd(ctx, r.key, "s1").Err() }
+func (r redisSwitch) off(ctx context.Context) error { return r.rdb.Del(ctx, r.key).Err() }
 
 // TestActivationNotifyPostgres: a row inserted with NOTIFY takes a
 // Deployment from 0 to 1 through postgres-query's LISTEN and KEDA's
 // external-push trigger.
 func TestActivationNotifyPostgres(t *testing.T) {
 	needCluster(t)
-	pg := testenv.NewPostgres(t)
-	conn, err := pgx.Connect(t.Context(), pg.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	if _, err := conn.Exec(t.Context(), `CREATE TABLE jobs (id serial PRIMARY KEY, queue text NOT NULL)`); err != nil {
-		t.Fatal(err)
-	}
-	s := startScaler(t, "postgres-query", "POSTGRES_URL="+pg.URL(), "POSTGRES_ALLOW_SUPERUSER=true")
+	conn, s := jobsScaler(t)
 	ns := newNamespace(t, "")
 	apply(t, ns, deployment("mailer", 0)+fmt.Sprintf(`apiVersion: keda.sh/v1alpha1
 kind: ScaledObject
@@ -98,6 +83,7 @@ spec:
 	measureActivation(t, ns, "mailer", "postgres-query external-push, NOTIFY", pgSwitch{conn})
 }
 
+// pgSwitch turns the jobs query on (a mail job, NOTIFY) and off.
 type pgSwitch struct{ conn *pgx.Conn }
 
 func (p pgSwitch) on(ctx context.Context) error {

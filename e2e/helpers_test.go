@@ -3,18 +3,21 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kedascalers/kedascalers/e2e/cluster"
+	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
+	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
 )
 
 // newNamespace creates a namespace named after the test; its ScaledObjects
@@ -176,11 +179,38 @@ func diagnose(t *testing.T, ns string) string {
 }
 
 // percentile returns the p-th percentile (nearest rank) of ds.
-func percentile(ds []time.Duration, p float64) time.Duration {
+func percentile(ds []time.Duration, p int) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)
-	i := int(math.Ceil(p/100*float64(len(s)))) - 1
-	return s[max(0, min(i, len(s)-1))]
+	return scalertest.Percentile(s, p)
+}
+
+// redisScaler starts a throwaway Redis (with args) and redis-session over
+// it, for the test; it returns a client of that Redis and the scaler.
+func redisScaler(t *testing.T, args ...string) (*redis.Client, *cluster.Scaler) {
+	t.Helper()
+	r := testenv.NewRedis(t, args...)
+	s := startScaler(t, "redis-session", "REDIS_URL="+r.URL())
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr()})
+	t.Cleanup(func() { rdb.Close() })
+	return rdb, s
+}
+
+// jobsScaler starts a throwaway PostgreSQL with an empty jobs table and
+// postgres-query over it, for the test; it returns a connection to that
+// database and the scaler.
+func jobsScaler(t *testing.T) (*pgx.Conn, *cluster.Scaler) {
+	t.Helper()
+	pg := testenv.NewPostgres(t)
+	conn, err := pgx.Connect(t.Context(), pg.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	if _, err := conn.Exec(t.Context(), `CREATE TABLE jobs (id serial PRIMARY KEY, queue text NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	return conn, startScaler(t, "postgres-query", "POSTGRES_URL="+pg.URL(), "POSTGRES_ALLOW_SUPERUSER=true")
 }
 
 // ms formats d in milliseconds with one decimal.

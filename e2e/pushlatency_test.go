@@ -5,12 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
 
@@ -27,36 +24,16 @@ func TestScalerPushLatency(t *testing.T) {
 		t.Skip("$KEDASCALERS_E2E_SCALERS is not set: make e2e sets it to bin/ after make build")
 	}
 	t.Run("redis-session keyspace notifications", func(t *testing.T) {
-		r := testenv.NewRedis(t, "--notify-keyspace-events", "KEA")
-		s := startScaler(t, "redis-session", "REDIS_URL="+r.URL())
-		rdb := redis.NewClient(&redis.Options{Addr: r.Addr()})
-		t.Cleanup(func() { rdb.Close() })
+		rdb, s := redisScaler(t, "--notify-keyspace-events", "KEA")
 		meta := map[string]string{"mode": "set", "key": "push:sessions", "sessionSize": "100"}
-		measurePush(t, s.Addr, meta, redisSwitchKey{rdb, "push:sessions"})
+		measurePush(t, s.Addr, meta, redisSwitch{rdb, "push:sessions"})
 	})
 	t.Run("postgres-query NOTIFY", func(t *testing.T) {
-		pg := testenv.NewPostgres(t)
-		conn, err := pgx.Connect(t.Context(), pg.URL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close(context.Background()) })
-		if _, err := conn.Exec(t.Context(), `CREATE TABLE jobs (id serial PRIMARY KEY, queue text NOT NULL)`); err != nil {
-			t.Fatal(err)
-		}
-		s := startScaler(t, "postgres-query", "POSTGRES_URL="+pg.URL(), "POSTGRES_ALLOW_SUPERUSER=true")
+		conn, s := jobsScaler(t)
 		meta := map[string]string{"query": "SELECT count(*) FROM jobs WHERE queue = 'mail'", "targetQueryValue": "20", "notifyChannel": "jobs_changed"}
 		measurePush(t, s.Addr, meta, pgSwitch{conn})
 	})
 }
-
-type redisSwitchKey struct {
-	rdb *redis.Client
-	key string
-}
-
-func (r redisSwitchKey) on(ctx context.Context) error  { return r.rdb.SAdd(ctx, r.key, "s1").Err() }
-func (r redisSwitchKey) off(ctx context.Context) error { return r.rdb.Del(ctx, r.key).Err() }
 
 // measurePush opens StreamIsActive as KEDA does and times, trial after
 // trial, the backend change → the message true (after the message false
