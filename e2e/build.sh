@@ -4,13 +4,15 @@
 # kube-controller-manager), from the Go modules pinned in e2e/build/go.mod,
 # into a cache directory keyed by their versions, outside the source tree:
 #   ${KEDASCALERS_E2E_CACHE:-~/.cache/kedascalers-e2e}/kube-<v>-etcd-<v>-keda-<v>/
-# A binary already there is kept. Each build prints its wall time. The last
+# A binary already there is kept. Each build says when it starts, once a
+# minute while it runs, and its wall time. The last
 # line printed is the directory.
 #   e2e/build.sh          build what is missing
 #   e2e/build.sh --dir    print the directory only
 # A cold build takes about 40 CPU-minutes and several GB of build cache.
 set -euo pipefail
 cd "$(dirname "$0")/build"
+progress=$(cd ../../tools/devtools && pwd)/progress.sh
 export GOWORK=off CGO_ENABLED=0
 
 read -r kube etcd keda < <(go list -m -f '{{.Version}}' k8s.io/kubernetes go.etcd.io/etcd/server/v3 github.com/kedacore/keda/v2 | tr '\n' ' '; echo)
@@ -32,10 +34,9 @@ targets=(
 for t in "${targets[@]}"; do
   read -r name pkg <<<"$t"
   if [[ -x "$dir/$name" ]]; then echo "e2e build: $name present"; continue; fi
-  start=$(date +%s)
-  echo "e2e build: $name ($pkg) ..."
-  go build -trimpath -ldflags "$ldflags" -o "$dir/.$name.tmp" "$pkg"
+  # A line when it starts, one a minute while it builds (kube-apiserver
+  # takes minutes), and its result and time.
+  "$progress" "e2e build: $name ($pkg)" . go build -trimpath -ldflags "$ldflags" -o "$dir/.$name.tmp" "$pkg"
   mv "$dir/.$name.tmp" "$dir/$name"
-  echo "e2e build: $name built in $(( $(date +%s) - start ))s"
 done
 echo "$dir"
