@@ -23,7 +23,7 @@ if [[ ! -x bin/redis-session || ! -x bin/postgres-query ]]; then
 fi
 
 t=$(date +%s)
-bin=$(nice -n 10 e2e/build.sh | tee /dev/stderr | tail -1)
+bin=$(nice -n 10 e2e/build.sh)
 phase "control plane and KEDA binaries ready ($bin)" "$t"
 
 # The CRDs come from the modules that define them, at the versions the
