@@ -303,8 +303,19 @@ func ConditionOf(o *unstructured.Unstructured, typ string) map[string]any {
 	return nil
 }
 
+// finalError is an error of cond after which Eventually does not try
+// again.
+type finalError struct{ error }
+
+func (e finalError) Unwrap() error { return e.error }
+
+// Final marks err as final: Eventually returns it at once instead of
+// trying again (a process that exited will not become ready).
+func Final(err error) error { return finalError{err} }
+
 // Eventually calls cond every interval until it returns true, at most
-// timeout; the error says what cond last reported.
+// timeout; the error says what cond last reported. An error marked Final
+// ends it at once.
 func Eventually(ctx context.Context, timeout, interval time.Duration, cond func(ctx context.Context) (bool, error)) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -313,6 +324,9 @@ func Eventually(ctx context.Context, timeout, interval time.Duration, cond func(
 		ok, err := cond(ctx)
 		if ok {
 			return nil
+		}
+		if f := (finalError{}); errors.As(err, &f) {
+			return f.error
 		}
 		if err != nil {
 			last = err

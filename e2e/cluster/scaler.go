@@ -38,7 +38,7 @@ func StartScaler(ctx context.Context, dir, service, logDir, name string, env ...
 	ready := httpReady("http://"+s.HTTPAddr+"/readyz", nil)
 	err = Eventually(ctx, 30*time.Second, 50*time.Millisecond, func(ctx context.Context) (bool, error) {
 		if done, werr := s.Exited(); done {
-			return false, fmt.Errorf("exited: %v", werr)
+			return false, Final(fmt.Errorf("exited: %v", werr))
 		}
 		if err := ready(ctx); err != nil {
 			return false, err

@@ -165,7 +165,10 @@ func (s *scaler) logTail(n int) string {
 // process took to exit. After killAfter it is killed and killed is true.
 func (s *scaler) terminate() (took time.Duration, killed bool) {
 	start := time.Now()
-	_ = s.p.Stop(syscall.SIGTERM, killAfter)
+	if err := s.p.Stop(syscall.SIGTERM, killAfter); err != nil {
+		s.kill()
+		return time.Since(start), true
+	}
 	took = time.Since(start)
 	return took, took >= killAfter
 }

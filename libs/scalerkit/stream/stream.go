@@ -69,10 +69,11 @@ type Update[T any] struct {
 type Options struct {
 	// Interval is how often each feed reads its source. Defaults to 5s.
 	Interval time.Duration
-	// Throttle is the least time between two reads that change signals
-	// cause: a change after a quiet spell is read at once (a push reaches
-	// KEDA within a read's time), and a burst of changes costs at most one
-	// more read per Throttle. Defaults to 50ms.
+	// Throttle is the least time between any read and a read that a
+	// change signal causes: a change after a quiet spell (no read for
+	// Throttle) is read at once, so a push reaches KEDA within a read's
+	// time, and a burst of changes costs at most one more read per
+	// Throttle. Defaults to 50ms.
 	Throttle time.Duration
 	// Lease is how long Latest keeps a feed running without subscribers.
 	Lease time.Duration

@@ -79,11 +79,24 @@ func (p *Proc) Exited() (bool, error) {
 
 // Stop sends sig and waits up to grace for the process to exit; if it does
 // not, it sends each of the escalation signals in turn, with the same grace
-// period, and finally SIGKILL (to the whole process group when the process
-// leads one, so that nothing it started outlives it). It always reaps the
-// process before returning nil. An exit caused by the signals is not an
-// error.
+// period, and finally SIGKILL. It always reaps the process before returning
+// nil. When the process leads a process group of its own (Setpgid), what
+// is left of the group once it is reaped gets SIGKILL too, so that nothing
+// it started outlives it. An exit caused by the signals is not an error.
 func (p *Proc) Stop(sig syscall.Signal, grace time.Duration, escalate ...syscall.Signal) error {
+	if err := p.stopLeader(sig, grace, escalate); err != nil {
+		return err
+	}
+	if p.cmd.SysProcAttr.Setpgid {
+		if err := syscall.Kill(-p.Pid(), syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("kill process group %d: %w", p.Pid(), err)
+		}
+	}
+	return nil
+}
+
+// stopLeader stops and reaps the process itself (see Stop).
+func (p *Proc) stopLeader(sig syscall.Signal, grace time.Duration, escalate []syscall.Signal) error {
 	for _, s := range append([]syscall.Signal{sig}, escalate...) {
 		if done, _ := p.Exited(); done {
 			return nil
@@ -99,16 +112,7 @@ func (p *Proc) Stop(sig syscall.Signal, grace time.Duration, escalate ...syscall
 		case <-timer.C:
 		}
 	}
-	var err error
-	if p.cmd.SysProcAttr.Setpgid {
-		err = syscall.Kill(-p.Pid(), syscall.SIGKILL)
-		if errors.Is(err, syscall.ESRCH) {
-			err = nil
-		}
-	} else if err = p.cmd.Process.Kill(); errors.Is(err, os.ErrProcessDone) {
-		err = nil
-	}
-	if err != nil {
+	if err := p.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return fmt.Errorf("kill pid %d: %w", p.Pid(), err)
 	}
 	select {

@@ -1,7 +1,10 @@
 package proc_test
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"os"
 	"os/exec"
 	"syscall"
 	"testing"
@@ -22,7 +25,7 @@ func TestStartStop(t *testing.T) {
 	}{
 		{"exits on SIGTERM", func() *exec.Cmd { return exec.Command("sleep", "60") }, nil},
 		{"ignores SIGTERM: SIGKILL after the grace", func() *exec.Cmd {
-			return exec.Command("sh", "-c", "trap '' TERM; sleep 60 & wait")
+			return exec.Command("sh", "-c", "trap '' TERM; exec sleep 60") // sleep inherits the ignored TERM
 		}, nil},
 		{"ignores SIGTERM and SIGINT, in a process group of its own", func() *exec.Cmd {
 			c := exec.Command("sh", "-c", "trap '' TERM INT; sleep 60 & wait")
@@ -55,6 +58,47 @@ func TestStartStop(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestStopKillsTheGroup: what a group leader started does not outlive
+// it, even when the leader itself exits on the first signal.
+func TestStopKillsTheGroup(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "sleep 60 & echo $!; wait")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := proc.Start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var child int
+	if _, err := fmt.Fscan(out, &child); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Stop(syscall.SIGTERM, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for running(child) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the leader's child %d still runs after Stop", child)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// running reports whether pid runs: it exists and is not a zombie waiting
+// for whoever adopted it to reap it.
+func running(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// pid (comm) state ...: the state follows the last ')'.
+	rest := stat[bytes.LastIndexByte(stat, ')')+1:]
+	return !bytes.HasPrefix(bytes.TrimSpace(rest), []byte("Z"))
 }
 
 func TestExitStatus(t *testing.T) {

@@ -48,6 +48,10 @@ func New(_ context.Context, cfg Config, env scalerkit.Env) (*Backend, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	metrics, err := sqlmetric.NewMetrics(env.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	dbs := make(map[string]*sql.DB, len(cfg.urls))
 	targets := make(map[string]*sql.DB, len(cfg.urls))
 	for name, u := range cfg.urls {
@@ -59,10 +63,6 @@ func New(_ context.Context, cfg Config, env scalerkit.Env) (*Backend, error) {
 		cfg.applyPool(dbs[name], cfg.MaxOpenConns)
 		targets[name] = sql.OpenDB(go_ora.NewConnector(u))
 		cfg.applyPool(targets[name], cfg.MaxTargetConns)
-	}
-	metrics, err := sqlmetric.NewMetrics(env.Registerer)
-	if err != nil {
-		return nil, err
 	}
 	b, err := newBackend(cfg.Config, dbs, targets, oracle, metrics)
 	if err != nil {

@@ -142,8 +142,9 @@ func (n *notifier) watch(ctx context.Context, chans, pats []string, changed func
 		}
 	}
 	defer n.remove(w)
-	// Subscribed (the SUBSCRIBE is on the wire, ahead of any read the
-	// signal causes): a change since the feed's first read was not heard.
+	// Subscribed: a change since the feed's first read was not heard. The
+	// SUBSCRIBE is sent, not yet confirmed; the read this signal causes
+	// comes at least the feed's throttle (50 ms) after its first read.
 	changed()
 	select {
 	case <-ctx.Done():
