@@ -25,7 +25,7 @@ type backendSwitch interface {
 // notifications) and KEDA's external-push trigger, well before any poll.
 func TestActivationPushRedis(t *testing.T) {
 	needCluster(t)
-	rdb, s := redisScaler(t, "--notify-keyspace-events", "KEA")
+	_, rdb, s := redisScaler(t, notifications)
 	ns := newNamespace(t, "")
 	apply(t, ns, deployment("chat", 0)+fmt.Sprintf(`apiVersion: keda.sh/v1alpha1
 kind: ScaledObject

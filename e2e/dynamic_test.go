@@ -6,11 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/kedascalers/kedascalers/e2e/cluster"
-	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
 )
 
 // TestDynamicTarget: redis-session reads its target from sessionSizeKey and
@@ -33,10 +31,7 @@ func TestDynamicTarget(t *testing.T) {
 	} {
 		t.Run(tc.trigger, func(t *testing.T) {
 			c := needCluster(t)
-			r := testenv.NewRedis(t, "--notify-keyspace-events", "KEA")
-			s := startScaler(t, "redis-session", "REDIS_URL="+r.URL(), "PUSH_INTERVAL=1s")
-			rdb := redis.NewClient(&redis.Options{Addr: r.Addr()})
-			t.Cleanup(func() { rdb.Close() })
+			_, rdb, s := redisScaler(t, notifications, "PUSH_INTERVAL=1s")
 			if err := rdb.Set(t.Context(), "shop:sessions", 250, 0).Err(); err != nil {
 				t.Fatal(err)
 			}

@@ -5,10 +5,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
-
-	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
 )
 
 // TestOutageFallback: with Redis down, redis-session answers Unavailable
@@ -18,10 +14,7 @@ import (
 // on purpose, and KEDA scales it to its minimum.
 func TestOutageFallback(t *testing.T) {
 	c := needCluster(t)
-	r := testenv.NewRedis(t)
-	s := startScaler(t, "redis-session", "REDIS_URL="+r.URL())
-	rdb := redis.NewClient(&redis.Options{Addr: r.Addr()})
-	t.Cleanup(func() { rdb.Close() })
+	r, rdb, s := redisScaler(t, nil)
 	ns := newNamespace(t, "")
 	so := func(name string, minReplicas int, extra, onError string) string {
 		return deployment(name, minReplicas) + fmt.Sprintf(`apiVersion: keda.sh/v1alpha1

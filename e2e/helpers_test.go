@@ -185,16 +185,21 @@ func percentile(ds []time.Duration, p int) time.Duration {
 	return scalertest.Percentile(s, p)
 }
 
-// redisScaler starts a throwaway Redis (with args) and redis-session over
-// it, for the test; it returns a client of that Redis and the scaler.
-func redisScaler(t *testing.T, args ...string) (*redis.Client, *cluster.Scaler) {
+// redisScaler starts a throwaway Redis (with redisArgs) and redis-session
+// over it (with scalerEnv), for the test; it returns the Redis, a client
+// of it and the scaler.
+func redisScaler(t *testing.T, redisArgs []string, scalerEnv ...string) (*testenv.Redis, *redis.Client, *cluster.Scaler) {
 	t.Helper()
-	r := testenv.NewRedis(t, args...)
-	s := startScaler(t, "redis-session", "REDIS_URL="+r.URL())
+	r := testenv.NewRedis(t, redisArgs...)
+	s := startScaler(t, "redis-session", append([]string{"REDIS_URL=" + r.URL()}, scalerEnv...)...)
 	rdb := redis.NewClient(&redis.Options{Addr: r.Addr()})
 	t.Cleanup(func() { rdb.Close() })
-	return rdb, s
+	return r, rdb, s
 }
+
+// notifications are the redis-server arguments that publish keyspace
+// notifications.
+var notifications = []string{"--notify-keyspace-events", "KEA"}
 
 // jobsScaler starts a throwaway PostgreSQL with an empty jobs table and
 // postgres-query over it, for the test; it returns a connection to that

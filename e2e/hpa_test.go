@@ -5,11 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/kedascalers/kedascalers/e2e/cluster"
-	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
 )
 
 // fastHPA is a ScaledObject's advanced section that lets the HPA move
@@ -27,10 +25,7 @@ const fastHPA = `  advanced:
 // then 150 are 2 and 10 are 1 (the minimum).
 func TestHPA(t *testing.T) {
 	c := needCluster(t)
-	r := testenv.NewRedis(t)
-	s := startScaler(t, "redis-session", "REDIS_URL="+r.URL())
-	rdb := redis.NewClient(&redis.Options{Addr: r.Addr()})
-	t.Cleanup(func() { rdb.Close() })
+	_, rdb, s := redisScaler(t, nil)
 	ns := newNamespace(t, "")
 	apply(t, ns, deployment("web", 1)+fmt.Sprintf(`apiVersion: keda.sh/v1alpha1
 kind: ScaledObject

@@ -10,10 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/kedascalers/kedascalers/e2e/cluster"
-	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
 	"github.com/kedascalers/kedascalers/libs/testkit/testpki"
 )
 
@@ -55,14 +52,10 @@ func TestMutualTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r := testenv.NewRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: r.Addr()})
-	t.Cleanup(func() { rdb.Close() })
+	_, rdb, s := redisScaler(t, nil, "TLS_CERT_FILE="+certFile, "TLS_KEY_FILE="+keyFile, "TLS_CLIENT_CA_FILE="+caFile)
 	if err := rdb.Set(t.Context(), "worker:sessions", 1, 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	s := startScaler(t, "redis-session", "REDIS_URL="+r.URL(),
-		"TLS_CERT_FILE="+certFile, "TLS_KEY_FILE="+keyFile, "TLS_CLIENT_CA_FILE="+caFile)
 	auth, err := os.ReadFile(filepath.Join("..", "deploy", "kustomize", "examples", "keda-client", "triggerauthentication-mtls.yaml"))
 	if err != nil {
 		t.Fatal(err)

@@ -24,7 +24,7 @@ func TestScalerPushLatency(t *testing.T) {
 		t.Skip("$KEDASCALERS_E2E_SCALERS is not set: make e2e sets it to bin/ after make build")
 	}
 	t.Run("redis-session keyspace notifications", func(t *testing.T) {
-		rdb, s := redisScaler(t, "--notify-keyspace-events", "KEA")
+		_, rdb, s := redisScaler(t, notifications)
 		meta := map[string]string{"mode": "set", "key": "push:sessions", "sessionSize": "100"}
 		measurePush(t, s.Addr, meta, redisSwitch{rdb, "push:sessions"})
 	})

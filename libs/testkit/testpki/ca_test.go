@@ -16,14 +16,7 @@ func TestIssue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pair, err := tls.X509KeyPair(leaf.CertPEM, leaf.KeyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(pair.Certificate[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := parse(t, leaf)
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(ca.CertPEM)
 	for _, tc := range []struct {
@@ -64,14 +57,7 @@ func TestIssueFor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pair, err := tls.X509KeyPair(leaf.CertPEM, leaf.KeyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(pair.Certificate[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := parse(t, leaf)
 	opts := func(u x509.ExtKeyUsage) x509.VerifyOptions {
 		return x509.VerifyOptions{Roots: ca.Pool(), KeyUsages: []x509.ExtKeyUsage{u}}
 	}
@@ -99,4 +85,18 @@ func TestPKIFiles(t *testing.T) {
 	if err != nil || string(onDisk.Certificate[0]) != string(rotated.Certificate[0]) {
 		t.Errorf("the server's files do not hold the rotated certificate (%v)", err)
 	}
+}
+
+// parse loads leaf as a key pair and returns its certificate.
+func parse(t *testing.T, leaf *Leaf) *x509.Certificate {
+	t.Helper()
+	pair, err := tls.X509KeyPair(leaf.CertPEM, leaf.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
 }
