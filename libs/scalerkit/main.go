@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/signal"
 	"sync/atomic"
 	"syscall"
@@ -44,15 +45,55 @@ type Env struct {
 	Registerer prometheus.Registerer
 }
 
+// Spec is what a service's configuration type gives Run besides its
+// envconfig tags: Validate, which config.Load calls once, with no side
+// effect; and Resolve, the one step that derives what the backend runs on
+// (pool sizes, parsed URLs, files read once) from the validated values
+// and the shared configuration. Its error is a configuration error.
+type Spec[S any] interface {
+	Validate() error
+	Resolve(shared config.Config) (S, error)
+}
+
+// Pinger is a backend that can check, once at start, that it reaches its
+// database. Run logs a failure as a warning naming the variable: the
+// scaler starts anyway and reads report the outage until it is over.
+type Pinger interface {
+	// Ping reaches the backend once; its error names the variable of the
+	// address it tried.
+	Ping(ctx context.Context) error
+}
+
 // Run runs the scaler process called name and returns its exit code: 0
 // after a clean shutdown (or --help, --version), 1 when serving failed, 2
 // for a configuration error. args are the command-line arguments without
 // the program name; help and version go to stdout, logs and errors to
-// stderr, so that a service's tests can run its main in-process.
-// svcConfig is a pointer to the service's own envconfig struct (nil for
-// none); it is loaded before build is called. "--help" prints every
-// variable.
-func Run(name string, args []string, stdout, stderr io.Writer, svcConfig any, build BuildFunc) int {
+// stderr, so that a service's tests can run its main in-process. C is the
+// service's configuration type: Run loads it from the environment (with
+// the shared configuration), resolves it and hands the result to build,
+// which must trust it. "--help" prints every variable.
+func Run[C any, S any, B scaler.Backend, P interface {
+	*C
+	Spec[S]
+}](name string, args []string, stdout, stderr io.Writer, build func(context.Context, S, Env) (B, error)) int {
+	var cfg C
+	var settings S
+	resolve := func(shared config.Config) (err error) {
+		settings, err = P(&cfg).Resolve(shared)
+		return err
+	}
+	return run(name, args, stdout, stderr, P(&cfg), resolve, func(ctx context.Context, env Env) (scaler.Backend, error) {
+		b, err := build(ctx, settings, env)
+		if err != nil {
+			return nil, err
+		}
+		return b, nil
+	})
+}
+
+// run is Run over an untyped service configuration: svcConfig is loaded,
+// then resolve (nil: nothing to resolve) runs, then build.
+func run(name string, args []string, stdout, stderr io.Writer, svcConfig any, resolve func(config.Config) error, build BuildFunc) int {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr) // the flag package's own message for a bad flag
 	fs.Usage = func() {}
@@ -60,15 +101,14 @@ func Run(name string, args []string, stdout, stderr io.Writer, svcConfig any, bu
 	shortUsage := func() {
 		fmt.Fprintf(stderr, "Usage: %s [--version] [--help]\nConfigured by environment variables: run '%s --help' for them.\n", name, name)
 	}
+	if svcConfig == nil {
+		svcConfig = &struct{}{} // a service with no settings of its own
+	}
 	err := fs.Parse(args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
 		fmt.Fprintf(stdout, "%s %s: a KEDA external scaler.\n\nUsage: %s [--version] [--help]\n\nConfigured by environment variables:\n\n", name, Version, name)
-		specs := []any{&config.Config{}}
-		if svcConfig != nil {
-			specs = append(specs, svcConfig)
-		}
-		if err := config.Usage(stdout, specs...); err != nil {
+		if err := config.Usage(stdout, &config.Config{}, svcConfig); err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
 		}
@@ -87,25 +127,38 @@ func Run(name string, args []string, stdout, stderr io.Writer, svcConfig any, bu
 	}
 
 	var cfg config.Config
-	if err := config.Load(&cfg); err != nil {
+	misses := config.NearMisses(os.Environ(), &cfg, svcConfig)
+	fail := func(err error) int {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		for _, m := range misses {
+			fmt.Fprintf(stderr, "%s: %v\n", name, m)
+		}
 		return 2
 	}
-	if svcConfig == nil {
-		svcConfig = &struct{}{} // a service with no settings of its own
+	if err := config.Load(&cfg); err != nil {
+		return fail(err)
 	}
 	if err := config.Load(svcConfig); err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", name, err)
-		return 2
+		return fail(err)
+	}
+	if resolve != nil {
+		if err := resolve(cfg); err != nil {
+			return fail(fmt.Errorf("configuration: %w", err))
+		}
 	}
 	log := cfg.Logger(stderr).With(slog.String("service", name))
+	for _, m := range misses {
+		log.Warn("unknown variable ignored", slog.String("variable", m.Set), slog.String("didYouMean", m.Want), slog.String("detail", m.String()))
+	}
+	for _, w := range config.Renamed(&cfg, svcConfig) {
+		log.Warn(w)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := serve(ctx, cfg, log, build); err != nil {
 		if invalid := (*config.InvalidError)(nil); errors.As(err, &invalid) {
-			fmt.Fprintf(stderr, "%s: configuration: %v\n", name, invalid)
-			return 2
+			return fail(fmt.Errorf("configuration: %w", invalid))
 		}
 		log.Error("failed", slog.Any("error", err))
 		return 1
@@ -116,7 +169,7 @@ func Run(name string, args []string, stdout, stderr io.Writer, svcConfig any, bu
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger, build BuildFunc) error {
 	creds, err := serverCredentials(cfg, log)
 	if err != nil {
-		return err
+		return config.Invalid(err)
 	}
 	// The hard stop falls SHUTDOWN_TIMEOUT after the signal; what the
 	// backend still does after it gets afterStop, whatever it is doing.
@@ -141,7 +194,27 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, build Build
 		stopBackend(deadline, svc, backend, log)
 	}()
 	log.Info("starting", slog.String("version", Version))
+	if p, ok := backend.(Pinger); ok {
+		done := make(chan struct{})
+		defer func() { <-done }()
+		go func() {
+			defer close(done)
+			ping(ctx, p, cfg.BackendTimeout, log)
+		}()
+	}
 	return server.New(cfg, svc, m, log, creds).Run(ctx)
+}
+
+// ping checks once that the backend is reachable, within timeout, and
+// logs a warning when it is not: readiness does not depend on the
+// backend, so this line is the one sign at start of a wrong address.
+func ping(ctx context.Context, p Pinger, timeout time.Duration, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := p.Ping(ctx); err != nil && ctx.Err() != context.Canceled {
+		log.Warn("the backend is not reachable at start; the scaler serves, and reads report the outage until it is over",
+			slog.Any("error", err))
+	}
 }
 
 // afterStop is how long the backend's calls and its Close may run after

@@ -140,7 +140,7 @@ func TestRunHelp(t *testing.T) {
 			cleanEnv(t, map[string]string{"CACHE_TTL": "abc"}) // not loaded for --help
 			var stdout, stderr bytes.Buffer
 			b := &builder{backend: fakeBackend{}}
-			code := Run("my-scaler", []string{arg}, &stdout, &stderr, &testSvcConfig{}, b.build)
+			code := run("my-scaler", []string{arg}, &stdout, &stderr, &testSvcConfig{}, nil, b.build)
 			if code != 0 {
 				t.Fatalf("run %s = %d, want 0; stderr:\n%s", arg, code, stderr.String())
 			}
@@ -165,7 +165,7 @@ func TestRunVersion(t *testing.T) {
 	cleanEnv(t, map[string]string{"CACHE_TTL": "abc"}) // not loaded for --version
 	var stdout, stderr bytes.Buffer
 	b := &builder{backend: fakeBackend{}}
-	if code := Run("my-scaler", []string{"--version"}, &stdout, &stderr, &testSvcConfig{}, b.build); code != 0 {
+	if code := run("my-scaler", []string{"--version"}, &stdout, &stderr, &testSvcConfig{}, nil, b.build); code != 0 {
 		t.Fatalf("run --version = %d, want 0; stderr:\n%s", code, stderr.String())
 	}
 	if got := stdout.String(); got != "my-scaler v1.2.3\n" {
@@ -191,7 +191,7 @@ func TestRunBadUsage(t *testing.T) {
 			cleanEnv(t, nil)
 			var stdout, stderr bytes.Buffer
 			b := &builder{backend: fakeBackend{}}
-			if code := Run("my-scaler", tt.args, &stdout, &stderr, &testSvcConfig{}, b.build); code != 2 {
+			if code := run("my-scaler", tt.args, &stdout, &stderr, &testSvcConfig{}, nil, b.build); code != 2 {
 				t.Fatalf("run %q = %d, want 2", tt.args, code)
 			}
 			for _, w := range tt.want {
@@ -230,13 +230,18 @@ func TestRunConfigErrors(t *testing.T) {
 		{"TLS_CERT_FILE alone", map[string]string{"TLS_CERT_FILE": "x.pem"}, "TLS_CERT_FILE"},
 		{"service variable unparsable", map[string]string{"TESTSVC_WORKERS": "many"}, "TESTSVC_WORKERS"},
 		{"service Validate", map[string]string{"TESTSVC_WORKERS": "1000"}, "TESTSVC_WORKERS"},
+		{"TLS file missing", map[string]string{"TLS_CERT_FILE": "/nonexistent/c.pem", "TLS_KEY_FILE": "/nonexistent/k.pem"},
+			"configuration: TLS_CERT_FILE: open /nonexistent/c.pem: no such file or directory"},
+		{"TLS file not PEM", map[string]string{"TLS_CERT_FILE": "main.go", "TLS_KEY_FILE": "main.go"}, "configuration: "},
+		{"a near miss is named with the error", map[string]string{"TESTSVC_WROKERS": "3", "TESTSVC_WORKERS": "1000"},
+			"TESTSVC_WROKERS is set but is not a variable of this scaler: did you mean TESTSVC_WORKERS?"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cleanEnv(t, tt.env)
 			var stdout, stderr bytes.Buffer
 			b := &builder{backend: fakeBackend{}}
-			code := Run("my-scaler", nil, &stdout, &stderr, &testSvcConfig{}, b.build)
+			code := run("my-scaler", nil, &stdout, &stderr, &testSvcConfig{}, nil, b.build)
 			if code != 2 {
 				t.Fatalf("run = %d, want 2; stderr:\n%s", code, stderr.String())
 			}
@@ -270,9 +275,6 @@ func TestRunServeErrors(t *testing.T) {
 		{"build fails", nil,
 			&builder{err: errors.New("redis unreachable")},
 			[]string{"building the backend", "redis unreachable"}, true, false},
-		{"TLS files missing", map[string]string{"TLS_CERT_FILE": "/nonexistent/c.pem", "TLS_KEY_FILE": "/nonexistent/k.pem"},
-			&builder{backend: &closableBackend{}},
-			[]string{"TLS_CERT_FILE"}, false, false},
 		{"gRPC address in use", map[string]string{"GRPC_ADDR": busy.Addr().String(), "HTTP_ADDR": "127.0.0.1:0"},
 			&builder{backend: &closableBackend{}},
 			[]string{"GRPC_ADDR"}, true, true},
@@ -281,7 +283,7 @@ func TestRunServeErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cleanEnv(t, tt.env)
 			var stdout, stderr bytes.Buffer
-			code := Run("my-scaler", nil, &stdout, &stderr, &testSvcConfig{}, tt.build.build)
+			code := run("my-scaler", nil, &stdout, &stderr, &testSvcConfig{}, nil, tt.build.build)
 			if code != 1 {
 				t.Fatalf("run = %d, want 1; stderr:\n%s", code, stderr.String())
 			}
@@ -662,5 +664,42 @@ func TestServeTLSHandshakeTimeout(t *testing.T) {
 	conn.Close()
 	if err := stop(); err != nil {
 		t.Fatalf("serve = %v, want nil", err)
+	}
+}
+
+// pingingBackend fails its start-up check.
+type pingingBackend struct{ fakeBackend }
+
+func (pingingBackend) Ping(context.Context) error {
+	return errors.New("TESTSVC_ENDPOINT (localhost:1234): connection refused")
+}
+
+// TestRunWarnsAtStart: a near miss of a variable and an unreachable
+// backend are logged as warnings at start, naming the variables; the
+// scaler still starts (here it fails later, on a busy port).
+func TestRunWarnsAtStart(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	cleanEnv(t, map[string]string{"GRPC_ADDR": busy.Addr().String(), "HTTP_ADDR": "127.0.0.1:0", "LOG_FORMAT": "text",
+		"TESTSVC_WROKERS": "3", "REDIS_SESSION_SERVICE_HOST": "10.0.0.1"})
+	var stdout, stderr bytes.Buffer
+	b := &builder{backend: pingingBackend{}}
+	if code := run("my-scaler", nil, &stdout, &stderr, &testSvcConfig{}, nil, b.build); code != 1 {
+		t.Fatalf("run = %d, want 1 (busy port); stderr:\n%s", code, stderr.String())
+	}
+	out := stderr.String()
+	for _, want := range []string{
+		`level=WARN msg="unknown variable ignored" service=my-scaler variable=TESTSVC_WROKERS didYouMean=TESTSVC_WORKERS`,
+		`level=WARN msg="the backend is not reachable at start; the scaler serves, and reads report the outage until it is over" service=my-scaler error="TESTSVC_ENDPOINT (localhost:1234): connection refused"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("stderr lacks %s:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "REDIS_SESSION_SERVICE_HOST") {
+		t.Errorf("a variable Kubernetes sets is reported:\n%s", out)
 	}
 }

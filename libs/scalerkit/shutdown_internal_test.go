@@ -89,7 +89,7 @@ func TestRunExitsWithinShutdownTimeout(t *testing.T) {
 			var stdout, stderr scalertest.Buffer
 			code := make(chan int, 1)
 			go func() {
-				code <- Run("my-scaler", nil, &stdout, &stderr, nil, func(context.Context, Env) (scaler.Backend, error) { return b, nil })
+				code <- run("my-scaler", nil, &stdout, &stderr, nil, nil, func(context.Context, Env) (scaler.Backend, error) { return b, nil })
 			}()
 			re := regexp.MustCompile(`msg=serving .*grpc=(\S+)`)
 			var addr string

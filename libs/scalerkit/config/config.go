@@ -52,11 +52,11 @@ type Config struct {
 	// MaxMetadataBytes bounds one trigger's metadata.
 	MaxMetadataBytes int `envconfig:"MAX_METADATA_BYTES" default:"16384" want:">= 1" desc:"total size of one trigger's metadata, keys and values (bytes); larger is refused (InvalidArgument) before the backend parses it"`
 	// TLSCertFile is the server certificate (PEM); TLS is on when set.
-	TLSCertFile string `envconfig:"TLS_CERT_FILE" desc:"server certificate (PEM); serves TLS when set, with TLS_KEY_FILE"`
+	TLSCertFile string `envconfig:"TLS_CERT_FILE" file:"true" desc:"server certificate (PEM); serves TLS when set, with TLS_KEY_FILE"`
 	// TLSKeyFile is the server certificate's private key (PEM).
-	TLSKeyFile string `envconfig:"TLS_KEY_FILE" desc:"private key of TLS_CERT_FILE (PEM)"`
+	TLSKeyFile string `envconfig:"TLS_KEY_FILE" file:"true" desc:"private key of TLS_CERT_FILE (PEM)"`
 	// TLSClientCAFile, when set, requires client certificates signed by it.
-	TLSClientCAFile string `envconfig:"TLS_CLIENT_CA_FILE" desc:"CA bundle (PEM) for client certificates; requires mutual TLS when set"`
+	TLSClientCAFile string `envconfig:"TLS_CLIENT_CA_FILE" file:"true" desc:"CA bundle (PEM) for client certificates; requires mutual TLS when set"`
 
 	// gRPC server limits (see RELIABILITY.md). In a Config built in code,
 	// zero leaves the limit at grpc-go's default; Load sets the defaults.
@@ -142,15 +142,26 @@ func applyDefaults(spec any) error {
 }
 
 // Load reads spec (a pointer to a struct with envconfig tags) from the
-// environment. The error names the variable at fault.
+// environment, the default tags filling what is unset and a variable's
+// previous name (was tag) what its new name leaves unset; then it calls
+// spec's Validate, if it has one, and checks that the files named by
+// variables with a file tag exist. It is the one place configuration is
+// checked: what it accepts is trusted after it. The error names the
+// variable at fault.
 func Load(spec any) error {
 	if err := envconfig.Process("", spec); err != nil {
 		return fmt.Errorf("configuration: %w", explain(spec, err))
+	}
+	if err := loadRenamed(spec); err != nil {
+		return fmt.Errorf("configuration: %w", err)
 	}
 	if v, ok := spec.(interface{ Validate() error }); ok {
 		if err := v.Validate(); err != nil {
 			return fmt.Errorf("configuration: %w", err)
 		}
+	}
+	if err := checkFiles(spec); err != nil {
+		return fmt.Errorf("configuration: %w", err)
 	}
 	return nil
 }
