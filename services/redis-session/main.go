@@ -3,12 +3,10 @@
 package main
 
 import (
-	"context"
 	"io"
 	"os"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit"
-	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
 	"github.com/kedascalers/kedascalers/services/redis-session/session"
 )
 
@@ -18,8 +16,5 @@ func main() {
 
 // run serves until SIGTERM and returns the exit code.
 func run(args []string, stdout, stderr io.Writer) int {
-	var cfg session.Config
-	return scalerkit.Run("redis-session", args, stdout, stderr, &cfg, func(_ context.Context, env scalerkit.Env) (scaler.Backend, error) {
-		return session.New(cfg, env.Log, env.Registerer)
-	})
+	return scalerkit.Run[session.Config]("redis-session", args, stdout, stderr, session.New)
 }

@@ -52,3 +52,42 @@ func TestAnAddressIsNotAURL(t *testing.T) {
 		t.Errorf("stderr = %q, want %q", errOut, want)
 	}
 }
+
+// TestMisconfigurationAtStart: a misspelt variable is named with a "did
+// you mean", and a missing file named by a variable is a configuration
+// error naming it (exit 2).
+func TestMisconfigurationAtStart(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want []string
+	}{
+		{"misspelt REDIS_URL", map[string]string{"REDIS_ULR": "redis://127.0.0.1:1/0"}, []string{
+			"redis-session: configuration: REDIS_URL or REDIS_ADDRS is required",
+			"redis-session: REDIS_ULR is set but is not a variable of this scaler: did you mean REDIS_URL?",
+		}},
+		{"missing CA file", map[string]string{"REDIS_URL": "rediss://127.0.0.1:1/0", "REDIS_TLS_CA_FILE": "/nonexistent/ca.pem"}, []string{
+			"redis-session: configuration: REDIS_TLS_CA_FILE: open /nonexistent/ca.pem: no such file or directory",
+		}},
+		{"missing server certificate", map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0", "TLS_CERT_FILE": "/nonexistent/tls.crt", "TLS_KEY_FILE": "/nonexistent/tls.key"}, []string{
+			"redis-session: configuration: TLS_CERT_FILE: open /nonexistent/tls.crt: no such file or directory",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			scalertest.Unsetenv(t, "REDIS_URL", "REDIS_ADDRS", "REDIS_TLS_CA_FILE", "TLS_CERT_FILE", "TLS_KEY_FILE")
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			code, _, errOut := scalertest.Command(t, run)
+			if code != 2 {
+				t.Errorf("exit code %d, want 2 (configuration error)", code)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errOut)
+				}
+			}
+		})
+	}
+}

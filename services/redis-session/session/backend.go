@@ -2,20 +2,16 @@ package session
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"os"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/ratelog"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
@@ -63,87 +59,52 @@ type database struct {
 	used    time.Time // end of the last read
 }
 
-// New validates cfg and returns a Backend whose metrics are registered on
-// reg (none when nil). It does no I/O beyond reading REDIS_TLS_CA_FILE:
-// Redis may be down when the scaler starts, and reads report that until
-// it is back. Call Close when done.
-func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Backend, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
+// New returns a Backend over s, whose metrics are registered on
+// env.Registerer (none when nil). It trusts s (see Config.Resolve) and
+// does no I/O: Redis may be down when the scaler starts, and reads report
+// that until it is back (Ping checks once). Call Close when done.
+func New(_ context.Context, s Settings, env scalerkit.Env) (*Backend, error) {
+	log := env.Log
 	if log == nil {
 		log = slog.Default()
 	}
-	bud, err := cfg.budget()
-	if err != nil {
-		return nil, err
-	}
-	opts := redis.UniversalOptions{
-		MasterName:   cfg.MasterName,
-		DB:           cfg.DB,
-		PoolSize:     bud.pool,
-		MinIdleConns: cfg.MinIdleConns,
-		// PoolSize alone lets go-redis open more connections under load,
-		// and a separate pipeline pool would add its own: the scaler must
-		// never be what loads Redis.
-		MaxActiveConns:   bud.pool,
-		PipelinePoolSize: -1,
-		// One dial per attempt: a refused connection is an outage to
-		// report now (Unavailable), not to retry until BACKEND_TIMEOUT
-		// turns it into DeadlineExceeded. Commands still retry, which
-		// covers pooled connections gone stale after a Redis restart.
-		DialerRetries: 1,
-		DialTimeout:   cfg.DialTimeout,
-		ReadTimeout:   cfg.ReadTimeout,
-		WriteTimeout:  cfg.WriteTimeout,
-		// A connection idle as long as its client would be is closed too.
-		ConnMaxIdleTime: cfg.ClientIdleTimeout,
-		// scalerkit bounds every read with BACKEND_TIMEOUT through ctx.
-		ContextTimeoutEnabled: true,
-		IsClusterMode:         cfg.Cluster,
-	}
-	for _, a := range cfg.Addrs {
-		opts.Addrs = append(opts.Addrs, strings.TrimSpace(a))
-	}
-	tlsHost := ""
-	if cfg.URL != "" {
-		u, err := parseURL(cfg.URL)
-		if err != nil {
-			return nil, err
-		}
-		opts.Addrs = []string{u.addr}
-		opts.Username, opts.Password, opts.DB = u.username, u.password, u.db
-		tlsHost, _, _ = net.SplitHostPort(u.addr)
-	}
-	if cfg.Username != "" {
-		opts.Username = cfg.Username
-	}
-	if cfg.Password != "" {
-		opts.Password = cfg.Password
-	}
-	if cfg.tlsOn() {
-		tc, err := tlsConfig(cfg, tlsHost)
-		if err != nil {
-			return nil, err
-		}
-		opts.TLSConfig = tc
-	}
-	b := &Backend{cfg: cfg, log: log, opts: opts, cluster: cfg.isCluster(), dbs: make(map[int]*database),
+	cfg := s.Config
+	b := &Backend{cfg: cfg, log: log, opts: s.opts, cluster: cfg.isCluster(), dbs: make(map[int]*database),
 		warn: ratelog.New(time.Minute, 64), stop: make(chan struct{}), swept: make(chan struct{})}
-	b.conns = &connLimit{max: int64(cfg.MaxConnections), timeout: cfg.DialTimeout, tls: opts.TLSConfig,
+	b.conns = &connLimit{max: int64(cfg.MaxConnections), timeout: cfg.DialTimeout, tls: s.opts.TLSConfig,
 		refused: func() { b.limitReached(limitConnections) }}
 	b.opts.Dialer = b.conns.dial
-	if b.metrics, err = newMetrics(reg, b); err != nil {
+	var err error
+	if b.metrics, err = newMetrics(env.Registerer, b); err != nil {
 		return nil, err
 	}
 	b.dbCount.sem = make(chan struct{}, 1)
 	b.notifier = newNotifier(b)
 	routeRedisLog(log)
 	go b.sweep()
-	log.Info("redis configured", slog.String("topology", cfg.topology()), slog.Any("addrs", opts.Addrs),
-		slog.Int("defaultDB", opts.DB), slog.Bool("tls", opts.TLSConfig != nil), slog.Int("poolSize", bud.pool),
+	log.Info("redis configured", slog.String("topology", cfg.topology()), slog.Any("addrs", b.opts.Addrs),
+		slog.Int("defaultDB", b.opts.DB), slog.Bool("tls", b.opts.TLSConfig != nil), slog.Int("poolSize", s.budget.pool),
 		slog.Int("maxConnections", cfg.MaxConnections), slog.Int("maxDatabases", cfg.MaxDatabases))
+	if s.budget.pool < cfg.PoolSize {
+		log.Info("REDIS_POOL_SIZE cut to fit REDIS_MAX_CONNECTIONS",
+			slog.Int("REDIS_POOL_SIZE", cfg.PoolSize), slog.Int("poolSize", s.budget.pool),
+			slog.String("reason", fmt.Sprintf("%d pools of %d connections and %d reserved (%s) must fit in REDIS_MAX_CONNECTIONS=%d",
+				s.budget.clients, s.budget.pool, s.budget.reserved, cfg.topology(), cfg.MaxConnections)))
+	}
 	return b, nil
+}
+
+// Ping implements scalerkit.Pinger: it reaches the default database once.
+func (b *Backend) Ping(ctx context.Context) error {
+	d, release, err := b.acquire(ctx, b.opts.DB)
+	if err != nil {
+		return fmt.Errorf("%s: %w", b.cfg.addressVariable(), err)
+	}
+	defer release()
+	if err := d.client.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("%s (%s): %w", b.cfg.addressVariable(), strings.Join(b.opts.Addrs, ","), err)
+	}
+	return nil
 }
 
 // limitReached counts a refusal because of limit.
@@ -169,29 +130,6 @@ type redisLogger struct{ log *slog.Logger }
 // of the rate limit: it names the kind of event, not its details.
 func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	redisLogs.Log(ctx, l.log, slog.LevelDebug, format, fmt.Sprintf(format, v...))
-}
-
-// tlsConfig builds the client TLS settings. host is the URL's host name,
-// checked in the certificate unless REDIS_TLS_SERVER_NAME says otherwise;
-// when both are empty (REDIS_ADDRS) each connection checks the host it
-// dials.
-func tlsConfig(cfg Config, host string) (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host, InsecureSkipVerify: cfg.TLSInsecureSkipVerify} //nolint:gosec // opt-in, documented as tests only
-	if cfg.TLSServerName != "" {
-		tc.ServerName = cfg.TLSServerName
-	}
-	if cfg.TLSCAFile != "" {
-		pem, err := os.ReadFile(cfg.TLSCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("REDIS_TLS_CA_FILE: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("REDIS_TLS_CA_FILE %s: no PEM certificate found", cfg.TLSCAFile)
-		}
-		tc.RootCAs = pool
-	}
-	return tc, nil
 }
 
 // Parse implements scaler.Backend: it turns trigger metadata into a

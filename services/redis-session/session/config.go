@@ -1,13 +1,18 @@
 package session
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
 )
@@ -39,14 +44,14 @@ type Config struct {
 	TLS bool `envconfig:"REDIS_TLS" default:"false" desc:"connect with TLS (rediss:// implies it)"`
 	// TLSCAFile is a PEM bundle of the CAs trusted for the server
 	// certificate, instead of the system roots.
-	TLSCAFile string `envconfig:"REDIS_TLS_CA_FILE" desc:"CA bundle (PEM) trusted for the Redis server certificate; system roots when empty"`
+	TLSCAFile string `envconfig:"REDIS_TLS_CA_FILE" file:"true" desc:"CA bundle (PEM) trusted for the Redis server certificate; system roots when empty"`
 	// TLSServerName is the name checked in the server certificate.
 	TLSServerName string `envconfig:"REDIS_TLS_SERVER_NAME" desc:"name checked in the server certificate; the host name when empty"`
 	// TLSInsecureSkipVerify disables certificate checks. Never in
 	// production.
 	TLSInsecureSkipVerify bool `envconfig:"REDIS_TLS_INSECURE_SKIP_VERIFY" default:"false" desc:"accept any server certificate (tests only)"`
 	// PoolSize caps the connections of each database's client.
-	PoolSize int `envconfig:"REDIS_POOL_SIZE" default:"10" want:"> 0" desc:"maximum connections per database used (the scaler must never load Redis)"`
+	PoolSize int `envconfig:"REDIS_POOL_SIZE" default:"10" want:"> 0" desc:"maximum connections per database used (the scaler must never load Redis); cut at start so that REDIS_MAX_DATABASES pools fit in REDIS_MAX_CONNECTIONS (7 with the other defaults), which the start log says"`
 	// MinIdleConns is how many connections each client keeps open.
 	MinIdleConns int `envconfig:"REDIS_MIN_IDLE_CONNS" default:"1" desc:"idle connections kept open per database used"`
 	// DialTimeout bounds connecting.
@@ -101,14 +106,6 @@ func (c *Config) Validate() error {
 	case c.MinIdleConns < 0 || c.MinIdleConns > c.PoolSize:
 		return fmt.Errorf("REDIS_MIN_IDLE_CONNS=%d: want between 0 and REDIS_POOL_SIZE (%d)", c.MinIdleConns, c.PoolSize)
 	}
-	if _, err := c.budget(); err != nil {
-		return err
-	}
-	if hasURL {
-		if _, err := parseURL(c.URL); err != nil {
-			return err
-		}
-	}
 	for _, a := range c.Addrs {
 		if _, _, err := net.SplitHostPort(strings.TrimSpace(a)); err != nil {
 			return fmt.Errorf("REDIS_ADDRS entry %q: want host:port", a)
@@ -120,6 +117,97 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// Settings is a validated Config with what Resolve derives from it: the
+// pool size within REDIS_MAX_CONNECTIONS and the client options (address,
+// credentials, TLS). New runs on it and checks nothing again.
+type Settings struct {
+	Config
+	budget budget
+	opts   redis.UniversalOptions // template of every client, but for its Dialer
+}
+
+// Resolve derives the Settings of a validated c: it shares out
+// REDIS_MAX_CONNECTIONS, parses REDIS_URL and reads REDIS_TLS_CA_FILE.
+// Its errors name the variable at fault.
+func (c *Config) Resolve(config.Config) (Settings, error) {
+	bud, err := c.budget()
+	if err != nil {
+		return Settings{}, err
+	}
+	opts := redis.UniversalOptions{
+		MasterName:   c.MasterName,
+		DB:           c.DB,
+		PoolSize:     bud.pool,
+		MinIdleConns: c.MinIdleConns,
+		// PoolSize alone lets go-redis open more connections under load,
+		// and a separate pipeline pool would add its own: the scaler must
+		// never be what loads Redis.
+		MaxActiveConns:   bud.pool,
+		PipelinePoolSize: -1,
+		// One dial per attempt: a refused connection is an outage to
+		// report now (Unavailable), not to retry until BACKEND_TIMEOUT
+		// turns it into DeadlineExceeded. Commands still retry, which
+		// covers pooled connections gone stale after a Redis restart.
+		DialerRetries: 1,
+		DialTimeout:   c.DialTimeout,
+		ReadTimeout:   c.ReadTimeout,
+		WriteTimeout:  c.WriteTimeout,
+		// A connection idle as long as its client would be is closed too.
+		ConnMaxIdleTime: c.ClientIdleTimeout,
+		// scalerkit bounds every read with BACKEND_TIMEOUT through ctx.
+		ContextTimeoutEnabled: true,
+		IsClusterMode:         c.Cluster,
+	}
+	for _, a := range c.Addrs {
+		opts.Addrs = append(opts.Addrs, strings.TrimSpace(a))
+	}
+	tlsHost := ""
+	if strings.TrimSpace(c.URL) != "" {
+		u, err := parseURL(c.URL)
+		if err != nil {
+			return Settings{}, err
+		}
+		opts.Addrs = []string{u.addr}
+		opts.Username, opts.Password, opts.DB = u.username, u.password, u.db
+		tlsHost, _, _ = net.SplitHostPort(u.addr)
+	}
+	if c.Username != "" {
+		opts.Username = c.Username
+	}
+	if c.Password != "" {
+		opts.Password = c.Password
+	}
+	if c.tlsOn() {
+		if opts.TLSConfig, err = tlsConfig(*c, tlsHost); err != nil {
+			return Settings{}, err
+		}
+	}
+	return Settings{Config: *c, budget: bud, opts: opts}, nil
+}
+
+// tlsConfig builds the client TLS settings. host is the URL's host name,
+// checked in the certificate unless REDIS_TLS_SERVER_NAME says otherwise;
+// when both are empty (REDIS_ADDRS) each connection checks the host it
+// dials.
+func tlsConfig(cfg Config, host string) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host, InsecureSkipVerify: cfg.TLSInsecureSkipVerify} //nolint:gosec // opt-in, documented as tests only
+	if cfg.TLSServerName != "" {
+		tc.ServerName = cfg.TLSServerName
+	}
+	if cfg.TLSCAFile != "" {
+		pem, err := os.ReadFile(cfg.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("REDIS_TLS_CA_FILE: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("REDIS_TLS_CA_FILE %s: no PEM certificate found", cfg.TLSCAFile)
+		}
+		tc.RootCAs = pool
+	}
+	return tc, nil
+}
+
 // budget is how the connections of REDIS_MAX_CONNECTIONS are shared out.
 type budget struct {
 	// pool is the size of each client's pool: of each database's client,
@@ -128,6 +216,8 @@ type budget struct {
 	// reserved is what the pools leave for the rest: the shared pub/sub
 	// connection, and with Sentinel the Sentinel connections.
 	reserved int
+	// clients is the number of pools that share the rest.
+	clients int
 }
 
 // budget shares out MaxConnections: MaxDatabases pools (one on a
@@ -142,11 +232,11 @@ func (c *Config) budget() (budget, error) {
 	if c.MaxConnections <= 0 {
 		return budget{}, fmt.Errorf("REDIS_MAX_CONNECTIONS=%d: want > 0", c.MaxConnections)
 	}
-	var b budget
-	clients, perClient := c.MaxDatabases, 0
+	b := budget{clients: c.MaxDatabases}
+	perClient := 0
 	switch {
 	case c.isCluster():
-		clients = max(1, len(c.Addrs))
+		b.clients = max(1, len(c.Addrs))
 	case c.MasterName != "":
 		perClient = 2
 		b.reserved = 3 + len(c.Addrs)
@@ -159,7 +249,7 @@ func (c *Config) budget() (budget, error) {
 			b.reserved -= 2
 		}
 	}
-	b.pool = min(c.PoolSize, (c.MaxConnections-b.reserved)/clients-perClient)
+	b.pool = min(c.PoolSize, (c.MaxConnections-b.reserved)/b.clients-perClient)
 	if b.pool < 1 {
 		return budget{}, fmt.Errorf("REDIS_MAX_CONNECTIONS=%d is too small for REDIS_MAX_DATABASES=%d with %s: "+
 			"each database needs at least %d connection(s) and %d are reserved; raise REDIS_MAX_CONNECTIONS or lower REDIS_MAX_DATABASES",
@@ -170,6 +260,14 @@ func (c *Config) budget() (budget, error) {
 			c.MinIdleConns, b.pool, c.MaxConnections, c.MaxDatabases)
 	}
 	return b, nil
+}
+
+// addressVariable names the variable that says where Redis is.
+func (c *Config) addressVariable() string {
+	if strings.TrimSpace(c.URL) != "" {
+		return "REDIS_URL"
+	}
+	return "REDIS_ADDRS"
 }
 
 // topology names the kind of deployment the configuration describes.

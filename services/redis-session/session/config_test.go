@@ -2,6 +2,7 @@ package session
 
 import (
 	"bytes"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
@@ -31,7 +33,7 @@ func TestConfigValidate(t *testing.T) {
 		want   string // in the error; empty for a valid config
 	}{
 		{"url", func(c *Config) {}, ""},
-		{"rediss url", func(c *Config) { c.URL = "rediss://u:p@redis.example:6380/3"; c.TLSCAFile = "ca.pem" }, ""},
+		{"rediss url", func(c *Config) { c.URL = "rediss://u:p@redis.example:6380/3"; c.TLSServerName = "redis.example" }, ""},
 		{"sentinel", func(c *Config) {
 			c.URL = ""
 			c.Addrs = []string{"s1:26379", " s2:26379"}
@@ -83,7 +85,7 @@ func TestConfigValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := validConfig()
 			tt.change(&c)
-			err := c.Validate()
+			_, err := resolve(c)
 			switch {
 			case tt.want == "" && err != nil:
 				t.Fatalf("Validate: %v", err)
@@ -100,7 +102,7 @@ func TestConfigNeverQuotesThePassword(t *testing.T) {
 	for _, u := range []string{"user:s3cret@host:6379", "redis://user:s3cret@host:bad/0", "redis://user:s3cret@ho st:1/0", "redis://user:s3cret@host:1/x?a=b"} {
 		c := validConfig()
 		c.URL = u
-		err := c.Validate()
+		_, err := resolve(c)
 		if err == nil {
 			t.Fatalf("Validate(%q) accepted a bad URL", u)
 		}
@@ -150,7 +152,7 @@ func TestConfigFromEnvironment(t *testing.T) {
 	}
 }
 
-func TestNewRejectsBadTLSFiles(t *testing.T) {
+func TestResolveRejectsBadTLSFiles(t *testing.T) {
 	dir := t.TempDir()
 	notPEM := filepath.Join(dir, "ca.txt")
 	must(t, os.WriteFile(notPEM, []byte("not a certificate"), 0o600))
@@ -161,8 +163,8 @@ func TestNewRejectsBadTLSFiles(t *testing.T) {
 		c := validConfig()
 		c.URL = "rediss://127.0.0.1:1/0"
 		c.TLSCAFile = tt.file
-		if _, err := New(c, quiet, nil); err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("New with REDIS_TLS_CA_FILE=%s: err = %v, want it to contain %q", tt.file, err, tt.want)
+		if _, err := resolve(c); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Resolve with REDIS_TLS_CA_FILE=%s: err = %v, want it to contain %q", tt.file, err, tt.want)
 		}
 	}
 }
@@ -195,5 +197,60 @@ func TestCredentialsOverrideTheURL(t *testing.T) {
 				t.Error("read with a wrong password succeeded")
 			}
 		})
+	}
+}
+
+// TestNewTrustsItsSettings: New runs on what Resolve derived and checks
+// nothing again; a Config changed after Resolve, even to values Validate
+// refuses, does not change the Backend.
+func TestNewTrustsItsSettings(t *testing.T) {
+	r := testenv.NewRedis(t)
+	s, err := resolve(testConfig(r))
+	must(t, err)
+	s.URL, s.PoolSize = "", -1 // each refused by Validate
+	if err := s.Config.Validate(); err == nil {
+		t.Fatal("the changed Config validates: the test proves nothing")
+	}
+	b, err := New(t.Context(), s, scalerkit.Env{Log: quiet})
+	b = scalertest.Closing(t, b, err)
+	tr, err := b.Parse(metadata.NewParser(map[string]string{}))
+	must(t, err)
+	if _, err := tr.Probe.Read(scalertest.Context(t, 5*time.Second)); err != nil {
+		t.Errorf("a read with the resolved settings: %v", err)
+	}
+}
+
+// TestPoolSizeCutIsLogged: REDIS_POOL_SIZE cut to fit
+// REDIS_MAX_CONNECTIONS is said at start, with the reason.
+func TestPoolSizeCutIsLogged(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		poolSize int
+		want     string
+	}{
+		{"cut", 10, `msg="REDIS_POOL_SIZE cut to fit REDIS_MAX_CONNECTIONS" REDIS_POOL_SIZE=10 poolSize=7 reason="4 pools of 7 connections and 1 reserved (standalone) must fit in REDIS_MAX_CONNECTIONS=32"`},
+		{"fits", 5, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validConfig()
+			c.PoolSize, c.MaxConnections, c.MaxDatabases = tt.poolSize, 32, 4
+			var logs scalertest.Buffer
+			newBackendEnv(t, c, scalerkit.Env{Log: slog.New(slog.NewTextHandler(&logs, nil))})
+			if got := strings.Contains(logs.String(), "REDIS_POOL_SIZE cut"); got != (tt.want != "") || !strings.Contains(logs.String(), tt.want) {
+				t.Errorf("logs:\n%s\nwant a line %q", logs.String(), tt.want)
+			}
+		})
+	}
+}
+
+// TestPingNamesTheVariable: the start-up check of an unreachable Redis
+// names the variable that says where it is.
+func TestPingNamesTheVariable(t *testing.T) {
+	r := testenv.NewRedis(t)
+	must(t, r.Stop())
+	b := newBackend(t, testConfig(r))
+	err := b.Ping(scalertest.Context(t, 5*time.Second))
+	if err == nil || !strings.HasPrefix(err.Error(), "REDIS_URL ("+r.Addr()+")") {
+		t.Errorf("Ping = %v, want an error naming REDIS_URL and the address", err)
 	}
 }

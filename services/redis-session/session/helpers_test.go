@@ -12,6 +12,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
 )
@@ -48,8 +50,27 @@ func testConfig(r *testenv.Redis) Config {
 // newBackend builds a Backend for cfg, closed when the test ends.
 func newBackend(t testing.TB, cfg Config) *Backend {
 	t.Helper()
-	b, err := New(cfg, quiet, nil)
+	return newBackendEnv(t, cfg, scalerkit.Env{Log: quiet})
+}
+
+// newBackendEnv builds a Backend for cfg with env, closed when the test
+// ends.
+func newBackendEnv(t testing.TB, cfg Config, env scalerkit.Env) *Backend {
+	t.Helper()
+	s, err := resolve(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(t.Context(), s, env)
 	return scalertest.Closing(t, b, err)
+}
+
+// resolve validates and resolves cfg, as scalerkit.Run does.
+func resolve(cfg Config) (Settings, error) {
+	if err := cfg.Validate(); err != nil {
+		return Settings{}, err
+	}
+	return cfg.Resolve(config.Config{})
 }
 
 // env is a throwaway Redis, a client of its database 0 for the test to

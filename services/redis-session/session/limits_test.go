@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
+	"github.com/kedascalers/kedascalers/libs/scalerkit"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
 )
@@ -152,8 +153,7 @@ func TestConnectionsStayUnderTheCap(t *testing.T) {
 	cfg := testConfig(r)
 	cfg.MaxConnections, cfg.MaxDatabases, cfg.PoolSize, cfg.MaxWatchedKeys = 7, 3, 10, 20
 	reg := prometheus.NewRegistry()
-	b, err := New(cfg, quiet, reg)
-	b = scalertest.Closing(t, b, err)
+	b := newBackendEnv(t, cfg, scalerkit.Env{Log: quiet, Registerer: reg})
 	s := scalertest.Serve(t, b, scalertest.Options{CacheTTL: -1, PushInterval: time.Second})
 	ctx := scalertest.Context(t, time.Minute)
 	rdb := client(t, r, 0)
@@ -250,8 +250,7 @@ func TestMaxWatchedKeys(t *testing.T) {
 	cfg := testConfig(r)
 	cfg.MaxWatchedKeys = 2
 	var logs scalertest.Buffer
-	b, err := New(cfg, slog.New(slog.NewTextHandler(&logs, nil)), nil)
-	b = scalertest.Closing(t, b, err)
+	b := newBackendEnv(t, cfg, scalerkit.Env{Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	ctx := scalertest.Context(t, time.Minute)
 
 	watch := func(key string) (stop func() error) {
@@ -299,13 +298,12 @@ func TestOneLogLinePerFailedCheck(t *testing.T) {
 	must(t, r.Stop())
 	var logs scalertest.Buffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
-	b, err := New(testConfig(r), log, nil)
-	b = scalertest.Closing(t, b, err)
+	b := newBackendEnv(t, testConfig(r), scalerkit.Env{Log: log})
 	s := scalertest.Serve(t, b, scalertest.Options{CacheTTL: -1, Logger: log})
 	ctx := scalertest.Context(t, time.Minute)
 	logs.WaitFor(t, 5*time.Second, `"msg":"serving"`) // the server's own line
 	before := strings.Count(logs.String(), "\n")
-	_, err = s.GetMetrics(ctx, map[string]string{"mode": "set", "key": "s"}, "session_size")
+	_, err := s.GetMetrics(ctx, map[string]string{"mode": "set", "key": "s"}, "session_size")
 	scalertest.WantStatus(t, err, codes.Unavailable, "connection refused")
 	time.Sleep(200 * time.Millisecond) // anything logged in the background
 	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")[before:]
