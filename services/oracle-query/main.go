@@ -3,12 +3,10 @@
 package main
 
 import (
-	"context"
 	"io"
 	"os"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit"
-	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
 	"github.com/kedascalers/kedascalers/services/oracle-query/oraquery"
 )
 
@@ -18,8 +16,5 @@ func main() {
 
 // run serves until SIGTERM and returns the exit code.
 func run(args []string, stdout, stderr io.Writer) int {
-	var cfg oraquery.Config
-	return scalerkit.Run("oracle-query", args, stdout, stderr, &cfg, func(ctx context.Context, env scalerkit.Env) (scaler.Backend, error) {
-		return oraquery.New(ctx, cfg, env)
-	})
+	return scalerkit.Run[oraquery.Config]("oracle-query", args, stdout, stderr, oraquery.New)
 }

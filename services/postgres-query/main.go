@@ -3,12 +3,10 @@
 package main
 
 import (
-	"context"
 	"io"
 	"os"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit"
-	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
 	"github.com/kedascalers/kedascalers/services/postgres-query/pgquery"
 )
 
@@ -18,8 +16,5 @@ func main() {
 
 // run serves until SIGTERM and returns the exit code.
 func run(args []string, stdout, stderr io.Writer) int {
-	var cfg pgquery.Config
-	return scalerkit.Run("postgres-query", args, stdout, stderr, &cfg, func(ctx context.Context, env scalerkit.Env) (scaler.Backend, error) {
-		return pgquery.New(ctx, cfg, env)
-	})
+	return scalerkit.Run[pgquery.Config]("postgres-query", args, stdout, stderr, pgquery.New)
 }

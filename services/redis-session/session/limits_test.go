@@ -18,8 +18,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 	"github.com/kedascalers/kedascalers/libs/scalerkit"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
 )
