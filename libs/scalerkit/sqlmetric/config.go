@@ -32,11 +32,15 @@ type Config struct {
 	// Queries defines named queries inline, as JSON.
 	Queries string `envconfig:"QUERIES" desc:"named queries as JSON: {\"name\": {\"sql\": \"...\", \"params\": [\"p\"], \"connection\": \"\"}}"`
 	// QueriesFile names a file of named queries, as JSON.
-	QueriesFile string `envconfig:"QUERIES_FILE" desc:"file with named queries (same JSON as QUERIES), e.g. a mounted ConfigMap"`
+	QueriesFile string `envconfig:"QUERIES_FILE" file:"true" desc:"file with named queries (same JSON as QUERIES), e.g. a mounted ConfigMap"`
+}
 
-	// named holds the named queries Validate resolved: QUERIES_FILE is
-	// read once, at load.
-	named map[string]NamedQuery
+// Settings is a validated Config with what Resolve derives from it: the
+// named queries, QUERIES_FILE read once. NewBackend trusts it.
+type Settings struct {
+	Config
+	// Named are the named queries of QUERIES and QUERIES_FILE.
+	Named map[string]NamedQuery
 }
 
 // Policies.
@@ -73,9 +77,7 @@ const (
 	maxRowBytes   = 64 << 20
 )
 
-// Validate checks the settings and resolves the named queries (reading
-// QUERIES_FILE): config.Load calls it once at start, and NamedQueries
-// returns what it resolved.
+// Validate checks the settings; config.Load calls it once at start.
 func (c *Config) Validate() error {
 	if err := config.CheckBounds(c); err != nil {
 		return err
@@ -88,35 +90,33 @@ func (c *Config) Validate() error {
 	case c.QueryPolicy != PolicyAny && c.QueryPolicy != PolicyAllowlist:
 		return fmt.Errorf("QUERY_POLICY=%q: want any or allowlist", c.QueryPolicy)
 	}
-	named, err := c.readNamedQueries()
-	if err != nil {
-		return err
-	}
-	c.named = named
 	return nil
 }
 
-// CheckBackendTimeout refuses a QUERY_TIMEOUT that is not below
+// Resolve derives the Settings of a validated c: it reads the named
+// queries, and refuses a QUERY_TIMEOUT that is not below the shared
+// BACKEND_TIMEOUT (0: not checked).
+func (c *Config) Resolve(shared config.Config) (Settings, error) {
+	if err := c.checkBackendTimeout(shared.BackendTimeout); err != nil {
+		return Settings{}, err
+	}
+	named, err := c.readNamedQueries()
+	if err != nil {
+		return Settings{}, err
+	}
+	return Settings{Config: *c, Named: named}, nil
+}
+
+// checkBackendTimeout refuses a QUERY_TIMEOUT that is not below
 // BACKEND_TIMEOUT: the scaler would give up on a query before the
 // database stops it, and report a timeout of its own instead of the
 // query's.
-func (c *Config) CheckBackendTimeout(backendTimeout time.Duration) error {
+func (c *Config) checkBackendTimeout(backendTimeout time.Duration) error {
 	if backendTimeout > 0 && c.QueryTimeout >= backendTimeout {
-		return config.Invalid(fmt.Errorf("QUERY_TIMEOUT=%v is not below BACKEND_TIMEOUT=%v: lower QUERY_TIMEOUT (or raise BACKEND_TIMEOUT), so that the database stops a slow query before the scaler gives up on it",
-			c.QueryTimeout, backendTimeout))
+		return fmt.Errorf("QUERY_TIMEOUT=%v is not below BACKEND_TIMEOUT=%v: lower QUERY_TIMEOUT (or raise BACKEND_TIMEOUT), so that the database stops a slow query before the scaler gives up on it",
+			c.QueryTimeout, backendTimeout)
 	}
 	return nil
-}
-
-// NamedQueries returns the named queries of QUERIES and QUERIES_FILE, as
-// Validate resolved them (it validates first if it has not run).
-func (c *Config) NamedQueries() (map[string]NamedQuery, error) {
-	if c.named == nil {
-		if err := c.Validate(); err != nil {
-			return nil, err
-		}
-	}
-	return c.named, nil
 }
 
 // readNamedQueries reads the named queries of QUERIES and QUERIES_FILE.

@@ -71,13 +71,9 @@ func NamedConnections(environ []string, urlPrefix, passwordPrefix string) (map[s
 // CheckConnections returns an error naming the first named query (by
 // name) whose connection is not among configured, the lowercase names of
 // the connections there are, and the variable that would define it.
-func (c *Config) CheckConnections(configured []string, urlPrefix string) error {
-	named, err := c.NamedQueries()
-	if err != nil {
-		return err
-	}
-	for _, name := range slices.Sorted(maps.Keys(named)) {
-		conn := named[name].Connection
+func (s *Settings) CheckConnections(configured []string, urlPrefix string) error {
+	for _, name := range slices.Sorted(maps.Keys(s.Named)) {
+		conn := s.Named[name].Connection
 		if conn != "" && !slices.Contains(configured, strings.ToLower(conn)) {
 			return fmt.Errorf("named query %q runs on connection %q, but %s%s is not set",
 				name, conn, urlPrefix, strings.ToUpper(conn))

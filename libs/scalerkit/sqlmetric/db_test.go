@@ -110,7 +110,7 @@ func (e *pgEnv) backend(t *testing.T, q Querier, edit func(*Config)) *Backend {
 	if edit != nil {
 		edit(&cfg)
 	}
-	b, err := NewBackend(cfg, Options{Conns: map[string]Querier{DefaultConnection: q}})
+	b, err := NewBackend(settings(t, cfg), Options{Conns: map[string]Querier{DefaultConnection: q}})
 	if err != nil {
 		t.Fatalf("NewBackend: %v", err)
 	}

@@ -61,6 +61,11 @@ type Options struct {
 	Margin time.Duration
 	// Metrics counts refusals; nil counts nothing.
 	Metrics *Metrics
+	// Extend, when set, reads a service's own metadata keys and returns
+	// the probe of the trigger's value query q: q itself, or q wrapped
+	// with change signals of the service's database. It records errors
+	// in p.
+	Extend func(p *metadata.Parser, q *Query) scaler.Probe
 }
 
 // Backend parses SQL triggers into probes over a set of connections. It
@@ -73,6 +78,7 @@ type Backend struct {
 	limits  limits
 	convert Converter
 	metrics *Metrics
+	extend  func(p *metadata.Parser, q *Query) scaler.Probe
 
 	closing context.Context // ends at Close: in-flight queries are cancelled
 	close   context.CancelFunc
@@ -87,14 +93,10 @@ type limits struct {
 	margin        time.Duration
 }
 
-// NewBackend returns a Backend over opts' connections. cfg is validated
-// unless config.Load did already (its named queries are then taken as
-// resolved, not read again).
-func NewBackend(cfg Config, opts Options) (*Backend, error) {
-	named, err := cfg.NamedQueries()
-	if err != nil {
-		return nil, err
-	}
+// NewBackend returns a Backend over opts' connections, trusting cfg (see
+// Config.Resolve).
+func NewBackend(cfg Settings, opts Options) (*Backend, error) {
+	named := cfg.Named
 	closing, cancel := context.WithCancel(context.Background())
 	b := &Backend{
 		conns:   make(map[string]Querier),
@@ -105,6 +107,7 @@ func NewBackend(cfg Config, opts Options) (*Backend, error) {
 			timeout: cfg.QueryTimeout, margin: opts.Margin},
 		convert: opts.Convert,
 		metrics: opts.Metrics,
+		extend:  opts.Extend,
 		closing: closing,
 		close:   cancel,
 	}
@@ -157,6 +160,9 @@ func (b *Backend) Parse(p *metadata.Parser) (*scaler.Trigger, error) {
 	}
 	if q := b.ParseQuery(p, "query", "queryName", false); q != nil {
 		t.Probe = q
+		if b.extend != nil {
+			t.Probe = b.extend(p, q)
+		}
 	}
 	if p.Has("targetQuery") || p.Has("targetQueryName") {
 		if q := b.ParseQuery(p, "targetQuery", "targetQueryName", true); q != nil {

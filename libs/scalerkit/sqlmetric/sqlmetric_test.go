@@ -17,6 +17,7 @@ import (
 	grpcmd "google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
@@ -86,7 +87,7 @@ func newTestBackend(t *testing.T, policy string) (b *Backend, def, billing *fake
 	cfg.QueryPolicy = policy
 	cfg.Queries = testQueries
 	def, billing = &fakeQuerier{rows: []any{int64(7)}}, &fakeQuerier{rows: []any{int64(9)}}
-	b, err := NewBackend(cfg, Options{Conns: map[string]Querier{DefaultConnection: def, "Billing": billing}})
+	b, err := NewBackend(settings(t, cfg), Options{Conns: map[string]Querier{DefaultConnection: def, "Billing": billing}})
 	if err != nil {
 		t.Fatalf("NewBackend: %v", err)
 	}
@@ -325,7 +326,7 @@ func TestConfigValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := validConfig()
 			tt.edit(&c)
-			err := c.Validate()
+			_, err := resolve(c)
 			if err == nil {
 				t.Fatal("Validate() = nil, want an error")
 			}
@@ -343,13 +344,7 @@ func TestNamedQueries(t *testing.T) {
 	c := validConfig()
 	c.Queries = `{"inline": {"sql": "select 1", "params": ["a", "b.c", "d-e"], "connection": "billing"}}`
 	c.QueriesFile = writeFile(t, dir, "q.json", `{"from_file": {"sql": "select 2"}, "v1.2-x": {"sql": "select 3"}}`)
-	if err := c.Validate(); err != nil {
-		t.Fatalf("Validate: %v", err)
-	}
-	got, err := c.NamedQueries()
-	if err != nil {
-		t.Fatalf("NamedQueries: %v", err)
-	}
+	got := settings(t, c).Named
 	if len(got) != 3 {
 		t.Errorf("NamedQueries() has %d queries, want 3: %v", len(got), got)
 	}
@@ -361,7 +356,7 @@ func TestNamedQueries(t *testing.T) {
 		t.Errorf("queries from QUERIES_FILE = %v", got)
 	}
 	empty := validConfig()
-	if got, err := empty.NamedQueries(); err != nil || len(got) != 0 {
+	if got, err := resolve(empty); err != nil || len(got.Named) != 0 {
 		t.Errorf("NamedQueries() without QUERIES = %v, %v; want none", got, err)
 	}
 }
@@ -369,17 +364,12 @@ func TestNamedQueries(t *testing.T) {
 func TestNewBackendChecksNamedConnections(t *testing.T) {
 	cfg := validConfig()
 	cfg.Queries = `{"q": {"sql": "select 1", "connection": "reports"}}`
-	_, err := NewBackend(cfg, Options{Conns: map[string]Querier{DefaultConnection: &fakeQuerier{}}})
+	_, err := NewBackend(settings(t, cfg), Options{Conns: map[string]Querier{DefaultConnection: &fakeQuerier{}}})
 	if err == nil || !strings.Contains(err.Error(), `"reports"`) {
 		t.Errorf("NewBackend with a named query on an unknown connection = %v, want an error naming it", err)
 	}
-	if _, err := NewBackend(cfg, Options{Conns: map[string]Querier{DefaultConnection: &fakeQuerier{}, "REPORTS": &fakeQuerier{}}}); err != nil {
+	if _, err := NewBackend(settings(t, cfg), Options{Conns: map[string]Querier{DefaultConnection: &fakeQuerier{}, "REPORTS": &fakeQuerier{}}}); err != nil {
 		t.Errorf("connection names are case-insensitive: %v", err)
-	}
-	bad := validConfig()
-	bad.MaxRows = 0
-	if _, err := NewBackend(bad, Options{Conns: nil}); err == nil || !strings.Contains(err.Error(), "MAX_ROWS") {
-		t.Errorf("NewBackend with MAX_ROWS=0 = %v, want an error naming MAX_ROWS", err)
 	}
 }
 
@@ -537,7 +527,7 @@ func TestParseUnknownConnectionListsConnectionsInOrder(t *testing.T) {
 	for _, n := range []string{"default", "zeta", "alpha", "mid", "beta", "omega"} {
 		conns[n] = &fakeQuerier{}
 	}
-	b, err := NewBackend(validConfig(), Options{Conns: conns})
+	b, err := NewBackend(settings(t, validConfig()), Options{Conns: conns})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -635,7 +625,7 @@ func TestQueryValue(t *testing.T) {
 			f := &fakeQuerier{rows: tt.rows}
 			cfg := validConfig()
 			cfg.MaxRows = 5
-			b, err := NewBackend(cfg, Options{Conns: map[string]Querier{DefaultConnection: f}})
+			b, err := NewBackend(settings(t, cfg), Options{Conns: map[string]Querier{DefaultConnection: f}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -657,7 +647,7 @@ func TestQueryValueMaxRows(t *testing.T) {
 	f := &countingQuerier{rows: rows}
 	cfg := validConfig()
 	cfg.MaxRows = 10
-	b, err := NewBackend(cfg, Options{Conns: map[string]Querier{DefaultConnection: f}})
+	b, err := NewBackend(settings(t, cfg), Options{Conns: map[string]Querier{DefaultConnection: f}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -690,7 +680,7 @@ func TestQueryValueErrors(t *testing.T) {
 	outage := errors.New("connection refused")
 	refused := status.Error(codes.PermissionDenied, "read only")
 	for _, want := range []error{outage, refused} {
-		b, err := NewBackend(validConfig(), Options{Conns: map[string]Querier{DefaultConnection: &fakeQuerier{err: want}}})
+		b, err := NewBackend(settings(t, validConfig()), Options{Conns: map[string]Querier{DefaultConnection: &fakeQuerier{err: want}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -708,7 +698,7 @@ func TestConverterIsUsed(t *testing.T) {
 		}
 		return Number(v)
 	}
-	b, err := NewBackend(validConfig(), Options{Conns: map[string]Querier{DefaultConnection: &fakeQuerier{rows: []any{"lots"}}}, Convert: conv})
+	b, err := NewBackend(settings(t, validConfig()), Options{Conns: map[string]Querier{DefaultConnection: &fakeQuerier{rows: []any{"lots"}}}, Convert: conv})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -727,6 +717,24 @@ func writeFile(t *testing.T, dir, name, content string) string {
 	return path
 }
 
+// resolve validates and resolves cfg, as scalerkit.Run does.
+func resolve(cfg Config) (Settings, error) {
+	if err := cfg.Validate(); err != nil {
+		return Settings{}, err
+	}
+	return cfg.Resolve(config.Config{})
+}
+
+// settings is resolve for a cfg that must be valid.
+func settings(t testing.TB, cfg Config) Settings {
+	t.Helper()
+	s, err := resolve(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func TestNamedQueriesCheckedAtStart(t *testing.T) {
 	tests := []struct {
 		name, queries, want string
@@ -736,7 +744,7 @@ func TestNamedQueriesCheckedAtStart(t *testing.T) {
 	}
 	for _, tt := range tests {
 		cfg := Config{QueryTimeout: time.Second, MaxRows: 10, MaxQueryBytes: 8192, MaxRowBytes: 1 << 20, QueryPolicy: "any", Queries: tt.queries}
-		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "QUERIES") {
+		if _, err := resolve(cfg); err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "QUERIES") {
 			t.Errorf("%s: Validate() = %v, want an error naming QUERIES and %s", tt.name, err, tt.want)
 		}
 	}
@@ -747,7 +755,7 @@ func TestParseRefusesUnsendableText(t *testing.T) {
 	cfg.MaxQueryBytes = 100
 	cfg.Queries = `{"p": {"sql": "select $1", "params": ["v"]}}`
 	f := &fakeQuerier{rows: []any{int64(1)}}
-	b, err := NewBackend(cfg, Options{Conns: map[string]Querier{DefaultConnection: f}})
+	b, err := NewBackend(settings(t, cfg), Options{Conns: map[string]Querier{DefaultConnection: f}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -795,7 +803,7 @@ func TestQueryValueMaxRowBytes(t *testing.T) {
 		{"text past MAX_ROW_BYTES", strings.Repeat("7", 1025), codes.ResourceExhausted},
 		{"bytes past MAX_ROW_BYTES", make([]byte, 1025), codes.ResourceExhausted},
 	} {
-		b, err := NewBackend(cfg, Options{Conns: map[string]Querier{DefaultConnection: &fakeQuerier{rows: []any{tt.v}}}})
+		b, err := NewBackend(settings(t, cfg), Options{Conns: map[string]Querier{DefaultConnection: &fakeQuerier{rows: []any{tt.v}}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -818,7 +826,7 @@ func (q blockingQuerier) Query(ctx context.Context, _ string, _ []any, _ func(an
 func TestQueryTimeoutAndClose(t *testing.T) {
 	cfg := validConfig()
 	cfg.QueryTimeout = 50 * time.Millisecond
-	b, err := NewBackend(cfg, Options{Conns: map[string]Querier{DefaultConnection: blockingQuerier{make(chan struct{})}}})
+	b, err := NewBackend(settings(t, cfg), Options{Conns: map[string]Querier{DefaultConnection: blockingQuerier{make(chan struct{})}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -829,7 +837,7 @@ func TestQueryTimeoutAndClose(t *testing.T) {
 
 	cfg.QueryTimeout = time.Hour
 	started := make(chan struct{})
-	b, err = NewBackend(cfg, Options{Conns: map[string]Querier{DefaultConnection: blockingQuerier{started}}})
+	b, err = NewBackend(settings(t, cfg), Options{Conns: map[string]Querier{DefaultConnection: blockingQuerier{started}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -858,7 +866,7 @@ func TestQueryTimeoutAndClose(t *testing.T) {
 
 func TestParseTargetUsesTargetQuerier(t *testing.T) {
 	value, target := &fakeQuerier{rows: []any{int64(1)}}, &fakeQuerier{rows: []any{int64(2)}}
-	b, err := NewBackend(validConfig(), Options{
+	b, err := NewBackend(settings(t, validConfig()), Options{
 		Conns:   map[string]Querier{DefaultConnection: value},
 		Targets: map[string]Querier{DefaultConnection: target},
 	})
@@ -880,14 +888,14 @@ func TestParseTargetUsesTargetQuerier(t *testing.T) {
 	}
 }
 
-func TestCheckBackendTimeout(t *testing.T) {
+func TestResolveChecksBackendTimeout(t *testing.T) {
 	c := validConfig()
 	c.QueryTimeout = 4 * time.Second
 	for _, tt := range []struct {
 		backend time.Duration
 		ok      bool
 	}{{5 * time.Second, true}, {4*time.Second + time.Nanosecond, true}, {4 * time.Second, false}, {3 * time.Second, false}} {
-		err := c.CheckBackendTimeout(tt.backend)
+		_, err := c.Resolve(config.Config{BackendTimeout: tt.backend})
 		if (err == nil) != tt.ok || (err != nil && (!strings.Contains(err.Error(), "QUERY_TIMEOUT=4s") || !strings.Contains(err.Error(), "BACKEND_TIMEOUT="))) {
 			t.Errorf("BACKEND_TIMEOUT=%v: %v, want ok=%v", tt.backend, err, tt.ok)
 		}
