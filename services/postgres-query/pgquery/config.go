@@ -85,21 +85,29 @@ type Config struct {
 	// (POSTGRES_URL_<NAME> and POSTGRES_PASSWORD_<NAME>), as os.Environ
 	// returns it; nil means the process's own. Tests set it.
 	Environ []string `ignored:"true"`
+}
 
-	// pools are the connections Validate resolved, by name.
+// EnvPrefixes names the prefixes of the variables of named connections,
+// for config.NearMisses.
+func (*Config) EnvPrefixes() []string { return []string{urlPrefix, passwordPrefix} }
+
+// Settings is a validated Config with what Resolve derives from it: the
+// named queries and each connection's pool settings. New trusts it.
+type Settings struct {
+	Config
+	sql   sqlmetric.Settings
 	pools map[string]resolvedPool
 }
 
-// resolvedPool is one connection as Validate resolved it: the variable
+// resolvedPool is one connection as Resolve derived it: the variable
 // that defines it and its pool settings.
 type resolvedPool struct {
 	urlVar string
 	config *pgxpool.Config
 }
 
-// Validate checks the configuration, parsing every DSN, and names the
-// variable at fault. config.Load calls it, so that a bad value stops the
-// process at start.
+// Validate checks the configuration and names the variable at fault.
+// config.Load calls it, so that a bad value stops the process at start.
 func (c *Config) Validate() error {
 	if err := c.Config.Validate(); err != nil {
 		return err
@@ -115,23 +123,33 @@ func (c *Config) Validate() error {
 	case c.MinConns < 0 || c.MinConns > c.MaxConns:
 		return fmt.Errorf("POSTGRES_MIN_CONNS=%d: want between 0 and POSTGRES_MAX_CONNS (%d)", c.MinConns, c.MaxConns)
 	}
+	return nil
+}
+
+// Resolve derives the Settings of a validated c: the named queries (see
+// sqlmetric.Config.Resolve) and every connection's pool settings, parsing
+// its DSN. Its errors name the variable at fault.
+func (c *Config) Resolve(shared config.Config) (Settings, error) {
+	sql, err := c.Config.Resolve(shared)
+	if err != nil {
+		return Settings{}, err
+	}
 	conns, err := c.connections()
 	if err != nil {
-		return err
+		return Settings{}, err
 	}
 	pools := make(map[string]resolvedPool, len(conns))
 	for _, name := range slices.Sorted(maps.Keys(conns)) {
 		pc, err := c.poolConfig(conns[name])
 		if err != nil {
-			return err
+			return Settings{}, err
 		}
 		pools[name] = resolvedPool{urlVar: conns[name].URLVar, config: pc}
 	}
-	if err := c.CheckConnections(slices.Collect(maps.Keys(conns)), urlPrefix); err != nil {
-		return err
+	if err := sql.CheckConnections(slices.Collect(maps.Keys(conns)), urlPrefix); err != nil {
+		return Settings{}, err
 	}
-	c.pools = pools
-	return nil
+	return Settings{Config: *c, sql: sql, pools: pools}, nil
 }
 
 // connections returns every connection by lowercase name: the default one

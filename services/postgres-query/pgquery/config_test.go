@@ -1,6 +1,7 @@
 package pgquery
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,8 +10,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
+	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 )
 
 const testURL = "postgres://scaler:secret@db.example:5433/app?sslmode=disable"
@@ -70,7 +73,7 @@ func TestValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig(testURL)
 			tt.edit(&cfg)
-			err := cfg.Validate()
+			_, err := resolve(cfg)
 			switch {
 			case tt.want == "" && err != nil:
 				t.Fatalf("Validate: %v", err)
@@ -85,17 +88,24 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-// TestConfigResolvedOnce: what Validate resolved (named queries,
-// connections) is what New uses: QUERIES_FILE is not read again.
+// TestConfigResolvedOnce: what Resolve derived (named queries,
+// connections) is what New uses: QUERIES_FILE is not read again, and New
+// does not validate again (a Config changed after Resolve, even to
+// values Validate refuses, changes nothing).
 func TestConfigResolvedOnce(t *testing.T) {
 	t.Parallel()
 	file := filepath.Join(t.TempDir(), "queries.json")
 	must(t, os.WriteFile(file, []byte(`{"count": {"sql": "select 3"}}`), 0o600))
 	cfg := testConfig("postgres://postgres@127.0.0.1:1/none?sslmode=disable")
 	cfg.QueriesFile = file
-	must(t, cfg.Validate())
+	s := settings(t, cfg)
 	must(t, os.Remove(file))
-	b := newBackend(t, cfg)
+	s.URL, s.MaxConns, s.QueryTimeout = "", 0, 0 // each refused by Validate
+	if s.Config.Validate() == nil {
+		t.Fatal("the changed Config validates: the test proves nothing")
+	}
+	b, err := New(context.Background(), s, scalerkit.Env{Log: quiet})
+	b = scalertest.Closing(t, b, err)
 	if _, err := b.Parse(metadata.NewParser(map[string]string{"queryName": "count", "targetQueryValue": "1"})); err != nil {
 		t.Errorf("a named query resolved at load: %v", err)
 	}
@@ -109,7 +119,8 @@ func TestNamedFromEnvironment(t *testing.T) {
 	t.Setenv("POSTGRES_URL_Billing", "host=billing.example dbname=billing user=bill")
 	cfg := testConfig(testURL)
 	cfg.Environ = nil
-	must(t, cfg.Validate())
+	_, err := resolve(cfg)
+	must(t, err)
 	conns, err := cfg.connections()
 	must(t, err)
 	if len(conns) != 3 {
@@ -126,7 +137,7 @@ func TestNamedFromEnvironment(t *testing.T) {
 	}
 
 	t.Setenv("POSTGRES_PASSWORD_ARCHIVE", "orphan")
-	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "POSTGRES_PASSWORD_ARCHIVE is set but POSTGRES_URL_ARCHIVE is not") {
+	if _, err := resolve(cfg); err == nil || !strings.Contains(err.Error(), "POSTGRES_PASSWORD_ARCHIVE is set but POSTGRES_URL_ARCHIVE is not") {
 		t.Errorf("Validate with a password and no URL = %v", err)
 	}
 }
@@ -196,5 +207,16 @@ func TestNewDoesNotConnect(t *testing.T) {
 		if n := p.Stat().TotalConns(); n != 0 {
 			t.Errorf("pool %s opened %d connections", name, n)
 		}
+	}
+}
+
+// TestPingNamesTheVariable: the start-up check of an unreachable database
+// names the variable of its connection.
+func TestPingNamesTheVariable(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t, testConfig("postgres://postgres@127.0.0.1:1/none?sslmode=disable"))
+	err := b.Ping(scalertest.Context(t, 10*time.Second))
+	if err == nil || !strings.HasPrefix(err.Error(), "POSTGRES_URL: ") {
+		t.Errorf("Ping = %v, want an error naming POSTGRES_URL", err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
@@ -142,8 +143,26 @@ func testConfig(url string) Config {
 // newBackend builds a Backend for cfg, closed when the test ends.
 func newBackend(t testing.TB, cfg Config) *Backend {
 	t.Helper()
-	b, err := New(context.Background(), cfg, scalerkit.Env{Log: quiet})
+	b, err := New(context.Background(), settings(t, cfg), scalerkit.Env{Log: quiet})
 	return scalertest.Closing(t, b, err)
+}
+
+// resolve validates and resolves cfg, as scalerkit.Run does.
+func resolve(cfg Config) (Settings, error) {
+	if err := cfg.Validate(); err != nil {
+		return Settings{}, err
+	}
+	return cfg.Resolve(config.Config{})
+}
+
+// settings is resolve for a cfg that must be valid.
+func settings(t testing.TB, cfg Config) Settings {
+	t.Helper()
+	s, err := resolve(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // env is a database with the bookings table, a connection of the test's

@@ -204,7 +204,7 @@ func TestSuperuserRefused(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig(tt.url)
 			cfg.AllowSuperuser = tt.allow
-			b, err := New(context.Background(), cfg, scalerkit.Env{Log: quiet})
+			b, err := New(context.Background(), settings(t, cfg), scalerkit.Env{Log: quiet})
 			if err == nil {
 				_ = b.Close()
 			}
@@ -229,8 +229,7 @@ func TestSuperuserRefusedAfterStart(t *testing.T) {
 	cfg.AllowSuperuser = false
 	// A pool as New builds it, without the start check, as if the
 	// database had been down then.
-	must(t, cfg.Validate())
-	pc := cfg.pools[sqlmetric.DefaultConnection].config.Copy()
+	pc := settings(t, cfg).pools[sqlmetric.DefaultConnection].config.Copy()
 	pc.AfterConnect = checkRole(false, quiet)
 	pool := newPool(t, pc)
 	q := NewQuerier(pool, cfg.QueryTimeout)
@@ -266,13 +265,14 @@ func TestQueryTimeoutBelowBackendTimeout(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig("postgres://postgres@127.0.0.1:1/none?sslmode=disable")
 	for _, bt := range []time.Duration{cfg.QueryTimeout, cfg.QueryTimeout - time.Millisecond} {
-		_, err := New(context.Background(), cfg, scalerkit.Env{Log: quiet, Config: config.Config{BackendTimeout: bt}})
+		_, err := cfg.Resolve(config.Config{BackendTimeout: bt})
 		if err == nil || !strings.Contains(err.Error(), "QUERY_TIMEOUT=2s is not below BACKEND_TIMEOUT") {
-			t.Errorf("BACKEND_TIMEOUT=%v: New = %v, want a refusal naming both", bt, err)
+			t.Errorf("BACKEND_TIMEOUT=%v: Resolve = %v, want a refusal naming both", bt, err)
 		}
 	}
-	b, err := New(context.Background(), cfg, scalerkit.Env{Log: quiet, Config: config.Config{BackendTimeout: cfg.QueryTimeout + time.Millisecond}})
-	scalertest.Closing(t, b, err)
+	if _, err := cfg.Resolve(config.Config{BackendTimeout: cfg.QueryTimeout + time.Millisecond}); err != nil {
+		t.Errorf("Resolve = %v", err)
+	}
 }
 
 // TestCloseCancelsQueries: Close does not wait for a query in flight; the
