@@ -28,22 +28,14 @@ type Backend struct {
 	dbs      map[string]*sql.DB // value reads
 	targets  map[string]*sql.DB // background target reads
 	queriers map[string]sqlmetric.Querier
+	urlVars  map[string]string // the variable of each connection
 }
 
-// New returns a Backend over cfg's connections, validating cfg unless
-// config.Load did, and refusing a QUERY_TIMEOUT that is not below env's
-// BACKEND_TIMEOUT. It connects to nothing: a pool opens its first session
+// New returns a Backend over the connections of s, which it trusts (see
+// Config.Resolve). It connects to nothing: a pool opens its first session
 // on the first query, so the scaler starts (and reports Unavailable)
-// while the database is down.
-func New(_ context.Context, cfg Config, env scalerkit.Env) (*Backend, error) {
-	if cfg.urls == nil {
-		if err := cfg.Validate(); err != nil {
-			return nil, err
-		}
-	}
-	if err := cfg.CheckBackendTimeout(env.Config.BackendTimeout); err != nil {
-		return nil, err
-	}
+// while the database is down; Ping checks once.
+func New(_ context.Context, s Settings, env scalerkit.Env) (*Backend, error) {
 	log := env.Log
 	if log == nil {
 		log = slog.Default()
@@ -52,19 +44,17 @@ func New(_ context.Context, cfg Config, env scalerkit.Env) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	dbs := make(map[string]*sql.DB, len(cfg.urls))
-	targets := make(map[string]*sql.DB, len(cfg.urls))
-	for name, u := range cfg.urls {
-		// A connector of its own per pool rather than sql.Open("oracle",
-		// u): go-ora's registered driver is one value shared by every
-		// sql.Open and keeps the character-set converters of the first
-		// database it met (driver.go, OracleDriver.init).
+	dbs := make(map[string]*sql.DB, len(s.urls))
+	targets := make(map[string]*sql.DB, len(s.urls))
+	for name, u := range s.urls {
+		// A connector per pool: go-ora's registered driver is one value
+		// that keeps the character sets of the first database it met.
 		dbs[name] = sql.OpenDB(go_ora.NewConnector(u))
-		cfg.applyPool(dbs[name], cfg.MaxOpenConns)
+		s.applyPool(dbs[name], s.MaxOpenConns)
 		targets[name] = sql.OpenDB(go_ora.NewConnector(u))
-		cfg.applyPool(targets[name], cfg.MaxTargetConns)
+		s.applyPool(targets[name], s.MaxTargetConns)
 	}
-	b, err := newBackend(cfg.Config, dbs, targets, oracle, metrics)
+	b, err := newBackend(s.sql, dbs, targets, oracle, metrics)
 	if err != nil {
 		for _, db := range dbs {
 			_ = db.Close()
@@ -74,19 +64,21 @@ func New(_ context.Context, cfg Config, env scalerkit.Env) (*Backend, error) {
 		}
 		return nil, err
 	}
+	b.urlVars = make(map[string]string, len(dbs))
 	for name := range dbs {
+		b.urlVars[name] = s.urlVariable(name)
 		metrics.AddPool(name, sqlmetric.PoolValue, dbStats(dbs[name]))
 		metrics.AddPool(name, sqlmetric.PoolTarget, dbStats(targets[name]))
 	}
 	log.Info("oracle configured", slog.Any("connections", slices.Sorted(maps.Keys(dbs))),
-		slog.Int("maxOpenConns", cfg.MaxOpenConns), slog.Int("maxTargetConns", cfg.MaxTargetConns),
-		slog.Duration("queryTimeout", cfg.QueryTimeout), slog.String("queryPolicy", cfg.QueryPolicy), slog.Int("maxRows", cfg.MaxRows))
+		slog.Int("maxOpenConns", s.MaxOpenConns), slog.Int("maxTargetConns", s.MaxTargetConns),
+		slog.Duration("queryTimeout", s.QueryTimeout), slog.String("queryPolicy", s.QueryPolicy), slog.Int("maxRows", s.MaxRows))
 	return b, nil
 }
 
 // newBackend builds the backend over open pools, by connection name:
 // dbs for value reads, targets (nil: dbs) for background target reads.
-func newBackend(cfg sqlmetric.Config, dbs, targets map[string]*sql.DB, d dialect, metrics *sqlmetric.Metrics) (*Backend, error) {
+func newBackend(cfg sqlmetric.Settings, dbs, targets map[string]*sql.DB, d dialect, metrics *sqlmetric.Metrics) (*Backend, error) {
 	b := &Backend{dbs: dbs, targets: targets, queriers: make(map[string]sqlmetric.Querier, len(dbs))}
 	targetQueriers := make(map[string]sqlmetric.Querier, len(targets))
 	for name, db := range dbs {
@@ -103,6 +95,18 @@ func newBackend(cfg sqlmetric.Config, dbs, targets map[string]*sql.DB, d dialect
 	}
 	b.Backend = core
 	return b, nil
+}
+
+// Ping implements scalerkit.Pinger: it opens a session on each
+// connection's database, naming the variable of one that fails.
+func (b *Backend) Ping(ctx context.Context) error {
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(b.dbs)) {
+		if err := b.dbs[name].PingContext(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", b.urlVars[name], err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Close cancels the queries in flight (go-ora breaks them) and closes

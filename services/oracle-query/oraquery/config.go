@@ -64,14 +64,22 @@ type Config struct {
 	// (ORACLE_URL_<NAME> and ORACLE_PASSWORD_<NAME>), as os.Environ
 	// returns it; nil means the process's own. Tests set it.
 	Environ []string `ignored:"true"`
+}
 
-	// urls are the connections Validate resolved, by name.
+// EnvPrefixes names the prefixes of the variables of named connections,
+// for config.NearMisses.
+func (*Config) EnvPrefixes() []string { return []string{namedURLPrefix, namedPasswordPrefix} }
+
+// Settings is a validated Config with what Resolve derives from it: the
+// named queries and the go-ora URL of every connection. New trusts it.
+type Settings struct {
+	Config
+	sql  sqlmetric.Settings
 	urls map[string]string
 }
 
-// Validate checks the configuration and names the variable at fault. It
-// parses every connection as go-ora will (reading a WALLET if one is
-// named) but connects to nothing.
+// Validate checks the configuration and names the variable at fault.
+// config.Load calls it, so that a bad value stops the process at start.
 func (c *Config) Validate() error {
 	if err := c.Config.Validate(); err != nil {
 		return err
@@ -85,15 +93,36 @@ func (c *Config) Validate() error {
 	case c.MaxIdleConns < 0 || c.MaxIdleConns > c.MaxOpenConns:
 		return fmt.Errorf("ORACLE_MAX_IDLE_CONNS=%d: want between 0 and ORACLE_MAX_OPEN_CONNS (%d)", c.MaxIdleConns, c.MaxOpenConns)
 	}
+	return nil
+}
+
+// Resolve derives the Settings of a validated c: the named queries (see
+// sqlmetric.Config.Resolve) and every connection's URL, parsed as go-ora
+// will (reading a WALLET if one is named). It connects to nothing.
+func (c *Config) Resolve(shared config.Config) (Settings, error) {
+	sql, err := c.Config.Resolve(shared)
+	if err != nil {
+		return Settings{}, err
+	}
 	conns, err := c.Connections()
 	if err != nil {
-		return err
+		return Settings{}, err
 	}
-	if err := c.CheckConnections(slices.Collect(maps.Keys(conns)), namedURLPrefix); err != nil {
-		return err
+	if err := sql.CheckConnections(slices.Collect(maps.Keys(conns)), namedURLPrefix); err != nil {
+		return Settings{}, err
 	}
-	c.urls = conns
-	return nil
+	return Settings{Config: *c, sql: sql, urls: conns}, nil
+}
+
+// urlVariable names the variable that defines connection name.
+func (c *Config) urlVariable(name string) string {
+	switch {
+	case name != sqlmetric.DefaultConnection:
+		return namedURLPrefix + strings.ToUpper(name)
+	case strings.TrimSpace(c.URL) != "":
+		return "ORACLE_URL"
+	}
+	return "ORACLE_HOST"
 }
 
 // Connections returns the go-ora URL of every connection, keyed by

@@ -147,11 +147,11 @@ func TestNamedConnections(t *testing.T) {
 
 	// A named query may run on a named connection, in any case.
 	c.Queries = `{"invoices": {"sql": "select count(*) from invoices", "connection": "BILLING"}}`
-	if err := c.Validate(); err != nil {
+	if _, err := resolve(c); err != nil {
 		t.Errorf("named query on ORACLE_URL_BILLING: %v", err)
 	}
 	c.Queries = `{"invoices": {"sql": "select count(*) from invoices", "connection": "ledger"}}`
-	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "ORACLE_URL_LEDGER") {
+	if _, err := resolve(c); err == nil || !strings.Contains(err.Error(), "ORACLE_URL_LEDGER") {
 		t.Errorf("named query on an unknown connection: %v, want an error naming ORACLE_URL_LEDGER", err)
 	}
 }
@@ -217,7 +217,7 @@ func TestValidate(t *testing.T) {
 			if tt.edit != nil {
 				tt.edit(&c)
 			}
-			err := c.Validate()
+			_, err := resolve(c)
 			if err == nil {
 				t.Fatal("Validate() = nil, want an error")
 			}
@@ -234,8 +234,8 @@ func TestValidate(t *testing.T) {
 		})
 	}
 	scalertest.UnsetenvPrefix(t, "ORACLE_")
-	if c := testConfig(good); c.Validate() != nil {
-		t.Errorf("valid configuration: %v", c.Validate())
+	if _, err := resolve(testConfig(good)); err != nil {
+		t.Errorf("valid configuration: %v", err)
 	}
 }
 
@@ -259,7 +259,7 @@ func TestNewAppliesPoolSettings(t *testing.T) {
 	t.Setenv("ORACLE_URL_REPORTS", "oracle://rep:rp@127.0.0.1:1/REPPDB")
 	c := testConfig("oracle://ks:pw@127.0.0.1:1/FREEPDB1")
 	c.MaxOpenConns, c.MaxIdleConns = 3, 1
-	b, err := New(context.Background(), c, scalerkit.Env{Log: quiet})
+	b, err := New(context.Background(), settings(t, c), scalerkit.Env{Log: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,8 +292,10 @@ func TestNewAppliesPoolSettings(t *testing.T) {
 }
 
 // TestConfigFromEnviron: named connections come from Config.Environ when
-// set (tests inject it), and what Validate resolved is what New uses:
-// QUERIES_FILE is not read again.
+// set (tests inject it), and what Resolve derived is what New uses:
+// QUERIES_FILE is not read again, and New does not validate again (a
+// Config changed after Resolve, even to values Validate refuses, changes
+// nothing).
 func TestConfigFromEnviron(t *testing.T) {
 	scalertest.UnsetenvPrefix(t, "ORACLE_")
 	file := filepath.Join(t.TempDir(), "queries.json")
@@ -303,13 +305,15 @@ func TestConfigFromEnviron(t *testing.T) {
 	c := testConfig("oracle://ks:pw@127.0.0.1:1/FREEPDB1")
 	c.Environ = []string{"ORACLE_URL_BILLING=oracle://bill:pw@127.0.0.1:1/BILLPDB"}
 	c.QueriesFile = file
-	if err := c.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	st := settings(t, c)
 	if err := os.Remove(file); err != nil {
 		t.Fatal(err)
 	}
-	b, err := New(context.Background(), c, scalerkit.Env{Log: quiet})
+	st.URL, st.Port, st.MaxRows = "", 0, 0 // each refused by Validate
+	if st.Config.Validate() == nil {
+		t.Fatal("the changed Config validates: the test proves nothing")
+	}
+	b, err := New(context.Background(), st, scalerkit.Env{Log: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,16 +332,14 @@ func TestQueryTimeoutBelowBackendTimeout(t *testing.T) {
 	scalertest.UnsetenvPrefix(t, "ORACLE_")
 	c := testConfig("oracle://ks:pw@127.0.0.1:1/FREEPDB1")
 	for _, bt := range []time.Duration{c.QueryTimeout, time.Second} {
-		_, err := New(context.Background(), c, scalerkit.Env{Log: quiet, Config: config.Config{BackendTimeout: bt}})
+		_, err := c.Resolve(config.Config{BackendTimeout: bt})
 		if err == nil || !strings.Contains(err.Error(), "QUERY_TIMEOUT=4s is not below BACKEND_TIMEOUT") {
-			t.Errorf("BACKEND_TIMEOUT=%v: New = %v, want a refusal naming both", bt, err)
+			t.Errorf("BACKEND_TIMEOUT=%v: Resolve = %v, want a refusal naming both", bt, err)
 		}
 	}
-	b, err := New(context.Background(), c, scalerkit.Env{Log: quiet, Config: config.Config{BackendTimeout: 5 * time.Second}})
-	if err != nil {
+	if _, err := c.Resolve(config.Config{BackendTimeout: 5 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
-	_ = b.Close()
 }
 
 // The scaler starts while the database is down, and reports the outage as
@@ -348,11 +350,14 @@ func TestStartsWhileDatabaseIsDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := New(context.Background(), testConfig("oracle://ks:pw@127.0.0.1:"+strconv.Itoa(port)+"/FREEPDB1"), scalerkit.Env{Log: quiet})
+	b, err := New(context.Background(), settings(t, testConfig("oracle://ks:pw@127.0.0.1:"+strconv.Itoa(port)+"/FREEPDB1")), scalerkit.Env{Log: quiet})
 	if err != nil {
 		t.Fatalf("New with the database down: %v", err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
+	if err := b.Ping(scalertest.Context(t, 10*time.Second)); err == nil || !strings.HasPrefix(err.Error(), "ORACLE_URL: ") {
+		t.Errorf("Ping = %v, want an error naming ORACLE_URL", err)
+	}
 	s := scalertest.Serve(t, b, scalertest.Options{})
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -375,7 +380,7 @@ func TestWalletOption(t *testing.T) {
 	scalertest.UnsetenvPrefix(t, "ORACLE_")
 	dir := t.TempDir()
 	c := testConfig("oracle://ks@db.example:1521/FREEPDB1?WALLET=" + url.QueryEscape(filepath.Join(dir, "wallet")))
-	err := c.Validate()
+	_, err := resolve(c)
 	if err == nil || !strings.HasPrefix(err.Error(), "ORACLE_URL") {
 		t.Errorf("missing wallet: %v, want an error naming ORACLE_URL", err)
 	}
@@ -383,7 +388,7 @@ func TestWalletOption(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.URL = "oracle://ks@db.example:1521/FREEPDB1?WALLET=" + url.QueryEscape(dir)
-	if err := c.Validate(); err == nil {
+	if _, err := resolve(c); err == nil {
 		t.Error("a corrupt cwallet.sso was accepted")
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/sijms/go-ora/v2/network"
 	"go.uber.org/goleak"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 )
 
@@ -46,11 +47,33 @@ func testConfig(url string) Config {
 	}
 }
 
+// resolve validates and resolves cfg, as scalerkit.Run does.
+func resolve(cfg Config) (Settings, error) {
+	if err := cfg.Validate(); err != nil {
+		return Settings{}, err
+	}
+	return cfg.Resolve(config.Config{})
+}
+
+// settings is resolve for a cfg that must be valid.
+func settings(t testing.TB, cfg Config) Settings {
+	t.Helper()
+	s, err := resolve(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // newTestBackend builds a backend over dbs with dialect d, closed when the
 // test ends.
 func newTestBackend(t testing.TB, cfg sqlmetric.Config, dbs map[string]*sql.DB, d dialect) *Backend {
 	t.Helper()
-	b, err := newBackend(cfg, dbs, nil, d, nil)
+	sc, err := cfg.Resolve(config.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := newBackend(sc, dbs, nil, d, nil)
 	if err != nil {
 		t.Fatalf("newBackend: %v", err)
 	}

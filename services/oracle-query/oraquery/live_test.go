@@ -92,7 +92,7 @@ func TestLiveOracle(t *testing.T) {
 		return n
 	}
 
-	b, err := New(context.Background(), cfg, scalerkit.Env{Log: quiet})
+	b, err := New(context.Background(), settings(t, cfg), scalerkit.Env{Log: quiet})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -174,7 +174,7 @@ func TestLiveOracle(t *testing.T) {
 	t.Run("QUERY_TIMEOUT", func(t *testing.T) {
 		slow := cfg
 		slow.QueryTimeout = time.Second
-		sb, err := New(context.Background(), slow, scalerkit.Env{Log: quiet})
+		sb, err := New(context.Background(), settings(t, slow), scalerkit.Env{Log: quiet})
 		if err != nil {
 			t.Fatal(err)
 		}
