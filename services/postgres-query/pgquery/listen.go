@@ -2,7 +2,6 @@ package pgquery
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/ratelog"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/stream"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/subscription"
 )
 
 // channelRE is what notifyChannel accepts: a lowercase PostgreSQL
@@ -20,27 +20,31 @@ import (
 var channelRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
 // errListenerClosed ends the watches of a closed Listener.
-var errListenerClosed = errors.New("postgres-query: listener closed")
+var errListenerClosed = subscription.ErrClosed
 
-// ListenerOptions tunes a Listener; zero values take the defaults.
+// Backoff between reconnections of a LISTEN session, unless
+// ListenerOptions say otherwise: it doubles on every failure.
+const (
+	minBackoff = 100 * time.Millisecond
+	maxBackoff = 10 * time.Second
+)
+
+// ListenerOptions tunes a Listener.
 type ListenerOptions struct {
-	// MaxChannels caps the channels listened to at once (default 8): each
-	// costs one session.
+	// MaxChannels caps the channels listened to at once
+	// (POSTGRES_MAX_LISTEN_CHANNELS): each costs one session.
 	MaxChannels int
 	// MinBackoff and MaxBackoff bound the pause between reconnection
-	// attempts (defaults 100ms and 10s); it doubles on every failure.
+	// attempts; zero takes minBackoff and maxBackoff.
 	MinBackoff, MaxBackoff time.Duration
-	// Logger receives connection failures and recoveries.
+	// Logger receives connection failures and recoveries, and the
+	// warning of a watch past MaxChannels (one line a minute).
 	Logger *slog.Logger
-	// Limiter rate-limits the warning of a watch over MaxChannels (by
-	// default one of the Listener's own: one line per minute).
-	Limiter *ratelog.Limiter
 }
 
-// Listener shares LISTEN sessions on one database among every watcher:
-// one dedicated connection per channel in use, whatever the number of
-// triggers and streams that watch it. The first watcher of a channel opens
-// its session, the last one to leave closes it.
+// Listener is the subscription.Transport of NOTIFY on one database: one
+// dedicated session per channel in use, whatever the number of triggers
+// and streams that watch it. Its Mux bounds the channels at MaxChannels.
 //
 // A session that fails (the server restarts, the network drops) is
 // reconnected inside, with exponential backoff, while its watchers keep
@@ -52,172 +56,119 @@ type Listener struct {
 	cfg  *pgx.ConnConfig
 	opts ListenerOptions
 	log  *slog.Logger
+	mux  *subscription.Mux[string]
 
 	mu       sync.Mutex
-	channels map[string]*listenChannel
-	freed    chan struct{} // closed, and replaced, when a channel's session ends
+	sessions map[string]*listenSession
 	closed   bool
-	done     chan struct{} // closed by Close
 	wg       sync.WaitGroup
 }
 
-// listenChannel is the session of one channel and its watchers.
-type listenChannel struct {
+// listenSession is the session of one channel.
+type listenSession struct {
 	name      string
-	watchers  map[*watcher]struct{}
 	listening bool // a session has run LISTEN; guarded by Listener.mu
 	stop      context.CancelFunc
 	stopped   chan struct{}
 }
 
-// watcher is one Watch call.
-type watcher struct{ changed func() }
-
 // NewListener returns a Listener that connects with cfg. It connects only
 // when the first watcher comes. Call Close when done.
 func NewListener(cfg *pgx.ConnConfig, opts ListenerOptions) *Listener {
-	if opts.MaxChannels <= 0 {
-		opts.MaxChannels = 8
-	}
 	if opts.MinBackoff <= 0 {
-		opts.MinBackoff = 100 * time.Millisecond
+		opts.MinBackoff = minBackoff
 	}
 	if opts.MaxBackoff < opts.MinBackoff {
-		opts.MaxBackoff = max(10*time.Second, opts.MinBackoff)
+		opts.MaxBackoff = max(maxBackoff, opts.MinBackoff)
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
 	}
-	if opts.Limiter == nil {
-		opts.Limiter = ratelog.New(time.Minute, 1)
-	}
-	return &Listener{
-		cfg:      cfg,
-		opts:     opts,
-		log:      opts.Logger,
-		channels: make(map[string]*listenChannel),
-		freed:    make(chan struct{}),
-		done:     make(chan struct{}),
-	}
+	l := &Listener{cfg: cfg, opts: opts, log: log, sessions: make(map[string]*listenSession)}
+	l.mux = subscription.New[string](l, subscription.Options{
+		Limit: opts.MaxChannels, Variable: "POSTGRES_MAX_LISTEN_CHANNELS", Logger: log, Limiter: ratelog.New(time.Minute, 1),
+		Full: "too many notifyChannel values: this one is polled until a LISTEN session is free",
+	})
+	return l
 }
 
 // Watch calls changed after every NOTIFY on channel, until ctx ends
 // (ctx.Err()) or the Listener is closed. It fails at once when channel is
 // not a plain lowercase identifier. When MaxChannels other channels are
 // listened to already, it waits (its feed polls meanwhile) until one is
-// freed, and says so in a warning at most once a minute per connection:
-// a feed that retried would log a line for every retry of every stream.
+// freed.
 func (l *Listener) Watch(ctx context.Context, channel string, changed func()) error {
 	if !channelRE.MatchString(channel) {
 		return fmt.Errorf("channel %q: want a lowercase identifier", channel)
 	}
-	var (
-		ch *listenChannel
-		w  *watcher
-	)
-	for {
-		var freed <-chan struct{}
-		var err error
-		var listening bool
-		ch, w, listening, freed, err = l.join(channel, changed)
-		if err != nil {
-			return err
-		}
-		if ch != nil {
-			if listening {
-				changed() // in place already: what came since the feed's first read was not heard
-			}
-			break
-		}
-		l.opts.Limiter.Log(ctx, l.log, slog.LevelWarn, "listen-limit",
-			"too many notifyChannel values: this one is polled until a LISTEN session is free (POSTGRES_MAX_LISTEN_CHANNELS)",
-			slog.String("channel", channel), slog.Int("limit", l.opts.MaxChannels))
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-l.done:
-			return errListenerClosed
-		case <-freed:
-		}
-	}
-	defer l.leave(ch, w)
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-l.done:
-		return errListenerClosed
-	}
+	return l.mux.Watch(ctx, []string{channel}, changed)
 }
 
-// join registers a watcher of channel, starting its session if needed,
-// and says whether the session listens already (otherwise the watcher is
-// signalled once it does). When MaxChannels sessions run already, it
-// returns a nil channel and one that is closed when a session ends.
-func (l *Listener) join(channel string, changed func()) (*listenChannel, *watcher, bool, <-chan struct{}, error) {
+// Subscribe implements subscription.Transport: a session per channel,
+// which signals the channel's watchers once it listens.
+func (l *Listener) Subscribe(_ context.Context, channels []string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
-		return nil, nil, false, nil, errListenerClosed
+		return errListenerClosed
 	}
-	ch := l.channels[channel]
-	if ch == nil {
-		if len(l.channels) >= l.opts.MaxChannels {
-			return nil, nil, false, l.freed, nil
-		}
+	for _, name := range channels {
 		ctx, stop := context.WithCancel(context.Background())
-		ch = &listenChannel{name: channel, watchers: make(map[*watcher]struct{}), stop: stop, stopped: make(chan struct{})}
-		l.channels[channel] = ch
+		ch := &listenSession{name: name, stop: stop, stopped: make(chan struct{})}
+		l.sessions[name] = ch
 		l.wg.Add(1)
 		go l.run(ctx, ch)
 	}
-	w := &watcher{changed: changed}
-	ch.watchers[w] = struct{}{}
-	return ch, w, ch.listening, nil, nil
+	return nil
 }
 
-// leave unregisters w; the last watcher of a channel closes its session
-// and waits for it to end.
-func (l *Listener) leave(ch *listenChannel, w *watcher) {
+// Unsubscribe implements subscription.Transport: it ends the sessions of
+// channels and waits for them.
+func (l *Listener) Unsubscribe(channels []string) {
 	l.mu.Lock()
-	delete(ch.watchers, w)
-	last := len(ch.watchers) == 0 && l.channels[ch.name] == ch
-	if last {
-		delete(l.channels, ch.name)
-		close(l.freed)
-		l.freed = make(chan struct{})
+	var ended []*listenSession
+	for _, name := range channels {
+		if ch := l.sessions[name]; ch != nil {
+			delete(l.sessions, name)
+			ch.stop()
+			ended = append(ended, ch)
+		}
 	}
 	l.mu.Unlock()
-	if last {
-		ch.stop()
+	for _, ch := range ended {
 		<-ch.stopped
 	}
 }
 
+// Ready implements subscription.Transport: whether channel's session
+// listens.
+func (l *Listener) Ready(channel string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ch := l.sessions[channel]
+	return ch != nil && ch.listening
+}
+
 // Close ends every watch and session, and waits for them.
 func (l *Listener) Close() {
+	l.mux.Close()
 	l.mu.Lock()
-	if !l.closed {
-		l.closed = true
-		close(l.done)
-		for name, ch := range l.channels {
-			ch.stop()
-			delete(l.channels, name)
-		}
+	l.closed = true
+	for name, ch := range l.sessions {
+		ch.stop()
+		delete(l.sessions, name)
 	}
 	l.mu.Unlock()
 	l.wg.Wait()
 }
 
 // Channels returns the number of channels with a session.
-func (l *Listener) Channels() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.channels)
-}
+func (l *Listener) Channels() int { return l.mux.Len() }
 
 // run keeps ch's session listening until ctx ends, reconnecting with
 // exponential backoff.
-func (l *Listener) run(ctx context.Context, ch *listenChannel) {
+func (l *Listener) run(ctx context.Context, ch *listenSession) {
 	defer l.wg.Done()
 	defer close(ch.stopped)
 	backoff := l.opts.MinBackoff
@@ -252,7 +203,7 @@ func (l *Listener) run(ctx context.Context, ch *listenChannel) {
 // LISTEN is in place and on every notification, until ctx ends or the
 // session fails. listened reports whether LISTEN succeeded. resumed says
 // that an earlier session failed (logged as back).
-func (l *Listener) listen(ctx context.Context, ch *listenChannel, resumed bool) (listened bool, err error) {
+func (l *Listener) listen(ctx context.Context, ch *listenSession, resumed bool) (listened bool, err error) {
 	conn, err := pgx.ConnectConfig(ctx, l.cfg)
 	if err != nil {
 		return false, err
@@ -274,7 +225,7 @@ func (l *Listener) listen(ctx context.Context, ch *listenChannel, resumed bool) 
 	l.mu.Lock()
 	ch.listening = true
 	l.mu.Unlock()
-	l.signal(ch)
+	l.mux.Notify(ch.name)
 	defer func() {
 		l.mu.Lock()
 		ch.listening = false
@@ -286,20 +237,7 @@ func (l *Listener) listen(ctx context.Context, ch *listenChannel, resumed bool) 
 			return true, err
 		}
 		if n.Channel == ch.name {
-			l.signal(ch)
+			l.mux.Notify(ch.name)
 		}
-	}
-}
-
-// signal calls every watcher of ch, outside the lock.
-func (l *Listener) signal(ch *listenChannel) {
-	l.mu.Lock()
-	fns := make([]func(), 0, len(ch.watchers))
-	for w := range ch.watchers {
-		fns = append(fns, w.changed)
-	}
-	l.mu.Unlock()
-	for _, fn := range fns {
-		fn()
 	}
 }
