@@ -20,6 +20,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
@@ -67,20 +68,22 @@ type Update[T any] struct {
 
 // Options configures a Hub.
 type Options struct {
-	// Interval is how often each feed reads its source. Defaults to 5s.
+	// Interval is how often each feed reads its source (PUSH_INTERVAL);
+	// it must be above 0.
 	Interval time.Duration
 	// Throttle is the least time between any read and a read that a
 	// change signal causes: a change after a quiet spell (no read for
 	// Throttle) is read at once, so a push reaches KEDA within a read's
 	// time, and a burst of changes costs at most one more read per
-	// Throttle. Defaults to 50ms.
+	// Throttle. Zero is MinThrottle; a source may ask for more (see
+	// SetChangeGap).
 	Throttle time.Duration
 	// Lease is how long Latest keeps a feed running without subscribers.
 	Lease time.Duration
-	// RetryWatch is the pause before watching again after Watch failed.
-	// Defaults to the Interval.
+	// RetryWatch is the pause before watching again after Watch failed;
+	// zero is the Interval.
 	RetryWatch time.Duration
-	// Logger receives one line per watch failure. Defaults to slog.Default.
+	// Logger receives one line per watch failure; nil is slog.Default.
 	Logger *slog.Logger
 	// MaxFeeds bounds the feeds running at once. Zero means no bound, which
 	// is only sensible in tests.
@@ -105,13 +108,17 @@ type Hub[T any] struct {
 	closed bool
 }
 
-// NewHub returns a Hub configured by opts.
+// MinThrottle is the Throttle of Options that leave it zero.
+const MinThrottle = 50 * time.Millisecond
+
+// NewHub returns a Hub configured by opts. It panics when opts.Interval
+// is not above 0: the caller's configuration has checked it.
 func NewHub[T any](opts Options) *Hub[T] {
 	if opts.Interval <= 0 {
-		opts.Interval = 5 * time.Second
+		panic("stream: Options.Interval must be above 0")
 	}
 	if opts.Throttle <= 0 {
-		opts.Throttle = 50 * time.Millisecond
+		opts.Throttle = MinThrottle
 	}
 	if opts.RetryWatch <= 0 {
 		opts.RetryWatch = opts.Interval
@@ -278,6 +285,7 @@ type feed[T any] struct {
 	key    string
 	ctx    context.Context
 	cancel context.CancelFunc
+	gap    atomic.Int64 // a change gap the source asked for (SetChangeGap)
 
 	// Guarded by hub.mu.
 	subs    map[*Subscription[T]]struct{}
@@ -308,7 +316,8 @@ func (f *feed[T]) run() {
 			return
 		case <-ticker.C:
 		case <-changed:
-			if wait := time.Until(last.Add(f.hub.opts.Throttle)); wait > 0 {
+			gap := max(f.hub.opts.Throttle, time.Duration(f.gap.Load()))
+			if wait := time.Until(last.Add(gap)); wait > 0 {
 				if !Sleep(f.ctx, wait) {
 					return
 				}
@@ -354,8 +363,9 @@ func (f *feed[T]) watch(changed chan<- struct{}) {
 		default:
 		}
 	}
+	ctx := context.WithValue(f.ctx, gapKey{}, &f.gap)
 	for {
-		err := f.src.Watch(f.ctx, signal)
+		err := f.src.Watch(ctx, signal)
 		if f.ctx.Err() != nil || errors.Is(err, ErrNoChanges) {
 			return
 		}
@@ -367,6 +377,20 @@ func (f *feed[T]) watch(changed chan<- struct{}) {
 			return
 		}
 		signal() // changes may have been missed while not watching
+	}
+}
+
+// gapKey carries a feed's change gap in the context of its source's Watch.
+type gapKey struct{}
+
+// SetChangeGap asks the feed whose Watch ctx is to read at most once per
+// gap on its source's change signals, instead of once per Throttle: for a
+// source whose signals come on every write (a whole keyspace) and whose
+// read is costly. A change after a quiet spell is still read at once.
+// Outside a feed's Watch it does nothing.
+func SetChangeGap(ctx context.Context, gap time.Duration) {
+	if g, ok := ctx.Value(gapKey{}).(*atomic.Int64); ok {
+		g.Store(int64(gap))
 	}
 }
 

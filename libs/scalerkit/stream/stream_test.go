@@ -122,10 +122,12 @@ type watcher struct {
 	// failWatch, when set, is the error of the n-th Watch (nil: watch until
 	// ctx ends).
 	failWatch func(n int64) error
-	mu        sync.Mutex
-	changed   func()
-	watching  chan struct{} // receives once per successful Watch start
-	returned  atomic.Int64
+	// gap, when set, is the change gap the Watch asks for.
+	gap      time.Duration
+	mu       sync.Mutex
+	changed  func()
+	watching chan struct{} // receives once per successful Watch start
+	returned atomic.Int64
 }
 
 func newWatcher(key string) *watcher {
@@ -139,6 +141,9 @@ func (w *watcher) Watch(ctx context.Context, changed func()) error {
 		if err := w.failWatch(n); err != nil {
 			return err
 		}
+	}
+	if w.gap > 0 {
+		stream.SetChangeGap(ctx, w.gap)
 	}
 	w.mu.Lock()
 	w.changed = changed
@@ -579,6 +584,29 @@ func TestWatcherChangeWithinThrottleWaits(t *testing.T) {
 	}
 }
 
+// TestSourceChangeGap: a source that asks for a change gap above the
+// Throttle has its change signals read at most once per gap.
+func TestSourceChangeGap(t *testing.T) {
+	const gap = 600 * time.Millisecond
+	h := newHub(t, stream.Options{Interval: long, Throttle: time.Millisecond})
+	src := newWatcher("k")
+	src.gap = gap
+	sub := subscribe(t, h, src)
+	t.Cleanup(sub.Close)
+	next(t, sub)
+	waitWatching(t, src)
+	src.signal()
+	time.Sleep(200 * time.Millisecond)
+	noUpdate(t, sub)
+	if n := src.reads.Load(); n != 1 {
+		t.Fatalf("a change within the source's gap was read at once (%d reads)", n)
+	}
+	if u := next(t, sub); u.Value != 2 {
+		t.Fatalf("update after the gap: %+v, want value 2", u)
+	}
+	stream.SetChangeGap(context.Background(), gap) // outside a feed: nothing
+}
+
 func TestWatcherBurstCostsAtMostTwoReads(t *testing.T) {
 	const throttle = 300 * time.Millisecond
 	src, sub := watching(t, throttle)
@@ -803,4 +831,15 @@ func TestNoChangesSourceOnlyPolls(t *testing.T) {
 	if out := logs.String(); out != "" {
 		t.Errorf("a source without change signals logged:\n%s", out)
 	}
+}
+
+// TestNewHubNeedsAnInterval: the Interval is the caller's configuration
+// (PUSH_INTERVAL), never a default of the Hub's own.
+func TestNewHubNeedsAnInterval(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Error("NewHub with no Interval did not panic")
+		}
+	}()
+	stream.NewHub[int64](stream.Options{})
 }

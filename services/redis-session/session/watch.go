@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit/stream"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/subscription"
 )
 
@@ -41,10 +42,9 @@ func (p watchingProbe) Watch(ctx context.Context, changed func()) error {
 		topics = append(topics, topic{name: keyspaceChannel(p.s.db, p.s.activeKey)})
 	}
 	if topics[0].pattern {
-		// A whole keyspace or pattern sends an event on every write.
-		t := &throttle{gap: p.b.cfg.NotifyMinInterval, fn: changed}
-		defer t.stop()
-		changed = t.signal
+		// A whole keyspace or pattern sends an event on every write, and
+		// its re-check is a walk: the feed reads at most once per gap.
+		stream.SetChangeGap(ctx, p.b.cfg.NotifyMinInterval)
 	}
 	return p.b.notifier.watch(ctx, topics, changed)
 }
@@ -259,54 +259,4 @@ func (n *notifier) receive(ps *redis.PubSub, done chan struct{}) {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// throttle calls fn at most once per gap: at once after a quiet spell (the
-// change that matters most, the first session, is never delayed), and
-// once at the end of a busy gap for the signals that came during it.
-type throttle struct {
-	gap time.Duration
-	fn  func()
-
-	mu    sync.Mutex
-	last  time.Time
-	timer *time.Timer // pending trailing call
-}
-
-// signal asks for a call of fn.
-func (t *throttle) signal() {
-	t.mu.Lock()
-	if t.timer != nil {
-		t.mu.Unlock()
-		return // the trailing call covers this signal
-	}
-	if wait := t.gap - time.Since(t.last); wait > 0 {
-		t.timer = time.AfterFunc(wait, t.fire)
-		t.mu.Unlock()
-		return
-	}
-	t.last = time.Now()
-	t.mu.Unlock()
-	t.fn()
-}
-
-func (t *throttle) fire() {
-	t.mu.Lock()
-	if t.timer == nil {
-		t.mu.Unlock()
-		return // stopped
-	}
-	t.timer, t.last = nil, time.Now()
-	t.mu.Unlock()
-	t.fn()
-}
-
-// stop cancels a pending trailing call.
-func (t *throttle) stop() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.timer != nil {
-		t.timer.Stop()
-		t.timer = nil
-	}
 }

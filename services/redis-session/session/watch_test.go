@@ -298,32 +298,6 @@ func TestClusterProbesDoNotWatch(t *testing.T) {
 	}
 }
 
-func TestThrottle(t *testing.T) {
-	const gap = 200 * time.Millisecond
-	var calls atomic.Int32
-	th := &throttle{gap: gap, fn: func() { calls.Add(1) }}
-	defer th.stop()
-	th.signal()
-	if calls.Load() != 1 {
-		t.Fatal("the first signal after a quiet spell was not passed on at once")
-	}
-	for range 10 {
-		th.signal()
-	}
-	if calls.Load() != 1 {
-		t.Fatalf("%d calls within the gap, want 1", calls.Load())
-	}
-	waitFor(t, func() bool { return calls.Load() == 2 }, "one trailing call for the signals within the gap")
-	time.Sleep(2 * gap)
-	if calls.Load() != 2 {
-		t.Fatalf("%d calls, want 2", calls.Load())
-	}
-	th.signal() // quiet again: at once
-	if calls.Load() != 3 {
-		t.Fatal("a signal after a quiet spell was delayed")
-	}
-}
-
 // TestStreamIsActiveChangeRightAfterOpen: a change made as soon as the
 // first message came, before the subscription may be in place, is pushed
 // within a second, not at the 30 s push interval: the feed re-checks
@@ -343,5 +317,33 @@ func TestStreamIsActiveChangeRightAfterOpen(t *testing.T) {
 		if !scalertest.Next(t, ch, time.Second, key+": after a change right after the first message") {
 			t.Fatal("false after SADD")
 		}
+	}
+}
+
+// TestNotifyMinInterval: a busy keyspace (an event on every write) costs
+// the feed of a dbsize trigger one re-check per REDIS_NOTIFY_MIN_INTERVAL,
+// the first change at once, not one per write.
+func TestNotifyMinInterval(t *testing.T) {
+	e := newEnv(t, scalertest.Options{PushInterval: 30 * time.Second, CacheTTL: -1}, "--notify-keyspace-events", "KEA")
+	ctx := scalertest.Context(t, time.Minute)
+	ch := e.streamIsActive(t, map[string]string{"mode": "dbsize"})
+	if scalertest.Next(t, ch, 5*time.Second, "first message") {
+		t.Fatal("first message is true for an empty database")
+	}
+	waitSubscribed(t, e.rdb, "")
+	must(t, e.rdb.ConfigResetStat(ctx).Err())
+	start := time.Now()
+	for i := range 30 { // 600 ms of writes, within the 1 s interval of testConfig
+		must(t, e.rdb.Set(ctx, fmt.Sprintf("k%d", i), "v", 0).Err())
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !scalertest.Next(t, ch, time.Second, "after the first write") {
+		t.Fatal("false after writes")
+	}
+	if d := time.Since(start); d > 900*time.Millisecond {
+		t.Skipf("the writes took %v: too slow a machine to judge a 1s interval", d)
+	}
+	if n := commandCalls(t, e.rdb, "dbsize"); n < 1 || n > 2 {
+		t.Errorf("%d DBSIZE re-checks for 30 writes within REDIS_NOTIFY_MIN_INTERVAL, want 1 (at once) or 2", n)
 	}
 }
