@@ -20,7 +20,7 @@ func TestHelpListsEveryVariable(t *testing.T) {
 	}
 	for _, v := range []string{"GRPC_ADDR", "BACKEND_TIMEOUT", "QUERY_TIMEOUT", "MAX_ROWS", "QUERY_POLICY", "QUERIES", "QUERIES_FILE",
 		"ORACLE_URL", "ORACLE_HOST", "ORACLE_PORT", "ORACLE_SERVICE", "ORACLE_USER", "ORACLE_PASSWORD", "ORACLE_OPTIONS",
-		"ORACLE_MAX_OPEN_CONNS", "ORACLE_MAX_IDLE_CONNS", "ORACLE_CONN_MAX_LIFETIME", "ORACLE_CONN_MAX_IDLE_TIME"} {
+		"ORACLE_MAX_CONNS", "ORACLE_MAX_IDLE_CONNS", "ORACLE_MAX_CONN_LIFETIME", "ORACLE_MAX_CONN_IDLE_TIME"} {
 		if !strings.Contains(out, v) {
 			t.Errorf("--help does not list %s:\n%s", v, out)
 		}

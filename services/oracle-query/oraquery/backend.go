@@ -50,7 +50,7 @@ func New(_ context.Context, s Settings, env scalerkit.Env) (*Backend, error) {
 		// A connector per pool: go-ora's registered driver is one value
 		// that keeps the character sets of the first database it met.
 		dbs[name] = sql.OpenDB(go_ora.NewConnector(u))
-		s.applyPool(dbs[name], s.MaxOpenConns)
+		s.applyPool(dbs[name], s.MaxConns)
 		targets[name] = sql.OpenDB(go_ora.NewConnector(u))
 		s.applyPool(targets[name], s.MaxTargetConns)
 	}
@@ -71,7 +71,7 @@ func New(_ context.Context, s Settings, env scalerkit.Env) (*Backend, error) {
 		metrics.AddPool(name, sqlmetric.PoolTarget, dbStats(targets[name]))
 	}
 	log.Info("oracle configured", slog.Any("connections", slices.Sorted(maps.Keys(dbs))),
-		slog.Int("maxOpenConns", s.MaxOpenConns), slog.Int("maxTargetConns", s.MaxTargetConns),
+		slog.Int("maxOpenConns", s.MaxConns), slog.Int("maxTargetConns", s.MaxTargetConns),
 		slog.Duration("queryTimeout", s.QueryTimeout), slog.String("queryPolicy", s.QueryPolicy), slog.Int("maxRows", s.MaxRows))
 	return b, nil
 }

@@ -158,7 +158,7 @@ func openPG(t *testing.T, pg *testenv.Postgres) *sql.DB {
 		t.Fatal(err)
 	}
 	cfg := testConfig("")
-	cfg.applyPool(db, cfg.MaxOpenConns)
+	cfg.applyPool(db, cfg.MaxConns)
 	t.Cleanup(func() { _ = db.Close() })
 	return db
 }

@@ -47,18 +47,18 @@ type Config struct {
 	// Options are go-ora URL options with Host, as a query string.
 	Options string `envconfig:"ORACLE_OPTIONS" desc:"go-ora URL options with ORACLE_HOST, as a query string: SSL=true&SSL VERIFY=true&WALLET=/wallet (with ORACLE_URL, put them in the URL)"`
 
-	// MaxOpenConns caps each connection's pool.
-	MaxOpenConns int `envconfig:"ORACLE_MAX_OPEN_CONNS" default:"4" want:"> 0" desc:"maximum open sessions per connection for value reads (the scaler must never load the database)"`
+	// MaxConns caps each connection's pool.
+	MaxConns int `envconfig:"ORACLE_MAX_CONNS" was:"ORACLE_MAX_OPEN_CONNS" default:"4" want:"> 0" desc:"maximum open sessions per connection for value reads (the scaler must never load the database)"`
 	// MaxTargetConns caps the pool of background target reads
 	// (targetQuery), kept apart so that they never take the sessions
 	// value reads need.
-	MaxTargetConns int `envconfig:"ORACLE_MAX_TARGET_CONNS" default:"1" want:"> 0" desc:"maximum open sessions per connection for background target reads (targetQuery), a pool apart from ORACLE_MAX_OPEN_CONNS"`
+	MaxTargetConns int `envconfig:"ORACLE_MAX_TARGET_CONNS" default:"1" want:"> 0" desc:"maximum open sessions per connection for background target reads (targetQuery), a pool apart from ORACLE_MAX_CONNS"`
 	// MaxIdleConns is how many idle sessions each pool keeps.
-	MaxIdleConns int `envconfig:"ORACLE_MAX_IDLE_CONNS" default:"2" desc:"idle sessions kept per connection (at most ORACLE_MAX_OPEN_CONNS)"`
-	// ConnMaxLifetime retires sessions after this long; 0 never does.
-	ConnMaxLifetime time.Duration `envconfig:"ORACLE_CONN_MAX_LIFETIME" default:"30m" want:">= 0s" desc:"a session is closed and replaced after this long (0: never)"`
-	// ConnMaxIdleTime closes sessions idle this long; 0 never does.
-	ConnMaxIdleTime time.Duration `envconfig:"ORACLE_CONN_MAX_IDLE_TIME" default:"5m" want:">= 0s" desc:"an idle session is closed after this long (0: never)"`
+	MaxIdleConns int `envconfig:"ORACLE_MAX_IDLE_CONNS" default:"2" desc:"idle sessions kept per connection (at most ORACLE_MAX_CONNS)"`
+	// MaxConnLifetime retires sessions after this long; 0 never does.
+	MaxConnLifetime time.Duration `envconfig:"ORACLE_MAX_CONN_LIFETIME" was:"ORACLE_CONN_MAX_LIFETIME" default:"30m" want:">= 0s" desc:"a session is closed and replaced after this long (0: never)"`
+	// MaxConnIdleTime closes sessions idle this long; 0 never does.
+	MaxConnIdleTime time.Duration `envconfig:"ORACLE_MAX_CONN_IDLE_TIME" was:"ORACLE_CONN_MAX_IDLE_TIME" default:"5m" want:">= 0s" desc:"an idle session is closed after this long (0: never)"`
 
 	// Environ is the environment the named connections are read from
 	// (ORACLE_URL_<NAME> and ORACLE_PASSWORD_<NAME>), as os.Environ
@@ -90,8 +90,8 @@ func (c *Config) Validate() error {
 	switch {
 	case c.Port <= 0 || c.Port > 65535:
 		return fmt.Errorf("ORACLE_PORT=%d: want a port between 1 and 65535", c.Port)
-	case c.MaxIdleConns < 0 || c.MaxIdleConns > c.MaxOpenConns:
-		return fmt.Errorf("ORACLE_MAX_IDLE_CONNS=%d: want between 0 and ORACLE_MAX_OPEN_CONNS (%d)", c.MaxIdleConns, c.MaxOpenConns)
+	case c.MaxIdleConns < 0 || c.MaxIdleConns > c.MaxConns:
+		return fmt.Errorf("ORACLE_MAX_IDLE_CONNS=%d: want between 0 and ORACLE_MAX_CONNS (%d)", c.MaxIdleConns, c.MaxConns)
 	}
 	return nil
 }
@@ -256,6 +256,6 @@ func passwordVariable(urlVariable string) string {
 func (c *Config) applyPool(db *sql.DB, maxOpen int) {
 	db.SetMaxOpenConns(maxOpen)
 	db.SetMaxIdleConns(min(c.MaxIdleConns, maxOpen))
-	db.SetConnMaxLifetime(c.ConnMaxLifetime)
-	db.SetConnMaxIdleTime(c.ConnMaxIdleTime)
+	db.SetConnMaxLifetime(c.MaxConnLifetime)
+	db.SetConnMaxIdleTime(c.MaxConnIdleTime)
 }

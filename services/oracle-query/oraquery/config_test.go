@@ -48,8 +48,8 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	want := testConfig("oracle://ks:pw@db.example:1521/FREEPDB1")
 	got, wantSQL := c.Config, want.Config
-	if c.MaxOpenConns != want.MaxOpenConns || c.MaxTargetConns != want.MaxTargetConns || c.MaxIdleConns != want.MaxIdleConns ||
-		c.ConnMaxLifetime != want.ConnMaxLifetime || c.ConnMaxIdleTime != want.ConnMaxIdleTime || c.Port != 1521 ||
+	if c.MaxConns != want.MaxConns || c.MaxTargetConns != want.MaxTargetConns || c.MaxIdleConns != want.MaxIdleConns ||
+		c.MaxConnLifetime != want.MaxConnLifetime || c.MaxConnIdleTime != want.MaxConnIdleTime || c.Port != 1521 ||
 		got.QueryTimeout != wantSQL.QueryTimeout || got.MaxRows != wantSQL.MaxRows || got.MaxQueryBytes != wantSQL.MaxQueryBytes ||
 		got.MaxRowBytes != wantSQL.MaxRowBytes || got.QueryPolicy != wantSQL.QueryPolicy {
 		t.Errorf("defaults %+v, want %+v", c, want)
@@ -189,14 +189,14 @@ func TestValidate(t *testing.T) {
 		{"password without a default", map[string]string{"ORACLE_URL_A": good}, func(c *Config) { c.URL, c.Password = "", "pw" }, []string{"ORACLE_PASSWORD", "ORACLE_URL"}},
 		{"port 0", nil, func(c *Config) { c.Port = 0 }, []string{"ORACLE_PORT=0"}},
 		{"port too big", nil, func(c *Config) { c.Port = 70000 }, []string{"ORACLE_PORT=70000"}},
-		{"no open conns", nil, func(c *Config) { c.MaxOpenConns = 0 }, []string{"ORACLE_MAX_OPEN_CONNS=0"}},
+		{"no open conns", nil, func(c *Config) { c.MaxConns = 0 }, []string{"ORACLE_MAX_CONNS=0"}},
 		{"no target conns", nil, func(c *Config) { c.MaxTargetConns = 0 }, []string{"ORACLE_MAX_TARGET_CONNS=0"}},
 		{"MAX_QUERY_BYTES", nil, func(c *Config) { c.MaxQueryBytes = 1 }, []string{"MAX_QUERY_BYTES=1"}},
 		{"MAX_ROW_BYTES", nil, func(c *Config) { c.MaxRowBytes = 1 }, []string{"MAX_ROW_BYTES=1"}},
 		{"more idle than open", nil, func(c *Config) { c.MaxIdleConns = 5 }, []string{"ORACLE_MAX_IDLE_CONNS=5"}},
 		{"negative idle", nil, func(c *Config) { c.MaxIdleConns = -1 }, []string{"ORACLE_MAX_IDLE_CONNS=-1"}},
-		{"negative lifetime", nil, func(c *Config) { c.ConnMaxLifetime = -time.Second }, []string{"ORACLE_CONN_MAX_LIFETIME"}},
-		{"negative idle time", nil, func(c *Config) { c.ConnMaxIdleTime = -time.Second }, []string{"ORACLE_CONN_MAX_IDLE_TIME"}},
+		{"negative lifetime", nil, func(c *Config) { c.MaxConnLifetime = -time.Second }, []string{"ORACLE_MAX_CONN_LIFETIME"}},
+		{"negative idle time", nil, func(c *Config) { c.MaxConnIdleTime = -time.Second }, []string{"ORACLE_MAX_CONN_IDLE_TIME"}},
 		{"QUERY_TIMEOUT", nil, func(c *Config) { c.QueryTimeout = 0 }, []string{"QUERY_TIMEOUT"}},
 		{"MAX_ROWS", nil, func(c *Config) { c.MaxRows = 0 }, []string{"MAX_ROWS"}},
 		{"QUERY_POLICY", nil, func(c *Config) { c.QueryPolicy = "some" }, []string{"QUERY_POLICY"}},
@@ -242,12 +242,12 @@ func TestValidate(t *testing.T) {
 func TestLoadRefusesBadEnvironment(t *testing.T) {
 	scalertest.UnsetenvPrefix(t, "ORACLE_")
 	t.Setenv("ORACLE_URL", "oracle://ks:pw@db.example:1521/FREEPDB1")
-	t.Setenv("ORACLE_MAX_OPEN_CONNS", "0")
+	t.Setenv("ORACLE_MAX_CONNS", "0")
 	var c Config
-	if err := config.Load(&c); err == nil || !strings.Contains(err.Error(), "ORACLE_MAX_OPEN_CONNS") {
-		t.Errorf("Load with ORACLE_MAX_OPEN_CONNS=0: %v", err)
+	if err := config.Load(&c); err == nil || !strings.Contains(err.Error(), "ORACLE_MAX_CONNS") {
+		t.Errorf("Load with ORACLE_MAX_CONNS=0: %v", err)
 	}
-	t.Setenv("ORACLE_MAX_OPEN_CONNS", "4")
+	t.Setenv("ORACLE_MAX_CONNS", "4")
 	t.Setenv("QUERY_POLICY", "xyz")
 	if err := config.Load(&c); err == nil || !strings.Contains(err.Error(), "QUERY_POLICY") {
 		t.Errorf("Load with QUERY_POLICY=xyz: %v", err)
@@ -258,7 +258,7 @@ func TestNewAppliesPoolSettings(t *testing.T) {
 	scalertest.UnsetenvPrefix(t, "ORACLE_")
 	t.Setenv("ORACLE_URL_REPORTS", "oracle://rep:rp@127.0.0.1:1/REPPDB")
 	c := testConfig("oracle://ks:pw@127.0.0.1:1/FREEPDB1")
-	c.MaxOpenConns, c.MaxIdleConns = 3, 1
+	c.MaxConns, c.MaxIdleConns = 3, 1
 	b, err := New(context.Background(), settings(t, c), scalerkit.Env{Log: quiet})
 	if err != nil {
 		t.Fatal(err)
@@ -269,7 +269,7 @@ func TestNewAppliesPoolSettings(t *testing.T) {
 	}
 	for name, db := range b.dbs {
 		if got := db.Stats().MaxOpenConnections; got != 3 {
-			t.Errorf("%s: MaxOpenConnections %d, want ORACLE_MAX_OPEN_CONNS=3", name, got)
+			t.Errorf("%s: MaxOpenConnections %d, want ORACLE_MAX_CONNS=3", name, got)
 		}
 		if got := db.Stats().OpenConnections; got != 0 {
 			t.Errorf("%s: %d connections open at start, want 0 (pools are lazy)", name, got)
@@ -390,5 +390,29 @@ func TestWalletOption(t *testing.T) {
 	c.URL = "oracle://ks@db.example:1521/FREEPDB1?WALLET=" + url.QueryEscape(dir)
 	if _, err := resolve(c); err == nil {
 		t.Error("a corrupt cwallet.sso was accepted")
+	}
+}
+
+// TestRenamedVariables: the names before the common rule (MAX_ first)
+// still work for one release, with a warning naming the new one.
+func TestRenamedVariables(t *testing.T) {
+	scalertest.UnsetenvPrefix(t, "ORACLE_")
+	t.Setenv("ORACLE_URL", "oracle://ks:pw@127.0.0.1:1/FREEPDB1")
+	t.Setenv("ORACLE_MAX_OPEN_CONNS", "3")
+	t.Setenv("ORACLE_CONN_MAX_LIFETIME", "10m")
+	t.Setenv("ORACLE_CONN_MAX_IDLE_TIME", "1m")
+	var c Config
+	if err := config.Load(&c); err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxConns != 3 || c.MaxConnLifetime != 10*time.Minute || c.MaxConnIdleTime != time.Minute {
+		t.Errorf("loaded %d, %v, %v from the old names, want 3, 10m, 1m", c.MaxConns, c.MaxConnLifetime, c.MaxConnIdleTime)
+	}
+	warnings := strings.Join(config.Renamed(&c), "\n")
+	for _, w := range []string{"ORACLE_MAX_OPEN_CONNS is renamed ORACLE_MAX_CONNS", "ORACLE_CONN_MAX_LIFETIME is renamed ORACLE_MAX_CONN_LIFETIME",
+		"ORACLE_CONN_MAX_IDLE_TIME is renamed ORACLE_MAX_CONN_IDLE_TIME"} {
+		if !strings.Contains(warnings, w) {
+			t.Errorf("warnings lack %q:\n%s", w, warnings)
+		}
 	}
 }

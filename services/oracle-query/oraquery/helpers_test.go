@@ -39,11 +39,11 @@ func testConfig(url string) Config {
 		Config:          sqlDefaults(),
 		URL:             url,
 		Port:            1521,
-		MaxOpenConns:    4,
+		MaxConns:        4,
 		MaxTargetConns:  1,
 		MaxIdleConns:    2,
-		ConnMaxLifetime: 30 * time.Minute,
-		ConnMaxIdleTime: 5 * time.Minute,
+		MaxConnLifetime: 30 * time.Minute,
+		MaxConnIdleTime: 5 * time.Minute,
 	}
 }
 
