@@ -7,7 +7,7 @@ import (
 	"os"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit"
-	"github.com/kedascalers/kedascalers/services/oracle-query/oraquery"
+	"github.com/kedascalers/kedascalers/services/oracle-query/oraclequery"
 )
 
 func main() {
@@ -16,5 +16,5 @@ func main() {
 
 // run serves until SIGTERM and returns the exit code.
 func run(args []string, stdout, stderr io.Writer) int {
-	return scalerkit.Run[oraquery.Config]("oracle-query", args, stdout, stderr, oraquery.New)
+	return scalerkit.Run[oraclequery.Config]("oracle-query", args, stdout, stderr, oraclequery.New)
 }

@@ -7,7 +7,7 @@ import (
 	"os"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit"
-	"github.com/kedascalers/kedascalers/services/postgres-query/pgquery"
+	"github.com/kedascalers/kedascalers/services/postgres-query/postgresquery"
 )
 
 func main() {
@@ -16,5 +16,5 @@ func main() {
 
 // run serves until SIGTERM and returns the exit code.
 func run(args []string, stdout, stderr io.Writer) int {
-	return scalerkit.Run[pgquery.Config]("postgres-query", args, stdout, stderr, pgquery.New)
+	return scalerkit.Run[postgresquery.Config]("postgres-query", args, stdout, stderr, postgresquery.New)
 }

@@ -7,7 +7,7 @@ import (
 	"os"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit"
-	"github.com/kedascalers/kedascalers/services/redis-session/session"
+	"github.com/kedascalers/kedascalers/services/redis-session/redissession"
 )
 
 func main() {
@@ -16,5 +16,5 @@ func main() {
 
 // run serves until SIGTERM and returns the exit code.
 func run(args []string, stdout, stderr io.Writer) int {
-	return scalerkit.Run[session.Config]("redis-session", args, stdout, stderr, session.New)
+	return scalerkit.Run[redissession.Config]("redis-session", args, stdout, stderr, redissession.New)
 }

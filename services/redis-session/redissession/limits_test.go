@@ -1,0 +1,369 @@
+package redissession
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/kedascalers/kedascalers/libs/scalerkit"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
+	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
+	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
+)
+
+// connectedClients is INFO clients' connected_clients of rdb's server.
+func connectedClients(t testing.TB, ctx context.Context, rdb *redis.Client) int {
+	t.Helper()
+	info, err := rdb.Info(ctx, "clients").Result()
+	must(t, err)
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "connected_clients:"); ok {
+			n, err := strconv.Atoi(v)
+			must(t, err)
+			return n
+		}
+	}
+	t.Fatalf("no connected_clients in INFO clients:\n%s", info)
+	return 0
+}
+
+// limitCount is how often limit was reached.
+func limitCount(b *Backend, limit string) float64 {
+	return testutil.ToFloat64(b.metrics.limitReached.WithLabelValues(limit))
+}
+
+// TestMaxDatabases: REDIS_MAX_DATABASES databases get a client each, one
+// more is ResourceExhausted naming the variable, and a client idle for
+// REDIS_CLIENT_IDLE_TIMEOUT is closed, with its connections, making room.
+func TestMaxDatabases(t *testing.T) {
+	r := testenv.NewRedis(t)
+	cfg := testConfig(r)
+	cfg.MaxDatabases = 3
+	cfg.ClientIdleTimeout = 400 * time.Millisecond
+	b := newBackend(t, cfg)
+	s := scalertest.Serve(t, b, scalertest.Options{CacheTTL: -1})
+	ctx := scalertest.Context(t, time.Minute)
+	rdb := client(t, r, 0)
+
+	poll := func(db int) error {
+		_, err := s.GetMetrics(ctx, map[string]string{"databaseIndex": strconv.Itoa(db)}, "session_size")
+		return err
+	}
+	for db := range 3 { // at the limit
+		if err := poll(db); err != nil {
+			t.Fatalf("databaseIndex %d of 3: %v", db, err)
+		}
+	}
+	if got := testutil.ToFloat64(b.metrics.clients); got != 3 {
+		t.Errorf("kedascalers_redis_clients = %v, want 3", got)
+	}
+	// One past it, while the three are in use.
+	scalertest.WantStatus(t, poll(3), codes.ResourceExhausted,
+		"databaseIndex 3", "too many Redis databases in use (3, REDIS_MAX_DATABASES)", "REDIS_CLIENT_IDLE_TIMEOUT")
+	if got := limitCount(b, limitDatabases); got != 1 {
+		t.Errorf("limit counter = %v, want 1", got)
+	}
+
+	// Idle clients close, and their connections with them.
+	waitFor(t, func() bool { return testutil.ToFloat64(b.metrics.clients) == 0 }, "idle clients closed")
+	waitFor(t, func() bool { return b.conns.open.Load() == 0 }, "connections of idle clients closed")
+	waitFor(t, func() bool { return connectedClients(t, ctx, rdb) == 1 }, "Redis sees only the test's own connection")
+	if err := poll(3); err != nil {
+		t.Fatalf("databaseIndex 3 after the others went idle: %v", err)
+	}
+}
+
+// TestDatabaseIndexOutOfRange: an index the server does not have is
+// FailedPrecondition naming the index and the server's count, and costs
+// no client.
+func TestDatabaseIndexOutOfRange(t *testing.T) {
+	r := testenv.NewRedis(t, "--databases", "4")
+	b := newBackend(t, testConfig(r))
+	s := scalertest.Serve(t, b, scalertest.Options{CacheTTL: -1})
+	ctx := scalertest.Context(t, time.Minute)
+	if _, err := s.GetMetrics(ctx, map[string]string{"databaseIndex": "3"}, "session_size"); err != nil {
+		t.Fatalf("last database: %v", err)
+	}
+	clients := testutil.ToFloat64(b.metrics.clients)
+	for _, db := range []string{"4", "2147483647"} {
+		_, err := s.GetMetrics(ctx, map[string]string{"databaseIndex": db}, "session_size")
+		scalertest.WantStatus(t, err, codes.FailedPrecondition, "databaseIndex "+db+" does not exist", "it has 4 databases (0 to 3")
+	}
+	if got := testutil.ToFloat64(b.metrics.clients); got != clients {
+		t.Errorf("clients = %v after refused indexes, want %v", got, clients)
+	}
+	// Past the range of the metadata itself: InvalidArgument, no I/O.
+	_, err := s.GetMetrics(ctx, map[string]string{"databaseIndex": "2147483648"}, "session_size")
+	scalertest.WantStatus(t, err, codes.InvalidArgument, "databaseIndex")
+}
+
+// TestConnLimit: the dial counter lets max connections open, refuses one
+// more with errConnLimit naming REDIS_MAX_CONNECTIONS, and gives a slot
+// back when a connection closes.
+func TestConnLimit(t *testing.T) {
+	r := testenv.NewRedis(t)
+	refused := 0
+	l := &connLimit{max: 2, timeout: time.Second, refused: func() { refused++ }}
+	ctx := scalertest.Context(t, time.Minute)
+	var conns []net.Conn
+	for range 2 {
+		c, err := l.dial(ctx, "tcp", r.Addr())
+		must(t, err)
+		conns = append(conns, c)
+	}
+	_, err := l.dial(ctx, "tcp", r.Addr())
+	if !errors.Is(err, errConnLimit) || !strings.Contains(err.Error(), "(2, REDIS_MAX_CONNECTIONS)") || refused != 1 {
+		t.Fatalf("third dial = %v (refused %d), want errConnLimit naming (2, REDIS_MAX_CONNECTIONS)", err, refused)
+	}
+	must(t, conns[0].Close())
+	_ = conns[0].Close() // twice: one slot back only
+	if l.open.Load() != 1 {
+		t.Fatalf("open = %d after one close, want 1", l.open.Load())
+	}
+	c, err := l.dial(ctx, "tcp", r.Addr())
+	must(t, err)
+	must(t, c.Close())
+	must(t, conns[1].Close())
+	if st := status.Convert(redisError("GET", 0, "", err2(errConnLimit))); st.Code() != codes.ResourceExhausted {
+		t.Errorf("redisError(errConnLimit) = %v, want ResourceExhausted", st)
+	}
+}
+
+func err2(err error) error { return fmt.Errorf("dialing x: %w (2, REDIS_MAX_CONNECTIONS)", err) }
+
+// TestConnectionsStayUnderTheCap hammers the scaler with distinct
+// databaseIndex values, keys and sessionSizeKey watches and checks, from
+// Redis's side, that it never holds more than REDIS_MAX_CONNECTIONS, and
+// that the subscriptions stay within REDIS_MAX_WATCHED_KEYS.
+func TestConnectionsStayUnderTheCap(t *testing.T) {
+	r := testenv.NewRedis(t, "--notify-keyspace-events", "KEA")
+	cfg := testConfig(r)
+	cfg.MaxConnections, cfg.MaxDatabases, cfg.PoolSize, cfg.MaxWatchedKeys = 7, 3, 10, 20
+	reg := prometheus.NewRegistry()
+	b := newBackendEnv(t, cfg, scalerkit.Env{Log: quiet, Registerer: reg})
+	s := scalertest.Serve(t, b, scalertest.Options{CacheTTL: -1, PushInterval: time.Second})
+	ctx := scalertest.Context(t, time.Minute)
+	rdb := client(t, r, 0)
+	// The sampler has a connection of its own, named, so that what
+	// Redis counts for the scaler is every connection but the test's.
+	sampler := redis.NewClient(&redis.Options{Addr: r.Addr(), ClientName: "sampler", PoolSize: 1, PipelinePoolSize: -1})
+	t.Cleanup(func() { _ = sampler.Close() })
+
+	stop := make(chan struct{})
+	peak := make(chan int, 1)
+	go func() { // sample while the attack runs
+		hi := 0
+		for {
+			select {
+			case <-stop:
+				peak <- hi
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			hi = max(hi, int(b.conns.open.Load()))
+			if list, err := sampler.ClientList(context.Background()).Result(); err == nil {
+				n := 0
+				for _, line := range strings.Split(strings.TrimSpace(list), "\n") {
+					if !strings.Contains(line, "name=sampler") && !strings.Contains(line, "cmd=info") && !strings.Contains(line, "cmd=pubsub") {
+						n++
+					}
+				}
+				hi = max(hi, n)
+			}
+		}
+	}()
+
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	codesSeen := map[codes.Code]int{}
+	for i := range 400 { // bounded: 400 calls, 8 at a time
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			md := map[string]string{"mode": "set", "key": fmt.Sprintf("k%d", i), "databaseIndex": strconv.Itoa(i % 16),
+				"sessionSizeKey": fmt.Sprintf("target:%d", i)}
+			_, err := s.Client.GetMetricSpec(ctx, scalertest.Ref(md))
+			if err == nil {
+				_, err = s.GetMetrics(ctx, md, "session_size")
+			}
+			mu.Lock()
+			codesSeen[status.Code(err)]++
+			mu.Unlock()
+		}()
+		if i%8 == 7 {
+			wg.Wait()
+		}
+	}
+	wg.Wait()
+	// Let the target feeds subscribe what they can.
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	hi := <-peak
+	channels, err := rdb.PubSubChannels(ctx, "__keyspace@*").Result()
+	must(t, err)
+	t.Logf("codes %v, peak connections %d, channels %d", codesSeen, hi, len(channels))
+	if hi > cfg.MaxConnections {
+		t.Errorf("peak %d connections from the scaler, cap REDIS_MAX_CONNECTIONS=%d", hi, cfg.MaxConnections)
+	}
+	if codesSeen[codes.OK] == 0 || codesSeen[codes.ResourceExhausted] == 0 {
+		t.Errorf("codes %v: want some OK and some ResourceExhausted (REDIS_MAX_DATABASES)", codesSeen)
+	}
+	for c := range codesSeen {
+		if c != codes.OK && c != codes.ResourceExhausted {
+			t.Errorf("code %v under attack: want only OK and ResourceExhausted", c)
+		}
+	}
+	if len(channels) > cfg.MaxWatchedKeys || len(channels) == 0 {
+		t.Errorf("%d keyspace channels subscribed, want 1 to REDIS_MAX_WATCHED_KEYS=%d", len(channels), cfg.MaxWatchedKeys)
+	}
+	if got := testutil.ToFloat64(b.metrics.subscriptions); int(got) != len(channels) {
+		t.Errorf("kedascalers_redis_subscriptions = %v, Redis says %d", got, len(channels))
+	}
+	if limitCount(b, limitWatchedKeys) == 0 {
+		t.Error("REDIS_MAX_WATCHED_KEYS never counted as reached")
+	}
+	if n, err := testutil.GatherAndCount(reg, "kedascalers_redis_connections", "kedascalers_redis_connections_in_use",
+		"kedascalers_redis_clients", "kedascalers_redis_subscriptions", "kedascalers_limit_refusals_total"); err != nil || n != 7 {
+		t.Errorf("registered series = %d, %v; want 7", n, err)
+	}
+}
+
+// TestMaxWatchedKeys: watches up to REDIS_MAX_WATCHED_KEYS subscribe; one
+// more waits (its feed polls) with one warning, and subscribes as soon as
+// a name is freed.
+func TestMaxWatchedKeys(t *testing.T) {
+	r := testenv.NewRedis(t, "--notify-keyspace-events", "KEA")
+	rdb := client(t, r, 0)
+	cfg := testConfig(r)
+	cfg.MaxWatchedKeys = 2
+	var logs scalertest.Buffer
+	b := newBackendEnv(t, cfg, scalerkit.Env{Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	ctx := scalertest.Context(t, time.Minute)
+
+	watch := func(key string) (stop func() error) {
+		tr, err := b.Parse(metadata.NewParser(map[string]string{"mode": "set", "key": key}))
+		must(t, err)
+		wctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- tr.Probe.Watch(wctx, func() {}) }()
+		return func() error { cancel(); return <-done }
+	}
+	stopA, stopB := watch("a"), watch("b")
+	waitSubscribed(t, rdb, "__keyspace@0__:a")
+	waitSubscribed(t, rdb, "__keyspace@0__:b")
+	stopC := watch("c") // one past the limit
+	stopD := watch("d")
+	logs.WaitFor(t, 5*time.Second, "keyspace notifications at their limit", "REDIS_MAX_WATCHED_KEYS")
+	time.Sleep(100 * time.Millisecond)
+	if n := rdb.PubSubNumSub(ctx, "__keyspace@0__:c").Val()["__keyspace@0__:c"]; n != 0 {
+		t.Errorf("c subscribed past the limit")
+	}
+	if n := strings.Count(logs.String(), "keyspace notifications at their limit"); n != 1 {
+		t.Errorf("%d warnings for two watches past the limit, want 1 (rate-limited):\n%s", n, logs.String())
+	}
+	if got := limitCount(b, limitWatchedKeys); got != 2 {
+		t.Errorf("limit counter = %v, want 2", got)
+	}
+	if !errors.Is(stopA(), context.Canceled) {
+		t.Error("watch of a did not end with its context")
+	}
+	waitFor(t, func() bool {
+		n := rdb.PubSubNumSub(ctx, "__keyspace@0__:c", "__keyspace@0__:d").Val()
+		return n["__keyspace@0__:c"]+n["__keyspace@0__:d"] == 1
+	}, "one waiting watch subscribed once a name was freed")
+	for _, stop := range []func() error{stopB, stopC, stopD} {
+		if err := stop(); !errors.Is(err, context.Canceled) {
+			t.Errorf("stop = %v, want context.Canceled", err)
+		}
+	}
+}
+
+// TestOneLogLinePerFailedCheck: a check against a Redis that is down logs
+// one line (scalerkit's), not go-redis's dial warnings too.
+func TestOneLogLinePerFailedCheck(t *testing.T) {
+	r := testenv.NewRedis(t)
+	must(t, r.Stop())
+	var logs scalertest.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	b := newBackendEnv(t, testConfig(r), scalerkit.Env{Log: log})
+	s := scalertest.Serve(t, b, scalertest.Options{CacheTTL: -1, Logger: log})
+	ctx := scalertest.Context(t, time.Minute)
+	logs.WaitFor(t, 5*time.Second, `"msg":"serving"`) // the server's own line
+	before := strings.Count(logs.String(), "\n")
+	_, err := s.GetMetrics(ctx, map[string]string{"mode": "set", "key": "s"}, "session_size")
+	scalertest.WantStatus(t, err, codes.Unavailable, "connection refused")
+	time.Sleep(200 * time.Millisecond) // anything logged in the background
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")[before:]
+	if len(lines) != 1 {
+		t.Fatalf("%d log lines for one failed check, want 1:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+	if strings.Count(lines[0], "connection refused") != 1 {
+		t.Errorf("the reason is not given exactly once: %s", lines[0])
+	}
+}
+
+// TestSetupErrorCodes: a refused setup is FailedPrecondition, a server
+// that cannot be reached Unavailable, a server that does not answer in
+// time DeadlineExceeded; each reason given once.
+func TestSetupErrorCodes(t *testing.T) {
+	r := testenv.NewRedis(t, "--requirepass", "right")
+	down := testenv.NewRedis(t)
+	must(t, down.Stop())
+	ctx := scalertest.Context(t, time.Minute)
+	md := map[string]string{"mode": "set", "key": "s"}
+
+	for _, tt := range []struct {
+		name     string
+		url      string
+		password string
+		code     codes.Code
+		reason   string
+	}{
+		{"right password", r.URL(), "right", codes.OK, ""},
+		{"wrong password", r.URL(), "wrong", codes.FailedPrecondition, "WRONGPASS"},
+		{"no password", r.URL(), "", codes.FailedPrecondition, "NOAUTH"},
+		{"down", down.URL(), "", codes.Unavailable, "connection refused"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(r)
+			cfg.URL, cfg.Password = tt.url, tt.password
+			s := scalertest.Serve(t, newBackend(t, cfg), scalertest.Options{CacheTTL: -1})
+			_, err := s.GetMetrics(ctx, md, "session_size")
+			if tt.code == codes.OK {
+				must(t, err)
+				return
+			}
+			scalertest.WantStatus(t, err, tt.code, tt.reason)
+			if n := strings.Count(status.Convert(err).Message(), tt.reason); n != 1 {
+				t.Errorf("%q gives the reason %d times, want once", status.Convert(err).Message(), n)
+			}
+		})
+	}
+
+	t.Run("no reply in time", func(t *testing.T) {
+		cfg := testConfig(r)
+		cfg.Password = "right"
+		s := scalertest.Serve(t, newBackend(t, cfg), scalertest.Options{CacheTTL: -1})
+		_, err := s.GetMetrics(ctx, md, "session_size") // connected before the pause
+		must(t, err)
+		admin := redis.NewClient(&redis.Options{Addr: r.Addr(), Password: "right", PipelinePoolSize: -1})
+		t.Cleanup(func() { _ = admin.Close() })
+		must(t, admin.Do(ctx, "client", "pause", 3000, "all").Err())
+		t.Cleanup(func() { _ = admin.Do(context.Background(), "client", "unpause").Err() })
+		_, err = s.GetMetrics(ctx, md, "session_size")
+		scalertest.WantStatus(t, err, codes.DeadlineExceeded)
+	})
+}
