@@ -3,6 +3,7 @@ package sqlmetric
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 )
 
@@ -19,6 +20,9 @@ type DB struct {
 	// MapError turns a driver error into a gRPC status error where the
 	// cause is known (see Querier); nil leaves errors as they are.
 	MapError func(error) error
+	// MaxRowBytes is MAX_ROW_BYTES: a row whose text and binary values
+	// are larger in all is a *RowTooLargeError.
+	MaxRowBytes int
 }
 
 // Query implements Querier: one transaction, guarded, rolled back. An
@@ -31,7 +35,8 @@ func (d *DB) Query(ctx context.Context, query string, args []any, row func(first
 		rowErr = row(first)
 		return rowErr
 	})
-	if err != nil && rowErr == nil && d.MapError != nil {
+	var tooLarge *RowTooLargeError
+	if err != nil && rowErr == nil && !errors.As(err, &tooLarge) && d.MapError != nil {
 		return d.MapError(err)
 	}
 	return err
@@ -65,6 +70,14 @@ func (d *DB) query(ctx context.Context, cancel context.CancelFunc, query string,
 	for rows.Next() {
 		if err := rows.Scan(ptrs...); err != nil {
 			return err
+		}
+		size := 0
+		for _, v := range vals {
+			size += ValueBytes(v)
+		}
+		if size > d.MaxRowBytes {
+			cancel()
+			return &RowTooLargeError{Bytes: size}
 		}
 		var first any
 		if len(vals) > 0 {

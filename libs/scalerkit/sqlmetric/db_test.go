@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,7 +19,15 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(closing{m})
+}
+
+// closing runs the tests, then stops the shared server.
+type closing struct{ m *testing.M }
+
+func (c closing) Run() int {
+	defer closeShared()
+	return c.m.Run()
 }
 
 // openPG opens a database/sql pool on pg through pgx's stdlib driver,
@@ -99,7 +108,7 @@ func newPGEnv(t *testing.T) *pgEnv {
 	if _, err := e.admin.Exec(bookingsSetup); err != nil {
 		t.Fatalf("creating the bookings table: %v", err)
 	}
-	e.q = &DB{DB: openPG(t, pg), Guard: pgGuard, MapError: pgMapError}
+	e.q = &DB{DB: openPG(t, pg), Guard: pgGuard, MapError: pgMapError, MaxRowBytes: 1 << 20}
 	return e
 }
 
@@ -158,240 +167,259 @@ func (e *pgEnv) running(t *testing.T, marker string) bool {
 	return n > 0
 }
 
-func TestDBOnPostgres(t *testing.T) {
-	e := newPGEnv(t)
-	b := e.backend(t, e.q, func(c *Config) {
-		c.MaxRows = 100
-		c.Queries = `{"by_status": {"sql": "select count(*) from bookings where status = $1", "params": ["status"]}}`
-	})
+// shared is the PostgreSQL with the bookings table that the tests share;
+// none of them changes it (TestDBServerDown has a server of its own).
+var shared struct {
+	once sync.Once
+	env  *pgEnv
+	err  error
+}
 
-	t.Run("count", func(t *testing.T) {
-		v, err := value(t, b, md("query", "select count(*) from bookings where status = 'confirmed'"))
-		if err != nil || v != 3 {
-			t.Errorf("count = %v, %v; want 3", v, err)
+// sharedEnv returns the shared server, started on first use, with a DB
+// querier of the test's own.
+func sharedEnv(t *testing.T) *pgEnv {
+	t.Helper()
+	shared.once.Do(func() {
+		var pg *testenv.Postgres
+		if pg, shared.err = testenv.StartPostgres(); shared.err != nil {
+			return
 		}
-	})
-	t.Run("row count", func(t *testing.T) {
-		v, err := value(t, b, md("query", "select id from bookings where status = 'pending'"))
-		if err != nil || v != 2 {
-			t.Errorf("rows = %v, %v; want 2", v, err)
-		}
-	})
-	t.Run("one row of one", func(t *testing.T) {
-		v, err := value(t, b, md("query", "select id from bookings where status = 'cancelled'"))
-		if err != nil || v != 6 {
-			t.Errorf("one numeric row = %v, %v; want its value 6 (the value rule)", v, err)
-		}
-	})
-	t.Run("NULL sum", func(t *testing.T) {
-		v, err := value(t, b, md("query", "select sum(seats) from bookings where status = 'nobody'"))
-		if err != nil || v != 0 {
-			t.Errorf("NULL sum = %v, %v; want 0", v, err)
-		}
-	})
-	t.Run("no rows", func(t *testing.T) {
-		v, err := value(t, b, md("query", "select id from bookings where false"))
-		if err != nil || v != 0 {
-			t.Errorf("no rows = %v, %v; want 0", v, err)
-		}
-	})
-	t.Run("numeric sum", func(t *testing.T) {
-		v, err := value(t, b, md("query", "select sum(price) from bookings where status = 'confirmed'"))
-		if err != nil || v != 31.75 {
-			t.Errorf("numeric sum = %v, %v; want 31.75", v, err)
-		}
-	})
-	t.Run("float and text", func(t *testing.T) {
-		for sql, want := range map[string]float64{
-			"select 2.5::float8":      2.5,
-			"select 1.5::float4":      1.5,
-			"select ' 42 '::text":     42,
-			"select 'abc'::text":      1,
-			"select true":             1,
-			"select 9000000000::int8": 9e9,
-		} {
-			if v, err := value(t, b, md("query", sql)); err != nil || v != want {
-				t.Errorf("%s = %v, %v; want %v", sql, v, err, want)
-			}
-		}
-	})
-	t.Run("guard runs first", func(t *testing.T) {
-		ctx := context.Background()
-		got, err := firsts(ctx, e.q, "select current_setting('transaction_read_only')")
-		if err != nil || len(got) != 1 || got[0] != "on" {
-			t.Errorf("transaction_read_only = %v, %v; want on", got, err)
-		}
-		got, err = firsts(ctx, e.q, "select current_setting('statement_timeout')")
-		if err != nil || len(got) != 1 || got[0] != "1s" {
-			t.Errorf("statement_timeout = %v, %v; want 1s", got, err)
-		}
-	})
-	t.Run("bind parameters", func(t *testing.T) {
-		v, err := value(t, b, md("queryName", "by_status", "param.status", "confirmed"))
-		if err != nil || v != 3 {
-			t.Errorf("by_status confirmed = %v, %v; want 3", v, err)
-		}
-		v, err = value(t, b, md("queryName", "by_status", "param.status", "x' or '1'='1"))
-		if err != nil || v != 0 {
-			t.Errorf("by_status with an injection attempt = %v, %v; want 0 (a bind parameter matches nothing)", v, err)
-		}
-	})
-	t.Run("MAX_ROWS", func(t *testing.T) {
-		start := time.Now()
-		_, err := value(t, b, md("query", "select generate_series(1, 1000000)"))
-		if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "MAX_ROWS=") {
-			t.Errorf("a million rows with MAX_ROWS=100: %v, want ResourceExhausted naming MAX_ROWS", err)
-		}
-		if d := time.Since(start); d > 3*time.Second {
-			t.Errorf("MAX_ROWS took %v: it should stop at once", d)
-		}
-	})
-	t.Run("delete refused", func(t *testing.T) {
-		before := e.count(t)
-		err := e.q.Query(context.Background(), "delete from bookings", nil, func(any) error { return nil })
-		if status.Code(err) != codes.PermissionDenied {
-			t.Errorf("delete through the querier: %v, want PermissionDenied", err)
-		}
-		if after := e.count(t); after != before {
-			t.Errorf("bookings went from %d to %d rows", before, after)
-		}
-	})
-	t.Run("delete inside WITH refused", func(t *testing.T) {
-		// CheckSelect lets a WITH through; the read-only transaction is the
-		// guard that counts.
-		before := e.count(t)
-		_, err := value(t, b, md("query", "with d as (delete from bookings returning 1) select count(*) from d"))
-		if status.Code(err) != codes.PermissionDenied {
-			t.Errorf("with ... delete: %v, want PermissionDenied", err)
-		}
-		if after := e.count(t); after != before {
-			t.Errorf("bookings went from %d to %d rows", before, after)
-		}
-	})
-	t.Run("function writing refused", func(t *testing.T) {
-		if _, err := e.admin.Exec(`create function purge() returns int language sql as 'delete from bookings returning 1'`); err != nil {
-			t.Fatal(err)
-		}
-		before := e.count(t)
-		_, err := value(t, b, md("query", "select purge()"))
-		if status.Code(err) != codes.PermissionDenied {
-			t.Errorf("select purge(): %v, want PermissionDenied", err)
-		}
-		if after := e.count(t); after != before {
-			t.Errorf("bookings went from %d to %d rows", before, after)
-		}
-	})
-	t.Run("bad query", func(t *testing.T) {
-		_, err := value(t, b, md("query", "select nope from bookings"))
-		if status.Code(err) != codes.InvalidArgument {
-			t.Errorf("unknown column: %v, want InvalidArgument", err)
-		}
-	})
-	t.Run("statement timeout", func(t *testing.T) {
-		start := time.Now()
-		_, err := value(t, b, md("query", "select pg_sleep(10)"))
-		if status.Code(err) != codes.DeadlineExceeded {
-			t.Errorf("pg_sleep(10) under a 1s statement timeout: %v, want DeadlineExceeded", err)
-		}
-		if d := time.Since(start); d > 5*time.Second {
-			t.Errorf("the statement timeout took %v", d)
-		}
-	})
-	t.Run("context cancellation", func(t *testing.T) {
-		q := &DB{DB: openPG(t, e.pg), Guard: pgReadOnly, MapError: pgMapError} // no statement timeout
-		ctx, cancel := context.WithCancel(context.Background())
-		time.AfterFunc(200*time.Millisecond, cancel)
-		start := time.Now()
-		_, err := firsts(ctx, q, "select pg_sleep(10) -- cancel-me")
+		shared.env = &pgEnv{pg: pg}
+		admin, err := sql.Open("pgx", pg.URL())
 		if err == nil {
-			t.Fatal("a cancelled query succeeded")
+			_, err = admin.Exec(bookingsSetup)
+			_ = admin.Close()
 		}
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("cancelled query: %v, want it to wrap context.Canceled", err)
-		}
-		if d := time.Since(start); d > 3*time.Second {
-			t.Errorf("cancellation took %v", d)
-		}
-		waitStopped(t, e, "cancel-me")
+		shared.err = err
 	})
-	t.Run("context deadline", func(t *testing.T) {
-		q := &DB{DB: openPG(t, e.pg), Guard: pgReadOnly, MapError: pgMapError}
-		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-		defer cancel()
-		_, err := firsts(ctx, q, "select pg_sleep(10) -- deadline-me")
-		if status.Code(err) != codes.DeadlineExceeded {
-			t.Errorf("query past its deadline: %v, want DeadlineExceeded", err)
-		}
-		waitStopped(t, e, "deadline-me")
-	})
-	t.Run("early stop cancels rather than drains", func(t *testing.T) {
-		// Wide rows (flushed one by one) produced slowly, with no statement
-		// timeout: draining them would take 100 × 100 ms = 10 s.
-		q := &DB{DB: openPG(t, e.pg), Guard: pgReadOnly, MapError: pgMapError}
-		slow := e.backend(t, q, func(c *Config) { c.MaxRows = 2 })
-		start := time.Now()
-		_, err := value(t, slow, md("query", "select repeat('x', 20000), pg_sleep(0.1) from generate_series(1, 100) -- drain-me"))
-		if status.Code(err) != codes.ResourceExhausted {
-			t.Errorf("100 slow rows with MAX_ROWS=2: %v, want ResourceExhausted", err)
-		}
-		if d := time.Since(start); d > 3*time.Second {
-			t.Errorf("stopping after 3 rows took %v: the rest was drained, not cancelled", d)
-		}
-		waitStopped(t, e, "drain-me")
-	})
-	t.Run("row errors bypass MapError", func(t *testing.T) {
-		// A MapError that reports every cause it does not know as an outage
-		// must not turn MAX_ROWS (an error of the row callback, which the
-		// Querier contract returns as it is) into Unavailable.
-		outage := func(err error) error { return status.Errorf(codes.Unavailable, "outage: %v", err) }
-		q := &DB{DB: openPG(t, e.pg), Guard: pgReadOnly, MapError: outage}
-		few := e.backend(t, q, func(c *Config) { c.MaxRows = 2 })
-		_, err := value(t, few, md("query", "select generate_series(1, 10)"))
-		if status.Code(err) != codes.ResourceExhausted {
-			t.Errorf("MAX_ROWS through a MapError mapping everything: %v, want ResourceExhausted", err)
-		}
-		stop := errors.New("stop")
-		if err := q.Query(context.Background(), "select 1", nil, func(any) error { return stop }); !errors.Is(err, stop) {
-			t.Errorf("row error came back as %v, want it as it is", err)
-		}
-		if _, err := firsts(context.Background(), q, "select nope"); status.Code(err) != codes.Unavailable {
-			t.Errorf("database error: %v, want MapError's Unavailable", err)
-		}
-	})
-	t.Run("no transaction left open", func(t *testing.T) {
-		if _, err := firsts(context.Background(), e.q, "select 1"); err != nil {
-			t.Fatal(err)
-		}
-		var open int
-		err := e.admin.QueryRow(`select count(*) from pg_stat_activity
-			where state like 'idle in transaction%' and pid <> pg_backend_pid()`).Scan(&open)
-		if err != nil || open != 0 {
-			t.Errorf("sessions left idle in a transaction: %d, %v; want 0", open, err)
-		}
-	})
-	t.Run("server down", func(t *testing.T) {
-		q := &DB{DB: openPG(t, e.pg), Guard: pgGuard, MapError: pgMapError}
-		if _, err := firsts(context.Background(), q, "select 1"); err != nil {
-			t.Fatal(err)
-		}
-		if err := e.pg.Stop(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if err := e.pg.Start(); err != nil {
-				t.Errorf("restarting postgres: %v", err)
+	if shared.err != nil {
+		t.Fatal(shared.err)
+	}
+	return &pgEnv{pg: shared.env.pg, admin: openPG(t, shared.env.pg),
+		q: &DB{DB: openPG(t, shared.env.pg), Guard: pgGuard, MapError: pgMapError, MaxRowBytes: 1 << 20}}
+}
+
+// closeShared stops the shared server, if it was started.
+func closeShared() {
+	if shared.env != nil {
+		_ = shared.env.pg.Close()
+	}
+}
+
+// byStatus is a named query of the tests' backends.
+const byStatus = `{"by_status": {"sql": "select count(*) from bookings where status = $1", "params": ["status"]}}`
+
+// TestDBValues: the value rule over what PostgreSQL returns through
+// database/sql.
+func TestDBValues(t *testing.T) {
+	e := sharedEnv(t)
+	b := e.backend(t, e.q, func(c *Config) { c.Queries = byStatus })
+	tests := []struct {
+		name string
+		md   map[string]string
+		want float64
+	}{
+		{"count", md("query", "select count(*) from bookings where status = 'confirmed'"), 3},
+		{"row count", md("query", "select id from bookings where status = 'pending'"), 2},
+		{"one numeric row is its value", md("query", "select id from bookings where status = 'cancelled'"), 6},
+		{"NULL sum", md("query", "select sum(seats) from bookings where status = 'nobody'"), 0},
+		{"no rows", md("query", "select id from bookings where false"), 0},
+		{"numeric sum", md("query", "select sum(price) from bookings where status = 'confirmed'"), 31.75},
+		{"float8", md("query", "select 2.5::float8"), 2.5},
+		{"float4", md("query", "select 1.5::float4"), 1.5},
+		{"numeric text", md("query", "select ' 42 '::text"), 42},
+		{"other text", md("query", "select 'abc'::text"), 1},
+		{"boolean", md("query", "select true"), 1},
+		{"int8", md("query", "select 9000000000::int8"), 9e9},
+		{"bind parameter", md("queryName", "by_status", "param.status", "confirmed"), 3},
+		{"bind parameter, not SQL", md("queryName", "by_status", "param.status", "x' or '1'='1"), 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if v, err := value(t, b, tt.md); err != nil || v != tt.want {
+				t.Errorf("%v = %v, %v; want %v", tt.md, v, err, tt.want)
 			}
 		})
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_, err := firsts(ctx, q, "select 1")
-		if err == nil {
-			t.Fatal("query with the server down succeeded")
+	}
+}
+
+// TestDBRefusesWrites: the read-only transaction refuses a write however
+// the SQL hides it, and nothing changes.
+func TestDBRefusesWrites(t *testing.T) {
+	e := sharedEnv(t)
+	b := e.backend(t, e.q, nil)
+	if _, err := e.admin.Exec(`create or replace function purge() returns int language sql as 'delete from bookings returning 1'`); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		run  func() error
+	}{
+		{"delete through the querier", func() error {
+			return e.q.Query(context.Background(), "delete from bookings", nil, func(any) error { return nil })
+		}},
+		// CheckSelect lets a WITH through: the transaction is the guard.
+		{"delete inside WITH", func() error {
+			_, err := value(t, b, md("query", "with d as (delete from bookings returning 1) select count(*) from d"))
+			return err
+		}},
+		{"function that writes", func() error { _, err := value(t, b, md("query", "select purge()")); return err }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := e.count(t)
+			if err := tt.run(); status.Code(err) != codes.PermissionDenied {
+				t.Errorf("%v, want PermissionDenied", err)
+			}
+			if after := e.count(t); after != before {
+				t.Errorf("bookings went from %d to %d rows", before, after)
+			}
+		})
+	}
+}
+
+// TestDBErrors: each failure of a query comes back with its own code,
+// naming the limit at fault, at once.
+func TestDBErrors(t *testing.T) {
+	e := sharedEnv(t)
+	tests := []struct {
+		name  string
+		edit  func(*Config)
+		query string
+		code  codes.Code
+		want  string
+	}{
+		{"unknown column", nil, "select nope from bookings", codes.InvalidArgument, "bad query"},
+		{"statement timeout", nil, "select pg_sleep(10)", codes.DeadlineExceeded, "statement timeout"},
+		{"MAX_ROWS", func(c *Config) { c.MaxRows = 100 }, "select generate_series(1, 1000000)", codes.ResourceExhausted, "MAX_ROWS=100"},
+		{"MAX_ROW_BYTES, whatever column", func(c *Config) { c.MaxRowBytes = 1024 }, "select 1, repeat('x', 2000)",
+			codes.ResourceExhausted, "a row of 2000 bytes, more than MAX_ROW_BYTES=1024"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := *e.q
+			if tt.edit != nil {
+				c := validConfig()
+				tt.edit(&c)
+				q.MaxRowBytes = c.MaxRowBytes
+			}
+			b := e.backend(t, &q, tt.edit)
+			start := time.Now()
+			_, err := value(t, b, md("query", tt.query))
+			if status.Code(err) != tt.code || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("%s: %v, want %v with %q", tt.query, err, tt.code, tt.want)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("the error took %v", d)
+			}
+		})
+	}
+}
+
+// TestDBStopsStatements: a query the scaler gives up on stops on the
+// server too, rather than running (or draining its rows) to the end.
+// The querier sets no statement timeout: only the client stops it.
+func TestDBStopsStatements(t *testing.T) {
+	e := sharedEnv(t)
+	q := &DB{DB: openPG(t, e.pg), Guard: pgReadOnly, MapError: pgMapError, MaxRowBytes: 1 << 20}
+	tests := []struct {
+		name   string
+		marker string
+		run    func(marker string) error
+		ok     func(err error) bool
+	}{
+		{"context cancelled", "cancel-me", func(marker string) error {
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(200*time.Millisecond, cancel)
+			_, err := firsts(ctx, q, "select pg_sleep(10) -- "+marker)
+			return err
+		}, func(err error) bool { return errors.Is(err, context.Canceled) }},
+		{"context deadline", "deadline-me", func(marker string) error {
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			_, err := firsts(ctx, q, "select pg_sleep(10) -- "+marker)
+			return err
+		}, func(err error) bool { return status.Code(err) == codes.DeadlineExceeded }},
+		// Wide rows (flushed one by one) produced slowly: draining them
+		// would take 100 x 100 ms = 10 s.
+		{"MAX_ROWS cancels rather than drains", "drain-me", func(marker string) error {
+			slow := e.backend(t, q, func(c *Config) { c.MaxRows = 2 })
+			_, err := value(t, slow, md("query", "select repeat('x', 20000), pg_sleep(0.1) from generate_series(1, 100) -- "+marker))
+			return err
+		}, func(err error) bool { return status.Code(err) == codes.ResourceExhausted }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			if err := tt.run(tt.marker); !tt.ok(err) {
+				t.Errorf("error %v", err)
+			}
+			if d := time.Since(start); d > 3*time.Second {
+				t.Errorf("stopping took %v", d)
+			}
+			waitStopped(t, e, tt.marker)
+		})
+	}
+}
+
+// TestDBRowErrorsBypassMapError: a MapError that reports every cause it
+// does not know as an outage does not turn an error of the row callback
+// (MAX_ROWS) into Unavailable: the Querier returns it as it is.
+func TestDBRowErrorsBypassMapError(t *testing.T) {
+	e := sharedEnv(t)
+	outage := func(err error) error { return status.Errorf(codes.Unavailable, "outage: %v", err) }
+	q := &DB{DB: openPG(t, e.pg), Guard: pgReadOnly, MapError: outage, MaxRowBytes: 1 << 20}
+	few := e.backend(t, q, func(c *Config) { c.MaxRows = 2 })
+	if _, err := value(t, few, md("query", "select generate_series(1, 10)")); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("MAX_ROWS through a MapError mapping everything: %v, want ResourceExhausted", err)
+	}
+	stop := errors.New("stop")
+	if err := q.Query(context.Background(), "select 1", nil, func(any) error { return stop }); !errors.Is(err, stop) {
+		t.Errorf("row error came back as %v, want it as it is", err)
+	}
+	if _, err := firsts(context.Background(), q, "select nope"); status.Code(err) != codes.Unavailable {
+		t.Errorf("database error: %v, want MapError's Unavailable", err)
+	}
+}
+
+// TestDBTransaction: the guard runs first in every transaction, and no
+// transaction is left open after a query.
+func TestDBTransaction(t *testing.T) {
+	e := sharedEnv(t)
+	ctx := context.Background()
+	for setting, want := range map[string]string{"transaction_read_only": "on", "statement_timeout": "1s"} {
+		got, err := firsts(ctx, e.q, "select current_setting('"+setting+"')")
+		if err != nil || len(got) != 1 || got[0] != want {
+			t.Errorf("%s = %v, %v; want %s", setting, got, err, want)
 		}
-		if c := status.Code(err); c != codes.Unknown {
-			t.Errorf("server down: code %v, want the error as it is (scalerkit reports it as Unavailable): %v", c, err)
-		}
-	})
+	}
+	var open int
+	err := e.admin.QueryRow(`select count(*) from pg_stat_activity
+		where state like 'idle in transaction%' and pid <> pg_backend_pid()`).Scan(&open)
+	if err != nil || open != 0 {
+		t.Errorf("sessions left idle in a transaction: %d, %v; want 0", open, err)
+	}
+}
+
+// TestDBServerDown: with the server gone, the error comes back as it is,
+// for scalerkit to report as Unavailable.
+func TestDBServerDown(t *testing.T) {
+	e := newPGEnv(t) // a server of its own: it is stopped
+	if _, err := firsts(context.Background(), e.q, "select 1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := firsts(ctx, e.q, "select 1")
+	if err == nil {
+		t.Fatal("query with the server down succeeded")
+	}
+	if c := status.Code(err); c != codes.Unknown {
+		t.Errorf("server down: code %v, want the error as it is: %v", c, err)
+	}
 }
 
 // waitStopped waits until no statement containing marker runs on the

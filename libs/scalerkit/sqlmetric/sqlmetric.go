@@ -29,7 +29,9 @@ type Querier interface {
 	// cancels the statement and returns that error. Database errors come
 	// back as gRPC status errors where the cause is known (a refused write
 	// is PermissionDenied, a statement timeout DeadlineExceeded, a bad
-	// query InvalidArgument); anything else is taken as an outage.
+	// query InvalidArgument); anything else is taken as an outage. A row
+	// larger than MAX_ROW_BYTES is a *RowTooLargeError, refused before it
+	// is kept.
 	Query(ctx context.Context, sql string, args []any, row func(first any) error) error
 }
 
@@ -307,8 +309,16 @@ func (q *Query) Read(ctx context.Context) (scaler.Reading, error) {
 // errTooManyRows stops reading once MAX_ROWS is passed.
 var errTooManyRows = errors.New("too many rows")
 
-// errValueTooLarge stops reading at a value larger than MAX_ROW_BYTES.
-var errValueTooLarge = errors.New("value too large")
+// RowTooLargeError is a row larger than MAX_ROW_BYTES, as a Querier
+// reports it; Query reports every one the same way, whatever the driver.
+type RowTooLargeError struct {
+	// Bytes is the row's size as the driver saw it.
+	Bytes int
+}
+
+func (e *RowTooLargeError) Error() string {
+	return fmt.Sprintf("a row of %d bytes", e.Bytes)
+}
 
 // errClosed is the cause of the cancellation of queries at Close.
 var errClosed = errors.New("the scaler is shutting down")
@@ -333,22 +343,21 @@ func (q *Query) Value(ctx context.Context) (float64, error) {
 		switch {
 		case rows > q.limits.maxRows:
 			rowErr = errTooManyRows
-		case rows == 1 && valueBytes(v) > q.limits.maxRowBytes:
-			rowErr = errValueTooLarge
 		case rows == 1:
 			first = v
 		}
 		return rowErr
 	})
+	var tooLarge *RowTooLargeError
 	switch {
 	case errors.Is(err, errTooManyRows):
 		q.metrics.refused(LimitRows)
 		return 0, status.Errorf(codes.ResourceExhausted,
 			"query returned more than MAX_ROWS=%d rows: count in SQL instead, e.g. select count(*) from ...", q.limits.maxRows)
-	case errors.Is(err, errValueTooLarge):
+	case errors.As(err, &tooLarge):
 		q.metrics.refused(LimitRowBytes)
 		return 0, status.Errorf(codes.ResourceExhausted,
-			"the query's value is larger than %d bytes (MAX_ROW_BYTES): select a number", q.limits.maxRowBytes)
+			"the database sent %v, more than MAX_ROW_BYTES=%d: select a number, not a large value", tooLarge, q.limits.maxRowBytes)
 	case err == nil:
 		return valueOf(rows, first, q.convert), nil
 	case rowErr != nil:
@@ -367,8 +376,8 @@ func (q *Query) Value(ctx context.Context) (float64, error) {
 	return 0, err
 }
 
-// valueBytes is the size of a text or binary value, 0 for anything else.
-func valueBytes(v any) int {
+// ValueBytes is the size of a text or binary value, 0 for anything else.
+func ValueBytes(v any) int {
 	switch s := v.(type) {
 	case string:
 		return len(s)

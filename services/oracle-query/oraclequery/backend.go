@@ -82,10 +82,10 @@ func newBackend(cfg sqlmetric.Settings, dbs, targets map[string]*sql.DB, d diale
 	b := &Backend{dbs: dbs, targets: targets, queriers: make(map[string]sqlmetric.Querier, len(dbs))}
 	targetQueriers := make(map[string]sqlmetric.Querier, len(targets))
 	for name, db := range dbs {
-		b.queriers[name] = d.querier(db, cfg.QueryTimeout)
+		b.queriers[name] = d.querier(db, cfg.Config)
 	}
 	for name, db := range targets {
-		targetQueriers[name] = d.querier(db, cfg.QueryTimeout)
+		targetQueriers[name] = d.querier(db, cfg.Config)
 	}
 	core, err := sqlmetric.NewBackend(cfg, sqlmetric.Options{
 		Conns: b.queriers, Targets: targetQueriers, Convert: Convert, Metrics: metrics,

@@ -52,10 +52,11 @@ var oracle = dialect{guard: readOnly, mapError: mapError}
 // the server. The server's own caches are bounded by the server: the
 // session cursor cache by SESSION_CACHED_CURSORS (default 50), the shared
 // pool's SQL area by its LRU.
-func (d dialect) querier(db *sql.DB, queryTimeout time.Duration) sqlmetric.Querier {
+func (d dialect) querier(db *sql.DB, cfg sqlmetric.Config) sqlmetric.Querier {
 	return &sqlmetric.DB{
-		DB:       db,
-		Guard:    d.guard,
-		MapError: func(err error) error { return d.mapError(err, queryTimeout) },
+		DB:          db,
+		Guard:       d.guard,
+		MapError:    func(err error) error { return d.mapError(err, cfg.QueryTimeout) },
+		MaxRowBytes: cfg.MaxRowBytes,
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 )
 
 // mapError turns a pgx error into the gRPC status KEDA gets, where the
@@ -34,8 +36,8 @@ func mapError(err error, queryTimeout time.Duration) error {
 	case errors.As(err, &roleErr):
 		return status.Error(codes.FailedPrecondition, roleErr.Error())
 	case errors.As(err, &bodyErr):
-		return status.Errorf(codes.ResourceExhausted, "PostgreSQL sent a message of %d bytes, more than MAX_ROW_BYTES=%d: select a number, not a large value",
-			bodyErr.ActualBodyLen, bodyErr.MaxExpectedBodyLen)
+		// Refused from the message's header, before its body is read.
+		return &sqlmetric.RowTooLargeError{Bytes: bodyErr.ActualBodyLen}
 	case errors.As(err, &connectErr) && errors.As(err, &pgErr):
 		// The server answered and refused: say why once (a ConnectError
 		// repeats the reason for every address it tried).

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"google.golang.org/grpc/codes"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 )
 
@@ -51,7 +52,6 @@ func TestMapError(t *testing.T) {
 		{"no such role", pgErr("28000", `role "nobody" does not exist`), codes.FailedPrecondition, `role "nobody" does not exist`},
 		{"no such database", pgErr("3D000", `database "nodb" does not exist`), codes.FailedPrecondition, `database "nodb" does not exist`},
 		{"refused role", fmt.Errorf("connect: %w", &roleError{user: "postgres", why: "is a superuser"}), codes.FailedPrecondition, "POSTGRES_ALLOW_SUPERUSER"},
-		{"message too large", fmt.Errorf("receive: %w", &pgproto3.ExceededMaxBodyLenErr{MaxExpectedBodyLen: 1024, ActualBodyLen: 60000006}), codes.ResourceExhausted, "MAX_ROW_BYTES=1024"},
 		{"serialization failure", pgErr("40001", "could not serialize access"), codes.Unknown, ""},
 		{"internal error", pgErr("XX000", "internal error"), codes.Unknown, ""},
 		{"connect", connectError(t), codes.Unavailable, "connecting to PostgreSQL"},
@@ -76,6 +76,13 @@ func TestMapError(t *testing.T) {
 	}
 	if mapError(nil, time.Second) != nil {
 		t.Error("mapError(nil) != nil")
+	}
+	// A message past MAX_ROW_BYTES is the SQL core's to report, as for
+	// every driver.
+	var tooLarge *sqlmetric.RowTooLargeError
+	got := mapError(fmt.Errorf("receive: %w", &pgproto3.ExceededMaxBodyLenErr{MaxExpectedBodyLen: 1024, ActualBodyLen: 60000006}), time.Second)
+	if !errors.As(got, &tooLarge) || tooLarge.Bytes != 60000006 {
+		t.Errorf("mapError(a message too large) = %v, want a *sqlmetric.RowTooLargeError of 60000006 bytes", got)
 	}
 }
 
