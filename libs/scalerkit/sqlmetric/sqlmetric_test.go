@@ -2,8 +2,8 @@ package sqlmetric
 
 import (
 	"context"
-	"fmt"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"slices"
