@@ -42,14 +42,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // waitTimeout bounds every wait: a safety net, not a performance expectation.
 const waitTimeout = 10 * time.Second
 
-var sharedVars = []string{
-	"GRPC_ADDR", "HTTP_ADDR", "LOG_LEVEL", "LOG_FORMAT", "CACHE_TTL", "PUSH_INTERVAL",
-	"BACKEND_TIMEOUT", "SHUTDOWN_TIMEOUT", "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE",
-	"MAX_QUESTIONS", "MAX_FEEDS", "MAX_TARGET_READERS", "TARGET_READER_IDLE", "MAX_METADATA_BYTES",
-	"MAX_CALLS_PER_NAMESPACE", "MAX_WAITING_PER_NAMESPACE",
-	"GRPC_MAX_CONNECTIONS", "GRPC_MAX_CONCURRENT_STREAMS", "GRPC_HANDSHAKE_TIMEOUT", "GRPC_KEEPALIVE_MIN_PING",
-	"GRPC_MAX_RECV_MSG_BYTES", "MAX_CONNECTION_AGE", "MAX_CONNECTION_AGE_GRACE",
-}
+// sharedVars are the shared variables, read from their tags.
+var sharedVars = config.Names(&config.Config{})
 
 // testSvcConfig is a service's own configuration.
 type testSvcConfig struct {
@@ -67,7 +61,7 @@ func (c *testSvcConfig) Validate() error {
 // cleanEnv unsets the shared and the test service's variables, then sets env.
 func cleanEnv(t *testing.T, env map[string]string) {
 	t.Helper()
-	for _, k := range append(append([]string{}, sharedVars...), "TESTSVC_ENDPOINT", "TESTSVC_WORKERS") {
+	for _, k := range append(append([]string{}, sharedVars...), config.Names(&testSvcConfig{})...) {
 		t.Setenv(k, "") // restored after the test
 		if err := os.Unsetenv(k); err != nil {
 			t.Fatal(err)

@@ -54,6 +54,16 @@ func variables(spec any) []variable {
 	return out
 }
 
+// Names returns the variables the struct spec points to reads, those of
+// embedded structs included, in the order of its fields.
+func Names(spec any) []string {
+	var out []string
+	for _, v := range variables(spec) {
+		out = append(out, v.name)
+	}
+	return out
+}
+
 // loadRenamed sets, from its previous name, every variable of spec that is
 // unset under its new name. The error names the previous name.
 func loadRenamed(spec any) error {

@@ -119,3 +119,13 @@ func TestLoadMissingFile(t *testing.T) {
 		t.Errorf("Load with the file there: %v", err)
 	}
 }
+
+func TestNames(t *testing.T) {
+	want := []string{"REDIS_POOL_SIZE", "REDIS_URL", "SVC_MAX_CONNS", "SVC_CA_FILE", "SVC_MAX_CONN_LIFETIME"}
+	if got := config.Names(&svc{}); !reflect.DeepEqual(got, want) {
+		t.Errorf("Names = %v, want %v", got, want)
+	}
+	if got := config.Names(&config.Config{}); len(got) != reflect.TypeFor[config.Config]().NumField() {
+		t.Errorf("Names of the shared Config: %d, want one per field", len(got))
+	}
+}
