@@ -24,9 +24,9 @@ type Config struct {
 	// MaxQueryBytes caps the SQL (and each parameter value) a trigger's
 	// metadata may carry.
 	MaxQueryBytes int `envconfig:"MAX_QUERY_BYTES" default:"8192" desc:"longest query, targetQuery or param.<name> value in trigger metadata, in bytes; longer is InvalidArgument (the whole metadata is bounded by MAX_METADATA_BYTES too)"`
-	// MaxRowBytes caps what the database may send for one row (PostgreSQL:
-	// one protocol message, refused before it is read).
-	MaxRowBytes int `envconfig:"MAX_ROW_BYTES" default:"1048576" desc:"largest row (PostgreSQL: any one message) the database may send, in bytes; larger is ResourceExhausted"`
+	// MaxRowBytes caps what the database may send for one row (see
+	// RowTooLargeError).
+	MaxRowBytes int `envconfig:"MAX_ROW_BYTES" default:"1048576" desc:"largest row the database may send, in bytes (refused before it is read where the driver can); larger is ResourceExhausted"`
 	// QueryPolicy is "any" or "allowlist".
 	QueryPolicy string `envconfig:"QUERY_POLICY" default:"any" desc:"any: metadata may carry SQL (query) or name a query (queryName); allowlist: queryName only"`
 	// Queries defines named queries inline, as JSON.
@@ -55,7 +55,7 @@ const (
 // for ScaledObjects to refer to by name.
 type NamedQuery struct {
 	// SQL is the query. Parameters are bind parameters in the database's
-	// own syntax ($1, $2 for PostgreSQL; :1, :2 for Oracle), in the order of
+	// own syntax ($1, $2 or :1, :2, as the service's README says), in the order of
 	// Params.
 	SQL string `json:"sql"`
 	// Params names the parameters a ScaledObject supplies, as metadata keys

@@ -7,7 +7,7 @@ import (
 	"fmt"
 )
 
-// DB is a Querier over database/sql, for drivers that speak it (go-ora).
+// DB is a Querier over database/sql, for drivers that speak it.
 // The database-specific part is Guard and MapError.
 type DB struct {
 	// DB is the connection pool. Its limits (SetMaxOpenConns and friends)
@@ -15,7 +15,6 @@ type DB struct {
 	DB *sql.DB
 	// Guard runs first in every transaction: it makes the transaction read
 	// only and sets the statement timeout where the database has one.
-	// Oracle: SET TRANSACTION READ ONLY.
 	Guard func(ctx context.Context, tx *sql.Tx) error
 	// MapError turns a driver error into a gRPC status error where the
 	// cause is known (see Querier); nil leaves errors as they are.

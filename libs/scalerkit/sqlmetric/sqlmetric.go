@@ -239,10 +239,9 @@ func (b *Backend) ParseQuery(p *metadata.Parser, sqlKey, nameKey string, target 
 }
 
 // checkText records in p why the value of key cannot be sent to the
-// database: longer than MAX_QUERY_BYTES, a NUL byte (PostgreSQL's protocol
-// ends strings with it; a driver would cut the query or drop the
-// connection), or invalid UTF-8 (the databases refuse it, and PostgreSQL
-// reports it as a broken message).
+// database: longer than MAX_QUERY_BYTES, a NUL byte (wire protocols end
+// strings with it: a driver would cut the query or drop the connection),
+// or invalid UTF-8 (databases refuse it, some as a broken message).
 func (b *Backend) checkText(p *metadata.Parser, key, v string) {
 	if p.Err() != nil {
 		return

@@ -38,8 +38,8 @@ type Source[T any] interface {
 	Read(ctx context.Context) (T, error)
 	// Watch calls changed once its watch is in place (a change made
 	// between the feed's first read and then was not seen), then whenever
-	// the answer may have changed (Redis keyspace notifications,
-	// PostgreSQL NOTIFY), until ctx ends or watching fails. It returns ctx.Err() after ctx ends, or the reason
+	// the answer may have changed (the database's change signals),
+	// until ctx ends or watching fails. It returns ctx.Err() after ctx ends, or the reason
 	// watching failed; the feed falls back to its interval and tries again
 	// later. A source that cannot tell returns ErrNoChanges at once (embed
 	// NoChanges), and its feed only polls.

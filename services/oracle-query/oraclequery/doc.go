@@ -11,7 +11,7 @@
 //     connection (ORACLE_URL, or ORACLE_HOST and friends, and named
 //     ORACLE_URL_<NAME> ones; value reads, and background target reads
 //     apart), small and bounded, resolved once at load;
-//   - the guard (querier.go): every query runs as the second statement of a transaction
+//   - the guard: every query runs as the second statement of a transaction
 //     opened with SET TRANSACTION READ ONLY and rolled back afterwards,
 //     under QUERY_TIMEOUT, sqlmetric's context deadline (Oracle has no statement
 //     timeout; go-ora breaks the call when the context ends);

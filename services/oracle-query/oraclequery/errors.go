@@ -10,9 +10,8 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// Oracle error codes the scaler knows the cause of. go-ora reports a
-// database error as *network.OracleError (network/oracle_error.go) with
-// the number of ORA-NNNNN in ErrCode.
+// Oracle error codes the scaler knows the cause of: go-ora reports a
+// database error as *network.OracleError, ORA-NNNNN in ErrCode.
 var (
 	// Refused by the read-only guard or by the grants: the query, or a
 	// function it calls, tried something the scaler must not do.
