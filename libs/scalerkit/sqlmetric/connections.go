@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
 )
 
 // Connection is a named connection as the environment defines it: the
@@ -66,6 +68,25 @@ func NamedConnections(environ []string, urlPrefix, passwordPrefix string) (map[s
 		}
 	}
 	return out, nil
+}
+
+// ResolveConnections is a SQL service's Resolve: c's Settings (see
+// Config.Resolve) and the connections conns derives, by lowercase name,
+// refusing a named query on a connection that is not among them (its
+// variable would be urlPrefix+NAME).
+func ResolveConnections[T any](c *Config, shared config.Config, urlPrefix string, conns func() (map[string]T, error)) (Settings, map[string]T, error) {
+	s, err := c.Resolve(shared)
+	if err != nil {
+		return Settings{}, nil, err
+	}
+	out, err := conns()
+	if err != nil {
+		return Settings{}, nil, err
+	}
+	if err := s.CheckConnections(slices.Collect(maps.Keys(out)), urlPrefix); err != nil {
+		return Settings{}, nil, err
+	}
+	return s, out, nil
 }
 
 // CheckConnections returns an error naming the first named query (by

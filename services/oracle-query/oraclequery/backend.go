@@ -37,9 +37,6 @@ type Backend struct {
 // while the database is down; Ping checks once.
 func New(_ context.Context, s Settings, env scalerkit.Env) (*Backend, error) {
 	log := env.Log
-	if log == nil {
-		log = slog.Default()
-	}
 	metrics, err := sqlmetric.NewMetrics(env.Registerer)
 	if err != nil {
 		return nil, err

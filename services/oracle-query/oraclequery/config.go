@@ -100,18 +100,8 @@ func (c *Config) Validate() error {
 // sqlmetric.Config.Resolve) and every connection's URL, parsed as go-ora
 // will (reading a WALLET if one is named). It connects to nothing.
 func (c *Config) Resolve(shared config.Config) (Settings, error) {
-	sql, err := c.Config.Resolve(shared)
-	if err != nil {
-		return Settings{}, err
-	}
-	conns, err := c.Connections()
-	if err != nil {
-		return Settings{}, err
-	}
-	if err := sql.CheckConnections(slices.Collect(maps.Keys(conns)), namedURLPrefix); err != nil {
-		return Settings{}, err
-	}
-	return Settings{Config: *c, sql: sql, urls: conns}, nil
+	sql, urls, err := sqlmetric.ResolveConnections(&c.Config, shared, namedURLPrefix, c.Connections)
+	return Settings{Config: *c, sql: sql, urls: urls}, err
 }
 
 // urlVariable names the variable that defines connection name.

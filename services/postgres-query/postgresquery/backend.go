@@ -43,9 +43,6 @@ type Backend struct {
 // connection). Call Close when done.
 func New(ctx context.Context, s Settings, env scalerkit.Env) (*Backend, error) {
 	log := env.Log
-	if log == nil {
-		log = slog.Default()
-	}
 	metrics, err := sqlmetric.NewMetrics(env.Registerer)
 	if err != nil {
 		return nil, err

@@ -130,26 +130,25 @@ func (c *Config) Validate() error {
 // sqlmetric.Config.Resolve) and every connection's pool settings, parsing
 // its DSN. Its errors name the variable at fault.
 func (c *Config) Resolve(shared config.Config) (Settings, error) {
-	sql, err := c.Config.Resolve(shared)
-	if err != nil {
-		return Settings{}, err
-	}
+	sql, pools, err := sqlmetric.ResolveConnections(&c.Config, shared, urlPrefix, c.resolvePools)
+	return Settings{Config: *c, sql: sql, pools: pools}, err
+}
+
+// resolvePools returns the pool settings of every connection, by name.
+func (c *Config) resolvePools() (map[string]resolvedPool, error) {
 	conns, err := c.connections()
 	if err != nil {
-		return Settings{}, err
+		return nil, err
 	}
 	pools := make(map[string]resolvedPool, len(conns))
 	for _, name := range slices.Sorted(maps.Keys(conns)) {
 		pc, err := c.poolConfig(conns[name])
 		if err != nil {
-			return Settings{}, err
+			return nil, err
 		}
 		pools[name] = resolvedPool{urlVar: conns[name].URLVar, config: pc}
 	}
-	if err := sql.CheckConnections(slices.Collect(maps.Keys(conns)), urlPrefix); err != nil {
-		return Settings{}, err
-	}
-	return Settings{Config: *c, sql: sql, pools: pools}, nil
+	return pools, nil
 }
 
 // connections returns every connection by lowercase name: the default one

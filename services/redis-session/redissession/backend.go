@@ -65,9 +65,6 @@ type database struct {
 // that until it is back (Ping checks once). Call Close when done.
 func New(_ context.Context, s Settings, env scalerkit.Env) (*Backend, error) {
 	log := env.Log
-	if log == nil {
-		log = slog.Default()
-	}
 	cfg := s.Config
 	b := &Backend{cfg: cfg, log: log, opts: s.opts, cluster: cfg.isCluster(), dbs: make(map[int]*database),
 		warn: ratelog.New(time.Minute, 64), stop: make(chan struct{}), swept: make(chan struct{})}
