@@ -286,6 +286,9 @@ type feed[T any] struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	gap    atomic.Int64 // a change gap the source asked for (SetChangeGap)
+	// catchUp says that the pending signal is a Watch catching up (in
+	// place, or back after a failure), not a change: it opens no gap.
+	catchUp atomic.Bool
 
 	// Guarded by hub.mu.
 	subs    map[*Subscription[T]]struct{}
@@ -310,14 +313,17 @@ func (f *feed[T]) run() {
 	defer ticker.Stop()
 	f.read()
 	last := time.Now()
+	var lastChange time.Time // the last read a change caused
 	for {
+		byChange := false
 		select {
 		case <-f.ctx.Done():
 			return
 		case <-ticker.C:
 		case <-changed:
-			gap := max(f.hub.opts.Throttle, time.Duration(f.gap.Load()))
-			if wait := time.Until(last.Add(gap)); wait > 0 {
+			byChange = true
+			wait := max(time.Until(last.Add(f.hub.opts.Throttle)), time.Until(lastChange.Add(time.Duration(f.gap.Load()))))
+			if wait > 0 {
 				if !Sleep(f.ctx, wait) {
 					return
 				}
@@ -329,6 +335,9 @@ func (f *feed[T]) run() {
 		}
 		f.read()
 		last = time.Now()
+		if byChange && !f.catchUp.Swap(false) {
+			lastChange = last
+		}
 		f.hub.mu.Lock()
 		f.hub.retireLocked(f)
 		f.hub.mu.Unlock()
@@ -365,7 +374,13 @@ func (f *feed[T]) watch(changed chan<- struct{}) {
 	}
 	ctx := context.WithValue(f.ctx, gapKey{}, &f.gap)
 	for {
-		err := f.src.Watch(ctx, signal)
+		var caughtUp atomic.Bool
+		err := f.src.Watch(ctx, func() {
+			if !caughtUp.Swap(true) {
+				f.catchUp.Store(true) // the signal of a watch in place
+			}
+			signal()
+		})
 		if f.ctx.Err() != nil || errors.Is(err, ErrNoChanges) {
 			return
 		}
@@ -376,6 +391,7 @@ func (f *feed[T]) watch(changed chan<- struct{}) {
 		if !Sleep(f.ctx, f.hub.opts.RetryWatch) {
 			return
 		}
+		f.catchUp.Store(true)
 		signal() // changes may have been missed while not watching
 	}
 }
@@ -384,9 +400,10 @@ func (f *feed[T]) watch(changed chan<- struct{}) {
 type gapKey struct{}
 
 // SetChangeGap asks the feed whose Watch ctx is to read at most once per
-// gap on its source's change signals, instead of once per Throttle: for a
-// source whose signals come on every write (a whole keyspace) and whose
-// read is costly. A change after a quiet spell is still read at once.
+// gap on its source's change signals (besides Throttle): for a source
+// whose signals come on every write (a whole keyspace) and whose read is
+// costly. A change after a quiet spell is still read at once, and so is
+// the first after the watch is in place.
 // Outside a feed's Watch it does nothing.
 func SetChangeGap(ctx context.Context, gap time.Duration) {
 	if g, ok := ctx.Value(gapKey{}).(*atomic.Int64); ok {

@@ -584,8 +584,9 @@ func TestWatcherChangeWithinThrottleWaits(t *testing.T) {
 	}
 }
 
-// TestSourceChangeGap: a source that asks for a change gap above the
-// Throttle has its change signals read at most once per gap.
+// TestSourceChangeGap: a source that asks for a change gap has its change
+// signals read at most once per gap; the signal of its watch in place and
+// the first change after a quiet spell are read at once.
 func TestSourceChangeGap(t *testing.T) {
 	const gap = 600 * time.Millisecond
 	h := newHub(t, stream.Options{Interval: long, Throttle: time.Millisecond})
@@ -595,14 +596,22 @@ func TestSourceChangeGap(t *testing.T) {
 	t.Cleanup(sub.Close)
 	next(t, sub)
 	waitWatching(t, src)
-	src.signal()
+	// The signal of the watch in place, then the first change: each read
+	// at once.
+	for want := int64(2); want <= 3; want++ {
+		src.signal()
+		if u := next(t, sub); u.Value != want {
+			t.Fatalf("update %+v, want value %d", u, want)
+		}
+	}
+	src.signal() // within the gap of the first change
 	time.Sleep(200 * time.Millisecond)
 	noUpdate(t, sub)
-	if n := src.reads.Load(); n != 1 {
+	if n := src.reads.Load(); n != 3 {
 		t.Fatalf("a change within the source's gap was read at once (%d reads)", n)
 	}
-	if u := next(t, sub); u.Value != 2 {
-		t.Fatalf("update after the gap: %+v, want value 2", u)
+	if u := next(t, sub); u.Value != 4 {
+		t.Fatalf("update after the gap: %+v, want value 4", u)
 	}
 	stream.SetChangeGap(context.Background(), gap) // outside a feed: nothing
 }
