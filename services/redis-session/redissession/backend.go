@@ -68,7 +68,7 @@ func New(_ context.Context, s Settings, env scalerkit.Env) (*Backend, error) {
 	cfg := s.Config
 	b := &Backend{cfg: cfg, log: log, opts: s.opts, cluster: cfg.isCluster(), dbs: make(map[int]*database),
 		warn: ratelog.New(time.Minute, 64), stop: make(chan struct{}), swept: make(chan struct{})}
-	b.conns = &connLimit{max: int64(cfg.MaxConnections), timeout: cfg.DialTimeout, tls: s.opts.TLSConfig,
+	b.conns = &connLimit{max: int64(cfg.MaxConnections), timeout: cfg.ConnectTimeout, tls: s.opts.TLSConfig,
 		refused: func() { b.limitReached(limitConnections) }}
 	b.opts.Dialer = b.conns.dial
 	var err error

@@ -57,7 +57,7 @@ func newCluster(t *testing.T) []string {
 func TestCluster(t *testing.T) {
 	addrs := newCluster(t)
 	cfg := Config{
-		Addrs: addrs, PoolSize: 5, MinIdleConns: 0, DialTimeout: time.Second, ReadTimeout: time.Second,
+		Addrs: addrs, PoolSize: 5, MinIdleConns: 0, ConnectTimeout: time.Second, ReadTimeout: time.Second,
 		WriteTimeout: time.Second, ScanCount: 100, NotifyMinInterval: time.Second,
 		MaxConnections: 32, MaxDatabases: 4, ClientIdleTimeout: time.Minute, MaxWatchedKeys: 100,
 	}

@@ -54,8 +54,8 @@ type Config struct {
 	PoolSize int `envconfig:"REDIS_POOL_SIZE" default:"10" want:"> 0" desc:"maximum connections per database used (the scaler must never load Redis); cut at start so that REDIS_MAX_DATABASES pools fit in REDIS_MAX_CONNECTIONS (7 with the other defaults), which the start log says"`
 	// MinIdleConns is how many connections each client keeps open.
 	MinIdleConns int `envconfig:"REDIS_MIN_IDLE_CONNS" default:"1" desc:"idle connections kept open per database used"`
-	// DialTimeout bounds connecting.
-	DialTimeout time.Duration `envconfig:"REDIS_DIAL_TIMEOUT" default:"2s" want:"> 0s" desc:"bound on connecting to Redis"`
+	// ConnectTimeout bounds connecting.
+	ConnectTimeout time.Duration `envconfig:"REDIS_CONNECT_TIMEOUT" was:"REDIS_DIAL_TIMEOUT" default:"2s" want:"> 0s" desc:"bound on connecting to Redis"`
 	// ReadTimeout bounds reading one reply.
 	ReadTimeout time.Duration `envconfig:"REDIS_READ_TIMEOUT" default:"3s" want:"> 0s" desc:"bound on reading one reply"`
 	// WriteTimeout bounds writing one command.
@@ -149,7 +149,7 @@ func (c *Config) Resolve(config.Config) (Settings, error) {
 		// turns it into DeadlineExceeded. Commands still retry, which
 		// covers pooled connections gone stale after a Redis restart.
 		DialerRetries: 1,
-		DialTimeout:   c.DialTimeout,
+		DialTimeout:   c.ConnectTimeout,
 		ReadTimeout:   c.ReadTimeout,
 		WriteTimeout:  c.WriteTimeout,
 		// A connection idle as long as its client would be is closed too.

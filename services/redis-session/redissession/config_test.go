@@ -20,7 +20,7 @@ import (
 // validConfig is a valid Config with the envconfig defaults.
 func validConfig() Config {
 	return Config{
-		URL: "redis://127.0.0.1:1/0", PoolSize: 10, MinIdleConns: 1, DialTimeout: 2 * time.Second,
+		URL: "redis://127.0.0.1:1/0", PoolSize: 10, MinIdleConns: 1, ConnectTimeout: 2 * time.Second,
 		ReadTimeout: 3 * time.Second, WriteTimeout: 3 * time.Second, ScanCount: 1000, NotifyMinInterval: 5 * time.Second,
 		MaxConnections: 32, MaxDatabases: 4, ClientIdleTimeout: 2 * time.Minute, MaxWatchedKeys: 1000,
 	}
@@ -58,7 +58,7 @@ func TestConfigValidate(t *testing.T) {
 		{"no host", func(c *Config) { c.URL = "redis:///0" }, "REDIS_URL has no host"},
 		{"pool", func(c *Config) { c.PoolSize = 0 }, "REDIS_POOL_SIZE=0"},
 		{"idle", func(c *Config) { c.MinIdleConns = 11 }, "REDIS_MIN_IDLE_CONNS=11"},
-		{"dial", func(c *Config) { c.DialTimeout = 0 }, "REDIS_DIAL_TIMEOUT"},
+		{"dial", func(c *Config) { c.ConnectTimeout = 0 }, "REDIS_CONNECT_TIMEOUT"},
 		{"read", func(c *Config) { c.ReadTimeout = -time.Second }, "REDIS_READ_TIMEOUT"},
 		{"write", func(c *Config) { c.WriteTimeout = 0 }, "REDIS_WRITE_TIMEOUT"},
 		{"scan", func(c *Config) { c.ScanCount = 0 }, "REDIS_SCAN_COUNT=0"},
@@ -135,7 +135,7 @@ func TestConfigFromEnvironment(t *testing.T) {
 	must(t, config.Load(&c))
 	want := Config{
 		Addrs: []string{"s1:26379", "s2:26379"}, MasterName: "mymaster", Password: "from-a-secret",
-		PoolSize: 10, MinIdleConns: 1, DialTimeout: 2 * time.Second, ReadTimeout: 3 * time.Second,
+		PoolSize: 10, MinIdleConns: 1, ConnectTimeout: 2 * time.Second, ReadTimeout: 3 * time.Second,
 		WriteTimeout: 3 * time.Second, ScanCount: 1000, NotifyMinInterval: 5 * time.Second,
 		MaxConnections: 32, MaxDatabases: 4, ClientIdleTimeout: 2 * time.Minute, MaxWatchedKeys: 1000,
 	}

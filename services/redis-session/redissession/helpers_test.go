@@ -35,7 +35,7 @@ func testConfig(r *testenv.Redis) Config {
 		URL:               r.URL(),
 		PoolSize:          10,
 		MinIdleConns:      1,
-		DialTimeout:       300 * time.Millisecond,
+		ConnectTimeout:    300 * time.Millisecond,
 		ReadTimeout:       500 * time.Millisecond,
 		WriteTimeout:      500 * time.Millisecond,
 		ScanCount:         1000,

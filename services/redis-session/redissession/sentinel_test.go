@@ -18,7 +18,7 @@ func TestSentinel(t *testing.T) {
 	sentinel := testenv.NewSentinel(t, master, "sessions")
 	cfg := Config{
 		Addrs: []string{sentinel.Addr()}, MasterName: "sessions",
-		PoolSize: 5, MinIdleConns: 0, DialTimeout: 300 * time.Millisecond, ReadTimeout: 500 * time.Millisecond,
+		PoolSize: 5, MinIdleConns: 0, ConnectTimeout: 300 * time.Millisecond, ReadTimeout: 500 * time.Millisecond,
 		WriteTimeout: 500 * time.Millisecond, ScanCount: 100, NotifyMinInterval: time.Second,
 		// The tightest budget for two databases: 4 reserved (pub/sub
 		// client's 3, one look-up per Sentinel), and per database one
