@@ -31,6 +31,11 @@ type Config struct {
 	QueryPolicy string `envconfig:"QUERY_POLICY" default:"any" desc:"any: metadata may carry SQL (query) or name a query (queryName); allowlist: queryName only"`
 	// Queries defines named queries inline, as JSON.
 	Queries string `envconfig:"QUERIES" desc:"named queries as JSON: {\"name\": {\"sql\": \"...\", \"params\": [\"p\"], \"connection\": \"\"}}"`
+	// Environ is the environment named connections are read from (see
+	// Config.Named), as os.Environ returns it; nil means the process's
+	// own. Tests set it.
+	Environ []string `ignored:"true"`
+
 	// QueriesFile names a file of named queries, as JSON.
 	QueriesFile string `envconfig:"QUERIES_FILE" file:"true" desc:"file with named queries (same JSON as QUERIES), e.g. a mounted ConfigMap"`
 }

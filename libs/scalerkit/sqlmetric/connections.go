@@ -3,6 +3,7 @@ package sqlmetric
 import (
 	"fmt"
 	"maps"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -68,6 +69,16 @@ func NamedConnections(environ []string, urlPrefix, passwordPrefix string) (map[s
 		}
 	}
 	return out, nil
+}
+
+// Named returns the named connections of c's environment (Environ), as
+// NamedConnections reads them.
+func (c *Config) Named(urlPrefix, passwordPrefix string) (map[string]Connection, error) {
+	environ := c.Environ
+	if environ == nil {
+		environ = os.Environ()
+	}
+	return NamedConnections(environ, urlPrefix, passwordPrefix)
 }
 
 // ResolveConnections is a SQL service's Resolve: c's Settings (see

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -59,11 +58,6 @@ type Config struct {
 	MaxConnLifetime time.Duration `envconfig:"ORACLE_MAX_CONN_LIFETIME" was:"ORACLE_CONN_MAX_LIFETIME" default:"30m" want:">= 0s" desc:"a session is closed and replaced after this long (0: never)"`
 	// MaxConnIdleTime closes sessions idle this long; 0 never does.
 	MaxConnIdleTime time.Duration `envconfig:"ORACLE_MAX_CONN_IDLE_TIME" was:"ORACLE_CONN_MAX_IDLE_TIME" default:"5m" want:">= 0s" desc:"an idle session is closed after this long (0: never)"`
-
-	// Environ is the environment the named connections are read from
-	// (ORACLE_URL_<NAME> and ORACLE_PASSWORD_<NAME>), as os.Environ
-	// returns it; nil means the process's own. Tests set it.
-	Environ []string `ignored:"true"`
 }
 
 // EnvPrefixes names the prefixes of the variables of named connections,
@@ -147,11 +141,7 @@ func (c *Config) Connections() (map[string]string, error) {
 		return nil, errors.New("ORACLE_USER and ORACLE_PASSWORD belong to the default connection, and neither ORACLE_URL nor ORACLE_HOST is set (a named connection's password is ORACLE_PASSWORD_<NAME>)")
 	}
 
-	environ := c.Environ
-	if environ == nil {
-		environ = os.Environ()
-	}
-	named, err := sqlmetric.NamedConnections(environ, namedURLPrefix, namedPasswordPrefix)
+	named, err := c.Named(namedURLPrefix, namedPasswordPrefix)
 	if err != nil {
 		return nil, err
 	}

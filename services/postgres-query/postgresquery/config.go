@@ -6,7 +6,6 @@ import (
 	"io"
 	"maps"
 	"net/url"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -80,11 +79,6 @@ type Config struct {
 	// MaxListenChannels caps the notifyChannel values listened to at once
 	// per connection: each costs one LISTEN session.
 	MaxListenChannels int `envconfig:"POSTGRES_MAX_LISTEN_CHANNELS" default:"8" want:"> 0" desc:"most notifyChannel values listened to at once per connection (one LISTEN session each); triggers beyond it poll"`
-
-	// Environ is the environment the named connections are read from
-	// (POSTGRES_URL_<NAME> and POSTGRES_PASSWORD_<NAME>), as os.Environ
-	// returns it; nil means the process's own. Tests set it.
-	Environ []string `ignored:"true"`
 }
 
 // EnvPrefixes names the prefixes of the variables of named connections,
@@ -154,11 +148,7 @@ func (c *Config) resolvePools() (map[string]resolvedPool, error) {
 // connections returns every connection by lowercase name: the default one
 // (sqlmetric.DefaultConnection) and the named ones.
 func (c *Config) connections() (map[string]sqlmetric.Connection, error) {
-	environ := c.Environ
-	if environ == nil {
-		environ = os.Environ()
-	}
-	out, err := sqlmetric.NamedConnections(environ, urlPrefix, passwordPrefix)
+	out, err := c.Named(urlPrefix, passwordPrefix)
 	if err != nil {
 		return nil, err
 	}

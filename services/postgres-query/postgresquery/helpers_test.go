@@ -127,6 +127,7 @@ func testConfig(url string) Config {
 			MaxQueryBytes: 8192,
 			MaxRowBytes:   1 << 20,
 			QueryPolicy:   sqlmetric.PolicyAny,
+			Environ:       []string{}, // not the process's own
 		},
 		URL:               url,
 		MaxConns:          4,
@@ -136,7 +137,6 @@ func testConfig(url string) Config {
 		MaxConnIdleTime:   5 * time.Minute,
 		ConnectTimeout:    time.Second,
 		MaxListenChannels: 8,
-		Environ:           []string{}, // not the process's own
 	}
 }
 
