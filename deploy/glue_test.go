@@ -94,6 +94,16 @@ func TestGlueRefuses(t *testing.T) {
 		want   string // in a problem; "": none
 	}{
 		"exactly the glue": {func(map[string][]byte) {}, ""},
+		"a patch in an overlay (a volume)": {func(f map[string][]byte) {
+			p := "deploy/kustomize/overlays/prod/" + svc + "/kustomization.yaml"
+			f[p] = append(bytes.Clone(f[p]), "patches:\n  - target: {kind: Deployment}\n    patch: '[]'\n"...)
+		}, ""},
+		"a base without credentials": {func(f map[string][]byte) {
+			f[base] = bytes.ReplaceAll(f[base], []byte("- ../../components/scaler\n"), []byte("- ../../components/scaler\n  - ../../components/no-credentials\n"))
+		}, ""},
+		"a base with another component": {func(f map[string][]byte) {
+			f[base] = bytes.ReplaceAll(f[base], []byte("- ../../components/scaler\n"), []byte("- ../../components/scaler\n  - ../../components/tls\n"))
+		}, "want [../../components/scaler ../../components/no-credentials]"},
 		"no go.work line": {func(f map[string][]byte) {
 			f["go.work"] = tree["go.work"]
 		}, "go.work: no line"},
@@ -211,10 +221,14 @@ func glueContentProblems(rel, svc string, data []byte) []string {
 	parts := strings.Split(rel, "/")
 	switch parts[2] {
 	case "base":
-		keys("apiVersion", "kind", "components", "configMapGenerator")
-		list("components", "../../components/scaler")
+		keys("apiVersion", "kind", "components", "configMapGenerator", "patches")
+		if got, _ := doc["components"].([]any); len(got) == 2 {
+			list("components", "../../components/scaler", "../../components/no-credentials")
+		} else {
+			list("components", "../../components/scaler")
+		}
 	case "overlays":
-		keys("apiVersion", "kind", "resources", "components", "images", "configMapGenerator")
+		keys("apiVersion", "kind", "resources", "components", "images", "configMapGenerator", "patches")
 		list("resources", "../../../base/"+svc)
 		list("components", "../../../components/"+parts[3])
 	case "examples":
