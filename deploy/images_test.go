@@ -338,16 +338,7 @@ func copyFromContext(t *testing.T, buildContext string, ignore *patternmatcher.P
 
 func copyFile(t *testing.T, src, dst string) {
 	t.Helper()
-	data, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(dst, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, dst, mustRead(t, src))
 }
 
 // dockerignore reads the repository's .dockerignore as Docker does.
