@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"bytes"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/moby/patternmatcher"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -67,8 +67,12 @@ func TestNewBackendFromGuide(t *testing.T) {
 
 	// The tree: what the build context and the glue need.
 	root := t.TempDir()
+	everything, err := patternmatcher.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, dir := range []string{"proto", "libs/scalerkit", "libs/testkit", "deploy/kustomize"} {
-		copyTree(t, filepath.Join(repoRoot, dir), filepath.Join(root, dir))
+		copyFromContext(t, repoRoot, everything, dir, filepath.Join(root, dir), true)
 	}
 	for _, f := range []string{"go.work", "Dockerfile", ".dockerignore"} {
 		copyFile(t, filepath.Join(repoRoot, f), filepath.Join(root, f))
@@ -78,11 +82,7 @@ func TestNewBackendFromGuide(t *testing.T) {
 	}
 	// go work use ./services/<name>, and go mod tidy, as the guide says.
 	work := filepath.Join(root, "go.work")
-	data, err := os.ReadFile(work)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, work, bytes.Replace(data, []byte("use (\n"), []byte("use (\n\t./services/"+svc+"\n"), 1))
+	writeFile(t, work, bytes.Replace(mustRead(t, work), []byte("use (\n"), []byte("use (\n\t./services/"+svc+"\n"), 1))
 	dir := filepath.Join(root, "services", svc)
 	alone := map[string]string{"GOWORK": "off", "GOFLAGS": "-mod=mod"}
 	run(t, dir, alone, "go", "mod", "tidy")
@@ -137,22 +137,6 @@ func TestNewBackendFromGuide(t *testing.T) {
 			}
 		}
 	})
-}
-
-// copyTree copies the regular files under src to dst.
-func copyTree(t *testing.T, src, dst string) {
-	t.Helper()
-	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		rel, _ := filepath.Rel(src, path)
-		copyFile(t, path, filepath.Join(dst, rel))
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // writeFile writes data at path, making its directory.
