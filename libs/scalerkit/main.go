@@ -102,7 +102,7 @@ func Run(name string, args []string, stdout, stderr io.Writer, svcConfig any, bu
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := serve(ctx, cfg, log, build); err != nil {
+	if err := serve(ctx, name, cfg, log, build); err != nil {
 		if invalid := (*config.InvalidError)(nil); errors.As(err, &invalid) {
 			fmt.Fprintf(stderr, "%s: configuration: %v\n", name, invalid)
 			return 2
@@ -113,7 +113,7 @@ func Run(name string, args []string, stdout, stderr io.Writer, svcConfig any, bu
 	return 0
 }
 
-func serve(ctx context.Context, cfg config.Config, log *slog.Logger, build BuildFunc) error {
+func serve(ctx context.Context, name string, cfg config.Config, log *slog.Logger, build BuildFunc) error {
 	creds, err := serverCredentials(cfg, log)
 	if err != nil {
 		return err
@@ -126,6 +126,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, build Build
 		stopAt.Store(&t)
 	})()
 	m := metrics.New()
+	m.SetBuild(name, Version)
 	backend, err := build(ctx, Env{Config: cfg, Log: log, Registerer: m.Registry})
 	if err != nil {
 		return fmt.Errorf("building the backend: %w", err)

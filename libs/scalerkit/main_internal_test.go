@@ -321,7 +321,7 @@ func served(t *testing.T, cfg config.Config, b *builder) (addr string, logs *sca
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, log, b.build) }()
+	go func() { done <- serve(ctx, "test", cfg, log, b.build) }()
 	var result error
 	stopped := false
 	stop = func() error {

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -201,7 +203,8 @@ func TestActivity(t *testing.T) {
 
 // TestMisconfiguredKeys checks that reading a key of another type, or a
 // database Redis does not have, is FailedPrecondition with a clear
-// message, not an outage.
+// message, not an outage, counted as the tenant's mistake
+// (outcome="invalid"), not the platform's.
 func TestMisconfiguredKeys(t *testing.T) {
 	e := newEnv(t, scalertest.Options{})
 	ctx := scalertest.Context(t, time.Minute)
@@ -222,9 +225,14 @@ func TestMisconfiguredKeys(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			invalid := e.s.Metrics.BackendRequests.WithLabelValues("value", "invalid").(prometheus.Histogram)
+			before := histogramCount(t, invalid)
 			_, err := e.s.GetMetrics(ctx, tt.md, "session_size")
 			if code := status.Code(err); code != codes.FailedPrecondition {
 				t.Fatalf("GetMetrics: code %v, want FailedPrecondition (%v)", code, err)
+			}
+			if n := histogramCount(t, invalid) - before; n != 1 {
+				t.Errorf("%d backend calls counted outcome=invalid, want 1 (the tenant's mistake)", n)
 			}
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("GetMetrics: %q does not say %q", status.Convert(err).Message(), tt.want)
@@ -235,6 +243,16 @@ func TestMisconfiguredKeys(t *testing.T) {
 			}
 		})
 	}
+}
+
+// histogramCount returns how many observations h holds.
+func histogramCount(t *testing.T, h prometheus.Histogram) uint64 {
+	t.Helper()
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
 }
 
 // TestOutage stops Redis under the scaler: reads fail (or, with
