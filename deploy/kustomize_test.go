@@ -21,7 +21,6 @@ import (
 
 // What every scaler's manifests promise (deploy/README.md).
 const (
-	imageRepo     = "ghcr.io/kedascalers/"
 	nonrootUID    = 65532
 	grpcPort      = 9090
 	metricsPort   = 8080
@@ -211,9 +210,12 @@ func checkDeployment(t *testing.T, o *objects, d *appsv1.Deployment, svc string,
 		}
 	}
 
+	// A base leaves the repository and the tag to components/image.
 	name, tag, _ := strings.Cut(c.Image, ":")
-	if name != imageRepo+svc {
-		t.Errorf("image %q: want %s%s", c.Image, imageRepo, svc)
+	if repo := imageRepository(t); !pinned {
+		repo = "REPOSITORY"
+	} else if name != repo+"/"+svc {
+		t.Errorf("image %q: want %s/%s", c.Image, repo, svc)
 	}
 	if pinned && !pinnedTag.MatchString(tag) && !strings.Contains(c.Image, "@sha256:") {
 		t.Errorf("image %q: want a release tag (vX.Y.Z) or a digest", c.Image)

@@ -56,11 +56,11 @@ func TestOutcome(t *testing.T) {
 
 func TestBuildInfo(t *testing.T) {
 	m := metrics.New()
-	m.SetBuild("redis-session", "v1.2.3")
+	m.SetBuild("some-scaler", "v1.2.3")
 	want := fmt.Sprintf(`
 # HELP kedascalers_build_info 1 for the running build, by service, version and Go version.
 # TYPE kedascalers_build_info gauge
-kedascalers_build_info{go_version=%q,service="redis-session",version="v1.2.3"} 1
+kedascalers_build_info{go_version=%q,service="some-scaler",version="v1.2.3"} 1
 `, runtime.Version())
 	if err := testutil.GatherAndCompare(m.Registry, strings.NewReader(want), "kedascalers_build_info"); err != nil {
 		t.Error(err)
