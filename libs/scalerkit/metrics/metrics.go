@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
@@ -70,6 +71,16 @@ type Metrics struct {
 	// BuildInfo is 1 for the running build, labelled with its service,
 	// version and Go version (see SetBuild).
 	BuildInfo *prometheus.GaugeVec
+}
+
+// WatchCertificate exports kedascalers_tls_certificate_expiry_timestamp_seconds,
+// the expiry of the serving certificate that notAfter reports at each
+// scrape. Only a scaler serving TLS has it.
+func (m *Metrics) WatchCertificate(notAfter func() time.Time) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "kedascalers_tls_certificate_expiry_timestamp_seconds",
+		Help: "When the serving TLS certificate (TLS_CERT_FILE, reloaded on change) expires, in Unix seconds.",
+	}, func() float64 { return float64(notAfter().Unix()) }))
 }
 
 // SetBuild sets kedascalers_build_info{service,version,go_version} to 1
