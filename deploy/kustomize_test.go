@@ -103,8 +103,8 @@ func TestOverlays(t *testing.T) {
 	}
 }
 
-// TestProdServesMutualTLS: the prod overlays use the tls and servicemonitor
-// components, and the examples rely on it.
+// TestProdServesMutualTLS: the prod overlays use the tls, servicemonitor
+// and alerts components, and the examples rely on the first.
 func TestProdServesMutualTLS(t *testing.T) {
 	for _, svc := range services(t) {
 		t.Run(svc, func(t *testing.T) {
@@ -115,8 +115,8 @@ func TestProdServesMutualTLS(t *testing.T) {
 					t.Errorf("%s is not set: prod must serve mutual TLS (components/tls)", k)
 				}
 			}
-			if len(o.certificates) != 1 || len(o.serviceMonitors) != 1 {
-				t.Errorf("%d Certificates, %d ServiceMonitors: want one of each", len(o.certificates), len(o.serviceMonitors))
+			if len(o.certificates) != 1 || len(o.serviceMonitors) != 1 || len(o.prometheusRules) != 1 {
+				t.Errorf("%d Certificates, %d ServiceMonitors, %d PrometheusRules: want one of each", len(o.certificates), len(o.serviceMonitors), len(o.prometheusRules))
 			}
 		})
 	}
