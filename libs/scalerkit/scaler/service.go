@@ -258,6 +258,9 @@ func (s *Service) GetMetrics(ctx context.Context, req *pb.GetMetricsRequest) (*p
 	if err != nil {
 		return nil, err
 	}
+	if r.Note != "" {
+		_ = grpc.SetHeader(ctx, grpcmd.Pairs(WarningHeader, r.Note)) // fails only outside a gRPC call
+	}
 	return &pb.GetMetricsResponse{MetricValues: []*pb.MetricValue{{
 		MetricName:       t.MetricName,
 		MetricValue:      roundValue(r.Value),

@@ -56,9 +56,13 @@ func (p *probe) Read(ctx context.Context) (scaler.Reading, error) {
 	var (
 		count  func() (float64, error)
 		active *redis.StringCmd
+		exists *redis.IntCmd
 	)
 	cmds, err := c.client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		count = p.queueCount(ctx, pipe, time.Now())
+		if p.s.key != "" {
+			exists = pipe.Exists(ctx, p.s.key)
+		}
 		if p.s.activeKey != "" {
 			active = pipe.Get(ctx, p.s.activeKey)
 		}
@@ -74,6 +78,9 @@ func (p *probe) Read(ctx context.Context) (scaler.Reading, error) {
 		return scaler.Reading{}, p.fail(p.s.command(), wantType(p.s.mode), err)
 	}
 	r := scaler.Reading{Value: n}
+	if exists != nil && exists.Val() == 0 && exists.Err() == nil {
+		r.Note = p.missingKey()
+	}
 	if active != nil {
 		r.Switch, err = switchOf(active.Result())
 		if err != nil {
@@ -81,6 +88,17 @@ func (p *probe) Read(ctx context.Context) (scaler.Reading, error) {
 		}
 	}
 	return r, nil
+}
+
+// missingKey is the note on a reading of a key that does not exist: right
+// (Redis deletes a set, hash or list once empty), but the usual cause of a
+// trigger that scales to zero is a misspelt key.
+func (p *probe) missingKey() string {
+	why := "if it should, check the key's spelling"
+	if p.s.mode != modeCounter {
+		why = "Redis deletes " + wantType(p.s.mode) + " once empty; if it was never there, check the key's spelling"
+	}
+	return fmt.Sprintf("key %q does not exist on db %d: read as 0 (%s)", p.s.key, p.s.db, why)
 }
 
 // anyFailed reports whether a command of a pipeline has an error of its
