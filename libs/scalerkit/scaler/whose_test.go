@@ -39,10 +39,10 @@ func TestWhoseProblem(t *testing.T) {
 		t.Run(tt.key, func(t *testing.T) {
 			ref := scalertest.Ref(map[string]string{"key": tt.key})
 			ref.Name = "so-" + tt.key
-			before := backendCalls(t, s, "value", tt.outcome)
+			before := scalertest.BackendCalls(t, s, "value", tt.outcome)
 			_, err := s.Client.GetMetrics(ctxT(t), &pb.GetMetricsRequest{ScaledObjectRef: ref})
 			scalertest.WantStatus(t, err, tt.code) // the mark changes no code
-			if n := backendCalls(t, s, "value", tt.outcome) - before; n != 1 {
+			if n := scalertest.BackendCalls(t, s, "value", tt.outcome) - before; n != 1 {
 				t.Errorf("%d calls counted %q, want 1", n, tt.outcome)
 			}
 			line := logLine(logs.String(), "scaledObject.name="+ref.Name)

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -225,13 +223,12 @@ func TestMisconfiguredKeys(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			invalid := e.s.Metrics.BackendRequests.WithLabelValues("value", "invalid").(prometheus.Histogram)
-			before := histogramCount(t, invalid)
+			before := scalertest.BackendCalls(t, e.s, "value", "invalid")
 			_, err := e.s.GetMetrics(ctx, tt.md, "session_size")
 			if code := status.Code(err); code != codes.FailedPrecondition {
 				t.Fatalf("GetMetrics: code %v, want FailedPrecondition (%v)", code, err)
 			}
-			if n := histogramCount(t, invalid) - before; n != 1 {
+			if n := scalertest.BackendCalls(t, e.s, "value", "invalid") - before; n != 1 {
 				t.Errorf("%d backend calls counted outcome=invalid, want 1 (the tenant's mistake)", n)
 			}
 			if !strings.Contains(err.Error(), tt.want) {
@@ -243,16 +240,6 @@ func TestMisconfiguredKeys(t *testing.T) {
 			}
 		})
 	}
-}
-
-// histogramCount returns how many observations h holds.
-func histogramCount(t *testing.T, h prometheus.Histogram) uint64 {
-	t.Helper()
-	var m dto.Metric
-	if err := h.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetHistogram().GetSampleCount()
 }
 
 // TestOutage stops Redis under the scaler: reads fail (or, with
