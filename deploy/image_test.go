@@ -26,14 +26,8 @@ type kustomization struct {
 // kustomization at path.
 func literal(t *testing.T, path, name, key string) string {
 	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var k kustomization
-	if err := yaml.Unmarshal(data, &k); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
+	readYAML(t, path, &k)
 	for _, g := range k.ConfigMapGenerator {
 		if g.Name != name {
 			continue
@@ -46,6 +40,19 @@ func literal(t *testing.T, path, name, key string) string {
 	}
 	t.Fatalf("%s: no %s=... in the ConfigMap %s", path, key, name)
 	return ""
+}
+
+// readYAML decodes the YAML file at path into v and returns its text.
+func readYAML(t *testing.T, path string, v any) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(data, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return data
 }
 
 // imageRepository is the repository components/image sets.
