@@ -92,7 +92,7 @@ func TestCheckAddr(t *testing.T) {
 		addr, want string // want: "" for no error, else in the message
 	}{
 		{"127.0.0.1:9090", ""},
-		{"redis-session.kedascalers.svc.cluster.local:9090", ""},
+		{"scaler.kedascalers.svc.cluster.local:9090", ""},
 		{"[::1]:9090", ""},
 		{"dns:///scaler:9090", ""},
 		{"unix:///run/scaler.sock", ""},
