@@ -408,7 +408,9 @@ func (s *Service) parse(ctx context.Context, ref *pb.ScaledObjectRef) (*Trigger,
 		if !ok {
 			st = status.New(codes.InvalidArgument, err.Error())
 		}
-		s.logger(ctx).Warn("trigger metadata rejected", slog.String("error", st.Message()))
+		// The tenant's mistake, repeated at every poll: once per failEvery.
+		key := metadata.Clip(ref.GetNamespace()) + "/" + metadata.Clip(ref.GetName()) + "|metadata|" + st.Code().String()
+		s.failLog.Log(ctx, s.logger(ctx), slog.LevelWarn, key, "trigger metadata rejected", slog.String("error", st.Message()))
 		return nil, ctx, st.Err()
 	}
 	s.warn(ctx, ref, warnings)

@@ -52,11 +52,17 @@ func TestWhoseProblem(t *testing.T) {
 		})
 	}
 
-	// Metadata the scaler refuses is the tenant's mistake, logged at WARN.
-	_, err := s.Client.GetMetricSpec(ctxT(t), scalertest.Ref(map[string]string{"key": "v", "activaton": "5"}))
-	scalertest.WantStatus(t, err, codes.InvalidArgument)
-	if line := logLine(logs.String(), "trigger metadata rejected"); !strings.Contains(line, "level=WARN") {
-		t.Errorf("rejected metadata logged as %q, want level=WARN", line)
+	// Metadata the scaler refuses is the tenant's mistake, logged at WARN,
+	// once for a ScaledObject polled again and again.
+	for range 5 {
+		_, err := s.Client.GetMetricSpec(ctxT(t), scalertest.Ref(map[string]string{"key": "v", "activaton": "5"}))
+		scalertest.WantStatus(t, err, codes.InvalidArgument)
+	}
+	if line := logLine(logs.String(), "trigger metadata rejected"); !strings.Contains(line, "level=WARN") || !strings.Contains(line, "scaledObject.name=so") {
+		t.Errorf("rejected metadata logged as %q, want level=WARN with the ScaledObject", line)
+	}
+	if n := strings.Count(logs.String(), "trigger metadata rejected"); n != 1 {
+		t.Errorf("5 rejections of one ScaledObject logged %d times, want once", n)
 	}
 }
 
