@@ -19,7 +19,7 @@ const maxGlueLines = 20
 
 // glueFiles are the files outside services/<name>/ that a service must
 // have, and may have, with its name for %s: its base (its name and its own
-// settings), its overlay in each environment (its pinned image) and its two
+// settings), its overlay in each environment (its image's tag) and its two
 // example ScaledObjects. Everything else a service's manifests, image and
 // release need is shared (deploy/kustomize/components, the Dockerfile,
 // .github/workflows/release.yml).
@@ -113,6 +113,10 @@ func TestGlueRefuses(t *testing.T) {
 		"a glue file of 20 lines": {func(f map[string][]byte) {
 			f[base] = append(f[base], strings.Repeat("# more\n", maxGlueLines)...)
 		}, "want fewer than 20"},
+		"an image of its own in an overlay": {func(f map[string][]byte) {
+			p := "deploy/kustomize/overlays/prod/" + svc + "/kustomization.yaml"
+			f[p] = append(bytes.Clone(f[p]), "images:\n  - {name: x, newName: y}\n"...)
+		}, "images: a service's glue holds only"},
 		"a shared part copied into the base": {func(f map[string][]byte) {
 			f[base] = append(f[base], "resources:\n  - deployment.yaml\n"...)
 		}, "resources: a service's glue holds only"},
@@ -193,7 +197,7 @@ func glueProblems(files map[string][]byte, svc string) []string {
 
 // glueContentProblems: a base holds the service's ConfigMap and the shared
 // component; an overlay holds its base, its environment's component, its
-// pinned image and perhaps settings; an example holds a ScaledObject.
+// image tag and perhaps settings; an example holds a ScaledObject.
 func glueContentProblems(rel, svc string, data []byte) []string {
 	var problems []string
 	var doc map[string]any
@@ -228,7 +232,7 @@ func glueContentProblems(rel, svc string, data []byte) []string {
 			list("components", "../../components/scaler")
 		}
 	case "overlays":
-		keys("apiVersion", "kind", "resources", "components", "images", "configMapGenerator", "patches")
+		keys("apiVersion", "kind", "resources", "components", "configMapGenerator", "patches")
 		list("resources", "../../../base/"+svc)
 		list("components", "../../../components/"+parts[3])
 	case "examples":

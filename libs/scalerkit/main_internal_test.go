@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/metrics"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
 	"github.com/kedascalers/kedascalers/libs/testkit/testpki"
 	"github.com/kedascalers/kedascalers/libs/testkit/wait"
@@ -315,7 +317,7 @@ func served(t *testing.T, cfg config.Config, b *builder) (addr string, logs *wai
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, log, b.build) }()
+	go func() { done <- serve(ctx, "test", cfg, log, b.build) }()
 	var result error
 	stopped := false
 	stop = func() error {
@@ -468,7 +470,8 @@ func TestServerCredentials(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			creds, err := serverCredentials(config.Config{TLSCertFile: tt.cert, TLSKeyFile: tt.key, TLSClientCAFile: tt.ca}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			m := metrics.New()
+			creds, err := serverCredentials(config.Config{TLSCertFile: tt.cert, TLSKeyFile: tt.key, TLSClientCAFile: tt.ca}, slog.New(slog.NewTextHandler(io.Discard, nil)), m)
 			if tt.wantErr {
 				if err == nil {
 					t.Fatal("serverCredentials = nil error")
@@ -487,8 +490,51 @@ func TestServerCredentials(t *testing.T) {
 			if creds != nil && creds.Info().SecurityProtocol != "tls" {
 				t.Errorf("SecurityProtocol = %q, want tls", creds.Info().SecurityProtocol)
 			}
+			checkCertificateExpiry(t, m, tt.cert)
 		})
 	}
+}
+
+// checkCertificateExpiry: with TLS, m exports the expiry of the served
+// certificate (certFile), to the second; without, nothing.
+func checkCertificateExpiry(t *testing.T, m *metrics.Metrics, certFile string) {
+	t.Helper()
+	const name = "kedascalers_tls_certificate_expiry_timestamp_seconds"
+	n, err := testutil.GatherAndCount(m.Registry, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if certFile == "" {
+		if n != 0 {
+			t.Errorf("%s exported without TLS", name)
+		}
+		return
+	}
+	data, err := os.ReadFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		t.Fatalf("%s: no PEM", certFile)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			if got, want := mf.GetMetric()[0].GetGauge().GetValue(), float64(cert.NotAfter.Unix()); got != want {
+				t.Errorf("%s = %v, want %v (the certificate's notAfter)", name, got, want)
+			}
+			return
+		}
+	}
+	t.Errorf("%s not exported with TLS", name)
 }
 
 func TestServeTLS(t *testing.T) {

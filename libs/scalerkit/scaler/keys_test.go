@@ -72,7 +72,7 @@ func TestUnknownMetadataKeys(t *testing.T) {
 	if n := strings.Count(out, "trigger metadata has warnings"); n != 1 {
 		t.Errorf("warning logged %d times, want once:\n%s", n, out)
 	}
-	for _, w := range []string{"level=WARN", "scaledObject.namespace=test", "scaledObject.name=so", `\"team\" is not a known key`} {
+	for _, w := range []string{"level=INFO", "scaledObject.namespace=test", "scaledObject.name=so", `\"team\" is not a known key`} {
 		if !strings.Contains(out, w) {
 			t.Errorf("log lacks %s:\n%s", w, out)
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/cache"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/fault"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metrics"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/ratelog"
@@ -257,6 +258,9 @@ func (s *Service) GetMetrics(ctx context.Context, req *pb.GetMetricsRequest) (*p
 	if err != nil {
 		return nil, err
 	}
+	if r.Note != "" {
+		_ = grpc.SetHeader(ctx, grpcmd.Pairs(WarningHeader, r.Note)) // fails only outside a gRPC call
+	}
 	return &pb.GetMetricsResponse{MetricValues: []*pb.MetricValue{{
 		MetricName:       t.MetricName,
 		MetricValue:      roundValue(r.Value),
@@ -404,7 +408,9 @@ func (s *Service) parse(ctx context.Context, ref *pb.ScaledObjectRef) (*Trigger,
 		if !ok {
 			st = status.New(codes.InvalidArgument, err.Error())
 		}
-		s.logger(ctx).Info("trigger metadata rejected", slog.String("error", st.Message()))
+		// The tenant's mistake, repeated at every poll: once per failEvery.
+		key := metadata.Clip(ref.GetNamespace()) + "/" + metadata.Clip(ref.GetName()) + "|metadata|" + st.Code().String()
+		s.failLog.Log(ctx, s.logger(ctx), slog.LevelWarn, key, "trigger metadata rejected", slog.String("error", st.Message()))
 		return nil, ctx, st.Err()
 	}
 	s.warn(ctx, ref, warnings)
@@ -434,7 +440,7 @@ func (s *Service) warn(ctx context.Context, ref *pb.ScaledObjectRef, warnings []
 	// Fails only outside a gRPC call (a test calling the Service itself),
 	// where there is no header to set.
 	_ = grpc.SetHeader(ctx, grpcmd.MD{WarningHeader: warnings})
-	s.warnLog.Log(ctx, s.logger(ctx), slog.LevelWarn, metadata.Clip(ref.GetNamespace())+"/"+metadata.Clip(ref.GetName()),
+	s.warnLog.Log(ctx, s.logger(ctx), slog.LevelInfo, metadata.Clip(ref.GetNamespace())+"/"+metadata.Clip(ref.GetName()),
 		"trigger metadata has warnings", slog.Any("warnings", warnings))
 }
 
@@ -505,12 +511,12 @@ func (s *Service) fetch(ctx context.Context, kind string, p Probe) (r Reading, e
 				// line per call.
 				ref := refOf(ctx)
 				key := metadata.Clip(ref.GetNamespace()) + "/" + metadata.Clip(ref.GetName()) + "|" + kind + "|" + status.Code(err).String()
-				s.failLog.Log(ctx, s.logger(ctx), slog.LevelWarn, key, "backend read failed",
+				s.failLog.Log(ctx, s.logger(ctx), fault.Level(err), key, "backend read failed",
 					slog.String("kind", kind), slog.String("probe", metadata.Clip(p.Key())),
 					slog.Duration("elapsed", time.Since(start)), slog.Any("error", err))
 			}
 		}
-		s.metrics.BackendRequests.WithLabelValues(kind, metrics.Outcome(status.Code(err))).Observe(time.Since(start).Seconds())
+		s.metrics.BackendRequests.WithLabelValues(kind, metrics.Outcome(err)).Observe(time.Since(start).Seconds())
 	}()
 	// Value and target reads have places of their own, as they have pools
 	// of their own in the SQL backends: a tenant's slow targetQuery does
@@ -547,7 +553,7 @@ func (s *Service) checkMetadataSize(ctx context.Context, md map[string]string) e
 	err := status.Errorf(codes.InvalidArgument,
 		"trigger metadata is %d bytes (keys and values), over the limit of %d (%s); the largest entry is %q (%d bytes)",
 		total, s.opts.MaxMetadataBytes, limitMetadata, metadata.Clip(largest), largestSize)
-	s.limitLog.Log(ctx, s.logger(ctx), slog.LevelInfo, limitMetadata, "trigger metadata rejected",
+	s.limitLog.Log(ctx, s.logger(ctx), slog.LevelWarn, limitMetadata, "trigger metadata rejected",
 		slog.String("limit", limitMetadata), slog.String("error", status.Convert(err).Message()))
 	return err
 }

@@ -82,6 +82,11 @@ type Reading struct {
 	// Switch, when not SwitchUnset, decides activity in place of the
 	// activation threshold.
 	Switch Switch
+	// Note, when set, is a remark on a value that is right but may not be
+	// what the trigger's author meant (the key read does not exist, say):
+	// GetMetrics sends it to the caller as a warning (WarningHeader),
+	// which scalerctl prints and KEDA ignores.
+	Note string
 }
 
 // Switch is an activity decided by the backend itself, e.g. a key an

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -157,4 +159,15 @@ func Closing[T io.Closer](t testing.TB, v T, err error) T {
 		}
 	})
 	return v
+}
+
+// BackendCalls returns how many backend calls of kind ("value" or
+// "target") s counted with outcome (metrics.Outcome) so far.
+func BackendCalls(t testing.TB, s *Scaler, kind, outcome string) uint64 {
+	t.Helper()
+	var m dto.Metric
+	if err := s.Metrics.BackendRequests.WithLabelValues(kind, outcome).(prometheus.Histogram).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
 }

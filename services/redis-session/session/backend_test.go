@@ -202,7 +202,8 @@ func TestActivity(t *testing.T) {
 
 // TestMisconfiguredKeys checks that reading a key of another type, or a
 // database Redis does not have, is FailedPrecondition with a clear
-// message, not an outage.
+// message, not an outage, counted as the tenant's mistake
+// (outcome="invalid"), not the platform's.
 func TestMisconfiguredKeys(t *testing.T) {
 	e := newEnv(t, scalertest.Options{})
 	ctx := scalertest.Context(t, time.Minute)
@@ -223,9 +224,13 @@ func TestMisconfiguredKeys(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			before := scalertest.BackendCalls(t, e.s, "value", "invalid")
 			_, err := e.s.GetMetrics(ctx, tt.md, "session_size")
 			if code := status.Code(err); code != codes.FailedPrecondition {
 				t.Fatalf("GetMetrics: code %v, want FailedPrecondition (%v)", code, err)
+			}
+			if n := scalertest.BackendCalls(t, e.s, "value", "invalid") - before; n != 1 {
+				t.Errorf("%d backend calls counted outcome=invalid, want 1 (the tenant's mistake)", n)
 			}
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("GetMetrics: %q does not say %q", status.Convert(err).Message(), tt.want)
