@@ -4,8 +4,9 @@
 // For each service it starts a throwaway backend, the service's binary
 // (bin/<service>, built by make build) and the bare server (this binary,
 // run as "pollbench floor"), warms both up, then, in each run, polls each
-// server in turn as KEDA does (GetMetrics then IsActive, from -workers
-// ScaledObjects at once over one connection) -polls times. It reports per
+// server as KEDA does (GetMetrics then IsActive, from -workers
+// ScaledObjects at once over one connection) -polls times, the two taking
+// turns in tenths of that. It reports per
 // server the CPU time per poll (utime+stime from /proc/<pid>/stat), the
 // heap allocations per poll (go_memstats_mallocs_total), polls/s and the
 // p99 of a poll, and the ratios scaler/floor; the last table is the median
@@ -68,7 +69,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if o.polls < 100 || o.polls > 1_000_000 || o.workers < 1 || o.workers > 256 || o.runs < 1 || o.runs > 15 || o.warmup < 0 {
+	if o.polls < 10*chunks || o.polls > 1_000_000 || o.workers < 1 || o.workers > 256 || o.runs < 1 || o.runs > 15 || o.warmup < 0 {
 		return fmt.Errorf("want 100 <= -polls <= 1e6, 1 <= -workers <= 256, 1 <= -runs <= 15, -warmup >= 0")
 	}
 	o.services = strings.Split(services, ",")
@@ -128,17 +129,11 @@ func bench(ctx context.Context, o options, self, name string, out io.Writer) err
 	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|---|")
 	var all [2][]figures
 	for r := range o.runs {
-		// Alternate which goes first, so neither always runs on a warmer
-		// (or busier) machine.
-		order := []int{0, 1}
-		if r%2 == 1 {
-			order = []int{1, 0}
+		f, err := measure(ctx, targets, o.polls, o.workers)
+		if err != nil {
+			return err
 		}
-		var f [2]figures
-		for _, i := range order {
-			if f[i], err = targets[i].measure(ctx, o.polls, o.workers); err != nil {
-				return err
-			}
+		for i := range f {
 			all[i] = append(all[i], f[i])
 		}
 		row(out, fmt.Sprint(r+1), f[0], f[1])

@@ -106,35 +106,77 @@ func (t *target) load(ctx context.Context, n, workers int) ([]time.Duration, err
 	return took, <-errs
 }
 
-// measure runs n polls and returns what they cost the server.
-func (t *target) measure(ctx context.Context, n, workers int) (figures, error) {
+// sample is what one chunk of polls cost a server.
+type sample struct {
+	cpu     time.Duration
+	mallocs float64
+	elapsed time.Duration
+	took    []time.Duration
+}
+
+// chunk runs n polls and returns what they cost the server.
+func (t *target) chunk(ctx context.Context, n, workers int) (sample, error) {
 	m0, err := t.srv.mallocs(ctx)
 	if err != nil {
-		return figures{}, err
+		return sample{}, err
 	}
 	cpu0, err := t.srv.cpu()
 	if err != nil {
-		return figures{}, err
+		return sample{}, err
 	}
 	start := time.Now()
 	took, err := t.load(ctx, n, workers)
 	if err != nil {
-		return figures{}, err
+		return sample{}, err
 	}
 	elapsed := time.Since(start)
 	cpu1, err := t.srv.cpu()
 	if err != nil {
-		return figures{}, err
+		return sample{}, err
 	}
 	m1, err := t.srv.mallocs(ctx)
 	if err != nil {
-		return figures{}, err
+		return sample{}, err
 	}
-	slices.Sort(took)
-	return figures{
-		cpuPerPoll:    (cpu1 - cpu0) / time.Duration(n),
-		allocsPerPoll: max(0, m1-m0-t.scrapeAllocs) / float64(n),
-		pollsPerSec:   float64(n) / elapsed.Seconds(),
-		p99:           took[(len(took)*99+99)/100-1],
-	}, nil
+	return sample{cpu: cpu1 - cpu0, mallocs: max(0, m1-m0-t.scrapeAllocs), elapsed: elapsed, took: took}, nil
+}
+
+// chunks is how many pieces a run's polls of each server are cut into:
+// the servers take turns (ABBA), so that both see the same load from
+// whatever else runs on the machine.
+const chunks = 10
+
+// measure runs n polls of each target, in turns, and returns the figures
+// of each.
+func measure(ctx context.Context, ts []*target, n, workers int) ([]figures, error) {
+	per := n / chunks
+	sums := make([]sample, len(ts))
+	for c := range chunks {
+		for j := range ts {
+			i := j
+			if c%2 == 1 {
+				i = len(ts) - 1 - j
+			}
+			s, err := ts[i].chunk(ctx, per, workers)
+			if err != nil {
+				return nil, err
+			}
+			sums[i].cpu += s.cpu
+			sums[i].mallocs += s.mallocs
+			sums[i].elapsed += s.elapsed
+			sums[i].took = append(sums[i].took, s.took...)
+		}
+	}
+	fs := make([]figures, len(ts))
+	for i, s := range sums {
+		polls := per * chunks
+		slices.Sort(s.took)
+		fs[i] = figures{
+			cpuPerPoll:    s.cpu / time.Duration(polls),
+			allocsPerPoll: s.mallocs / float64(polls),
+			pollsPerSec:   float64(polls) / s.elapsed.Seconds(),
+			p99:           s.took[(len(s.took)*99+99)/100-1],
+		}
+	}
+	return fs, nil
 }

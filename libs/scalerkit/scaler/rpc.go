@@ -19,7 +19,7 @@ func (s *Service) IsActive(ctx context.Context, ref *pb.ScaledObjectRef) (*pb.Is
 	if err != nil {
 		return nil, err
 	}
-	return &pb.IsActiveResponse{Result: t.Active(r)}, nil
+	return isActiveResponse(t.Active(r)), nil
 }
 
 // GetMetricSpec returns the trigger's metric and target from memory.
@@ -48,11 +48,7 @@ func (s *Service) GetMetrics(ctx context.Context, req *pb.GetMetricsRequest) (*p
 	if err != nil {
 		return nil, err
 	}
-	return &pb.GetMetricsResponse{MetricValues: []*pb.MetricValue{{
-		MetricName:       t.MetricName,
-		MetricValue:      roundValue(r.Value),
-		MetricValueFloat: r.Value,
-	}}}, nil
+	return metricsResponse(t.MetricName, r.Value), nil
 }
 
 // StreamIsActive sends the current activity as soon as it is known, then
