@@ -9,8 +9,8 @@
 // turns in tenths of that. It reports per
 // server the CPU time per poll (utime+stime from /proc/<pid>/stat), the
 // heap allocations per poll (go_memstats_mallocs_total), polls/s and the
-// p99 of a poll, and the ratios scaler/floor; the last table is the median
-// of the runs.
+// p99 of a poll, and the ratios scaler/floor; the last row holds the
+// median of each figure, and of each ratio, over the runs.
 //
 //	go run ./tools/pollbench --bin bin
 package main
@@ -138,8 +138,25 @@ func bench(ctx context.Context, o options, self, name string, out io.Writer) err
 		}
 		row(out, fmt.Sprint(r+1), f[0], f[1])
 	}
-	row(out, "median", median(all[0]), median(all[1]))
+	ms, mb := median(all[0]), median(all[1])
+	cpu, rate := medianRatios(all[0], all[1])
+	fmt.Fprintf(out, "| median | %v | %v | %.2f | %.1f | %.1f | %.0f | %.0f | %.2f | %v | %v |\n",
+		ms.cpuPerPoll.Round(time.Microsecond/10), mb.cpuPerPoll.Round(time.Microsecond/10), cpu,
+		ms.allocsPerPoll, mb.allocsPerPoll, ms.pollsPerSec, mb.pollsPerSec, rate,
+		ms.p99.Round(time.Microsecond), mb.p99.Round(time.Microsecond))
 	return nil
+}
+
+// medianRatios returns the medians of the runs' CPU and polls/s ratios.
+func medianRatios(s, b []figures) (cpu, rate float64) {
+	var c, r []float64
+	for i := range s {
+		c = append(c, float64(s[i].cpuPerPoll)/float64(b[i].cpuPerPoll))
+		r = append(r, s[i].pollsPerSec/b[i].pollsPerSec)
+	}
+	slices.Sort(c)
+	slices.Sort(r)
+	return c[len(c)/2], r[len(r)/2]
 }
 
 func row(out io.Writer, label string, s, b figures) {

@@ -30,12 +30,14 @@ type triggerMemo struct {
 	evicted func()
 	held    func(n int)
 
-	mu     sync.Mutex
-	byHash map[uint64]*parsed
+	byHash sync.Map // uint64 -> *parsed; read without a lock by every call
+
+	mu sync.Mutex // serialises put
+	n  int        // entries in byHash
 }
 
 func newTriggerMemo(max int, evicted func(), held func(int)) *triggerMemo {
-	return &triggerMemo{seed: maphash.MakeSeed(), max: max, evicted: evicted, held: held, byHash: make(map[uint64]*parsed)}
+	return &triggerMemo{seed: maphash.MakeSeed(), max: max, evicted: evicted, held: held}
 }
 
 // measure returns md's size (keys and values, in bytes) and a hash of it
@@ -51,26 +53,34 @@ func (m *triggerMemo) measure(md map[string]string) (size int, hash uint64) {
 
 // get returns the parse of md, or nil.
 func (m *triggerMemo) get(hash uint64, md map[string]string) *parsed {
-	m.mu.Lock()
-	p := m.byHash[hash]
-	m.mu.Unlock()
-	if p == nil || !maps.Equal(p.md, md) {
+	v, ok := m.byHash.Load(hash)
+	if !ok {
 		return nil
 	}
-	return p
+	if p := v.(*parsed); maps.Equal(p.md, md) {
+		return p
+	}
+	return nil
 }
 
 // put keeps p under hash, in place of whatever had the same hash.
 func (m *triggerMemo) put(hash uint64, p *parsed) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, ok := m.byHash[hash]; !ok && len(m.byHash) >= m.max {
-		for h := range m.byHash { // a miss only: arbitrary is good enough
-			delete(m.byHash, h)
-			m.evicted()
-			break
-		}
+	if _, loaded := m.byHash.Swap(hash, p); loaded {
+		return
 	}
-	m.byHash[hash] = p
-	m.held(len(m.byHash))
+	m.n++
+	if m.n > m.max {
+		m.byHash.Range(func(h, _ any) bool { // a miss only: arbitrary is good enough
+			if h.(uint64) == hash {
+				return true
+			}
+			m.byHash.Delete(h)
+			m.n--
+			m.evicted()
+			return false
+		})
+	}
+	m.held(m.n)
 }
