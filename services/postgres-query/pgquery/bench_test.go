@@ -51,35 +51,11 @@ func BenchmarkGetMetricsCached(b *testing.B) {
 }
 
 // BenchmarkPollWarm is one KEDA poll, GetMetrics then IsActive, with the
-// reading in the cache: the hot path. allocs/op counts the in-memory
-// client's allocations too; tools/pollbench measures the server alone.
+// reading in the cache: the hot path (tools/pollbench measures the server
+// alone, against a bare gRPC server).
 func BenchmarkPollWarm(b *testing.B) {
 	e := newEnv(b, sharedPostgres(b), nil, scalertest.Options{CacheTTL: time.Hour})
-	ctx := context.Background()
-	ref := scalertest.Ref(map[string]string{"query": confirmed, "targetQueryValue": "100"})
-	req := &pb.GetMetricsRequest{ScaledObjectRef: ref, MetricName: "query_value"}
-	first, err := e.s.Client.GetMetrics(ctx, req)
-	if err != nil {
-		b.Fatal(err)
-	}
-	want := first.GetMetricValues()[0].GetMetricValueFloat()
-	b.ReportAllocs()
-	for b.Loop() {
-		res, err := e.s.Client.GetMetrics(ctx, req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if v := res.GetMetricValues()[0].GetMetricValueFloat(); v != want {
-			b.Fatalf("value %v, want the cached %v", v, want)
-		}
-		act, err := e.s.Client.IsActive(ctx, ref)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if act.GetResult() != (want > 0) {
-			b.Fatalf("active %v with value %v", act.GetResult(), want)
-		}
-	}
+	e.s.BenchmarkWarmPoll(b, map[string]string{"query": confirmed, "targetQueryValue": "100"}, "query_value")
 }
 
 // BenchmarkGetMetricsUncached asks PostgreSQL on every call: acquire,

@@ -47,34 +47,12 @@ func BenchmarkGetMetricsCached(b *testing.B) {
 }
 
 // BenchmarkPollWarm is one KEDA poll, GetMetrics then IsActive, with the
-// reading in the cache: the hot path. allocs/op counts the in-memory
-// client's allocations too; tools/pollbench measures the server alone.
+// reading in the cache: the hot path (tools/pollbench measures the server
+// alone, against a bare gRPC server).
 func BenchmarkPollWarm(b *testing.B) {
 	e := newEnv(b, scalertest.Options{CacheTTL: time.Hour})
-	ctx := context.Background()
-	must(b, e.rdb.SAdd(ctx, "sessions", "a", "b", "c").Err())
-	ref := scalertest.Ref(map[string]string{"mode": "set", "key": "sessions", "sessionSize": "100"})
-	req := &pb.GetMetricsRequest{ScaledObjectRef: ref, MetricName: "session_size"}
-	if _, err := e.s.Client.GetMetrics(ctx, req); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		res, err := e.s.Client.GetMetrics(ctx, req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if v := res.GetMetricValues()[0].GetMetricValueFloat(); v != 3 {
-			b.Fatalf("value %v, want 3", v)
-		}
-		act, err := e.s.Client.IsActive(ctx, ref)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if !act.GetResult() {
-			b.Fatal("inactive with 3 sessions")
-		}
-	}
+	must(b, e.rdb.SAdd(context.Background(), "sessions", "a", "b", "c").Err())
+	e.s.BenchmarkWarmPoll(b, map[string]string{"mode": "set", "key": "sessions", "sessionSize": "100"}, "session_size")
 }
 
 // BenchmarkGetMetricsUncached asks Redis on every call (SCARD over
