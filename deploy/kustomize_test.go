@@ -220,15 +220,18 @@ func checkDeployment(t *testing.T, o *objects, d *appsv1.Deployment, svc string,
 	}
 
 	// Configuration: the ConfigMap the render defines, then the operators'
-	// Secret, which must be required.
-	if len(c.EnvFrom) != 2 || c.EnvFrom[0].ConfigMapRef == nil || c.EnvFrom[1].SecretRef == nil {
-		t.Fatalf("envFrom %v: want a configMapRef then a secretRef (the Secret wins)", c.EnvFrom)
+	// Secret, which must be required; a backend without credentials
+	// (components/no-credentials) reads the ConfigMap only.
+	if len(c.EnvFrom) < 1 || len(c.EnvFrom) > 2 || c.EnvFrom[0].ConfigMapRef == nil || (len(c.EnvFrom) == 2 && c.EnvFrom[1].SecretRef == nil) {
+		t.Fatalf("envFrom %v: want a configMapRef, then a secretRef unless the backend has no credentials (the Secret wins)", c.EnvFrom)
 	}
 	if o.configMap(c.EnvFrom[0].ConfigMapRef.Name) == nil {
 		t.Errorf("envFrom ConfigMap %q is not in the render", c.EnvFrom[0].ConfigMapRef.Name)
 	}
-	if s := c.EnvFrom[1].SecretRef; s.Name != svc+"-credentials" || (s.Optional != nil && *s.Optional) {
-		t.Errorf("envFrom Secret %q (optional %v): want %s-credentials, required", s.Name, s.Optional, svc)
+	if len(c.EnvFrom) == 2 {
+		if s := c.EnvFrom[1].SecretRef; s.Name != svc+"-credentials" || (s.Optional != nil && *s.Optional) {
+			t.Errorf("envFrom Secret %q (optional %v): want %s-credentials, required", s.Name, s.Optional, svc)
+		}
 	}
 	env := o.effectiveEnv(c)
 

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
 
@@ -31,7 +32,7 @@ func backendCalls(t *testing.T, s *scalertest.Scaler, kind, outcome string) uint
 func TestPanicIsInternalOnce(t *testing.T) {
 	f := newFake()
 	f.panics["boom"] = true
-	logs := &scalertest.Buffer{}
+	logs := &wait.Buffer{}
 	s := scalertest.Serve(t, f, scalertest.Options{CacheTTL: -1, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 
 	_, err := s.Client.GetMetrics(ctxT(t), &pb.GetMetricsRequest{ScaledObjectRef: scalertest.Ref(map[string]string{"key": "boom"})})
@@ -102,7 +103,7 @@ func TestProbeKeyClippedInLogs(t *testing.T) {
 	f := newFake()
 	long := strings.Repeat("x", 1000)
 	f.setErr(long, errDown)
-	logs := &scalertest.Buffer{}
+	logs := &wait.Buffer{}
 	s := scalertest.Serve(t, f, scalertest.Options{CacheTTL: -1, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	_, err := s.Client.GetMetrics(ctxT(t), &pb.GetMetricsRequest{ScaledObjectRef: scalertest.Ref(map[string]string{"key": long})})
 	scalertest.WantStatus(t, err, codes.Unavailable)
@@ -118,7 +119,7 @@ func TestProbeKeyClippedInLogs(t *testing.T) {
 func TestFailedReadLogRateLimited(t *testing.T) {
 	f := newFake()
 	f.setErr("down", errDown)
-	logs := &scalertest.Buffer{}
+	logs := &wait.Buffer{}
 	s := scalertest.Serve(t, f, scalertest.Options{CacheTTL: -1, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	md := map[string]string{"key": "down"}
 	for range 5 {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
 
@@ -20,7 +21,7 @@ import (
 func TestUnknownMetadataKeys(t *testing.T) {
 	f := newFake()
 	f.set("v", 1)
-	logs := &scalertest.Buffer{}
+	logs := &wait.Buffer{}
 	s := scalertest.Serve(t, f, scalertest.Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
 
 	typo := scalertest.Ref(map[string]string{"key": "v", "activaton": "5"})

@@ -108,19 +108,6 @@ func WantStatus(t testing.TB, err error, code codes.Code, fragments ...string) {
 	}
 }
 
-// Eventually calls f every 20ms until it returns nil or d has passed, and
-// returns its last error.
-func Eventually(d time.Duration, f func() error) error {
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // Unsetenv removes the named variables from the environment for the test
 // and restores them when it ends (t.Setenv can only set a variable).
 func Unsetenv(t testing.TB, names ...string) {

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
 
@@ -278,16 +279,14 @@ func TestOutage(t *testing.T) {
 
 			must(t, e.r.Start())
 			must(t, e.rdb.SAdd(ctx, "sessions", "a", "b", "c", "d").Err()) // no persistence: refill
-			deadline := time.Now().Add(2 * time.Second)
-			for {
-				p, err := e.s.Poll(ctx, md)
-				if err == nil && p.Value == 4 && p.Active {
-					break
+			err = wait.Until(2*time.Second, func() error {
+				if p, err := e.s.Poll(ctx, md); err != nil || p.Value != 4 || !p.Active {
+					return fmt.Errorf("2s after Redis came back: %+v, %v; want 4 and active", p, err)
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("2s after Redis came back: %+v, %v; want 4 and active", p, err)
-				}
-				time.Sleep(50 * time.Millisecond)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
 			}
 		})
 	}
