@@ -11,11 +11,7 @@ import (
 // IsActive reports whether the trigger is active, from the same reading
 // GetMetrics used when it came within the cache TTL.
 func (s *Service) IsActive(ctx context.Context, ref *pb.ScaledObjectRef) (*pb.IsActiveResponse, error) {
-	t, ctx, err := s.parse(ctx, ref)
-	if err != nil {
-		return nil, err
-	}
-	r, err := s.readValue(ctx, t)
+	t, r, err := s.value(ctx, ref, false)
 	if err != nil {
 		return nil, err
 	}
@@ -37,18 +33,26 @@ func (s *Service) GetMetricSpec(ctx context.Context, ref *pb.ScaledObjectRef) (*
 
 // GetMetrics returns exactly one value: the trigger's metric.
 func (s *Service) GetMetrics(ctx context.Context, req *pb.GetMetricsRequest) (*pb.GetMetricsResponse, error) {
-	t, ctx, err := s.parse(ctx, req.GetScaledObjectRef())
-	if err != nil {
-		return nil, err
-	}
-	if t.TargetProbe != nil {
-		s.targets.Touch(s.source(ctx, kindTarget, t.targetKey, t.TargetProbe)) // still needed: keep reading it
-	}
-	r, err := s.readValue(ctx, t)
+	t, r, err := s.value(ctx, req.GetScaledObjectRef(), true)
 	if err != nil {
 		return nil, err
 	}
 	return metricsResponse(t.MetricName, r.Value), nil
+}
+
+// value parses ref's trigger and reads its value, for a poll. With
+// keepTarget a target read from the backend is marked still needed, so
+// that its reader goes on (GetMetrics).
+func (s *Service) value(ctx context.Context, ref *pb.ScaledObjectRef, keepTarget bool) (*parsed, Reading, error) {
+	t, ctx, err := s.parse(ctx, ref)
+	if err != nil {
+		return nil, Reading{}, err
+	}
+	if keepTarget && t.TargetProbe != nil {
+		s.targets.Touch(s.source(ctx, kindTarget, t.targetKey, t.TargetProbe))
+	}
+	r, err := s.readValue(ctx, t)
+	return t, r, err
 }
 
 // StreamIsActive sends the current activity as soon as it is known, then
@@ -84,21 +88,12 @@ func (s *Service) StreamIsActive(ref *pb.ScaledObjectRef, srv pb.ExternalScaler_
 			return err
 		}
 	}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-s.closed:
-			return nil // shutting down: a clean end, KEDA reopens in 2 s
-		case u := <-sub.C():
-			if u.Err != nil && (t.OnError != ErrorInactive || !backendFailure(u.Err)) {
-				continue // polling reports the error; the stream waits for news
-			}
-			if err := send(u.Err == nil && t.Active(u.Value)); err != nil {
-				return err
-			}
+	return s.follow(ctx, sub.C(), func(u stream.Update[Reading]) error {
+		if u.Err != nil && (t.OnError != ErrorInactive || !backendFailure(u.Err)) {
+			return nil // polling reports the error; the stream waits for news
 		}
-	}
+		return send(u.Err == nil && t.Active(u.Value))
+	})
 }
 
 // StreamMetricSpec sends the metric spec at once, then every change of a
@@ -127,22 +122,29 @@ func (s *Service) StreamMetricSpec(ref *pb.ScaledObjectRef, srv pb.ExternalScale
 	if err := s.sendSpec(srv, t, last); err != nil {
 		return err
 	}
+	return s.follow(ctx, updates, func(stream.Update[Reading]) error {
+		target, err := s.target(ctx, t) // the hub keeps the newest good target
+		if err != nil || target == last {
+			return err
+		}
+		last = target
+		return s.sendSpec(srv, t, target)
+	})
+}
+
+// follow calls on with each update until on fails, the client leaves or
+// the service closes; the last two are a clean end (KEDA reopens the
+// stream in 2 s). A nil updates channel only waits for the end.
+func (s *Service) follow(ctx context.Context, updates <-chan stream.Update[Reading], on func(stream.Update[Reading]) error) error {
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-s.closed:
 			return nil
-		case <-updates: // the hub keeps the newest good target
-			target, err := s.target(ctx, t)
-			if err != nil {
+		case u := <-updates:
+			if err := on(u); err != nil {
 				return err
-			}
-			if target != last {
-				if err := s.sendSpec(srv, t, target); err != nil {
-					return err
-				}
-				last = target
 			}
 		}
 	}
