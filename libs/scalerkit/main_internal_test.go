@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
@@ -302,11 +304,13 @@ func TestRunServeErrors(t *testing.T) {
 	}
 }
 
+// testConfig is the default configuration (scaler.New trusts what it is
+// given) on free loopback ports, with short durations.
 func testConfig() config.Config {
-	return config.Config{
-		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", LogLevel: "info", LogFormat: "text",
-		CacheTTL: time.Second, PushInterval: time.Second, BackendTimeout: time.Second, ShutdownTimeout: 5 * time.Second,
-	}
+	c := config.Defaults()
+	c.GRPCAddr, c.HTTPAddr, c.LogLevel, c.LogFormat = "127.0.0.1:0", "127.0.0.1:0", "info", "text"
+	c.CacheTTL, c.PushInterval, c.BackendTimeout, c.ShutdownTimeout = time.Second, time.Second, time.Second, 5*time.Second
+	return c
 }
 
 // served runs serve in the background and returns the gRPC address from the

@@ -24,6 +24,7 @@ import (
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
 	"github.com/kedascalers/kedascalers/libs/testkit/testpki"
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
 
@@ -187,7 +188,7 @@ func scrapedNames(t *testing.T) map[string]bool {
 	} {
 		t.Setenv(k, v)
 	}
-	var stdout, stderr scalertest.Buffer
+	var stdout, stderr wait.Buffer
 	code := make(chan int, 1)
 	go func() { code <- run(nil, &stdout, &stderr) }()
 	stopped := false

@@ -39,7 +39,8 @@ type Metrics struct {
 	StreamMessages *prometheus.CounterVec
 	// Held is the number of distinct questions held by resource:
 	// "questions" (cache entries and calls in flight), "feeds"
-	// (StreamIsActive feeds) or "target_readers".
+	// (StreamIsActive feeds), "target_readers" or "triggers" (distinct
+	// trigger metadata kept parsed).
 	Held *prometheus.GaugeVec
 	// HeldLimit is the bound on Held by resource, for alerts on held/limit.
 	HeldLimit *prometheus.GaugeVec
@@ -145,11 +146,11 @@ func New() *Metrics {
 		}, []string{"rpc"}),
 		Held: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kedascalers_held",
-			Help: "Distinct questions held by resource: questions (cache entries and calls in flight), feeds (StreamIsActive), target_readers; namespace_calls counts the backend calls running under MAX_CALLS_PER_NAMESPACE.",
+			Help: "Distinct questions held by resource: questions (cache entries and calls in flight), feeds (StreamIsActive), target_readers, triggers (distinct trigger metadata kept parsed); namespace_calls counts the backend calls running under MAX_CALLS_PER_NAMESPACE.",
 		}, []string{"resource"}),
 		HeldLimit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kedascalers_held_limit",
-			Help: "Bound on kedascalers_held by resource (MAX_QUESTIONS, MAX_FEEDS, MAX_TARGET_READERS).",
+			Help: "Bound on kedascalers_held by resource (MAX_QUESTIONS, MAX_FEEDS, MAX_TARGET_READERS; triggers: MAX_QUESTIONS).",
 		}, []string{"resource"}),
 		Evictions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kedascalers_evictions_total",

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/fault"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
 
@@ -23,7 +24,7 @@ func TestWhoseProblem(t *testing.T) {
 	f.setErr("wrongpass", status.Error(codes.FailedPrecondition, "WRONGPASS"))
 	f.setErr("down", errDown)
 	f.setErr("connlimit", status.Error(codes.ResourceExhausted, "REDIS_MAX_CONNECTIONS"))
-	logs := &scalertest.Buffer{}
+	logs := &wait.Buffer{}
 	s := scalertest.Serve(t, f, scalertest.Options{CacheTTL: -1, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	tests := []struct {
 		key, outcome, level string
