@@ -156,7 +156,7 @@ func run(name string, args []string, stdout, stderr io.Writer, svcConfig any, re
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := serve(ctx, cfg, log, build); err != nil {
+	if err := serve(ctx, name, cfg, log, build); err != nil {
 		if invalid := (*config.InvalidError)(nil); errors.As(err, &invalid) {
 			return fail(fmt.Errorf("configuration: %w", invalid))
 		}
@@ -166,8 +166,10 @@ func run(name string, args []string, stdout, stderr io.Writer, svcConfig any, re
 	return 0
 }
 
-func serve(ctx context.Context, cfg config.Config, log *slog.Logger, build BuildFunc) error {
-	creds, err := serverCredentials(cfg, log)
+func serve(ctx context.Context, name string, cfg config.Config, log *slog.Logger, build BuildFunc) error {
+	m := metrics.New()
+	m.SetBuild(name, Version)
+	creds, err := serverCredentials(cfg, log, m)
 	if err != nil {
 		return config.Invalid(err)
 	}
@@ -178,7 +180,6 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, build Build
 		t := time.Now().Add(cfg.ShutdownTimeout + afterStop)
 		stopAt.Store(&t)
 	})()
-	m := metrics.New()
 	backend, err := build(ctx, Env{Config: cfg, Log: log, Registerer: m.Registry})
 	if err != nil {
 		return fmt.Errorf("building the backend: %w", err)
@@ -248,8 +249,9 @@ func stopBackend(deadline time.Time, svc *scaler.Service, backend scaler.Backend
 
 // serverCredentials returns TLS credentials when TLS_CERT_FILE is set,
 // requiring client certificates when TLS_CLIENT_CA_FILE is set. The files
-// are reloaded when they change (see tlsfiles).
-func serverCredentials(cfg config.Config, log *slog.Logger) (credentials.TransportCredentials, error) {
+// are reloaded when they change (see tlsfiles); m exports the served
+// certificate's expiry.
+func serverCredentials(cfg config.Config, log *slog.Logger, m *metrics.Metrics) (credentials.TransportCredentials, error) {
 	if cfg.TLSCertFile == "" {
 		return nil, nil
 	}
@@ -257,5 +259,6 @@ func serverCredentials(cfg config.Config, log *slog.Logger) (credentials.Transpo
 	if err != nil {
 		return nil, err
 	}
+	m.WatchCertificate(r.NotAfter)
 	return credentials.NewTLS(r.Config()), nil
 }

@@ -19,20 +19,9 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
-
-// eventually waits until cond holds, failing the test after waitTimeout.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("never: %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // newConn opens a gRPC client connection of its own to h.
 func (h *harness) newConn(t *testing.T) *grpc.ClientConn {
@@ -162,7 +151,7 @@ func TestMaxConnections(t *testing.T) {
 
 	// A place freed is taken again.
 	conns[1].Close()
-	eventually(t, "the closed connection's place is released", func() bool {
+	wait.For(t, waitTimeout, "the closed connection's place is released", func() bool {
 		return value(t, h.metrics.Connections) == limit-1
 	})
 	if err := healthCheck(callCtx(t), h.newConn(t)); err != nil {
@@ -210,7 +199,7 @@ func TestHandshakeTimeout(t *testing.T) {
 	if took < timeout*8/10 || took > timeout+2*time.Second {
 		t.Errorf("idle connection closed after %v, want about %v", took, timeout)
 	}
-	eventually(t, "the handshake failure is counted", func() bool {
+	wait.For(t, waitTimeout, "the handshake failure is counted", func() bool {
 		return value(t, h.metrics.HandshakeFailures) == 1
 	})
 	if got := value(t, h.metrics.Connections); got != 1 {
@@ -393,7 +382,7 @@ func TestMaxConnectionAge(t *testing.T) {
 	// restates the state.
 	openStream(t, callCtx(t), h.conn)
 	// The server closes its side too, and records the connection's life.
-	eventually(t, "the aged connection is recorded in kedascalers_grpc_connection_duration_seconds", func() bool {
+	wait.For(t, waitTimeout, "the aged connection is recorded in kedascalers_grpc_connection_duration_seconds", func() bool {
 		return histogramCount(t, h.metrics.ConnectionDuration) >= 1
 	})
 }

@@ -15,7 +15,7 @@ import (
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/ratelog"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/subscription"
-	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -73,7 +73,7 @@ func watch(m *subscription.Mux[string], names []string, changed func()) (stop fu
 
 func eventually(t *testing.T, what string, ok func() bool) {
 	t.Helper()
-	if err := scalertest.Eventually(5*time.Second, func() error {
+	if err := wait.Until(5*time.Second, func() error {
 		if !ok() {
 			return errors.New(what)
 		}
@@ -126,7 +126,7 @@ func must(t *testing.T, err error) {
 // once and warned about once, and subscribes when a name is freed.
 func TestLimit(t *testing.T) {
 	tr := &transport{ready: true}
-	var logs scalertest.Buffer
+	var logs wait.Buffer
 	var refused atomic.Int32
 	m := subscription.New[string](tr, subscription.Options{Limit: 1, Variable: "MAX_NAMES", Full: "at the limit",
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)), Limiter: ratelog.New(time.Minute, 1), Refused: func() { refused.Add(1) }})

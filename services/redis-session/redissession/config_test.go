@@ -15,6 +15,7 @@ import (
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 )
 
 // validConfig is a valid Config with the envconfig defaults.
@@ -234,7 +235,7 @@ func TestPoolSizeCutIsLogged(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := validConfig()
 			c.PoolSize, c.MaxConnections, c.MaxDatabases = tt.poolSize, 32, 4
-			var logs scalertest.Buffer
+			var logs wait.Buffer
 			newBackendEnv(t, c, scalerkit.Env{Log: slog.New(slog.NewTextHandler(&logs, nil))})
 			if got := strings.Contains(logs.String(), "REDIS_POOL_SIZE cut"); got != (tt.want != "") || !strings.Contains(logs.String(), tt.want) {
 				t.Errorf("logs:\n%s\nwant a line %q", logs.String(), tt.want)
