@@ -89,7 +89,7 @@ abuse: deps build ## throwaway backends and the scalers, attacked as a hostile t
 	go build -o bin/abuse ./tools/abuse
 	nice -n 10 bin/abuse --bin bin $(ABUSE_FLAGS)
 
-# POLLBENCH_FLAGS go to tools/pollbench: -services <name>,... picks services, -runs 1 is a quick run.
+# POLLBENCH_FLAGS go to tools/pollbench: -services <service>,..., -runs 1.
 bench: deps build ## benchmarks of every module, then a KEDA poll of each scaler against a bare gRPC server (tools/pollbench)
 	for m in $(MODULES); do (cd $$m && go test -run '^$$' -bench . -benchmem ./...); done
 	go build -o bin/pollbench ./tools/pollbench

@@ -42,7 +42,7 @@ func mayName(rel string) bool {
 		return true
 	case rel == ".gitignore": // the binary `go build` leaves in its folder
 		return true
-	case strings.HasPrefix(rel, "tools/demo/"), strings.HasPrefix(rel, "tools/abuse/"), strings.HasPrefix(rel, "tools/pollbench/"): // make demo, abuse and bench drive what runs locally
+	case strings.HasPrefix(rel, "tools/demo/"), strings.HasPrefix(rel, "tools/abuse/"), strings.HasPrefix(rel, "tools/pollbench/"): // make demo, make abuse and make bench drive what runs locally
 		return true
 	case strings.HasPrefix(rel, "e2e/"): // scenarios under KEDA; TestManifests covers a service it does not name
 		return true
@@ -97,6 +97,9 @@ func TestGlueRefuses(t *testing.T) {
 		"a patch in an overlay (a volume)": {func(f map[string][]byte) {
 			p := "deploy/kustomize/overlays/prod/" + svc + "/kustomization.yaml"
 			f[p] = append(bytes.Clone(f[p]), "patches:\n  - target: {kind: Deployment}\n    patch: '[]'\n"...)
+		}, ""},
+		"a case in make bench (tools/pollbench)": {func(f map[string][]byte) {
+			f["tools/pollbench/backends.go"] = []byte("// " + svc + " with a throwaway backend\n")
 		}, ""},
 		"a base without credentials": {func(f map[string][]byte) {
 			f[base] = bytes.ReplaceAll(f[base], []byte("- ../../components/scaler\n"), []byte("- ../../components/scaler\n  - ../../components/no-credentials\n"))

@@ -134,9 +134,14 @@ func TestPinnedTagsRecorded(t *testing.T) {
 				t.Errorf("%s: tag %q: want vX.Y.Z (or vX.Y.Z@sha256:...)", path, tag)
 				continue
 			}
-			if !regexp.MustCompile(`(?m)^#+ .*` + regexp.QuoteMeta("services/"+svc+"/"+tag) + `\b`).Match(changelog) {
+			if !recorded(changelog, svc, tag) {
 				t.Errorf("%s pins %s: CHANGELOG.md has no heading naming services/%s/%s", path, tag, svc, tag)
 			}
 		}
 	}
+}
+
+// recorded reports whether changelog has a heading naming services/svc/tag.
+func recorded(changelog []byte, svc, tag string) bool {
+	return regexp.MustCompile(`(?m)^#+ .*` + regexp.QuoteMeta("services/"+svc+"/"+tag) + `\b`).Match(changelog)
 }

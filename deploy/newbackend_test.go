@@ -25,6 +25,9 @@ const guideService = "file" + "-gauge"
 // a fenced block holding it.
 var guideFile = regexp.MustCompile("(?m)^<!-- file: (\\S+) -->\n```[a-z]*\n((?s:.*?))^```$")
 
+// guideAddition is the guide's block of what to add to CHANGELOG.md.
+var guideAddition = regexp.MustCompile("(?m)^<!-- add to: CHANGELOG.md -->\n```[a-z]*\n((?s:.*?))^```$")
+
 // guideFiles returns the files the guide's "Adding a backend" writes, by
 // path from the repository's root.
 func guideFiles(t *testing.T) map[string][]byte {
@@ -47,7 +50,8 @@ func guideFiles(t *testing.T) map[string][]byte {
 // of what it needs of the repository: the files the guide shows (a
 // service, its six glue files), its go.work line and `go mod tidy`. Then
 // the service's tests pass alone (GOWORK=off), the Dockerfile builds it
-// unchanged, TestGlue's rules accept it, and its base and overlays render
+// unchanged, TestGlue's rules accept it, the guide's CHANGELOG.md heading
+// records the tag its overlays pin, and its base and overlays render
 // with the posture of every scaler, with its volume and without a Secret.
 func TestNewBackendFromGuide(t *testing.T) {
 	if testing.Short() {
@@ -105,6 +109,20 @@ func TestNewBackendFromGuide(t *testing.T) {
 		tree["services/"+svc+"/go.sum"] = mustRead(t, filepath.Join(dir, "go.sum"))
 		for _, p := range glueProblems(tree, svc) {
 			t.Error(p)
+		}
+	})
+
+	t.Run("changelog", func(t *testing.T) {
+		m := guideAddition.FindSubmatch(mustRead(t, filepath.Join(repoRoot, guide)))
+		if m == nil {
+			t.Fatalf("%s shows no <!-- add to: CHANGELOG.md --> block", guide)
+		}
+		for _, env := range environments {
+			path := filepath.Join(root, "deploy", "kustomize", "overlays", env, svc, "kustomization.yaml")
+			tag, _, _ := strings.Cut(literal(t, path, "release", "tag"), "@")
+			if !recorded(m[1], svc, tag) {
+				t.Errorf("%s pins %s: the guide's CHANGELOG.md heading does not name services/%s/%s", path, tag, svc, tag)
+			}
 		}
 	})
 

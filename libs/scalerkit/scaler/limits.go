@@ -39,7 +39,7 @@ var limits = [...]limitSpec{
 	limitTargetReaders: {"MAX_TARGET_READERS", func(o *Options, _ string) string {
 		return fmt.Sprintf("too many targets read from the backend (%d, MAX_TARGET_READERS): every reader serves an open StreamMetricSpec stream", o.MaxTargetReaders)
 	}},
-	limitMetadata: {"MAX_METADATA_BYTES", nil}, // see checkMetadataSize
+	limitMetadata: {"MAX_METADATA_BYTES", nil}, // refused by tooLarge, never by refuse
 	limitNamespace: {"MAX_CALLS_PER_NAMESPACE", func(o *Options, ns string) string {
 		return fmt.Sprintf("too many backend calls of namespace %q (%d running, MAX_CALLS_PER_NAMESPACE; %d waiting, MAX_WAITING_PER_NAMESPACE): another tenant's calls go on; try again shortly",
 			ns, o.MaxCallsPerNamespace, o.MaxWaitingPerNamespace)
@@ -57,15 +57,6 @@ func (s *Service) refuse(ctx context.Context, l limit) error {
 	s.metrics.LimitRefusals.WithLabelValues(l.String()).Inc()
 	s.limitLog.Log(ctx, s.logger(ctx), slog.LevelWarn, l.String(), "limit reached", slog.String("limit", l.String()), slog.String("error", msg))
 	return status.Error(codes.ResourceExhausted, msg)
-}
-
-// metadataSize returns the size of a trigger's metadata, keys and values.
-func metadataSize(md map[string]string) int {
-	total := 0
-	for k, v := range md {
-		total += len(k) + len(v)
-	}
-	return total
 }
 
 // tooLarge is the InvalidArgument status of metadata over MaxMetadataBytes

@@ -17,7 +17,7 @@ type parsed struct {
 	warnings  []string
 	err       error
 
-	md map[string]string // what it was parsed from: a hash match is checked against it
+	md map[string]string // a copy of what it was parsed from: a hash match is checked against it
 }
 
 // triggerMemo keeps the parse of up to max distinct metadata, by a hash

@@ -1,8 +1,16 @@
 package scaler
 
 import (
+	"context"
+	"log/slog"
 	"maps"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/metrics"
+	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
 
 func TestTriggerMemo(t *testing.T) {
@@ -44,5 +52,47 @@ func TestTriggerMemo(t *testing.T) {
 	}
 	if held != 2 || evicted != 2 {
 		t.Errorf("held %d, evicted %d; want 2 and 2", held, evicted)
+	}
+}
+
+// countingBackend parses "key" into a trigger and counts its parses.
+type countingBackend struct{ parses atomic.Int64 }
+
+type constProbe struct {
+	NoChanges
+	key string
+}
+
+func (p constProbe) Key() string                           { return p.key }
+func (p constProbe) Read(context.Context) (Reading, error) { return Reading{Value: 1}, nil }
+
+func (b *countingBackend) Parse(p *metadata.Parser) (*Trigger, error) {
+	b.parses.Add(1)
+	key := p.String("key", "")
+	return &Trigger{MetricName: "m", Target: 1, Probe: constProbe{key: key}}, p.Err()
+}
+
+func (b *countingBackend) Close() error { return nil }
+
+// The memo keeps a copy of the metadata it parsed: a caller that reuses
+// and changes its map after a call neither hides the kept parse from equal
+// metadata nor races with the calls that compare against it.
+func TestTriggerMemoOwnsMetadata(t *testing.T) {
+	b := &countingBackend{}
+	s := New(b, Options{CacheTTL: time.Second, PushInterval: time.Second, BackendTimeout: time.Second, TargetLease: time.Second,
+		MaxQuestions: 10, MaxFeeds: 1, MaxTargetReaders: 1, MaxCallsPerNamespace: 1, MaxMetadataBytes: 1 << 10,
+		Logger: slog.New(slog.DiscardHandler), Metrics: metrics.New()})
+	t.Cleanup(s.Close)
+	ctx := context.Background()
+	md := map[string]string{"key": "a"}
+	if _, err := s.GetMetricSpec(ctx, &pb.ScaledObjectRef{Namespace: "ns", Name: "so", ScalerMetadata: md}); err != nil {
+		t.Fatal(err)
+	}
+	md["key"] = "b" // the caller reuses its map
+	if _, err := s.GetMetricSpec(ctx, &pb.ScaledObjectRef{Namespace: "ns", Name: "so2", ScalerMetadata: map[string]string{"key": "a"}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.parses.Load(); n != 1 {
+		t.Errorf("metadata equal to a kept parse parsed %d times, want once", n)
 	}
 }

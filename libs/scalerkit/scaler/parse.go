@@ -3,6 +3,7 @@ package scaler
 import (
 	"context"
 	"log/slog"
+	"maps"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -46,8 +47,10 @@ func (s *Service) parse(ctx context.Context, ref *pb.ScaledObjectRef) (*parsed, 
 }
 
 // parseNew parses md with the backend, checks its keys and derives what
-// every call of the trigger needs.
+// every call of the trigger needs. It keeps a copy of md: the caller owns
+// its map and may reuse it.
 func (s *Service) parseNew(md map[string]string) *parsed {
+	md = maps.Clone(md)
 	p := metadata.NewParser(md)
 	t, err := s.backend.Parse(p)
 	if err == nil {
