@@ -63,6 +63,9 @@ type Metrics struct {
 	// MessagesTooLarge counts requests refused for exceeding
 	// GRPC_MAX_RECV_MSG_BYTES.
 	MessagesTooLarge prometheus.Counter
+	// StreamsAged counts streams ended cleanly because their connection
+	// reached MAX_CONNECTION_AGE.
+	StreamsAged prometheus.Counter
 }
 
 // newRefusals returns a new kedascalers_limit_refusals_total.
@@ -157,6 +160,10 @@ func New() *Metrics {
 			Name: "kedascalers_grpc_messages_too_large_total",
 			Help: "Requests refused (ResourceExhausted) for exceeding GRPC_MAX_RECV_MSG_BYTES.",
 		}),
+		StreamsAged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kedascalers_grpc_streams_aged_total",
+			Help: "Streams ended cleanly (OK) because their connection reached MAX_CONNECTION_AGE, before the grace ran out.",
+		}),
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
@@ -164,7 +171,7 @@ func New() *Metrics {
 		m.GRPC, m.BackendRequests, m.CacheRequests, m.OpenStreams, m.StreamMessages,
 		m.Held, m.HeldLimit, m.Evictions, m.LimitRefusals,
 		m.Connections, m.ConnectionsRefused, m.HandshakeFailures, m.ConnectionDuration,
-		m.StreamLimitReached, m.MessagesTooLarge,
+		m.StreamLimitReached, m.MessagesTooLarge, m.StreamsAged,
 	)
 	return m
 }

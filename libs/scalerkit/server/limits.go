@@ -134,6 +134,7 @@ type trackedConn struct {
 	net.Conn
 	limits      *connLimits
 	start       time.Time
+	setUp       time.Time   // when TLS and HTTP/2 setup completed; written once, before established
 	established atomic.Bool // TLS and HTTP/2 setup completed
 	streams     atomic.Int64
 	closeOnce   sync.Once
@@ -165,6 +166,9 @@ func (l *connLimits) TagConn(ctx context.Context, info *stats.ConnTagInfo) conte
 	if tc == nil {
 		return ctx
 	}
+	// grpc-go starts the connection's MAX_CONNECTION_AGE timer just
+	// before it calls TagConn: streams end counting from here.
+	tc.setUp = time.Now()
 	tc.established.Store(true)
 	return context.WithValue(ctx, connKey{}, tc)
 }

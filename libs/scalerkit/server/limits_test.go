@@ -369,35 +369,6 @@ func TestKeepaliveEnforcement(t *testing.T) {
 	}
 }
 
-func TestMaxConnectionAge(t *testing.T) {
-	const age, grace = 400 * time.Millisecond, 300 * time.Millisecond
-	cfg := defaultConfig()
-	cfg.MaxConnectionAge, cfg.MaxConnectionAgeGrace = age, grace
-	h := start(t, cfg)
-
-	// Younger than the age: a push stream is served.
-	begin := time.Now()
-	push := openStream(t, callCtx(t), h.conn)
-
-	// Past age + grace (+10% jitter): the connection got GOAWAY and was
-	// closed; the stream is cut (KEDA reopens it 2 s later).
-	_, err := push.Recv()
-	took := time.Since(begin)
-	if status.Code(err) != codes.Unavailable {
-		t.Fatalf("push stream past the maximum age: %v, want Unavailable", err)
-	}
-	if lo, hi := age*9/10, age*11/10+grace+2*time.Second; took < lo || took > hi {
-		t.Errorf("push stream cut after %v, want between %v and %v", took, lo, hi)
-	}
-	// The client reconnects and reopens the stream; its first message
-	// restates the state.
-	openStream(t, callCtx(t), h.conn)
-	// The server closes its side too, and records the connection's life.
-	eventually(t, "the aged connection is recorded in kedascalers_grpc_connection_duration_seconds", func() bool {
-		return histogramCount(t, h.metrics.ConnectionDuration) >= 1
-	})
-}
-
 // value reads a counter or a gauge.
 func value(t *testing.T, m prometheus.Metric) float64 {
 	t.Helper()
