@@ -227,8 +227,12 @@ func TestValidate(t *testing.T) {
 		{"grace at age/5 + 2 margins", func(c *config.Config) { c.MaxConnectionAge, c.MaxConnectionAgeGrace = 10*time.Minute, 122*time.Second }, ""},
 		{"grace below age/5 + 2 margins", func(c *config.Config) { c.MaxConnectionAge, c.MaxConnectionAgeGrace = 10*time.Minute, 121*time.Second },
 			"MAX_CONNECTION_AGE_GRACE=2m1s: want >= MAX_CONNECTION_AGE/5 + 2s (2m2s at MAX_CONNECTION_AGE=10m0s)"},
-		{"short age, margin a twentieth", func(c *config.Config) { c.MaxConnectionAge, c.MaxConnectionAgeGrace = 2*time.Second, 600*time.Millisecond }, ""},
-		{"short age, grace too short", func(c *config.Config) { c.MaxConnectionAge, c.MaxConnectionAgeGrace = 2*time.Second, 599*time.Millisecond }, "MAX_CONNECTION_AGE_GRACE=599ms"},
+		{"short age, margin a twentieth", func(c *config.Config) {
+			c.MaxConnectionAge, c.MaxConnectionAgeGrace = 2*time.Second, 600*time.Millisecond
+		}, ""},
+		{"short age, grace too short", func(c *config.Config) {
+			c.MaxConnectionAge, c.MaxConnectionAgeGrace = 2*time.Second, 599*time.Millisecond
+		}, "MAX_CONNECTION_AGE_GRACE=599ms"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
