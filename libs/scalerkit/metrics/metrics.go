@@ -64,8 +64,8 @@ type Metrics struct {
 	// GRPC_MAX_RECV_MSG_BYTES.
 	MessagesTooLarge prometheus.Counter
 	// StreamsAged counts streams ended cleanly because their connection
-	// reached MAX_CONNECTION_AGE.
-	StreamsAged prometheus.Counter
+	// reached MAX_CONNECTION_AGE, by RPC (StreamIsActive, ...).
+	StreamsAged *prometheus.CounterVec
 }
 
 // newRefusals returns a new kedascalers_limit_refusals_total.
@@ -160,10 +160,10 @@ func New() *Metrics {
 			Name: "kedascalers_grpc_messages_too_large_total",
 			Help: "Requests refused (ResourceExhausted) for exceeding GRPC_MAX_RECV_MSG_BYTES.",
 		}),
-		StreamsAged: prometheus.NewCounter(prometheus.CounterOpts{
+		StreamsAged: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kedascalers_grpc_streams_aged_total",
-			Help: "Streams ended cleanly (OK) because their connection reached MAX_CONNECTION_AGE, before the grace ran out.",
-		}),
+			Help: "Streams ended cleanly (OK) because their connection reached MAX_CONNECTION_AGE, before the grace ran out, by RPC.",
+		}, []string{"rpc"}),
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"path"
 	"time"
 
 	"google.golang.org/grpc"
@@ -17,7 +18,7 @@ var errAged = errors.New("the connection reached MAX_CONNECTION_AGE: stream ende
 // them Unavailable, an end KEDA doubles its retry wait on. KEDA reopens a
 // stream that ended with OK 2 s later, on its new connection.
 func (l *connLimits) endBeforeCut(end time.Duration) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		tc, _ := ss.Context().Value(connKey{}).(*trackedConn)
 		if tc == nil || end <= 0 {
 			return handler(srv, ss)
@@ -26,7 +27,7 @@ func (l *connLimits) endBeforeCut(end time.Duration) grpc.StreamServerIntercepto
 		defer cancel()
 		err := handler(srv, &agingStream{ServerStream: ss, ctx: ctx})
 		if errors.Is(context.Cause(ctx), errAged) {
-			l.metrics.StreamsAged.Inc()
+			l.metrics.StreamsAged.WithLabelValues(path.Base(info.FullMethod)).Inc()
 			return nil // whatever the handler made of its ended context
 		}
 		return err

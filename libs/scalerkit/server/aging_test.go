@@ -127,7 +127,7 @@ func TestPushStreamsOutliveConnectionAging(t *testing.T) {
 			}
 		}
 	}
-	if got := value(t, h.metrics.StreamsAged); int(got) != total {
+	if got := value(t, h.metrics.StreamsAged.WithLabelValues("StreamIsActive")); int(got) != total {
 		t.Errorf("kedascalers_grpc_streams_aged_total = %v, want %d (every stream ended for its connection's age)", got, total)
 	}
 	t.Logf("%d streams over %d loops ended OK", total, loops)
