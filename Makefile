@@ -16,7 +16,7 @@ endif
 export KS_START
 PROGRESS := tools/devtools/progress.sh
 
-.PHONY: all generate lint lint-go lint-proto lint-actions test unit deploy-check e2e build images demo abuse bench tidy deps help
+.PHONY: all generate lint lint-go lint-proto lint-actions test unit deploy-check e2e e2e-lifecycle build images demo abuse bench tidy deps help
 
 all: lint test build
 
@@ -58,7 +58,11 @@ deploy-check: ## render and check every kustomization and example, the release w
 # KEDA from their Go modules into ~/.cache/kedascalers-e2e (about 11
 # minutes on 2 cores); later runs reuse them.
 e2e: deps build ## our scalers under the real KEDA operator, adapter and HPA, on a real API server, as local processes (e2e/)
-	e2e/run.sh $(E2E_FLAGS)
+	e2e/run.sh -test.skip '^TestLifecycle' $(E2E_FLAGS)
+
+# The lifecycle scenarios: replicas behind one name, aged, rolled, crashed.
+e2e-lifecycle: deps build ## the scalers as replicas under KEDA: connection aging, rolling restart, crashes (e2e/lifecycle_test.go)
+	e2e/run.sh -test.run '^TestLifecycle' $(E2E_FLAGS)
 
 build: ## static binaries into bin/
 	mkdir -p bin
