@@ -172,6 +172,13 @@ func TestLifecycleCrash(t *testing.T) {
 	var lat, dark, rejoin []time.Duration
 	for k := range 4 {
 		i := k % len(set.procs)
+		// At 0 replicas the HPA reads no metrics: only push and the
+		// 5-minute poll ask the scalers, as for an idle workload.
+		if err := sw.off(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		setReplicas(t, ns, "chat", 0)
+		waitReplicas(t, ns, "chat", 0, 10*time.Second)
 		set.stop(i, syscall.SIGKILL)
 		dark = append(dark, set.streamOpen(70*time.Second))
 		for j := range 3 {
