@@ -27,23 +27,7 @@ func TestActivationPushRedis(t *testing.T) {
 	needCluster(t)
 	_, rdb, s := redisScaler(t, notifications)
 	ns := newNamespace(t, "")
-	apply(t, ns, deployment("chat", 0)+fmt.Sprintf(`apiVersion: keda.sh/v1alpha1
-kind: ScaledObject
-metadata: {name: chat}
-spec:
-  scaleTargetRef: {name: chat}
-  minReplicaCount: 0
-  maxReplicaCount: 20
-  pollingInterval: 10
-  cooldownPeriod: 5
-  triggers:
-    - type: external-push
-      metadata:
-        scalerAddress: %s
-        mode: set
-        key: chat:sessions
-        sessionSize: "100"
-`, s.Addr))
+	apply(t, ns, pushScaledObject("chat", s.Addr, "chat:sessions", 10, 5))
 	measureActivation(t, ns, "chat", "redis-session external-push, keyspace notifications", redisSwitch{rdb, "chat:sessions"})
 }
 
