@@ -256,4 +256,3 @@ func TestLifecycleSingleReplicaCrash(t *testing.T) {
 		t.Logf("KEDA's last such line: %s", l[len(l)-1])
 	}
 }
-
