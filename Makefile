@@ -62,7 +62,7 @@ e2e: deps build ## our scalers under the real KEDA operator, adapter and HPA, on
 
 # The lifecycle scenarios: replicas behind one name, aged, rolled, crashed.
 e2e-lifecycle: deps build ## the scalers as replicas under KEDA: connection aging, rolling restart, crashes (e2e/lifecycle_test.go)
-	e2e/run.sh -test.run '^TestLifecycle' $(E2E_FLAGS)
+	E2E_NAME=e2e-lifecycle e2e/run.sh -test.run '^TestLifecycle' $(E2E_FLAGS)
 
 build: ## static binaries into bin/
 	mkdir -p bin

@@ -69,5 +69,5 @@ status=0
     "$tmp/hosts" "$tmp/e2e.test" -test.v -test.count=1 -test.timeout=20m "$@"
 ) || status=$?
 phase "scenarios run (private network namespace)" "$t"
-phase "make e2e" "$start"
+phase "make ${E2E_NAME:-e2e}" "$start"
 exit $status
