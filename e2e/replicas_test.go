@@ -85,8 +85,14 @@ func sharedFreePort(t *testing.T, ips []string) int {
 	return 0
 }
 
-// addr is the scalerAddress: the shared name and port.
-func (r *replicaSet) addr() string { return net.JoinHostPort(r.host, strconv.Itoa(r.port)) }
+// addr is the scalerAddress: the shared name and port; a single replica's
+// own address, as a one-pod Service's name would resolve.
+func (r *replicaSet) addr() string {
+	if len(r.ips) == 1 {
+		return net.JoinHostPort(r.ips[0], strconv.Itoa(r.port))
+	}
+	return net.JoinHostPort(r.host, strconv.Itoa(r.port))
+}
 
 // start starts replica i on its address (again, after a stop).
 func (r *replicaSet) start(i int) {
