@@ -16,7 +16,7 @@ endif
 export KS_START
 PROGRESS := tools/devtools/progress.sh
 
-.PHONY: all generate lint lint-go lint-proto lint-actions test unit deploy-check e2e e2e-lifecycle build images demo abuse bench tidy deps help
+.PHONY: all generate lint lint-go lint-proto lint-actions test unit deploy-check alerts-check e2e e2e-lifecycle build images demo abuse bench tidy deps help
 
 all: lint test build
 
@@ -42,16 +42,19 @@ lint-proto: ## buf lint, and the committed stubs match externalscaler.proto
 lint-actions: ## actionlint on .github/workflows (and shellcheck on their scripts, where installed)
 	@$(PROGRESS) actionlint . go tool actionlint
 
-deps: ## install redis-server and PostgreSQL if missing (apt-get as root)
+deps: ## install redis-server, PostgreSQL and promtool if missing (apt-get as root)
 	tools/devtools/deps.sh
 
 unit: deps ## go test -race in every module but deploy and e2e (deploy-check and e2e run those)
 	@for m in $(filter-out deploy e2e,$(MODULES)); do $(PROGRESS) "go test" $$m go test $(GOTEST_FLAGS) ./...; done
 
-test: lint unit deploy-check ## lint, then every module's tests against throwaway backends
+test: lint unit deploy-check alerts-check ## lint, then every module's tests against throwaway backends
 
 deploy-check: ## render and check every kustomization and example, the release workflow and the glue of each service; replay the image builds (deploy/)
-	@$(PROGRESS) "deploy-check (kustomize, examples, image builds)" deploy go test -count=1 -timeout 20m ./...
+	@$(PROGRESS) "deploy-check (kustomize, examples, image builds)" deploy go test -count=1 -timeout 20m -skip '^TestAlertRules$$' ./...
+
+alerts-check: deps ## promtool check and test the alerting rules of every service (deploy/kustomize/components/alerts/alerts_test.yaml)
+	@$(PROGRESS) "promtool test rules" deploy go test -count=1 -run '^TestAlertRules$$' .
 
 # E2E_FLAGS go to the scenarios' test binary: -test.run TestHPA picks one.
 # The first run builds etcd, kube-apiserver, kube-controller-manager and
@@ -90,8 +93,11 @@ abuse: deps build ## throwaway backends and the scalers, attacked as a hostile t
 	go build -o bin/abuse ./tools/abuse
 	nice -n 10 bin/abuse --bin bin $(ABUSE_FLAGS)
 
-bench: deps ## benchmarks of every module
+# POLLBENCH_FLAGS go to tools/pollbench: -services redis-session, -runs 1.
+bench: deps build ## benchmarks of every module, then a KEDA poll of each scaler against a bare gRPC server (tools/pollbench)
 	for m in $(MODULES); do (cd $$m && go test -run '^$$' -bench . -benchmem ./...); done
+	go build -o bin/pollbench ./tools/pollbench
+	bin/pollbench --bin bin $(POLLBENCH_FLAGS)
 
 tidy: ## go mod tidy every module on its own
 	tools/devtools/modcheck.sh --fix $(MODULES)

@@ -15,7 +15,7 @@
 //   - release_test.go checks the one release workflow and runs its tag
 //     step;
 //   - glue_test.go checks that a service needs, outside its folder, only
-//     the glue files the root README's "Adding a backend" lists.
+//     the glue files CONTRIBUTING.md's "Adding a backend" lists.
 //
 // Run them with make deploy-check.
 package deploy

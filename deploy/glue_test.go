@@ -13,13 +13,13 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// maxGlueLines bounds each glue file (README.md, "Adding a backend"): a
+// maxGlueLines bounds each glue file (CONTRIBUTING.md, "Adding a backend"): a
 // line count of 20 or more means something shared was copied in.
 const maxGlueLines = 20
 
 // glueFiles are the files outside services/<name>/ that a service must
 // have, and may have, with its name for %s: its base (its name and its own
-// settings), its overlay in each environment (its pinned image) and its two
+// settings), its overlay in each environment (its image's tag) and its two
 // example ScaledObjects. Everything else a service's manifests, image and
 // release need is shared (deploy/kustomize/components, the Dockerfile,
 // .github/workflows/release.yml).
@@ -35,7 +35,7 @@ func glueFiles() []string {
 
 // mayName reports whether a file outside the service's folder and its glue
 // may still name the service: it describes it or uses it, and the service
-// does not need it (README.md, "Adding a backend", says so).
+// does not need it (CONTRIBUTING.md, "Adding a backend", says so).
 func mayName(rel string) bool {
 	switch {
 	case strings.HasSuffix(rel, ".md"): // documentation
@@ -94,6 +94,16 @@ func TestGlueRefuses(t *testing.T) {
 		want   string // in a problem; "": none
 	}{
 		"exactly the glue": {func(map[string][]byte) {}, ""},
+		"a patch in an overlay (a volume)": {func(f map[string][]byte) {
+			p := "deploy/kustomize/overlays/prod/" + svc + "/kustomization.yaml"
+			f[p] = append(bytes.Clone(f[p]), "patches:\n  - target: {kind: Deployment}\n    patch: '[]'\n"...)
+		}, ""},
+		"a base without credentials": {func(f map[string][]byte) {
+			f[base] = bytes.ReplaceAll(f[base], []byte("- ../../components/scaler\n"), []byte("- ../../components/scaler\n  - ../../components/no-credentials\n"))
+		}, ""},
+		"a base with another component": {func(f map[string][]byte) {
+			f[base] = bytes.ReplaceAll(f[base], []byte("- ../../components/scaler\n"), []byte("- ../../components/scaler\n  - ../../components/tls\n"))
+		}, "want [../../components/scaler ../../components/no-credentials]"},
 		"no go.work line": {func(f map[string][]byte) {
 			f["go.work"] = tree["go.work"]
 		}, "go.work: no line"},
@@ -103,6 +113,10 @@ func TestGlueRefuses(t *testing.T) {
 		"a glue file of 20 lines": {func(f map[string][]byte) {
 			f[base] = append(f[base], strings.Repeat("# more\n", maxGlueLines)...)
 		}, "want fewer than 20"},
+		"an image of its own in an overlay": {func(f map[string][]byte) {
+			p := "deploy/kustomize/overlays/prod/" + svc + "/kustomization.yaml"
+			f[p] = append(bytes.Clone(f[p]), "images:\n  - {name: x, newName: y}\n"...)
+		}, "images: a service's glue holds only"},
 		"a shared part copied into the base": {func(f map[string][]byte) {
 			f[base] = append(f[base], "resources:\n  - deployment.yaml\n"...)
 		}, "resources: a service's glue holds only"},
@@ -151,7 +165,7 @@ func glueProblems(files map[string][]byte, svc string) []string {
 	for _, g := range glue {
 		data, ok := files[g]
 		if !ok {
-			problems = append(problems, g+": missing (a glue file of README.md's \"Adding a backend\")")
+			problems = append(problems, g+": missing (a glue file of CONTRIBUTING.md's \"Adding a backend\")")
 			continue
 		}
 		if n := bytes.Count(data, []byte("\n")); n >= maxGlueLines {
@@ -172,9 +186,9 @@ func glueProblems(files map[string][]byte, svc string) []string {
 				problems = append(problems, fmt.Sprintf("go.work names %s %d times: want the one line ./services/%s", svc, n, svc))
 			}
 		case strings.HasPrefix(rel, "deploy/kustomize/") && slices.Contains(strings.Split(rel, "/"), svc):
-			problems = append(problems, fmt.Sprintf("%s: a file beyond the glue of README.md (\"Adding a backend\": %d files)", rel, len(glue)))
+			problems = append(problems, fmt.Sprintf("%s: a file beyond the glue of CONTRIBUTING.md (\"Adding a backend\": %d files)", rel, len(glue)))
 		default:
-			problems = append(problems, fmt.Sprintf("%s names %s: a service needs no glue beyond README.md (\"Adding a backend\")", rel, svc))
+			problems = append(problems, fmt.Sprintf("%s names %s: a service needs no glue beyond CONTRIBUTING.md (\"Adding a backend\")", rel, svc))
 		}
 	}
 	slices.Sort(problems)
@@ -183,7 +197,7 @@ func glueProblems(files map[string][]byte, svc string) []string {
 
 // glueContentProblems: a base holds the service's ConfigMap and the shared
 // component; an overlay holds its base, its environment's component, its
-// pinned image and perhaps settings; an example holds a ScaledObject.
+// image tag and perhaps settings; an example holds a ScaledObject.
 func glueContentProblems(rel, svc string, data []byte) []string {
 	var problems []string
 	var doc map[string]any
@@ -211,10 +225,14 @@ func glueContentProblems(rel, svc string, data []byte) []string {
 	parts := strings.Split(rel, "/")
 	switch parts[2] {
 	case "base":
-		keys("apiVersion", "kind", "components", "configMapGenerator")
-		list("components", "../../components/scaler")
+		keys("apiVersion", "kind", "components", "configMapGenerator", "patches")
+		if got, _ := doc["components"].([]any); len(got) == 2 {
+			list("components", "../../components/scaler", "../../components/no-credentials")
+		} else {
+			list("components", "../../components/scaler")
+		}
 	case "overlays":
-		keys("apiVersion", "kind", "resources", "components", "images", "configMapGenerator")
+		keys("apiVersion", "kind", "resources", "components", "configMapGenerator", "patches")
 		list("resources", "../../../base/"+svc)
 		list("components", "../../../components/"+parts[3])
 	case "examples":

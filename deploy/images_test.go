@@ -50,7 +50,7 @@ func TestImagesStaticBinaries(t *testing.T) {
 	for _, svc := range services(t) {
 		t.Run(svc, func(t *testing.T) {
 			out := checkRuntimeStage(t, svc, stages[1])
-			bin := replayBuildStage(t, ignore, stages[0], out, map[string]string{"SERVICE": svc, "VERSION": testVersion})
+			bin := replayBuildStage(t, repoRoot, ignore, stages[0], out, map[string]string{"SERVICE": svc, "VERSION": testVersion})
 			checkStatic(t, bin)
 			checkVersion(t, bin, svc)
 		})
@@ -173,9 +173,9 @@ func checkRuntimeStage(t *testing.T, svc string, stage []instruction) (binary st
 var ldflags = regexp.MustCompile(`-ldflags\s+"([^"]*)"`)
 
 // replayBuildStage runs the build stage's instructions in a scratch
-// directory standing for the builder's filesystem and returns the binary
-// it built at out.
-func replayBuildStage(t *testing.T, ignore *patternmatcher.PatternMatcher, stage []instruction, out string, buildArgs map[string]string) string {
+// directory standing for the builder's filesystem, with buildContext as
+// the build context, and returns the binary it built at out.
+func replayBuildStage(t *testing.T, buildContext string, ignore *patternmatcher.PatternMatcher, stage []instruction, out string, buildArgs map[string]string) string {
 	t.Helper()
 	root := t.TempDir()
 	workdir := "/"
@@ -223,7 +223,7 @@ func replayBuildStage(t *testing.T, ignore *patternmatcher.PatternMatcher, stage
 				dst += "/"
 			}
 			for _, src := range f[:len(f)-1] {
-				copyFromContext(t, ignore, src, filepath.Join(root, dst), strings.HasSuffix(dst, "/"))
+				copyFromContext(t, buildContext, ignore, src, filepath.Join(root, dst), strings.HasSuffix(dst, "/"))
 			}
 		case "RUN":
 			cmd := in.args
@@ -291,19 +291,19 @@ func resolve(workdir, path string) string {
 	return filepath.Clean(path)
 }
 
-// copyFromContext copies src (relative to the build context) to dst as a
+// copyFromContext copies src (relative to buildContext) to dst as a
 // Dockerfile COPY does: a directory's contents into dst, a file into dst
 // (a directory when intoDir). Files .dockerignore leaves out are not in
 // the context.
-func copyFromContext(t *testing.T, ignore *patternmatcher.PatternMatcher, src, dst string, intoDir bool) {
+func copyFromContext(t *testing.T, buildContext string, ignore *patternmatcher.PatternMatcher, src, dst string, intoDir bool) {
 	t.Helper()
-	base := filepath.Join(repoRoot, src)
+	base := filepath.Join(buildContext, src)
 	info, err := os.Stat(base)
 	if err != nil {
 		t.Fatalf("COPY %s: %v", src, err)
 	}
 	excluded := func(path string) bool {
-		rel, err := filepath.Rel(repoRoot, path)
+		rel, err := filepath.Rel(buildContext, path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -338,16 +338,7 @@ func copyFromContext(t *testing.T, ignore *patternmatcher.PatternMatcher, src, d
 
 func copyFile(t *testing.T, src, dst string) {
 	t.Helper()
-	data, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(dst, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, dst, mustRead(t, src))
 }
 
 // dockerignore reads the repository's .dockerignore as Docker does.

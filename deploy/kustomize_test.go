@@ -21,7 +21,6 @@ import (
 
 // What every scaler's manifests promise (deploy/README.md).
 const (
-	imageRepo     = "ghcr.io/kedascalers/"
 	nonrootUID    = 65532
 	grpcPort      = 9090
 	metricsPort   = 8080
@@ -104,8 +103,8 @@ func TestOverlays(t *testing.T) {
 	}
 }
 
-// TestProdServesMutualTLS: the prod overlays use the tls and servicemonitor
-// components, and the examples rely on it.
+// TestProdServesMutualTLS: the prod overlays use the tls, servicemonitor
+// and alerts components, and the examples rely on the first.
 func TestProdServesMutualTLS(t *testing.T) {
 	for _, svc := range services(t) {
 		t.Run(svc, func(t *testing.T) {
@@ -116,8 +115,8 @@ func TestProdServesMutualTLS(t *testing.T) {
 					t.Errorf("%s is not set: prod must serve mutual TLS (components/tls)", k)
 				}
 			}
-			if len(o.certificates) != 1 || len(o.serviceMonitors) != 1 {
-				t.Errorf("%d Certificates, %d ServiceMonitors: want one of each", len(o.certificates), len(o.serviceMonitors))
+			if len(o.certificates) != 1 || len(o.serviceMonitors) != 1 || len(o.prometheusRules) != 1 {
+				t.Errorf("%d Certificates, %d ServiceMonitors, %d PrometheusRules: want one of each", len(o.certificates), len(o.serviceMonitors), len(o.prometheusRules))
 			}
 		})
 	}
@@ -211,24 +210,30 @@ func checkDeployment(t *testing.T, o *objects, d *appsv1.Deployment, svc string,
 		}
 	}
 
+	// A base leaves the repository and the tag to components/image.
 	name, tag, _ := strings.Cut(c.Image, ":")
-	if name != imageRepo+svc {
-		t.Errorf("image %q: want %s%s", c.Image, imageRepo, svc)
+	if repo := imageRepository(t); !pinned {
+		repo = "REPOSITORY"
+	} else if name != repo+"/"+svc {
+		t.Errorf("image %q: want %s/%s", c.Image, repo, svc)
 	}
 	if pinned && !pinnedTag.MatchString(tag) && !strings.Contains(c.Image, "@sha256:") {
 		t.Errorf("image %q: want a release tag (vX.Y.Z) or a digest", c.Image)
 	}
 
 	// Configuration: the ConfigMap the render defines, then the operators'
-	// Secret, which must be required.
-	if len(c.EnvFrom) != 2 || c.EnvFrom[0].ConfigMapRef == nil || c.EnvFrom[1].SecretRef == nil {
-		t.Fatalf("envFrom %v: want a configMapRef then a secretRef (the Secret wins)", c.EnvFrom)
+	// Secret, which must be required; a backend without credentials
+	// (components/no-credentials) reads the ConfigMap only.
+	if len(c.EnvFrom) < 1 || len(c.EnvFrom) > 2 || c.EnvFrom[0].ConfigMapRef == nil || (len(c.EnvFrom) == 2 && c.EnvFrom[1].SecretRef == nil) {
+		t.Fatalf("envFrom %v: want a configMapRef, then a secretRef unless the backend has no credentials (the Secret wins)", c.EnvFrom)
 	}
 	if o.configMap(c.EnvFrom[0].ConfigMapRef.Name) == nil {
 		t.Errorf("envFrom ConfigMap %q is not in the render", c.EnvFrom[0].ConfigMapRef.Name)
 	}
-	if s := c.EnvFrom[1].SecretRef; s.Name != svc+"-credentials" || (s.Optional != nil && *s.Optional) {
-		t.Errorf("envFrom Secret %q (optional %v): want %s-credentials, required", s.Name, s.Optional, svc)
+	if len(c.EnvFrom) == 2 {
+		if s := c.EnvFrom[1].SecretRef; s.Name != svc+"-credentials" || (s.Optional != nil && *s.Optional) {
+			t.Errorf("envFrom Secret %q (optional %v): want %s-credentials, required", s.Name, s.Optional, svc)
+		}
 	}
 	env := o.effectiveEnv(c)
 

@@ -65,6 +65,7 @@ type objects struct {
 	networkPolicies []*networkingv1.NetworkPolicy
 	certificates    []*cmv1.Certificate
 	serviceMonitors []*monv1.ServiceMonitor
+	prometheusRules []*monv1.PrometheusRule
 	scaledObjects   []*scaledObject
 	triggerAuths    []*triggerAuthentication
 }
@@ -129,6 +130,8 @@ func (o *objects) add(doc []byte) error {
 		err = decodeInto(doc, &o.certificates)
 	case "monitoring.coreos.com/v1 ServiceMonitor":
 		err = decodeInto(doc, &o.serviceMonitors)
+	case "monitoring.coreos.com/v1 PrometheusRule":
+		err = decodeInto(doc, &o.prometheusRules)
 	case "keda.sh/v1alpha1 ScaledObject":
 		err = decodeCRD(doc, gvk, &o.scaledObjects)
 	case "keda.sh/v1alpha1 TriggerAuthentication":
@@ -297,6 +300,9 @@ func (o *objects) namespaces() []string {
 		add(x.ObjectMeta)
 	}
 	for _, x := range o.serviceMonitors {
+		add(x.ObjectMeta)
+	}
+	for _, x := range o.prometheusRules {
 		add(x.ObjectMeta)
 	}
 	slices.Sort(all)

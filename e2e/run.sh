@@ -28,7 +28,7 @@ phase "control plane and KEDA binaries ready ($bin)" "$t"
 
 # The CRDs come from the modules that define them, at the versions the
 # repository pins: KEDA's (e2e/build/go.mod), cert-manager's
-# (deploy/go.mod), and the Prometheus Operator's ServiceMonitor from the
+# (deploy/go.mod), and the Prometheus Operator's ServiceMonitor and PrometheusRule from the
 # newest root module the Go proxy serves (its CRDs are not in the
 # pkg/apis/monitoring module deploy requires).
 t=$(date +%s)
@@ -40,7 +40,8 @@ keda_dir=$(moddir "github.com/kedacore/keda/v2@$keda_v")
 cm_dir=$(moddir "github.com/cert-manager/cert-manager@$cm_v")
 promop_dir=$(moddir "github.com/prometheus-operator/prometheus-operator@$promop_v")
 crds=$(ls "$keda_dir"/config/crd/bases/*.yaml "$cm_dir"/deploy/crds/*.yaml \
-  "$promop_dir"/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml | paste -sd:)
+  "$promop_dir"/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml \
+  "$promop_dir"/example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml | paste -sd:)
 phase "CRDs found (KEDA $keda_v, cert-manager $cm_v, Prometheus Operator $promop_v)" "$t"
 
 t=$(date +%s)

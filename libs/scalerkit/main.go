@@ -102,7 +102,7 @@ func Run(name string, args []string, stdout, stderr io.Writer, svcConfig any, bu
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := serve(ctx, cfg, log, build); err != nil {
+	if err := serve(ctx, name, cfg, log, build); err != nil {
 		if invalid := (*config.InvalidError)(nil); errors.As(err, &invalid) {
 			fmt.Fprintf(stderr, "%s: configuration: %v\n", name, invalid)
 			return 2
@@ -113,8 +113,10 @@ func Run(name string, args []string, stdout, stderr io.Writer, svcConfig any, bu
 	return 0
 }
 
-func serve(ctx context.Context, cfg config.Config, log *slog.Logger, build BuildFunc) error {
-	creds, err := serverCredentials(cfg, log)
+func serve(ctx context.Context, name string, cfg config.Config, log *slog.Logger, build BuildFunc) error {
+	m := metrics.New()
+	m.SetBuild(name, Version)
+	creds, err := serverCredentials(cfg, log, m)
 	if err != nil {
 		return err
 	}
@@ -125,7 +127,6 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, build Build
 		t := time.Now().Add(cfg.ShutdownTimeout + afterStop)
 		stopAt.Store(&t)
 	})()
-	m := metrics.New()
 	backend, err := build(ctx, Env{Config: cfg, Log: log, Registerer: m.Registry})
 	if err != nil {
 		return fmt.Errorf("building the backend: %w", err)
@@ -175,8 +176,9 @@ func stopBackend(deadline time.Time, svc *scaler.Service, backend scaler.Backend
 
 // serverCredentials returns TLS credentials when TLS_CERT_FILE is set,
 // requiring client certificates when TLS_CLIENT_CA_FILE is set. The files
-// are reloaded when they change (see tlsfiles).
-func serverCredentials(cfg config.Config, log *slog.Logger) (credentials.TransportCredentials, error) {
+// are reloaded when they change (see tlsfiles); m exports the served
+// certificate's expiry.
+func serverCredentials(cfg config.Config, log *slog.Logger, m *metrics.Metrics) (credentials.TransportCredentials, error) {
 	if cfg.TLSCertFile == "" {
 		return nil, nil
 	}
@@ -184,5 +186,6 @@ func serverCredentials(cfg config.Config, log *slog.Logger) (credentials.Transpo
 	if err != nil {
 		return nil, err
 	}
+	m.WatchCertificate(r.NotAfter)
 	return credentials.NewTLS(r.Config()), nil
 }

@@ -3,17 +3,12 @@ package scalerkit
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -24,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -32,8 +28,10 @@ import (
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/metrics"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
-	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
+	"github.com/kedascalers/kedascalers/libs/testkit/testpki"
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
 
@@ -306,22 +304,24 @@ func TestRunServeErrors(t *testing.T) {
 	}
 }
 
+// testConfig is the default configuration (scaler.New trusts what it is
+// given) on free loopback ports, with short durations.
 func testConfig() config.Config {
-	return config.Config{
-		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", LogLevel: "info", LogFormat: "text",
-		CacheTTL: time.Second, PushInterval: time.Second, BackendTimeout: time.Second, ShutdownTimeout: 5 * time.Second,
-	}
+	c := config.Defaults()
+	c.GRPCAddr, c.HTTPAddr, c.LogLevel, c.LogFormat = "127.0.0.1:0", "127.0.0.1:0", "info", "text"
+	c.CacheTTL, c.PushInterval, c.BackendTimeout, c.ShutdownTimeout = time.Second, time.Second, time.Second, 5*time.Second
+	return c
 }
 
 // served runs serve in the background and returns the gRPC address from the
 // "serving" log line, and a function that stops it and returns serve's result.
-func served(t *testing.T, cfg config.Config, b *builder) (addr string, logs *scalertest.Buffer, stop func() error) {
+func served(t *testing.T, cfg config.Config, b *builder) (addr string, logs *wait.Buffer, stop func() error) {
 	t.Helper()
-	logs = &scalertest.Buffer{}
+	logs = &wait.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, log, b.build) }()
+	go func() { done <- serve(ctx, "test", cfg, log, b.build) }()
 	var result error
 	stopped := false
 	stop = func() error {
@@ -341,21 +341,17 @@ func served(t *testing.T, cfg config.Config, b *builder) (addr string, logs *sca
 	t.Cleanup(func() { stop() })
 
 	re := regexp.MustCompile(`msg=serving grpc=(\S+)`)
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		if m := re.FindStringSubmatch(logs.String()); m != nil {
-			return m[1], logs, stop
-		}
+	var m []string
+	wait.For(t, waitTimeout, "the serving log line", func() bool {
 		select {
 		case err := <-done:
 			t.Fatalf("serve returned %v before serving:\n%s", err, logs)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no serving log line:\n%s", logs)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		m = re.FindStringSubmatch(logs.String())
+		return m != nil
+	})
+	return m[1], logs, stop
 }
 
 func dial(t *testing.T, addr string, creds credentials.TransportCredentials) *grpc.ClientConn {
@@ -447,79 +443,6 @@ func TestServeBackendWithoutCloser(t *testing.T) {
 	}
 }
 
-// pki is a CA with a server and a client certificate, written as PEM files.
-type pki struct {
-	dir                                              string
-	caFile, certFile, keyFile, clientCert, clientKey string
-	caPool                                           *x509.CertPool
-}
-
-func newPKI(t *testing.T) *pki {
-	t.Helper()
-	dir := t.TempDir()
-	p := &pki{dir: dir, caPool: x509.NewCertPool()}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.caPool.AddCert(ca)
-	p.caFile = writePEM(t, dir, "ca.pem", "CERTIFICATE", caDER)
-
-	leaf := func(name string, serial int64, usage x509.ExtKeyUsage) (certFile, keyFile string) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial),
-			Subject:      pkix.Name{CommonName: name},
-			NotBefore:    time.Now().Add(-time.Hour),
-			NotAfter:     time.Now().Add(time.Hour),
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-			IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return writePEM(t, dir, name+".pem", "CERTIFICATE", der), writePEM(t, dir, name+"-key.pem", "PRIVATE KEY", keyDER)
-	}
-	p.certFile, p.keyFile = leaf("server", 2, x509.ExtKeyUsageServerAuth)
-	p.clientCert, p.clientKey = leaf("client", 3, x509.ExtKeyUsageClientAuth)
-	return p
-}
-
-func writePEM(t *testing.T, dir, name, typ string, der []byte) string {
-	t.Helper()
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 func writeFile(t *testing.T, dir, name, content string) string {
 	t.Helper()
 	path := filepath.Join(dir, name)
@@ -530,8 +453,9 @@ func writeFile(t *testing.T, dir, name, content string) string {
 }
 
 func TestServerCredentials(t *testing.T) {
-	p := newPKI(t)
-	garbage := writeFile(t, p.dir, "garbage.pem", "not a certificate\n")
+	p := testpki.New(t)
+	dir := t.TempDir()
+	garbage := writeFile(t, dir, "garbage.pem", "not a certificate\n")
 	tests := []struct {
 		name              string
 		cert, key, ca     string
@@ -539,18 +463,19 @@ func TestServerCredentials(t *testing.T) {
 		wantName, wantMsg string
 	}{
 		{name: "plaintext", wantNil: true},
-		{name: "TLS", cert: p.certFile, key: p.keyFile},
-		{name: "mTLS", cert: p.certFile, key: p.keyFile, ca: p.caFile},
-		{name: "cert file missing", cert: filepath.Join(p.dir, "nope.pem"), key: p.keyFile, wantErr: true, wantName: "TLS_CERT_FILE"},
-		{name: "key file missing", cert: p.certFile, key: filepath.Join(p.dir, "nope.pem"), wantErr: true, wantName: "TLS_KEY_FILE"},
-		{name: "cert file garbage", cert: garbage, key: p.keyFile, wantErr: true, wantName: "TLS_CERT_FILE"},
-		{name: "key does not match", cert: p.certFile, key: p.clientKey, wantErr: true, wantName: "TLS_CERT_FILE"},
-		{name: "CA file missing", cert: p.certFile, key: p.keyFile, ca: filepath.Join(p.dir, "nope.pem"), wantErr: true, wantName: "TLS_CLIENT_CA_FILE"},
-		{name: "CA file without PEM", cert: p.certFile, key: p.keyFile, ca: garbage, wantErr: true, wantName: "TLS_CLIENT_CA_FILE", wantMsg: "no PEM certificate"},
+		{name: "TLS", cert: p.ServerCertFile, key: p.ServerKeyFile},
+		{name: "mTLS", cert: p.ServerCertFile, key: p.ServerKeyFile, ca: p.CAFile},
+		{name: "cert file missing", cert: filepath.Join(dir, "nope.pem"), key: p.ServerKeyFile, wantErr: true, wantName: "TLS_CERT_FILE"},
+		{name: "key file missing", cert: p.ServerCertFile, key: filepath.Join(dir, "nope.pem"), wantErr: true, wantName: "TLS_KEY_FILE"},
+		{name: "cert file garbage", cert: garbage, key: p.ServerKeyFile, wantErr: true, wantName: "TLS_CERT_FILE"},
+		{name: "key does not match", cert: p.ServerCertFile, key: p.ClientKeyFile, wantErr: true, wantName: "TLS_CERT_FILE"},
+		{name: "CA file missing", cert: p.ServerCertFile, key: p.ServerKeyFile, ca: filepath.Join(dir, "nope.pem"), wantErr: true, wantName: "TLS_CLIENT_CA_FILE"},
+		{name: "CA file without PEM", cert: p.ServerCertFile, key: p.ServerKeyFile, ca: garbage, wantErr: true, wantName: "TLS_CLIENT_CA_FILE", wantMsg: "no PEM certificate"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			creds, err := serverCredentials(config.Config{TLSCertFile: tt.cert, TLSKeyFile: tt.key, TLSClientCAFile: tt.ca}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			m := metrics.New()
+			creds, err := serverCredentials(config.Config{TLSCertFile: tt.cert, TLSKeyFile: tt.key, TLSClientCAFile: tt.ca}, slog.New(slog.NewTextHandler(io.Discard, nil)), m)
 			if tt.wantErr {
 				if err == nil {
 					t.Fatal("serverCredentials = nil error")
@@ -569,13 +494,56 @@ func TestServerCredentials(t *testing.T) {
 			if creds != nil && creds.Info().SecurityProtocol != "tls" {
 				t.Errorf("SecurityProtocol = %q, want tls", creds.Info().SecurityProtocol)
 			}
+			checkCertificateExpiry(t, m, tt.cert)
 		})
 	}
 }
 
+// checkCertificateExpiry: with TLS, m exports the expiry of the served
+// certificate (certFile), to the second; without, nothing.
+func checkCertificateExpiry(t *testing.T, m *metrics.Metrics, certFile string) {
+	t.Helper()
+	const name = "kedascalers_tls_certificate_expiry_timestamp_seconds"
+	n, err := testutil.GatherAndCount(m.Registry, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if certFile == "" {
+		if n != 0 {
+			t.Errorf("%s exported without TLS", name)
+		}
+		return
+	}
+	data, err := os.ReadFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		t.Fatalf("%s: no PEM", certFile)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			if got, want := mf.GetMetric()[0].GetGauge().GetValue(), float64(cert.NotAfter.Unix()); got != want {
+				t.Errorf("%s = %v, want %v (the certificate's notAfter)", name, got, want)
+			}
+			return
+		}
+	}
+	t.Errorf("%s not exported with TLS", name)
+}
+
 func TestServeTLS(t *testing.T) {
-	p := newPKI(t)
-	clientCert, err := tls.LoadX509KeyPair(p.clientCert, p.clientKey)
+	p := testpki.New(t)
+	clientCert, err := tls.LoadX509KeyPair(p.ClientCertFile, p.ClientKeyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -591,21 +559,21 @@ func TestServeTLS(t *testing.T) {
 		wantLog string
 	}{
 		{"TLS", "", []client{
-			{"TLS client", &tls.Config{RootCAs: p.caPool}, false},
-			{"TLS client with a certificate", &tls.Config{RootCAs: p.caPool, Certificates: []tls.Certificate{clientCert}}, false},
+			{"TLS client", &tls.Config{RootCAs: p.CAPool}, false},
+			{"TLS client with a certificate", &tls.Config{RootCAs: p.CAPool, Certificates: []tls.Certificate{clientCert}}, false},
 			{"plaintext client", nil, true},
 			{"client not trusting the CA", &tls.Config{}, true},
 		}, "tls=true mtls=false"},
-		{"mTLS", p.caFile, []client{
-			{"client with a certificate", &tls.Config{RootCAs: p.caPool, Certificates: []tls.Certificate{clientCert}}, false},
-			{"client without a certificate", &tls.Config{RootCAs: p.caPool}, true},
+		{"mTLS", p.CAFile, []client{
+			{"client with a certificate", &tls.Config{RootCAs: p.CAPool, Certificates: []tls.Certificate{clientCert}}, false},
+			{"client without a certificate", &tls.Config{RootCAs: p.CAPool}, true},
 			{"plaintext client", nil, true},
 		}, "tls=true mtls=true"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig()
-			cfg.TLSCertFile, cfg.TLSKeyFile, cfg.TLSClientCAFile = p.certFile, p.keyFile, tt.ca
+			cfg.TLSCertFile, cfg.TLSKeyFile, cfg.TLSClientCAFile = p.ServerCertFile, p.ServerKeyFile, tt.ca
 			addr, logs, stop := served(t, cfg, &builder{backend: fakeBackend{}})
 			if !strings.Contains(logs.String(), tt.wantLog) {
 				t.Errorf("serving line lacks %q:\n%s", tt.wantLog, logs)
@@ -632,9 +600,9 @@ func TestServeTLS(t *testing.T) {
 }
 
 func TestServeTLSHandshakeTimeout(t *testing.T) {
-	p := newPKI(t)
+	p := testpki.New(t)
 	cfg := testConfig()
-	cfg.TLSCertFile, cfg.TLSKeyFile = p.certFile, p.keyFile
+	cfg.TLSCertFile, cfg.TLSKeyFile = p.ServerCertFile, p.ServerKeyFile
 	cfg.GRPCHandshakeTimeout = 300 * time.Millisecond
 	addr, _, stop := served(t, cfg, &builder{backend: fakeBackend{}})
 
@@ -655,7 +623,7 @@ func TestServeTLSHandshakeTimeout(t *testing.T) {
 		t.Errorf("closed after %v, want about %v", took, cfg.GRPCHandshakeTimeout)
 	}
 	// A TLS client that completes its handshake is served.
-	conn := dial(t, addr, credentials.NewTLS(&tls.Config{RootCAs: p.caPool}))
+	conn := dial(t, addr, credentials.NewTLS(&tls.Config{RootCAs: p.CAPool}))
 	if _, err := healthpb.NewHealthClient(conn).Check(callCtx(t), &healthpb.HealthCheckRequest{}); err != nil {
 		t.Fatalf("a TLS client within the handshake timeout: %v", err)
 	}

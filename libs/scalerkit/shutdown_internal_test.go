@@ -13,7 +13,7 @@ import (
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
-	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
 
@@ -86,20 +86,15 @@ func TestRunExitsWithinShutdownTimeout(t *testing.T) {
 				"SHUTDOWN_TIMEOUT": drain.String(), "BACKEND_TIMEOUT": "1m", "PUSH_INTERVAL": "1h"})
 			b := newStuckBackend(tt.honour)
 			t.Cleanup(func() { close(b.release) }) // the ignored calls end, for goleak
-			var stdout, stderr scalertest.Buffer
+			var stdout, stderr wait.Buffer
 			code := make(chan int, 1)
 			go func() {
 				code <- Run("my-scaler", nil, &stdout, &stderr, nil, func(context.Context, Env) (scaler.Backend, error) { return b, nil })
 			}()
 			re := regexp.MustCompile(`msg=serving .*grpc=(\S+)`)
-			var addr string
-			for deadline := time.Now().Add(waitTimeout); addr == ""; time.Sleep(5 * time.Millisecond) {
-				if m := re.FindStringSubmatch(stderr.String()); m != nil {
-					addr = m[1]
-				} else if time.Now().After(deadline) {
-					t.Fatalf("no serving line:\n%s", stderr.String())
-				}
-			}
+			var m []string
+			wait.For(t, waitTimeout, "the serving line", func() bool { m = re.FindStringSubmatch(stderr.String()); return m != nil })
+			addr := m[1]
 			client := pb.NewExternalScalerClient(dial(t, addr, nil))
 			ref := &pb.ScaledObjectRef{Name: "so", Namespace: "ns", ScalerMetadata: map[string]string{"key": "k"}}
 

@@ -168,7 +168,7 @@ func cases() []*abuseCase {
 			},
 			checks: []func(*result) string{func(r *result) string {
 				if rate := r.values["warnPerSec"]; rate > 1 {
-					return fmt.Sprintf("%.1f WARN lines/s in the second half of the hold", rate)
+					return fmt.Sprintf("%.1f WARN or ERROR lines/s in the second half of the hold", rate)
 				}
 				return ""
 			}},
@@ -338,7 +338,7 @@ func (a *attack) sent(n int) { a.value("sent", float64(n)) }
 
 // streams opens a.n StreamIsActive streams, 64 at a time, each with the
 // metadata md(i), waits up to 20 s for each one's first message, holds them
-// for a.hold, and counts WARN lines in the scaler's log during the second
+// for a.hold, and counts WARN and ERROR lines in the scaler's log during the second
 // half of the hold (value warnPerSec).
 func (a *attack) streams(ctx context.Context, md func(i int) map[string]string) {
 	const firstWithin = 20 * time.Second
@@ -394,7 +394,7 @@ func (a *attack) streams(ctx context.Context, md func(i int) map[string]string) 
 	w1 := warnLines(a.scaler.logBytes())
 	rate := float64(w1-w0) / max(time.Since(t0).Seconds(), 0.001)
 	a.value("warnPerSec", rate)
-	a.res.note("WARN lines in the log: %d by the middle of the hold, %.1f/s after", w0, rate)
+	a.res.note("WARN and ERROR lines in the log: %d by the middle of the hold, %.1f/s after", w0, rate)
 }
 
 // rawConnections opens a.n TCP connections to the gRPC port that never

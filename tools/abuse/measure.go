@@ -93,13 +93,17 @@ func metricValue(text, name string) (float64, error) {
 	return 0, fmt.Errorf("no sample %s in the metrics", name)
 }
 
-// warnLines counts the log lines at level WARN, in slog's JSON
-// ("level":"WARN") or text (level=WARN) format.
+// warnLines counts the log lines at level WARN or ERROR (a platform's
+// problem, see libs/scalerkit/fault), in slog's JSON ("level":"WARN") or
+// text (level=WARN) format.
 func warnLines(log []byte) int {
 	n := 0
 	for _, line := range bytes.Split(log, []byte("\n")) {
-		if bytes.Contains(line, []byte(`"level":"WARN"`)) || bytes.Contains(line, []byte("level=WARN")) {
-			n++
+		for _, level := range []string{"WARN", "ERROR"} {
+			if bytes.Contains(line, []byte(`"level":"`+level+`"`)) || bytes.Contains(line, []byte("level="+level)) {
+				n++
+				break
+			}
 		}
 	}
 	return n

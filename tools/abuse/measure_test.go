@@ -93,10 +93,12 @@ func TestWarnLines(t *testing.T) {
 	log := []byte(`{"time":"x","level":"INFO","msg":"serving"}
 {"time":"x","level":"WARN","msg":"too many channels"}
 time=x level=WARN msg="too many channels"
-{"time":"x","level":"ERROR","msg":"WARN in the message is not a level"}
+{"time":"x","level":"INFO","msg":"WARN in the message is not a level"}
+{"time":"x","level":"ERROR","msg":"backend read failed"}
+time=x level=ERROR msg="backend read failed"
 `)
-	if got := warnLines(log); got != 2 {
-		t.Errorf("warnLines = %d, want 2", got)
+	if got := warnLines(log); got != 4 {
+		t.Errorf("warnLines = %d, want 4 (WARN and ERROR)", got)
 	}
 }
 

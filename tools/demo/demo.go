@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -89,21 +90,97 @@ func (s *service) stop() error {
 	return nil
 }
 
-// scalerctl runs scalerctl with args, printing the command and its output.
-// A failing command is part of the story (an outage), so its exit status
-// is printed, not returned; only a missing binary is an error.
-func (d *demo) scalerctl(ctx context.Context, args ...string) error {
+// outcome is what a scalerctl command of the demo must show: its exit
+// status and, in its output, a match of every pattern of says; shows says
+// it in words.
+type outcome struct {
+	exit  int
+	shows string
+	says  []string
+}
+
+// String is the expectation as the demo prints it.
+func (o outcome) String() string {
+	return fmt.Sprintf("%s (exit status %d)", o.shows, o.exit)
+}
+
+// check returns an error when a command's exit status and output are not
+// the expected ones.
+func (o outcome) check(exit int, out string) error {
+	var missing []string
+	for _, p := range o.says {
+		if !regexp.MustCompile(p).MatchString(out) {
+			missing = append(missing, p)
+		}
+	}
+	if exit != o.exit || len(missing) > 0 {
+		return fmt.Errorf("scalerctl exited %d, its output not matching %q: expected %s", exit, missing, o)
+	}
+	return nil
+}
+
+// scalerctl runs scalerctl with args, printing the command, what it is
+// expected to show and its output. A failing command may be part of the
+// story (an outage); an outcome other than want fails the demo.
+func (d *demo) scalerctl(ctx context.Context, want outcome, args ...string) error {
 	fmt.Fprintf(d.out, "$ scalerctl %s\n", quoteArgs(args))
+	fmt.Fprintf(d.out, "(expected: %s)\n", want)
+	exit, out, err := d.runScalerctl(ctx, args...)
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(d.out, out)
+	if exit != 0 {
+		fmt.Fprintf(d.out, "(scalerctl exited with status %d)\n", exit)
+	}
+	if err := want.check(exit, out); err != nil {
+		return fmt.Errorf("scalerctl %s: %w", quoteArgs(args), err)
+	}
+	return nil
+}
+
+// runScalerctl runs scalerctl with args and returns its exit status and
+// output (stdout and stderr); only a missing binary is an error.
+func (d *demo) runScalerctl(ctx context.Context, args ...string) (int, string, error) {
+	var out strings.Builder
 	cmd := exec.CommandContext(ctx, filepath.Join(d.bin, "scalerctl"), args...)
-	cmd.Stdout, cmd.Stderr = d.out, d.out
+	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
-		fmt.Fprintf(d.out, "(scalerctl exited with status %d)\n", exit.ExitCode())
-		return nil
+		return exit.ExitCode(), out.String(), nil
 	}
-	return err
+	return 0, out.String(), err
 }
+
+// readsAgain waits, at most backendWait, until a scaler answers
+// scalerctl check with args again after its backend came back, and says
+// how long that took: the backend is listening, but the scaler's client
+// may still be waiting to redial (go-redis spaces its dials after
+// failures).
+func (d *demo) readsAgain(ctx context.Context, args ...string) error {
+	start := time.Now()
+	for {
+		exit, out, err := d.runScalerctl(ctx, append([]string{"check"}, args...)...)
+		switch {
+		case err != nil:
+			return err
+		case exit == 0:
+			fmt.Fprintf(d.out, "the scaler reads its backend again %v after it came back\n", time.Since(start).Round(10*time.Millisecond))
+			return nil
+		case time.Since(start) > backendWait:
+			return fmt.Errorf("the scaler did not read its backend again within %v of its return:\n%s", backendWait, out)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// backendWait bounds the wait for a scaler to read its backend again.
+const backendWait = 15 * time.Second
 
 func quoteArgs(args []string) string {
 	q := make([]string, len(args))

@@ -42,3 +42,29 @@ func TestCleanLogs(t *testing.T) {
 		})
 	}
 }
+
+// A step whose outcome is not the one the demo prints fails the demo.
+func TestOutcomeCheck(t *testing.T) {
+	want := outcome{1, "GetMetrics fails with Unavailable", []string{`code = Unavailable`}}
+	tests := []struct {
+		name   string
+		exit   int
+		out    string
+		wantOK bool
+	}{
+		{"as expected", 1, "scalerctl: GetMetrics: code = Unavailable desc = connection refused\n", true},
+		{"another status", 0, "value 120\n", false},
+		{"another error", 1, "scalerctl: GetMetrics: code = Internal desc = bug\n", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := want.check(tt.exit, tt.out)
+			if (err == nil) != tt.wantOK {
+				t.Errorf("check(%d, %q) = %v, want ok: %v", tt.exit, tt.out, err, tt.wantOK)
+			}
+		})
+	}
+	if s := want.String(); s != "GetMetrics fails with Unavailable (exit status 1)" {
+		t.Errorf("String() = %q: want what it shows and the status", s)
+	}
+}

@@ -53,17 +53,18 @@ func (d *demo) postgresQuery(ctx context.Context) (err error) {
 
 	count := "query=select count(*) from bookings where status = 'confirmed',targetQueryValue=10"
 	d.step("one KEDA poll on a count query, 2 replicas running: 30 confirmed / 10 per replica")
-	if err := d.scalerctl(ctx, "check", "--addr", svc.addr, "--metadata", count, "--current-replicas", "2"); err != nil {
+	if err := d.scalerctl(ctx, outcome{0, "value 30, decision 3 replicas", []string{`value\s+30\b`, `decision\s+3 replicas`}},
+		"check", "--addr", svc.addr, "--metadata", count, "--current-replicas", "2"); err != nil {
 		return err
 	}
 	d.step("a multi-row query counts its rows; a fractional target round-trips")
-	if err := d.scalerctl(ctx, "check", "--addr", svc.addr, "--metadata",
+	if err := d.scalerctl(ctx, outcome{0, "value 15, target 2.5, decision 6 replicas", []string{`value\s+15\b`, `target\s+2\.5\b`, `decision\s+6 replicas`}}, "check", "--addr", svc.addr, "--metadata",
 		"query=select id from bookings where status = 'pending',targetQueryValue=2.5", "--current-replicas", "6"); err != nil {
 		return err
 	}
 
 	d.step("the query runs read-only: a write is refused and the table is untouched")
-	if err := d.scalerctl(ctx, "check", "--addr", svc.addr, "--metadata",
+	if err := d.scalerctl(ctx, outcome{1, "GetMetrics refused with PermissionDenied: read-only", []string{`GetMetrics: code = PermissionDenied .*read-only`}}, "check", "--addr", svc.addr, "--metadata",
 		"query=with d as (delete from bookings returning 1) select count(*) from d,targetQueryValue=1"); err != nil {
 		return err
 	}
@@ -72,6 +73,9 @@ func (d *demo) postgresQuery(ctx context.Context) (err error) {
 		return err
 	}
 	fmt.Fprintf(d.out, "bookings still holds %d rows\n", n)
+	if n != 45 {
+		return fmt.Errorf("bookings holds %d rows after the refused delete, want 45", n)
+	}
 
 	d.step("external-push with notifyChannel: NOTIFY wakes a scaled-to-zero workload at once (PUSH_INTERVAL is 30s here)")
 	fmt.Fprintln(d.out, "at +2s a refund request arrives and the application runs NOTIFY refunds")
@@ -83,6 +87,6 @@ func (d *demo) postgresQuery(ctx context.Context) (err error) {
 			conn.Exec(ctx, `insert into refunds default values; notify refunds`)
 		}
 	}()
-	return d.scalerctl(ctx, "watch", "--addr", svc.addr, "--metadata",
+	return d.scalerctl(ctx, outcome{0, "false, then true right after the NOTIFY", []string{`StreamIsActive result=false(.|\n)*StreamIsActive result=true`}}, "watch", "--addr", svc.addr, "--metadata",
 		"query=select count(*) from refunds where not done,targetQueryValue=5,notifyChannel=refunds", "--duration", "4s")
 }

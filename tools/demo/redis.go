@@ -44,11 +44,13 @@ func (d *demo) redisSession(ctx context.Context) (err error) {
 
 	sessions := "mode=pattern,keyPattern=sess:*,sessionSize=100"
 	d.step("one KEDA poll (GetMetricSpec, GetMetrics, IsActive) with 1 replica running")
-	if err := d.scalerctl(ctx, "check", "--addr", svc.addr, "--metadata", sessions, "--current-replicas", "1"); err != nil {
+	if err := d.scalerctl(ctx, outcome{0, "value 230, decision 3 replicas", []string{`value\s+230\b`, `decision\s+3 replicas`}},
+		"check", "--addr", svc.addr, "--metadata", sessions, "--current-replicas", "1"); err != nil {
 		return err
 	}
 	d.step("the same poll with 3 replicas running: 230 sessions need 3, the HPA stays")
-	if err := d.scalerctl(ctx, "check", "--addr", svc.addr, "--metadata", sessions, "--current-replicas", "3"); err != nil {
+	if err := d.scalerctl(ctx, outcome{0, "value 230, decision 3 replicas", []string{`value\s+230\b`, `decision\s+3 replicas`}},
+		"check", "--addr", svc.addr, "--metadata", sessions, "--current-replicas", "3"); err != nil {
 		return err
 	}
 
@@ -66,7 +68,7 @@ func (d *demo) redisSession(ctx context.Context) (err error) {
 		return err
 	}
 	fmt.Fprintln(d.out, "sessions:by-expiry holds 115 members, 40 of them expired")
-	if err := d.scalerctl(ctx, "check", "--addr", svc.addr, "--metadata",
+	if err := d.scalerctl(ctx, outcome{0, "value 75 (the live sessions), decision 3 replicas", []string{`value\s+75\b`, `decision\s+3 replicas`}}, "check", "--addr", svc.addr, "--metadata",
 		"mode=zset,key=sessions:by-expiry,minScore=now,sessionSize=25", "--current-replicas", "2"); err != nil {
 		return err
 	}
@@ -81,7 +83,8 @@ func (d *demo) redisSession(ctx context.Context) (err error) {
 			rdb.Del(ctx, "cart:0000", "cart:0001", "cart:0002")
 		}
 	}()
-	if err := d.scalerctl(ctx, "watch", "--addr", svc.addr, "--metadata", "mode=pattern,keyPattern=cart:*,sessionSize=10", "--duration", "6s"); err != nil {
+	if err := d.scalerctl(ctx, outcome{0, "false, then true at +2s, then false again", []string{`StreamIsActive result=false`, `StreamIsActive result=true(.|\n)*StreamIsActive result=false`}},
+		"watch", "--addr", svc.addr, "--metadata", "mode=pattern,keyPattern=cart:*,sessionSize=10", "--duration", "6s"); err != nil {
 		return err
 	}
 	fmt.Fprintln(d.out, "KEDA scales 0->1 at the true (without waiting for its poll); false is only information")
@@ -90,19 +93,24 @@ func (d *demo) redisSession(ctx context.Context) (err error) {
 	if err := r.Stop(); err != nil {
 		return err
 	}
-	if err := d.scalerctl(ctx, "check", "--addr", svc.addr, "--metadata", sessions, "--current-replicas", "3"); err != nil {
+	if err := d.scalerctl(ctx, outcome{1, "GetMetrics fails with Unavailable", []string{`GetMetrics: code = Unavailable`}},
+		"check", "--addr", svc.addr, "--metadata", sessions, "--current-replicas", "3"); err != nil {
 		return err
 	}
 	fmt.Fprintln(d.out, "KEDA keeps the 3 replicas (or applies spec.fallback): nothing scales down on an outage")
 
 	d.step("Redis is back (empty: it keeps nothing on disk); 120 sessions come back")
-	if err := r.Start(); err != nil {
+	if err := r.Start(); err != nil { // returns once Redis answers PING
 		return err
 	}
 	if err := addKeys(ctx, rdb, "sess:", 120); err != nil {
 		return err
 	}
-	return d.scalerctl(ctx, "check", "--addr", svc.addr, "--metadata", sessions, "--current-replicas", "3")
+	if err := d.readsAgain(ctx, "--addr", svc.addr, "--metadata", sessions); err != nil {
+		return err
+	}
+	return d.scalerctl(ctx, outcome{0, "value 120, decision 2 replicas", []string{`value\s+120\b`, `decision\s+2 replicas`}},
+		"check", "--addr", svc.addr, "--metadata", sessions, "--current-replicas", "3")
 }
 
 // addKeys stores n keys prefix0000... with a 30 minute TTL.

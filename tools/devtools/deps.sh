@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # deps.sh: makes sure the system packages the tests and the demo need are
-# here: redis-server and the PostgreSQL server binaries (initdb, postgres).
+# here: redis-server, the PostgreSQL server binaries (initdb, postgres) and
+# promtool (Debian's prometheus package), which tests the alerting rules.
 # As root it installs what is missing with apt-get; otherwise it says
 # exactly what to install and fails.
 set -euo pipefail
@@ -14,6 +15,7 @@ elif compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
   pg_ok=true
 fi
 $pg_ok || missing+=(postgresql)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -123,8 +123,7 @@ func New[V any](opts Options) *Group[V] {
 // other callers. A new key at the bound is ErrFull when nothing can make
 // room for it.
 func (g *Group[V]) Get(ctx context.Context, key string, fetch func(context.Context) (V, error)) (V, error) {
-	if v, ok := g.lookup(key); ok {
-		g.observe(Hit)
+	if v, ok := g.Hit(key); ok {
 		return v, nil
 	}
 	started := false
@@ -150,6 +149,17 @@ func (g *Group[V]) Get(ctx context.Context, key string, fetch func(context.Conte
 		var zero V
 		return zero, ctx.Err()
 	}
+}
+
+// Hit returns the value kept for key when it is younger than the TTL, and
+// counts a hit; it never calls the backend. A caller that tries Hit before
+// Get builds its fetch function only when there is no kept value.
+func (g *Group[V]) Hit(key string) (V, bool) {
+	v, ok := g.lookup(key)
+	if ok {
+		g.observe(Hit)
+	}
+	return v, ok
 }
 
 // call admits key, runs fetch detached from the caller under the timeout

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/cache"
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 )
 
 // TestMain checks that no shared call outlives the tests: Get runs each
@@ -67,15 +68,6 @@ func newJoinCtx(parent context.Context) *joinCtx {
 func (c *joinCtx) Done() <-chan struct{} {
 	c.once.Do(func() { close(c.joined) })
 	return c.Context.Done()
-}
-
-func waitFor(t *testing.T, what string, ch <-chan struct{}) {
-	t.Helper()
-	select {
-	case <-ch:
-	case <-time.After(waitTimeout):
-		t.Fatalf("timed out waiting for %s", what)
-	}
 }
 
 // blockingFetch is a fetch that signals when it starts and returns value once
@@ -275,9 +267,9 @@ func TestConcurrentGetsShareOneCall(t *testing.T) {
 				results[i] = goGet(g, ctxs[i], "k", bf.fetch)
 			}
 			for i := range n {
-				waitFor(t, fmt.Sprintf("caller %d to join", i), ctxs[i].joined)
+				wait.For(t, waitTimeout, fmt.Sprintf("caller %d to join", i), wait.Closed(ctxs[i].joined))
 			}
-			waitFor(t, "fetch to start", bf.started)
+			wait.For(t, waitTimeout, "fetch to start", wait.Closed(bf.started))
 			close(bf.release)
 			for i := range n {
 				r := recv(t, fmt.Sprintf("caller %d", i), results[i])
@@ -341,10 +333,10 @@ func TestDifferentKeysDoNotShare(t *testing.T) {
 	g := cache.New[string](cache.Options{TTL: time.Hour})
 	a, b := newBlockingFetch("A"), newBlockingFetch("B")
 	ra := goGet(g, context.Background(), "a", a.fetch)
-	waitFor(t, "fetch of a to start", a.started)
+	wait.For(t, waitTimeout, "fetch of a to start", wait.Closed(a.started))
 	// a's call is still in flight; b must start its own.
 	rb := goGet(g, context.Background(), "b", b.fetch)
-	waitFor(t, "fetch of b to start while a is in flight", b.started)
+	wait.For(t, waitTimeout, "fetch of b to start while a is in flight", wait.Closed(b.started))
 	close(a.release)
 	close(b.release)
 	if r := recv(t, "a", ra); r.v != "A" || r.err != nil {
@@ -372,10 +364,10 @@ func TestErrorSharedButNotKept(t *testing.T) {
 		return "", errBackend
 	}
 	first := goGet(g, context.Background(), "k", fetch)
-	waitFor(t, "fetch to start", started)
+	wait.For(t, waitTimeout, "fetch to start", wait.Closed(started))
 	jc := newJoinCtx(context.Background())
 	second := goGet(g, jc, "k", fetch)
-	waitFor(t, "second caller to join", jc.joined)
+	wait.For(t, waitTimeout, "second caller to join", wait.Closed(jc.joined))
 	close(release)
 	for _, r := range []result{recv(t, "first", first), recv(t, "second", second)} {
 		if !errors.Is(r.err, errBackend) {
@@ -407,12 +399,12 @@ func TestSharedCallIsDetachedFromFirstCaller(t *testing.T) {
 	firstCtx, cancelFirst := context.WithCancel(context.WithValue(context.Background(), ctxKey{}, "trace-1"))
 	defer cancelFirst()
 	first := goGet(g, firstCtx, "k", bf.fetch)
-	waitFor(t, "fetch to start", bf.started)
+	wait.For(t, waitTimeout, "fetch to start", wait.Closed(bf.started))
 	fetchCtx := <-bf.ctxs
 
 	other := newJoinCtx(context.Background())
 	second := goGet(g, other, "k", bf.fetch)
-	waitFor(t, "second caller to join", other.joined)
+	wait.For(t, waitTimeout, "second caller to join", wait.Closed(other.joined))
 
 	cancelFirst()
 	if r := recv(t, "first caller", first); !errors.Is(r.err, context.Canceled) {
@@ -463,14 +455,14 @@ func TestWaiterCtxEndsWhileFlightContinues(t *testing.T) {
 			g := cache.New[string](cache.Options{TTL: time.Hour, Observe: rec.observe})
 			bf := newBlockingFetch("v")
 			first := goGet(g, context.Background(), "k", bf.fetch)
-			waitFor(t, "fetch to start", bf.started)
+			wait.For(t, waitTimeout, "fetch to start", wait.Closed(bf.started))
 			fetchCtx := <-bf.ctxs
 
 			ctx, cancel := tt.ctx()
 			defer cancel()
 			jc := newJoinCtx(ctx)
 			waiter := goGet(g, jc, "k", bf.fetch)
-			waitFor(t, "the waiter to join", jc.joined)
+			wait.For(t, waitTimeout, "the waiter to join", wait.Closed(jc.joined))
 			if tt.cancelNow {
 				cancel()
 			}
@@ -568,7 +560,7 @@ func TestForgetDoesNotAffectFlight(t *testing.T) {
 	g := cache.New[string](cache.Options{TTL: time.Hour})
 	bf := newBlockingFetch("v")
 	r := goGet(g, context.Background(), "k", bf.fetch)
-	waitFor(t, "fetch to start", bf.started)
+	wait.For(t, waitTimeout, "fetch to start", wait.Closed(bf.started))
 	g.Forget("k")
 	close(bf.release)
 	if res := recv(t, "Get", r); res.v != "v" || res.err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/cache"
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 )
 
 // counts records what a bounded Group reports through Evicted and Held.
@@ -83,8 +84,8 @@ func TestMaxEntriesRefusesWhenAllInFlight(t *testing.T) {
 	a, b := newBlockingFetch("a"), newBlockingFetch("b")
 	ra := goGet(g, context.Background(), "a", a.fetch)
 	rb := goGet(g, context.Background(), "b", b.fetch)
-	waitFor(t, "a to start", a.started)
-	waitFor(t, "b to start", b.started)
+	wait.For(t, waitTimeout, "a to start", wait.Closed(a.started))
+	wait.For(t, waitTimeout, "b to start", wait.Closed(b.started))
 	if g.Held() != 2 || c.lastHeld() != 2 {
 		t.Fatalf("at the limit: Held() = %d, reported %d; want 2", g.Held(), c.lastHeld())
 	}
@@ -92,7 +93,7 @@ func TestMaxEntriesRefusesWhenAllInFlight(t *testing.T) {
 	// At the limit, the questions held are still answered: a joins a's call.
 	joined := newJoinCtx(context.Background())
 	ra2 := goGet(g, joined, "a", a.fetch)
-	waitFor(t, "the second Get of a to join", joined.joined)
+	wait.For(t, waitTimeout, "the second Get of a to join", wait.Closed(joined.joined))
 
 	// One past it, with nothing idle to drop: refused at once, no call made.
 	called := false
@@ -134,7 +135,7 @@ func TestMaxEntriesWithoutTTL(t *testing.T) {
 	g := cache.New[string](cache.Options{MaxEntries: 1})
 	a := newBlockingFetch("a")
 	ra := goGet(g, context.Background(), "a", a.fetch)
-	waitFor(t, "a to start", a.started)
+	wait.For(t, waitTimeout, "a to start", wait.Closed(a.started))
 	if _, err := g.Get(context.Background(), "b", func(context.Context) (string, error) { return "b", nil }); !errors.Is(err, cache.ErrFull) {
 		t.Fatalf("Get(b) while a is in flight = %v, want ErrFull", err)
 	}
@@ -156,7 +157,7 @@ func TestCloseCancelsCallsInFlight(t *testing.T) {
 		<-ctx.Done()
 		return "", ctx.Err()
 	})
-	waitFor(t, "the call to start", started)
+	wait.For(t, waitTimeout, "the call to start", wait.Closed(started))
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	if err := g.Close(ctx); err != nil {
@@ -174,7 +175,7 @@ func TestCloseDoesNotWaitForACallIgnoringCancellation(t *testing.T) {
 	g := cache.New[string](cache.Options{TTL: time.Hour})
 	bf := newBlockingFetch("v") // ignores its context
 	r := goGet(g, context.Background(), "k", bf.fetch)
-	waitFor(t, "the call to start", bf.started)
+	wait.For(t, waitTimeout, "the call to start", wait.Closed(bf.started))
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if err := g.Close(ctx); !errors.Is(err, context.DeadlineExceeded) {

@@ -57,9 +57,9 @@ func TestREADMEDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, table, ok := strings.Cut(string(readme), "### Shared configuration")
+	_, table, ok := strings.Cut(string(readme), "\n## Configuration\n")
 	if !ok {
-		t.Fatal("README has no Shared configuration section")
+		t.Fatal("README has no Configuration section")
 	}
 	table, _, _ = strings.Cut(table, "\n\n#")
 	row := regexp.MustCompile("(?m)^\\| `([A-Z0-9_]+)` \\| (?:`([^`]*)`)? *\\|")

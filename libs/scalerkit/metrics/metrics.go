@@ -7,11 +7,16 @@ package metrics
 import (
 	"errors"
 	"fmt"
+	"runtime"
+	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/kedascalers/kedascalers/libs/scalerkit/fault"
 )
 
 // Metrics is the set of metrics of one scaler process, in a registry of its
@@ -34,7 +39,8 @@ type Metrics struct {
 	StreamMessages *prometheus.CounterVec
 	// Held is the number of distinct questions held by resource:
 	// "questions" (cache entries and calls in flight), "feeds"
-	// (StreamIsActive feeds) or "target_readers".
+	// (StreamIsActive feeds), "target_readers" or "triggers" (distinct
+	// trigger metadata kept parsed).
 	Held *prometheus.GaugeVec
 	// HeldLimit is the bound on Held by resource, for alerts on held/limit.
 	HeldLimit *prometheus.GaugeVec
@@ -66,6 +72,25 @@ type Metrics struct {
 	// StreamsAged counts streams ended cleanly because their connection
 	// reached MAX_CONNECTION_AGE, by RPC (StreamIsActive, ...).
 	StreamsAged *prometheus.CounterVec
+	// BuildInfo is 1 for the running build, labelled with its service,
+	// version and Go version (see SetBuild).
+	BuildInfo *prometheus.GaugeVec
+}
+
+// WatchCertificate exports kedascalers_tls_certificate_expiry_timestamp_seconds,
+// the expiry of the serving certificate that notAfter reports at each
+// scrape. Only a scaler serving TLS has it.
+func (m *Metrics) WatchCertificate(notAfter func() time.Time) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "kedascalers_tls_certificate_expiry_timestamp_seconds",
+		Help: "When the serving TLS certificate (TLS_CERT_FILE, reloaded on change) expires, in Unix seconds.",
+	}, func() float64 { return float64(notAfter().Unix()) }))
+}
+
+// SetBuild sets kedascalers_build_info{service,version,go_version} to 1
+// for this process: version is the one the build stamped (scalerkit.Version).
+func (m *Metrics) SetBuild(service, version string) {
+	m.BuildInfo.WithLabelValues(service, version, runtime.Version()).Set(1)
 }
 
 // newRefusals returns a new kedascalers_limit_refusals_total.
@@ -107,7 +132,7 @@ func New() *Metrics {
 		)),
 		BackendRequests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "kedascalers_backend_request_duration_seconds",
-			Help:    "Duration of backend calls by kind (value, target) and outcome (ok, invalid, refused, unavailable, timeout, exhausted, canceled, internal).",
+			Help:    "Duration of backend calls by kind (value, target) and outcome: ok; invalid (the tenant's mistake); refused, unavailable, timeout, exhausted, internal (the platform's); canceled.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"kind", "outcome"}),
 		CacheRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -124,11 +149,11 @@ func New() *Metrics {
 		}, []string{"rpc"}),
 		Held: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kedascalers_held",
-			Help: "Distinct questions held by resource: questions (cache entries and calls in flight), feeds (StreamIsActive), target_readers; namespace_calls counts the backend calls running under MAX_CALLS_PER_NAMESPACE.",
+			Help: "Distinct questions held by resource: questions (cache entries and calls in flight), feeds (StreamIsActive), target_readers, triggers (distinct trigger metadata kept parsed); namespace_calls counts the backend calls running under MAX_CALLS_PER_NAMESPACE.",
 		}, []string{"resource"}),
 		HeldLimit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kedascalers_held_limit",
-			Help: "Bound on kedascalers_held by resource (MAX_QUESTIONS, MAX_FEEDS, MAX_TARGET_READERS).",
+			Help: "Bound on kedascalers_held by resource (MAX_QUESTIONS, MAX_FEEDS, MAX_TARGET_READERS; triggers: MAX_QUESTIONS).",
 		}, []string{"resource"}),
 		Evictions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kedascalers_evictions_total",
@@ -164,6 +189,10 @@ func New() *Metrics {
 			Name: "kedascalers_grpc_streams_aged_total",
 			Help: "Streams ended cleanly (OK) because their connection reached MAX_CONNECTION_AGE, before the grace ran out, by RPC.",
 		}, []string{"rpc"}),
+		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kedascalers_build_info",
+			Help: "1 for the running build, by service, version and Go version.",
+		}, []string{"service", "version", "go_version"}),
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
@@ -171,31 +200,35 @@ func New() *Metrics {
 		m.GRPC, m.BackendRequests, m.CacheRequests, m.OpenStreams, m.StreamMessages,
 		m.Held, m.HeldLimit, m.Evictions, m.LimitRefusals,
 		m.Connections, m.ConnectionsRefused, m.HandshakeFailures, m.ConnectionDuration,
-		m.StreamLimitReached, m.MessagesTooLarge, m.StreamsAged,
+		m.StreamLimitReached, m.MessagesTooLarge, m.BuildInfo, m.StreamsAged,
 	)
 	return m
 }
 
-// Outcome names the outcome of a call by its gRPC code, grouped by what a
-// platform engineer does about it:
+// Outcome names the outcome of a call by its error, grouped by who acts
+// on it (see package fault for whose problem an error is):
 //
 //	ok           the call succeeded
-//	invalid      the trigger asks something wrong: its owner fixes it
-//	             (InvalidArgument, OutOfRange, NotFound, PermissionDenied)
-//	refused      the backend answers but refuses the scaler's setup:
-//	             credentials, a missing database or role (FailedPrecondition,
-//	             Unauthenticated)
+//	invalid      the tenant's mistake: the trigger asks something wrong (a
+//	             bad query, a key of the wrong type, a query the read-only
+//	             guard refuses); its owner fixes it (InvalidArgument,
+//	             OutOfRange, NotFound, PermissionDenied, or any code a
+//	             backend marked with fault.Tenant)
+//	refused      the platform's: the backend answers but refuses the
+//	             scaler's setup: credentials, a missing database or role
+//	             (FailedPrecondition, Unauthenticated)
 //	unavailable  the backend cannot be reached: an outage (Unavailable)
 //	timeout      the backend did not answer in time (DeadlineExceeded)
 //	exhausted    a limit of the scaler was reached (ResourceExhausted)
 //	canceled     the call was cut short: the scaler is stopping (Canceled)
 //	internal     a bug of the scaler or a recovered panic (anything else)
-func Outcome(code codes.Code) string {
-	switch code {
+func Outcome(err error) string {
+	if fault.IsTenant(err) {
+		return "invalid"
+	}
+	switch status.Code(err) {
 	case codes.OK:
 		return "ok"
-	case codes.InvalidArgument, codes.OutOfRange, codes.NotFound, codes.PermissionDenied:
-		return "invalid"
 	case codes.FailedPrecondition, codes.Unauthenticated:
 		return "refused"
 	case codes.Unavailable:

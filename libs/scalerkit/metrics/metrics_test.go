@@ -1,12 +1,18 @@
 package metrics_test
 
 import (
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit/fault"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metrics"
 )
 
@@ -31,9 +37,33 @@ func TestOutcome(t *testing.T) {
 		codes.AlreadyExists:      "internal",
 	}
 	for code := codes.OK; code <= codes.Unauthenticated; code++ {
-		if got := metrics.Outcome(code); got != want[code] {
+		if got := metrics.Outcome(status.Error(code, "x")); got != want[code] {
 			t.Errorf("Outcome(%v) = %q, want %q", code, got, want[code])
 		}
+	}
+	if got := metrics.Outcome(nil); got != "ok" {
+		t.Errorf("Outcome(nil) = %q, want ok", got)
+	}
+	if got := metrics.Outcome(errors.New("connection refused")); got != "internal" {
+		t.Errorf("Outcome(a plain error) = %q, want internal", got)
+	}
+	// A tenant's mistake of a platform's code is the tenant's.
+	wrongType := fault.Tenantf(codes.FailedPrecondition, "the key holds another type: fix the trigger's key or mode")
+	if got := metrics.Outcome(wrongType); got != "invalid" {
+		t.Errorf("Outcome(a FailedPrecondition marked fault.Tenant) = %q, want invalid", got)
+	}
+}
+
+func TestBuildInfo(t *testing.T) {
+	m := metrics.New()
+	m.SetBuild("some-scaler", "v1.2.3")
+	want := fmt.Sprintf(`
+# HELP kedascalers_build_info 1 for the running build, by service, version and Go version.
+# TYPE kedascalers_build_info gauge
+kedascalers_build_info{go_version=%q,service="some-scaler",version="v1.2.3"} 1
+`, runtime.Version())
+	if err := testutil.GatherAndCompare(m.Registry, strings.NewReader(want), "kedascalers_build_info"); err != nil {
+		t.Error(err)
 	}
 }
 

@@ -21,6 +21,9 @@
 //     entries make room least recently used first, and a new question that
 //     finds every entry in use is ResourceExhausted naming the limit and its
 //     variable — never a reading, whatever the error policy.
+//   - Each distinct trigger metadata is parsed once and kept (at most
+//     MaxQuestions of them): a poll with a warm cache parses nothing and
+//     calls no backend.
 //   - Shutdown cancels every backend call still running and does not wait
 //     for a backend that ignores the cancellation.
 //   - Metadata keys the backend never asked about are checked: a near miss

@@ -7,31 +7,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
-
-// backendCalls returns how many backend calls of kind ended with outcome.
-func backendCalls(t *testing.T, s *scalertest.Scaler, kind, outcome string) uint64 {
-	t.Helper()
-	var m dto.Metric
-	if err := s.Metrics.BackendRequests.WithLabelValues(kind, outcome).(prometheus.Histogram).Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetHistogram().GetSampleCount()
-}
 
 // A panicking probe is recovered once: one Internal status whose message
 // says it once, one log line with the stack, one call counted internal.
 func TestPanicIsInternalOnce(t *testing.T) {
 	f := newFake()
 	f.panics["boom"] = true
-	logs := &scalertest.Buffer{}
+	logs := &wait.Buffer{}
 	s := scalertest.Serve(t, f, scalertest.Options{CacheTTL: -1, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 
 	_, err := s.Client.GetMetrics(ctxT(t), &pb.GetMetricsRequest{ScaledObjectRef: scalertest.Ref(map[string]string{"key": "boom"})})
@@ -51,7 +40,7 @@ func TestPanicIsInternalOnce(t *testing.T) {
 			t.Errorf("panic log lacks %s:\n%s", w, out)
 		}
 	}
-	if n := backendCalls(t, s, "value", "internal"); n != 1 {
+	if n := scalertest.BackendCalls(t, s, "value", "internal"); n != 1 {
 		t.Errorf("%d backend calls counted internal, want 1", n)
 	}
 }
@@ -84,12 +73,12 @@ func TestBackendOutcomes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.key, func(t *testing.T) {
-			before := backendCalls(t, s, "value", tt.outcome)
+			before := scalertest.BackendCalls(t, s, "value", tt.outcome)
 			_, err := s.Client.GetMetrics(ctxT(t), &pb.GetMetricsRequest{ScaledObjectRef: scalertest.Ref(map[string]string{"key": tt.key})})
 			if st := status.Convert(err); st.Code() != tt.wantCode || st.Message() != tt.wantMsg {
 				t.Errorf("GetMetrics = %v %q, want %v %q", st.Code(), st.Message(), tt.wantCode, tt.wantMsg)
 			}
-			if n := backendCalls(t, s, "value", tt.outcome) - before; n != 1 {
+			if n := scalertest.BackendCalls(t, s, "value", tt.outcome) - before; n != 1 {
 				t.Errorf("%d calls counted %q, want 1", n, tt.outcome)
 			}
 		})
@@ -102,7 +91,7 @@ func TestProbeKeyClippedInLogs(t *testing.T) {
 	f := newFake()
 	long := strings.Repeat("x", 1000)
 	f.setErr(long, errDown)
-	logs := &scalertest.Buffer{}
+	logs := &wait.Buffer{}
 	s := scalertest.Serve(t, f, scalertest.Options{CacheTTL: -1, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	_, err := s.Client.GetMetrics(ctxT(t), &pb.GetMetricsRequest{ScaledObjectRef: scalertest.Ref(map[string]string{"key": long})})
 	scalertest.WantStatus(t, err, codes.Unavailable)
@@ -118,7 +107,7 @@ func TestProbeKeyClippedInLogs(t *testing.T) {
 func TestFailedReadLogRateLimited(t *testing.T) {
 	f := newFake()
 	f.setErr("down", errDown)
-	logs := &scalertest.Buffer{}
+	logs := &wait.Buffer{}
 	s := scalertest.Serve(t, f, scalertest.Options{CacheTTL: -1, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	md := map[string]string{"key": "down"}
 	for range 5 {

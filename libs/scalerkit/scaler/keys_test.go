@@ -12,6 +12,7 @@ import (
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
 
@@ -20,7 +21,7 @@ import (
 func TestUnknownMetadataKeys(t *testing.T) {
 	f := newFake()
 	f.set("v", 1)
-	logs := &scalertest.Buffer{}
+	logs := &wait.Buffer{}
 	s := scalertest.Serve(t, f, scalertest.Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
 
 	typo := scalertest.Ref(map[string]string{"key": "v", "activaton": "5"})
@@ -71,7 +72,7 @@ func TestUnknownMetadataKeys(t *testing.T) {
 	if n := strings.Count(out, "trigger metadata has warnings"); n != 1 {
 		t.Errorf("warning logged %d times, want once:\n%s", n, out)
 	}
-	for _, w := range []string{"level=WARN", "scaledObject.namespace=test", "scaledObject.name=so", `\"team\" is not a known key`} {
+	for _, w := range []string{"level=INFO", "scaledObject.namespace=test", "scaledObject.name=so", `\"team\" is not a known key`} {
 		if !strings.Contains(out, w) {
 			t.Errorf("log lacks %s:\n%s", w, out)
 		}

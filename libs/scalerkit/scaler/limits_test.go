@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
 
@@ -60,7 +61,7 @@ func TestMaxQuestions(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, "both reads to start", func() bool { return f.readCount("a") == 1 && f.readCount("b") == 1 })
+	wait.For(t, 5*time.Second, "both reads to start", func() bool { return f.readCount("a") == 1 && f.readCount("b") == 1 })
 	if got := gaugeValue(t, m.Held.WithLabelValues("questions")); got != 2 {
 		t.Errorf("held questions = %v, want 2", got)
 	}
@@ -164,7 +165,7 @@ func TestMaxTargetReaders(t *testing.T) {
 	}
 	// The stream ends: its reader is idle (only leased) and makes room.
 	cancel()
-	waitFor(t, "cap2's reader to start and read", func() bool {
+	wait.For(t, 5*time.Second, "cap2's reader to start and read", func() bool {
 		spec, err := s.Client.GetMetricSpec(ctxT(t), scalertest.Ref(md2))
 		return err == nil && spec.MetricSpecs[0].TargetSizeFloat == 30
 	})
@@ -201,7 +202,7 @@ func TestTargetReaderIdle(t *testing.T) {
 	}
 	// Nobody asks: released soon after the idle time.
 	start := time.Now()
-	waitFor(t, "the idle reader to stop", func() bool { return held() == 0 })
+	wait.For(t, 5*time.Second, "the idle reader to stop", func() bool { return held() == 0 })
 	if elapsed := time.Since(start); elapsed < idle-idle/5 {
 		t.Errorf("reader stopped %v after the last call, before TARGET_READER_IDLE=%v", elapsed, idle)
 	}
@@ -277,7 +278,7 @@ func TestMaxCallsPerNamespace(t *testing.T) {
 		})
 	}
 	call("a1")
-	waitFor(t, "a1 to run", func() bool { return f.readCount("a1") == 1 })
+	wait.For(t, 5*time.Second, "a1 to run", func() bool { return f.readCount("a1") == 1 })
 	call("a2")
 	time.Sleep(100 * time.Millisecond) // a2 waits for a place; it must not run
 	if n := f.readCount("a2"); n != 0 {
@@ -305,7 +306,7 @@ func TestMaxCallsPerNamespace(t *testing.T) {
 		t.Errorf("namespace calls running = %v, want 1 (a1)", got)
 	}
 	f.release("a1")
-	waitFor(t, "a2 to run once a1 is done", func() bool { return f.readCount("a2") == 1 })
+	wait.For(t, 5*time.Second, "a2 to run once a1 is done", func() bool { return f.readCount("a2") == 1 })
 	f.release("a2")
 	wg.Wait()
 	if got := counterValue(t, s.Metrics.CacheRequests.WithLabelValues("shared")); got != 1 {

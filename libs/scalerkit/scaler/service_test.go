@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
 
@@ -294,7 +295,7 @@ func TestGetMetricSpecDoesNoIO(t *testing.T) {
 		t.Errorf("GetMetricSpec waited %v for a blocked backend", elapsed)
 	}
 	f.release("capacity")
-	waitFor(t, "the target read in the background", func() bool {
+	wait.For(t, 5*time.Second, "the target read in the background", func() bool {
 		spec, err := s.Client.GetMetricSpec(ctxT(t), scalertest.Ref(md))
 		return err == nil && spec.MetricSpecs[0].TargetSizeFloat == 25
 	})
@@ -371,7 +372,7 @@ func TestStreamIsActiveWatch(t *testing.T) {
 	if m, err := st.Recv(); err != nil || m.Result {
 		t.Fatalf("first message = %v, %v; want false", m, err)
 	}
-	waitFor(t, "the watcher to start", func() bool {
+	wait.For(t, 5*time.Second, "the watcher to start", func() bool {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		return len(f.changed["w"]) > 0
@@ -499,17 +500,6 @@ func TestShutdownEndsStreams(t *testing.T) {
 	}
 	if _, err := b.Recv(); !errors.Is(err, io.EOF) {
 		t.Errorf("StreamMetricSpec after shutdown: %v, want io.EOF (a clean end)", err)
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -11,19 +11,20 @@ import (
 // cache, so feeds and polls share readings and in-flight calls.
 type source struct {
 	s    *Service
-	kind string
+	kind kind
+	key  string // kind.key(p)
 	p    Probe
 	ref  *pb.ScaledObjectRef // the ScaledObject that asked: its namespace pays for the feed's reads
 }
 
-func (src source) Key() string { return src.kind + ":" + src.p.Key() }
+func (src source) Key() string { return src.key }
 
 // Read asks the backend afresh: a feed's reading must not be older than
 // its interval, whatever CACHE_TTL is. The reading is kept, so polls in
 // between share it, and a call already in flight is joined.
 func (src source) Read(ctx context.Context) (Reading, error) {
 	src.s.cache.Forget(src.Key())
-	return src.s.read(context.WithValue(ctx, refKey{}, src.ref), src.kind, src.p)
+	return src.s.read(context.WithValue(ctx, refKey{}, src.ref), src.kind, src.key, src.p)
 }
 
 // Watch watches the probe. A signal drops the cached reading, so that the
@@ -35,8 +36,9 @@ func (src source) Watch(ctx context.Context, changed func()) error {
 	})
 }
 
-// source returns the feed source of p. The feed it starts, if any, reads
-// on behalf of the ScaledObject ctx carries (see tenants).
-func (s *Service) source(ctx context.Context, kind string, p Probe) stream.Source[Reading] {
-	return source{s: s, kind: kind, p: p, ref: refOf(ctx)}
+// source returns the feed source of p read as k, whose key is k.key(p).
+// The feed it starts, if any, reads on behalf of the ScaledObject ctx
+// carries (see tenants).
+func (s *Service) source(ctx context.Context, k kind, key string, p Probe) stream.Source[Reading] {
+	return source{s: s, kind: k, key: key, p: p, ref: refOf(ctx)}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 )
 
 func TestTenants(t *testing.T) {
@@ -28,7 +30,7 @@ func TestTenants(t *testing.T) {
 		r3, err = ts.acquire(ctx, "a")
 		got <- err
 	}()
-	waitUntil(t, func() bool { ts.mu.Lock(); defer ts.mu.Unlock(); return len(ts.byName["a"].waiters) == 1 })
+	wait.For(t, 5*time.Second, "a waiter queued", func() bool { ts.mu.Lock(); defer ts.mu.Unlock(); return len(ts.byName["a"].waiters) == 1 })
 
 	// One past it: refused at once. Another namespace is not held back.
 	if _, err := ts.acquire(ctx, "a"); !errors.Is(err, errTenantFull) {
@@ -83,16 +85,5 @@ func TestTenantsWaitEndsWithContext(t *testing.T) {
 	defer r1()
 	if _, err := ts.acquire(context.Background(), "a"); !errors.Is(err, errTenantFull) {
 		t.Fatalf("with no queue: %v, want errTenantFull", err)
-	}
-}
-
-func waitUntil(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(time.Millisecond)
 	}
 }

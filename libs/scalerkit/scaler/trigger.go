@@ -3,15 +3,16 @@ package scaler
 import (
 	"context"
 	"fmt"
-	"regexp"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/stream"
 )
 
 // Backend is what a scaler's backend provides: it turns a trigger's
-// metadata into a Trigger. Parse is called on every RPC, so it must be
-// cheap and do no I/O; connections belong to the backend, built once.
+// metadata into a Trigger. Parse is called once per distinct metadata and
+// its result kept (bounded by MaxQuestions), so it must depend on the
+// metadata alone and do no I/O; connections belong to the backend, built
+// once.
 // A service states that its type is one with
 //
 //	var _ scaler.Backend = (*Backend)(nil)
@@ -58,8 +59,8 @@ type Probe interface {
 	Read(ctx context.Context) (Reading, error)
 	// Watch calls changed once its watch is in place (the feed's first
 	// read came before it: a change in between was not seen), then
-	// whenever the reading may have changed (Redis keyspace
-	// notifications, PostgreSQL NOTIFY), until ctx ends or watching
+	// whenever the reading may have changed (the backend's change
+	// notifications), until ctx ends or watching
 	// fails, so that push streams hear of a change before their next
 	// interval. It returns ctx.Err() once ctx ends, or the reason
 	// watching failed (the feed polls and tries again later). A probe
@@ -82,6 +83,11 @@ type Reading struct {
 	// Switch, when not SwitchUnset, decides activity in place of the
 	// activation threshold.
 	Switch Switch
+	// Note, when set, is a remark on a value that is right but may not be
+	// what the trigger's author meant (the key read does not exist, say):
+	// GetMetrics sends it to the caller as a warning (WarningHeader),
+	// which scalerctl prints and KEDA ignores.
+	Note string
 }
 
 // Switch is an activity decided by the backend itself, e.g. a key an
@@ -129,14 +135,32 @@ func ParseOnError(p *metadata.Parser) ErrorPolicy {
 	return ErrorFail
 }
 
-var metricNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9_.-]{0,190}[a-z0-9])?$`)
+// maxMetricName is the longest metric name accepted.
+const maxMetricName = 192
+
+// validMetricName reports whether name is 1 to maxMetricName lowercase
+// letters, digits, '_', '.' or '-', starting and ending with a letter or
+// digit.
+func validMetricName(name string) bool {
+	if len(name) == 0 || len(name) > maxMetricName {
+		return false
+	}
+	alnum := func(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
+	for i := range len(name) {
+		c := name[i]
+		if !alnum(c) && ((i == 0 || i == len(name)-1) || c != '_' && c != '.' && c != '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // ParseMetricName reads the metadata key "metricName", def when absent. A
 // name must be lowercase letters, digits, '_', '.' or '-', starting and
 // ending with a letter or digit: the HPA and KEDA need it stable.
 func ParseMetricName(p *metadata.Parser, def string) string {
 	name := p.String("metricName", def)
-	if !metricNameRE.MatchString(name) {
+	if !validMetricName(name) {
 		p.Fail(&metadata.Error{Key: "metricName", Value: name,
 			Want: "lowercase letters, digits, '_', '.' or '-', starting and ending with a letter or digit"})
 		return def

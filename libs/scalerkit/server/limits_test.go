@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -19,20 +20,9 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
-
-// eventually waits until cond holds, failing the test after waitTimeout.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("never: %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // newConn opens a gRPC client connection of its own to h.
 func (h *harness) newConn(t *testing.T) *grpc.ClientConn {
@@ -162,7 +152,7 @@ func TestMaxConnections(t *testing.T) {
 
 	// A place freed is taken again.
 	conns[1].Close()
-	eventually(t, "the closed connection's place is released", func() bool {
+	wait.For(t, waitTimeout, "the closed connection's place is released", func() bool {
 		return value(t, h.metrics.Connections) == limit-1
 	})
 	if err := healthCheck(callCtx(t), h.newConn(t)); err != nil {
@@ -210,7 +200,7 @@ func TestHandshakeTimeout(t *testing.T) {
 	if took < timeout*8/10 || took > timeout+2*time.Second {
 		t.Errorf("idle connection closed after %v, want about %v", took, timeout)
 	}
-	eventually(t, "the handshake failure is counted", func() bool {
+	wait.For(t, waitTimeout, "the handshake failure is counted", func() bool {
 		return value(t, h.metrics.HandshakeFailures) == 1
 	})
 	if got := value(t, h.metrics.Connections); got != 1 {
@@ -259,12 +249,12 @@ func TestMaxRecvMsgSize(t *testing.T) {
 				return
 			}
 			refused++
-			if got := value(t, h.metrics.MessagesTooLarge); got != float64(refused) {
-				t.Errorf("kedascalers_grpc_messages_too_large_total = %v, want %d", got, refused)
-			}
-			if got := value(t, h.metrics.LimitRefusals.WithLabelValues("GRPC_MAX_RECV_MSG_BYTES")); got != float64(refused) {
-				t.Errorf(`kedascalers_limit_refusals_total{limit="GRPC_MAX_RECV_MSG_BYTES"} = %v, want %d`, got, refused)
-			}
+			// The server's stats handler sees the call end after the
+			// client got its status.
+			wait.For(t, waitTimeout, fmt.Sprintf("kedascalers_grpc_messages_too_large_total and kedascalers_limit_refusals_total{limit=\"GRPC_MAX_RECV_MSG_BYTES\"} reach %d", refused), func() bool {
+				return value(t, h.metrics.MessagesTooLarge) == float64(refused) &&
+					value(t, h.metrics.LimitRefusals.WithLabelValues("GRPC_MAX_RECV_MSG_BYTES")) == float64(refused)
+			})
 		})
 	}
 	if logs := h.logs.String(); !strings.Contains(logs, "GRPC_MAX_RECV_MSG_BYTES") {

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -23,7 +24,7 @@ import (
 	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metrics"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/server"
-	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
 
@@ -93,7 +94,7 @@ func (f *fakeService) StreamIsActive(ref *pb.ScaledObjectRef, srv pb.ExternalSca
 type harness struct {
 	svc      *fakeService
 	metrics  *metrics.Metrics
-	logs     *scalertest.Buffer
+	logs     *wait.Buffer
 	grpcAddr string
 	httpURL  string
 	cancel   context.CancelFunc
@@ -114,7 +115,7 @@ func listen(t *testing.T) net.Listener {
 func start(t *testing.T, cfg config.Config) *harness {
 	t.Helper()
 	t.Cleanup(func() { goleak.VerifyNone(t) })
-	h := &harness{svc: newFakeService(), metrics: metrics.New(), logs: &scalertest.Buffer{}, done: make(chan error, 1)}
+	h := &harness{svc: newFakeService(), metrics: metrics.New(), logs: &wait.Buffer{}, done: make(chan error, 1)}
 	log := slog.New(slog.NewTextHandler(h.logs, nil))
 	grpcLis, httpLis := listen(t), listen(t)
 	h.grpcAddr = grpcLis.Addr().String()
@@ -143,16 +144,14 @@ func start(t *testing.T, cfg config.Config) *harness {
 	t.Cleanup(tr.CloseIdleConnections)
 
 	// Ready once /readyz says so: health is set before.
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		code, _ := h.get(t, "/readyz")
-		if code == http.StatusOK {
-			break
+	err = wait.Until(waitTimeout, func() error {
+		if code, _ := h.get(t, "/readyz"); code != http.StatusOK {
+			return fmt.Errorf("server not ready: /readyz = %d", code)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server not ready: /readyz = %d", code)
-		}
-		time.Sleep(5 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return h
 }
@@ -575,7 +574,7 @@ func TestRunAddressInUse(t *testing.T) {
 
 func TestRun(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t) })
-	logs := &scalertest.Buffer{}
+	logs := &wait.Buffer{}
 	cfg := defaultConfig()
 	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
 	svc := newFakeService()
@@ -588,13 +587,7 @@ func TestRun(t *testing.T) {
 	// The addresses chosen are in the "serving" log line.
 	re := regexp.MustCompile(`msg=serving grpc=(\S+) http=(\S+)`)
 	var m []string
-	deadline := time.Now().Add(waitTimeout)
-	for m = re.FindStringSubmatch(logs.String()); m == nil; m = re.FindStringSubmatch(logs.String()) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no serving log line:\n%s", logs)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	wait.For(t, waitTimeout, "the serving log line", func() bool { m = re.FindStringSubmatch(logs.String()); return m != nil })
 	conn, err := grpc.NewClient("passthrough:///"+m[1], grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

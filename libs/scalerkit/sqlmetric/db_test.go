@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 )
 
 func TestMain(m *testing.M) {
@@ -398,12 +400,13 @@ func TestDBOnPostgres(t *testing.T) {
 // server: a cancelled query must not go on running there.
 func waitStopped(t *testing.T, e *pgEnv, marker string) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for e.running(t, marker) {
-		if time.Now().After(deadline) {
-			t.Errorf("the statement %q still runs on the server 3s after it was stopped", marker)
-			return
+	err := wait.Until(3*time.Second, func() error {
+		if e.running(t, marker) {
+			return fmt.Errorf("the statement %q still runs on the server 3s after it was stopped", marker)
 		}
-		time.Sleep(20 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
 	}
 }

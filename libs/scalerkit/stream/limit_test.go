@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/stream"
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 )
 
 // bounded returns a Hub of at most max feeds, leased for a long time, and
@@ -68,9 +69,9 @@ func TestMaxFeedsEvictsIdleLeastRecentlyAsked(t *testing.T) {
 	latest(t, h, a)
 	latest(t, h, b)
 	latest(t, h, a) // a asked again: b is now the least recently asked
-	eventually(t, "b's feed to read", func() bool { return b.active.Load() == 1 })
+	wait.For(t, waitTimeout, "b's feed to read", func() bool { return b.active.Load() == 1 })
 	latest(t, h, c)
-	eventually(t, "b's feed to stop", func() bool { return b.active.Load() == 0 })
+	wait.For(t, waitTimeout, "b's feed to stop", func() bool { return b.active.Load() == 0 })
 	if a.active.Load() != 1 {
 		t.Error("a's feed stopped although asked for more recently than b")
 	}
@@ -81,7 +82,7 @@ func TestMaxFeedsEvictsIdleLeastRecentlyAsked(t *testing.T) {
 	sub := subscribe(t, h, a)
 	defer sub.Close()
 	latest(t, h, d)
-	eventually(t, "c's feed to stop", func() bool { return c.active.Load() == 0 })
+	wait.For(t, waitTimeout, "c's feed to stop", func() bool { return c.active.Load() == 0 })
 	if a.active.Load() != 1 || evicted.Load() != 2 {
 		t.Errorf("a active = %d, evictions = %d; want a kept, 2 evictions", a.active.Load(), evicted.Load())
 	}

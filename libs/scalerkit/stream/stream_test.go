@@ -15,7 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/stream"
-	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -195,18 +195,6 @@ func waitRead(t *testing.T, c *counter, n int64) {
 		case <-deadline:
 			t.Fatalf("timed out waiting for read %d of %s (reads: %d)", n, c.key, c.reads.Load())
 		}
-	}
-}
-
-// eventually polls cond until it holds or the wait times out.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }
 
@@ -401,7 +389,7 @@ func TestLatest(t *testing.T) {
 	src.gate <- struct{}{}
 	waitRead(t, src, 2)
 	var good int64
-	eventually(t, "Latest to report the good read", func() bool {
+	wait.For(t, waitTimeout, "Latest to report the good read", func() bool {
 		v, ok := latest(t, h, src)
 		good = v
 		return ok
@@ -447,7 +435,7 @@ func TestLatestLeaseRunsOut(t *testing.T) {
 			if h.Feeds() != 1 {
 				t.Fatalf("Feeds() = %d right after Latest, want 1", h.Feeds())
 			}
-			eventually(t, "the feed to stop after its lease", func() bool { return h.Feeds() == 0 })
+			wait.For(t, waitTimeout, "the feed to stop after its lease", func() bool { return h.Feeds() == 0 })
 			if elapsed := time.Since(start); elapsed < tt.lease {
 				t.Errorf("feed stopped after %v, before its lease of %v", elapsed, tt.lease)
 			}
@@ -490,7 +478,7 @@ func TestLeaseOutlivesSubscribers(t *testing.T) {
 	if h.Feeds() != 1 {
 		t.Fatalf("Feeds() = %d: the feed stopped with its subscriber although leased", h.Feeds())
 	}
-	eventually(t, "the feed to stop after the lease", func() bool { return h.Feeds() == 0 })
+	wait.For(t, waitTimeout, "the feed to stop after the lease", func() bool { return h.Feeds() == 0 })
 	if elapsed := time.Since(start); elapsed < lease {
 		t.Errorf("feed stopped %v after its last subscriber left, inside the lease of %v", elapsed, lease)
 	}
@@ -524,7 +512,7 @@ func TestFeedStopsWhenLastSubscriberLeaves(t *testing.T) {
 	if h.Feeds() != 1 {
 		t.Fatalf("Feeds() = %d after subscribing again, want 1", h.Feeds())
 	}
-	eventually(t, "the new feed to read", func() bool { return src.reads.Load() >= 2 })
+	wait.For(t, waitTimeout, "the new feed to read", func() bool { return src.reads.Load() >= 2 })
 }
 
 func TestFeedStopCancelsRead(t *testing.T) {
@@ -533,10 +521,10 @@ func TestFeedStopCancelsRead(t *testing.T) {
 	src.blockFrom = 2
 	sub := subscribe(t, h, src)
 	next(t, sub)
-	eventually(t, "the second read to start", func() bool { return src.active.Load() == 1 })
+	wait.For(t, waitTimeout, "the second read to start", func() bool { return src.active.Load() == 1 })
 	sub.Close()
 	// The read in progress sees its ctx end.
-	eventually(t, "the read to be cancelled", func() bool { return src.active.Load() == 0 })
+	wait.For(t, waitTimeout, "the read to be cancelled", func() bool { return src.active.Load() == 0 })
 	noUpdate(t, sub)
 }
 
@@ -624,7 +612,7 @@ func TestWatchErrorIsRetriedAndLogged(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			logs := &scalertest.Buffer{}
+			logs := &wait.Buffer{}
 			log := slog.New(slog.NewTextHandler(logs, nil))
 			h := newHub(t, stream.Options{Interval: 10 * time.Millisecond, RetryWatch: tt.retryWatch, Throttle: time.Millisecond, Logger: log})
 			src := newWatcher("my-source-key")
@@ -663,7 +651,7 @@ func TestWatchErrorIsRetriedAndLogged(t *testing.T) {
 			// And then it works: a signal is read at once.
 			before := src.reads.Load()
 			src.signal()
-			eventually(t, "a read after the signal", func() bool { return src.reads.Load() > before })
+			wait.For(t, waitTimeout, "a read after the signal", func() bool { return src.reads.Load() > before })
 		})
 	}
 }
@@ -674,7 +662,7 @@ func TestWatchStopsWithFeed(t *testing.T) {
 	sub := subscribe(t, h, src)
 	waitWatching(t, src)
 	sub.Close()
-	eventually(t, "Watch to return", func() bool { return src.returned.Load() == 1 })
+	wait.For(t, waitTimeout, "Watch to return", func() bool { return src.returned.Load() == 1 })
 }
 
 func TestClose(t *testing.T) {
@@ -690,7 +678,7 @@ func TestClose(t *testing.T) {
 		next(t, s)
 	}
 	waitWatching(t, w)
-	eventually(t, "the blocked read to start", func() bool { return blocked.active.Load() == 1 })
+	wait.For(t, waitTimeout, "the blocked read to start", func() bool { return blocked.active.Load() == 1 })
 	select {
 	case <-h.Done():
 		t.Fatal("Done closed before Close")
@@ -783,13 +771,13 @@ func TestConcurrentSubscribers(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	eventually(t, "every feed to stop", func() bool { return h.Feeds() == 0 })
+	wait.For(t, waitTimeout, "every feed to stop", func() bool { return h.Feeds() == 0 })
 }
 
 // A source without change signals is polled, quietly: its ErrNoChanges is
 // not a watch failure to log and retry.
 func TestNoChangesSourceOnlyPolls(t *testing.T) {
-	logs := &scalertest.Buffer{}
+	logs := &wait.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	h := newHub(t, stream.Options{Interval: 10 * time.Millisecond, RetryWatch: time.Millisecond, Logger: log})
 	src := newCounter("polled")

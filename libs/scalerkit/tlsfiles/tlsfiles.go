@@ -87,6 +87,14 @@ func (r *Reloader) Config() *tls.Config {
 	return base
 }
 
+// NotAfter returns when the certificate being served expires, reloading
+// it first if a file changed (so that a metric scraped shows a renewal
+// even before the next handshake).
+func (r *Reloader) NotAfter() time.Time {
+	cert, _ := r.current()
+	return cert.Leaf.NotAfter
+}
+
 // current returns the material, reloading it first if a file changed.
 func (r *Reloader) current() (*tls.Certificate, *x509.CertPool) {
 	r.mu.Lock()

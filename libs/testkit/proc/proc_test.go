@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/kedascalers/kedascalers/libs/testkit/proc"
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -80,13 +81,7 @@ func TestStopKillsTheGroup(t *testing.T) {
 	if err := p.Stop(syscall.SIGTERM, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for running(child) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the leader's child %d still runs after Stop", child)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	wait.For(t, 5*time.Second, fmt.Sprintf("the leader's child %d to end after Stop", child), func() bool { return !running(child) })
 }
 
 // running reports whether pid runs: it exists and is not a zombie waiting

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -108,19 +110,6 @@ func WantStatus(t testing.TB, err error, code codes.Code, fragments ...string) {
 	}
 }
 
-// Eventually calls f every 20ms until it returns nil or d has passed, and
-// returns its last error.
-func Eventually(d time.Duration, f func() error) error {
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // Unsetenv removes the named variables from the environment for the test
 // and restores them when it ends (t.Setenv can only set a variable).
 func Unsetenv(t testing.TB, names ...string) {
@@ -170,4 +159,15 @@ func Closing[T io.Closer](t testing.TB, v T, err error) T {
 		}
 	})
 	return v
+}
+
+// BackendCalls returns how many backend calls of kind ("value" or
+// "target") s counted with outcome (metrics.Outcome) so far.
+func BackendCalls(t testing.TB, s *Scaler, kind, outcome string) uint64 {
+	t.Helper()
+	var m dto.Metric
+	if err := s.Metrics.BackendRequests.WithLabelValues(kind, outcome).(prometheus.Histogram).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
 }

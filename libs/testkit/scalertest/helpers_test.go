@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -47,22 +46,6 @@ func TestCommand(t *testing.T) {
 	code, out, errOut := Command(t, run, "--help", "x")
 	if code != 2 || out != "args [--help x]\n" || errOut != "warned" {
 		t.Errorf("Command = %d, %q, %q; want 2, the arguments, the warning", code, out, errOut)
-	}
-}
-
-func TestBuffer(t *testing.T) {
-	var b Buffer
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := range 50 {
-			fmt.Fprintf(&b, "line %d\n", i)
-		}
-	}()
-	b.WaitFor(t, 5*time.Second, "line 0\n", "line 49\n")
-	<-done
-	if n := strings.Count(b.String(), "\n"); n != 50 {
-		t.Errorf("%d lines, want 50", n)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
 
@@ -145,7 +146,7 @@ func TestTargetQuery(t *testing.T) {
 	}
 	waitTarget := func(want float64) {
 		t.Helper()
-		if err := scalertest.Eventually(5*time.Second, func() error {
+		if err := wait.Until(5*time.Second, func() error {
 			got, err := specTarget()
 			if err == nil && got != want {
 				err = fmt.Errorf("GetMetricSpec target %v, want %v", got, want)
@@ -470,7 +471,7 @@ func TestOutage(t *testing.T) {
 
 	must(t, pg.Start())
 	back := time.Now()
-	err := scalertest.Eventually(2*time.Second, func() error {
+	err := wait.Until(2*time.Second, func() error {
 		v, err := e.s.GetMetrics(ctx, md, "query_value")
 		if err == nil && v != 3 {
 			return fmt.Errorf("value %v, want 3", v)
@@ -509,7 +510,7 @@ func TestBackendTimeoutFirst(t *testing.T) {
 	if d := time.Since(start); d > 1500*time.Millisecond {
 		t.Errorf("answered after %v, want about BACKEND_TIMEOUT (500ms)", d)
 	}
-	if err := scalertest.Eventually(5*time.Second, func() error {
+	if err := wait.Until(5*time.Second, func() error {
 		if n := count(t, e.db, "select count(*) from pg_stat_activity where query = 'select pg_sleep(20)' and state = 'active'"); n > 0 {
 			return fmt.Errorf("the statement still runs in %d sessions", n)
 		}

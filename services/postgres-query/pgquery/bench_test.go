@@ -50,6 +50,14 @@ func BenchmarkGetMetricsCached(b *testing.B) {
 	benchmarkGetMetrics(b, scalertest.Options{CacheTTL: time.Hour})
 }
 
+// BenchmarkPollWarm is one KEDA poll, GetMetrics then IsActive, with the
+// reading in the cache: the hot path (tools/pollbench measures the server
+// alone, against a bare gRPC server).
+func BenchmarkPollWarm(b *testing.B) {
+	e := newEnv(b, sharedPostgres(b), nil, scalertest.Options{CacheTTL: time.Hour})
+	e.s.BenchmarkWarmPoll(b, map[string]string{"query": confirmed, "targetQueryValue": "100"}, "query_value")
+}
+
 // BenchmarkGetMetricsUncached asks PostgreSQL on every call: acquire,
 // begin read only with the statement timeout, the count, rollback (three
 // round trips over loopback, plus the count itself).

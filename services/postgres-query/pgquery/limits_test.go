@@ -16,6 +16,7 @@ import (
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 )
 
 // padded returns a query of exactly n bytes: select 1, then a comment.
@@ -145,7 +146,7 @@ func TestTargetPoolIsolation(t *testing.T) {
 	sleeping := func() int {
 		return count(t, e.db, "select count(*) from pg_stat_activity where query like 'select pg_sleep(1.5)%' and state = 'active'")
 	}
-	if err := scalertest.Eventually(5*time.Second, func() error {
+	if err := wait.Until(5*time.Second, func() error {
 		if sleeping() == 0 {
 			return errors.New("no target query running yet")
 		}
@@ -287,7 +288,7 @@ func TestCloseCancelsQueries(t *testing.T) {
 		_, err := tr.Probe.Read(context.Background())
 		done <- err
 	}()
-	if err := scalertest.Eventually(5*time.Second, func() error {
+	if err := wait.Until(5*time.Second, func() error {
 		if count(t, e.db, "select count(*) from pg_stat_activity where query = 'select pg_sleep(60)'") == 0 {
 			return errors.New("the query is not running yet")
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
 
@@ -45,7 +46,7 @@ func listenSessions(t testing.TB, conn *pgx.Conn) int {
 // of the scaler.
 func waitListenSessions(t testing.TB, conn *pgx.Conn, n int, within time.Duration) {
 	t.Helper()
-	err := scalertest.Eventually(within, func() error {
+	err := wait.Until(within, func() error {
 		if got := listenSessions(t, conn); got != n {
 			return fmt.Errorf("%d LISTEN sessions, want %d", got, n)
 		}
@@ -202,7 +203,7 @@ func TestListener(t *testing.T) {
 	t.Parallel()
 	url := newDatabase(t, sharedPostgres(t))
 	db := connect(t, url)
-	var logs scalertest.Buffer
+	var logs wait.Buffer
 	l := newListener(t, url, ListenerOptions{MaxChannels: 2, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -244,7 +245,7 @@ func TestListener(t *testing.T) {
 	// read before), then once per NOTIFY of its channel.
 	wantSignals := func(want int32, why string) {
 		t.Helper()
-		if err := scalertest.Eventually(time.Second, func() error {
+		if err := wait.Until(time.Second, func() error {
 			if n := signals.Load(); n != want {
 				return fmt.Errorf("%d signals, want %d (%s)", n, want, why)
 			}

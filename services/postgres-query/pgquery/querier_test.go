@@ -11,6 +11,7 @@ import (
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 )
 
 // querier returns the Querier of e's default connection with timeout.
@@ -141,7 +142,7 @@ func TestQuerierStopsEarly(t *testing.T) {
 		t.Errorf("count after an early stop = %v, want 6", got[0])
 	}
 	// The server is not still producing rows for nobody.
-	if err := scalertest.Eventually(5*time.Second, func() error {
+	if err := wait.Until(5*time.Second, func() error {
 		if n := count(t, e.db, "select count(*) from pg_stat_activity where query like 'select generate_series%' and state = 'active'"); n > 0 {
 			return fmt.Errorf("%d sessions still run the statement", n)
 		}

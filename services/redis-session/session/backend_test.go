@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
 
@@ -201,7 +202,8 @@ func TestActivity(t *testing.T) {
 
 // TestMisconfiguredKeys checks that reading a key of another type, or a
 // database Redis does not have, is FailedPrecondition with a clear
-// message, not an outage.
+// message, not an outage, counted as the tenant's mistake
+// (outcome="invalid"), not the platform's.
 func TestMisconfiguredKeys(t *testing.T) {
 	e := newEnv(t, scalertest.Options{})
 	ctx := scalertest.Context(t, time.Minute)
@@ -222,9 +224,13 @@ func TestMisconfiguredKeys(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			before := scalertest.BackendCalls(t, e.s, "value", "invalid")
 			_, err := e.s.GetMetrics(ctx, tt.md, "session_size")
 			if code := status.Code(err); code != codes.FailedPrecondition {
 				t.Fatalf("GetMetrics: code %v, want FailedPrecondition (%v)", code, err)
+			}
+			if n := scalertest.BackendCalls(t, e.s, "value", "invalid") - before; n != 1 {
+				t.Errorf("%d backend calls counted outcome=invalid, want 1 (the tenant's mistake)", n)
 			}
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("GetMetrics: %q does not say %q", status.Convert(err).Message(), tt.want)
@@ -278,16 +284,14 @@ func TestOutage(t *testing.T) {
 
 			must(t, e.r.Start())
 			must(t, e.rdb.SAdd(ctx, "sessions", "a", "b", "c", "d").Err()) // no persistence: refill
-			deadline := time.Now().Add(2 * time.Second)
-			for {
-				p, err := e.s.Poll(ctx, md)
-				if err == nil && p.Value == 4 && p.Active {
-					break
+			err = wait.Until(2*time.Second, func() error {
+				if p, err := e.s.Poll(ctx, md); err != nil || p.Value != 4 || !p.Active {
+					return fmt.Errorf("2s after Redis came back: %+v, %v; want 4 and active", p, err)
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("2s after Redis came back: %+v, %v; want 4 and active", p, err)
-				}
-				time.Sleep(50 * time.Millisecond)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
 			}
 		})
 	}

@@ -46,6 +46,15 @@ func BenchmarkGetMetricsCached(b *testing.B) {
 	benchmarkGetMetrics(b, scalertest.Options{CacheTTL: time.Hour})
 }
 
+// BenchmarkPollWarm is one KEDA poll, GetMetrics then IsActive, with the
+// reading in the cache: the hot path (tools/pollbench measures the server
+// alone, against a bare gRPC server).
+func BenchmarkPollWarm(b *testing.B) {
+	e := newEnv(b, scalertest.Options{CacheTTL: time.Hour})
+	must(b, e.rdb.SAdd(context.Background(), "sessions", "a", "b", "c").Err())
+	e.s.BenchmarkWarmPoll(b, map[string]string{"mode": "set", "key": "sessions", "sessionSize": "100"}, "session_size")
+}
+
 // BenchmarkGetMetricsUncached asks Redis on every call (SCARD over
 // loopback).
 func BenchmarkGetMetricsUncached(b *testing.B) {

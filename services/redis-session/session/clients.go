@@ -11,6 +11,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/kedascalers/kedascalers/libs/scalerkit/fault"
 )
 
 // The clients of the databases triggers use: one per database, created on
@@ -148,7 +150,7 @@ func (b *Backend) checkIndex(ctx context.Context, n int) error {
 		}
 	}
 	if count := b.dbCount.n.Load(); count > 0 && int64(n) >= count {
-		return status.Errorf(codes.FailedPrecondition,
+		return fault.Tenantf(codes.FailedPrecondition,
 			"databaseIndex %d does not exist on this Redis: it has %d databases (0 to %d, CONFIG GET databases)", n, count, count-1)
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 )
 
 // newCluster starts a Redis Cluster of three masters, each holding a third
@@ -67,7 +68,7 @@ func TestCluster(t *testing.T) {
 
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, PipelinePoolSize: -1})
 	t.Cleanup(func() { _ = cc.Close() })
-	waitFor(t, func() bool { return cc.Ping(ctx).Err() == nil }, "cluster client ready")
+	wait.For(t, 5*time.Second, "cluster client ready", func() bool { return cc.Ping(ctx).Err() == nil })
 	for i := range 300 {
 		must(t, cc.Set(ctx, fmt.Sprintf("sess:%d", i), "{}", time.Minute).Err())
 	}

@@ -1,7 +1,6 @@
 package session
 
 import (
-	"errors"
 	"io"
 	"log/slog"
 	"strconv"
@@ -124,19 +123,5 @@ func waitSubscribed(t testing.TB, rdb *redis.Client, channel string) {
 			t.Fatalf("no subscription to %q after 10s", channel)
 		case <-time.After(10 * time.Millisecond):
 		}
-	}
-}
-
-// waitFor waits up to 5s for cond.
-func waitFor(t testing.TB, cond func() bool, what string) {
-	t.Helper()
-	err := scalertest.Eventually(5*time.Second, func() error {
-		if !cond() {
-			return errors.New("timed out waiting: " + what)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 }

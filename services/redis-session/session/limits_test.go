@@ -21,6 +21,7 @@ import (
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 )
 
 // connectedClients is INFO clients' connected_clients of rdb's server.
@@ -77,9 +78,9 @@ func TestMaxDatabases(t *testing.T) {
 	}
 
 	// Idle clients close, and their connections with them.
-	waitFor(t, func() bool { return testutil.ToFloat64(b.metrics.clients) == 0 }, "idle clients closed")
-	waitFor(t, func() bool { return b.conns.open.Load() == 0 }, "connections of idle clients closed")
-	waitFor(t, func() bool { return connectedClients(t, ctx, rdb) == 1 }, "Redis sees only the test's own connection")
+	wait.For(t, 5*time.Second, "idle clients closed", func() bool { return testutil.ToFloat64(b.metrics.clients) == 0 })
+	wait.For(t, 5*time.Second, "connections of idle clients closed", func() bool { return b.conns.open.Load() == 0 })
+	wait.For(t, 5*time.Second, "Redis sees only the test's own connection", func() bool { return connectedClients(t, ctx, rdb) == 1 })
 	if err := poll(3); err != nil {
 		t.Fatalf("databaseIndex 3 after the others went idle: %v", err)
 	}
@@ -249,7 +250,7 @@ func TestMaxWatchedKeys(t *testing.T) {
 	rdb := client(t, r, 0)
 	cfg := testConfig(r)
 	cfg.MaxWatchedKeys = 2
-	var logs scalertest.Buffer
+	var logs wait.Buffer
 	b, err := New(cfg, slog.New(slog.NewTextHandler(&logs, nil)), nil)
 	b = scalertest.Closing(t, b, err)
 	ctx := scalertest.Context(t, time.Minute)
@@ -281,10 +282,10 @@ func TestMaxWatchedKeys(t *testing.T) {
 	if !errors.Is(stopA(), context.Canceled) {
 		t.Error("watch of a did not end with its context")
 	}
-	waitFor(t, func() bool {
+	wait.For(t, 5*time.Second, "one waiting watch subscribed once a name was freed", func() bool {
 		n := rdb.PubSubNumSub(ctx, "__keyspace@0__:c", "__keyspace@0__:d").Val()
 		return n["__keyspace@0__:c"]+n["__keyspace@0__:d"] == 1
-	}, "one waiting watch subscribed once a name was freed")
+	})
 	for _, stop := range []func() error{stopB, stopC, stopD} {
 		if err := stop(); !errors.Is(err, context.Canceled) {
 			t.Errorf("stop = %v, want context.Canceled", err)
@@ -297,7 +298,7 @@ func TestMaxWatchedKeys(t *testing.T) {
 func TestOneLogLinePerFailedCheck(t *testing.T) {
 	r := testenv.NewRedis(t)
 	must(t, r.Stop())
-	var logs scalertest.Buffer
+	var logs wait.Buffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	b, err := New(testConfig(r), log, nil)
 	b = scalertest.Closing(t, b, err)

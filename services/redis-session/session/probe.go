@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit/fault"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
 )
 
@@ -55,9 +56,13 @@ func (p *probe) Read(ctx context.Context) (scaler.Reading, error) {
 	var (
 		count  func() (float64, error)
 		active *redis.StringCmd
+		exists *redis.IntCmd
 	)
 	cmds, err := c.client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		count = p.queueCount(ctx, pipe, time.Now())
+		if p.s.key != "" {
+			exists = pipe.Exists(ctx, p.s.key)
+		}
 		if p.s.activeKey != "" {
 			active = pipe.Get(ctx, p.s.activeKey)
 		}
@@ -73,6 +78,9 @@ func (p *probe) Read(ctx context.Context) (scaler.Reading, error) {
 		return scaler.Reading{}, p.fail(p.s.command(), wantType(p.s.mode), err)
 	}
 	r := scaler.Reading{Value: n}
+	if exists != nil && exists.Val() == 0 && exists.Err() == nil {
+		r.Note = p.missingKey()
+	}
 	if active != nil {
 		r.Switch, err = switchOf(active.Result())
 		if err != nil {
@@ -80,6 +88,17 @@ func (p *probe) Read(ctx context.Context) (scaler.Reading, error) {
 		}
 	}
 	return r, nil
+}
+
+// missingKey is the note on a reading of a key that does not exist: right
+// (Redis deletes a set, hash or list once empty), but the usual cause of a
+// trigger that scales to zero is a misspelt key.
+func (p *probe) missingKey() string {
+	why := "if it should, check the key's spelling"
+	if p.s.mode != modeCounter {
+		why = "Redis deletes " + wantType(p.s.mode) + " once empty; if it was never there, check the key's spelling"
+	}
+	return fmt.Sprintf("key %q does not exist on db %d: read as 0 (%s)", p.s.key, p.s.db, why)
 }
 
 // anyFailed reports whether a command of a pipeline has an error of its
@@ -133,7 +152,7 @@ func (p *probe) counter(v string, err error) (float64, error) {
 	}
 	n, perr := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 	if perr != nil {
-		return 0, status.Errorf(codes.FailedPrecondition,
+		return 0, fault.Tenantf(codes.FailedPrecondition,
 			"GET %q on db %d: value %s is not an integer, as mode=counter needs", p.s.key, p.s.db, quoteShort(v))
 	}
 	return float64(n), nil
@@ -225,8 +244,9 @@ func isSetupError(err error) bool {
 
 // redisError wraps err with the command and database, as the status
 // shared by every scaler: a key of another type than the trigger reads
-// and a refused setup (password, ACL rights, database) are
-// FailedPrecondition; a connection past REDIS_MAX_CONNECTIONS is
+// and a database the trigger names that does not exist are
+// FailedPrecondition marked as the tenant's mistake (fault.Tenant); a
+// refused setup (password, ACL rights) is FailedPrecondition; a connection past REDIS_MAX_CONNECTIONS is
 // ResourceExhausted; a reply that did not come in time is
 // DeadlineExceeded; anything else (a server that cannot be reached, a
 // connection lost) becomes Unavailable in scalerkit. The reason is given
@@ -235,10 +255,10 @@ func redisError(cmd string, db int, want string, err error) error {
 	var ne net.Error
 	switch {
 	case redis.HasErrorPrefix(err, "WRONGTYPE"):
-		return status.Errorf(codes.FailedPrecondition,
+		return fault.Tenantf(codes.FailedPrecondition,
 			"%s on db %d: the key holds another type than %s: fix the trigger's key or mode (%v)", cmd, db, want, err)
 	case redis.HasErrorPrefix(err, "ERR DB index is out of range"), redis.HasErrorPrefix(err, "ERR invalid DB index"):
-		return status.Errorf(codes.FailedPrecondition, "%s: databaseIndex %d does not exist on this Redis (%v)", cmd, db, err)
+		return fault.Tenantf(codes.FailedPrecondition, "%s: databaseIndex %d does not exist on this Redis (%v)", cmd, db, err)
 	case isSetupError(err):
 		return status.Errorf(codes.FailedPrecondition,
 			"%s on db %d: Redis refuses the scaler's credentials or their rights (check REDIS_USERNAME, REDIS_PASSWORD or the URL's, and the ACL): %v", cmd, db, err)
@@ -307,7 +327,7 @@ func (p *targetProbe) Read(ctx context.Context) (scaler.Reading, error) {
 	}
 	f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f <= 0 {
-		return scaler.Reading{}, status.Errorf(codes.FailedPrecondition,
+		return scaler.Reading{}, fault.Tenantf(codes.FailedPrecondition,
 			"%s on db %d: value %s is not a number > 0", cmd, p.db, quoteShort(v))
 	}
 	return scaler.Reading{Value: f}, nil

@@ -15,6 +15,7 @@ import (
 	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
 
@@ -233,13 +234,13 @@ func TestNotifierSharesOneConnection(t *testing.T) {
 		t.Errorf("%d pub/sub connections for three watchers, want 1", n)
 	}
 	// Each watcher is called once when subscribed: its feed read before.
-	waitFor(t, func() bool { return a.calls.Load() == 1 && a2.calls.Load() == 1 && bw.calls.Load() == 1 },
-		"every watcher called once subscribed")
+	wait.For(t, 5*time.Second, "every watcher called once subscribed",
+		func() bool { return a.calls.Load() == 1 && a2.calls.Load() == 1 && bw.calls.Load() == 1 })
 
 	must(t, rdb.SAdd(ctx, "b", "x").Err())
-	waitFor(t, func() bool { return bw.calls.Load() == 2 }, "watcher of b called")
+	wait.For(t, 5*time.Second, "watcher of b called", func() bool { return bw.calls.Load() == 2 })
 	must(t, rdb.Set(ctx, "on", "1", 0).Err())
-	waitFor(t, func() bool { return a2.calls.Load() == 2 }, "watcher of activeKey called")
+	wait.For(t, 5*time.Second, "watcher of activeKey called", func() bool { return a2.calls.Load() == 2 })
 	if n := a.calls.Load(); n != 1 {
 		t.Errorf("watcher of a called %d times for changes of b and on", n-1)
 	}
@@ -248,15 +249,15 @@ func TestNotifierSharesOneConnection(t *testing.T) {
 	if err := <-bw.done; !errors.Is(err, context.Canceled) {
 		t.Errorf("Watch after cancel = %v, want context.Canceled", err)
 	}
-	waitFor(t, func() bool { return rdb.PubSubNumSub(ctx, "__keyspace@0__:b").Val()["__keyspace@0__:b"] == 0 }, "b unsubscribed")
+	wait.For(t, 5*time.Second, "b unsubscribed", func() bool { return rdb.PubSubNumSub(ctx, "__keyspace@0__:b").Val()["__keyspace@0__:b"] == 0 })
 	must(t, rdb.SAdd(ctx, "a", "x").Err())
-	waitFor(t, func() bool { return a.calls.Load() == 2 && a2.calls.Load() == 3 }, "both watchers of a called")
+	wait.For(t, 5*time.Second, "both watchers of a called", func() bool { return a.calls.Load() == 2 && a2.calls.Load() == 3 })
 
 	a.stop()
 	a2.stop()
 	<-a.done
 	<-a2.done
-	waitFor(t, func() bool { return pubsubClients() == 0 }, "pub/sub connection closed after the last watcher")
+	wait.For(t, 5*time.Second, "pub/sub connection closed after the last watcher", func() bool { return pubsubClients() == 0 })
 }
 
 // TestWatchFailsWithRedis: a watch ends with an error when Redis goes, so
@@ -313,7 +314,7 @@ func TestThrottle(t *testing.T) {
 	if calls.Load() != 1 {
 		t.Fatalf("%d calls within the gap, want 1", calls.Load())
 	}
-	waitFor(t, func() bool { return calls.Load() == 2 }, "one trailing call for the signals within the gap")
+	wait.For(t, 5*time.Second, "one trailing call for the signals within the gap", func() bool { return calls.Load() == 2 })
 	time.Sleep(2 * gap)
 	if calls.Load() != 2 {
 		t.Fatalf("%d calls, want 2", calls.Load())

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -9,12 +8,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
 
@@ -207,51 +206,10 @@ func closedAddr(t *testing.T) string {
 	return addr
 }
 
-// syncBuffer is a goroutine-safe bytes.Buffer that can wait for content.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// waitFor waits until the buffer contains every one of subs.
-func (s *syncBuffer) waitFor(t *testing.T, subs ...string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		out := s.String()
-		missing := ""
-		for _, sub := range subs {
-			if !strings.Contains(out, sub) {
-				missing = sub
-				break
-			}
-		}
-		if missing == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("output never contained %q; got:\n%s", missing, out)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // runCLI runs scalerctl with args and returns its exit code and output.
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	var out, errOut syncBuffer
+	var out, errOut wait.Buffer
 	code = Run(context.Background(), args, &out, &errOut)
 	return code, out.String(), errOut.String()
 }

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
 
@@ -80,12 +81,12 @@ func TestWatchTextUntilDuration(t *testing.T) {
 
 func TestWatchJSON(t *testing.T) {
 	addr := startFake(t, pushScaler())
-	var out, errOut syncBuffer
+	var out, errOut wait.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	codeCh := make(chan int, 1)
 	go func() { codeCh <- Run(ctx, []string{"watch", "--addr", addr, "--json"}, &out, &errOut) }()
-	out.waitFor(t, `"result":true`, `"stream":"StreamMetricSpec"`)
+	out.WaitFor(t, 10*time.Second, `"result":true`, `"stream":"StreamMetricSpec"`)
 	cancel() // Ctrl-C
 	if code := <-codeCh; code != ExitOK {
 		t.Fatalf("exit %d after Ctrl-C, stderr:\n%s", code, errOut.String())
@@ -173,21 +174,15 @@ func TestWatchUnimplementedMetricSpecAndReopen(t *testing.T) {
 	f.specStream = nil                                     // Unimplemented: KEDA falls back to GetMetricSpec
 	f.activeStream = &streamPlan[bool]{msgs: []bool{true}} // ends cleanly: KEDA reopens
 	addr := startFake(t, f)
-	var out, errOut syncBuffer
+	var out, errOut wait.Buffer
 	a := &app{stdout: &out, stderr: &errOut, now: time.Now, reopenDelay: 20 * time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	codeCh := make(chan int, 1)
 	go func() { codeCh <- a.run(ctx, []string{"watch", "--addr", addr}) }()
-	out.waitFor(t, "StreamMetricSpec unimplemented: not implemented by the scaler: KEDA falls back to GetMetricSpec (code = Unimplemented desc = ",
+	out.WaitFor(t, 10*time.Second, "StreamMetricSpec unimplemented: not implemented by the scaler: KEDA falls back to GetMetricSpec (code = Unimplemented desc = ",
 		"StreamIsActive end: the scaler ended the stream; reopening in 20ms, as KEDA does")
-	deadline := time.Now().Add(10 * time.Second)
-	for f.count("StreamIsActive") < 3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("StreamIsActive opened %d times, want it reopened", f.count("StreamIsActive"))
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	wait.For(t, 10*time.Second, "StreamIsActive reopened", func() bool { return f.count("StreamIsActive") >= 3 })
 	cancel()
 	if code := <-codeCh; code != ExitOK {
 		t.Fatalf("exit %d, stderr:\n%s", code, errOut.String())
@@ -211,7 +206,7 @@ func TestWatchUnreachable(t *testing.T) {
 }
 
 func TestPrintEventJSONIsEncodable(t *testing.T) {
-	var out, errOut syncBuffer
+	var out, errOut wait.Buffer
 	a := &app{stdout: &out, stderr: &errOut}
 	specs := []specJSON{specFromProto(&pb.MetricSpec{MetricName: "m", TargetSizeFloat: math.Inf(1)}, 0)}
 	a.printEvent(watchEvent{Time: "t", Stream: streamMetricSpec, Event: eventMessage, MetricSpecs: &specs}, true)

@@ -10,7 +10,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"os"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -53,10 +55,34 @@ func (o Options) Check() error {
 	if o.Addr == "" {
 		return errors.New("--addr is required")
 	}
+	if err := checkAddr(o.Addr); err != nil {
+		return err
+	}
 	if (o.CertFile == "") != (o.KeyFile == "") {
 		return ErrCertKeyPair
 	}
 	return nil
+}
+
+// DefaultPort is the port the scalers serve gRPC on by default (GRPC_ADDR=:9090).
+const DefaultPort = "9090"
+
+// checkAddr refuses a HOST without a port: gRPC would dial port 443, which
+// no scaler listens on. A target with a scheme (dns:///, unix:,
+// passthrough:///...) is gRPC's to check, but for dns:/// without a port.
+func checkAddr(addr string) error {
+	hostPort := addr
+	if rest, ok := strings.CutPrefix(addr, "dns:///"); ok {
+		hostPort = rest
+	} else if strings.Contains(addr, ":/") || strings.HasPrefix(addr, "unix:") {
+		return nil
+	}
+	if _, port, err := net.SplitHostPort(hostPort); err == nil && port != "" {
+		return nil
+	}
+	host := strings.TrimSuffix(strings.TrimPrefix(strings.TrimSuffix(hostPort, ":"), "["), "]")
+	return fmt.Errorf("--addr %q has no port (gRPC would dial port 443): the scalers serve on %s by default (GRPC_ADDR): use --addr %s",
+		addr, DefaultPort, strings.TrimSuffix(addr, hostPort)+net.JoinHostPort(host, DefaultPort))
 }
 
 // TLSConfig builds the client TLS configuration, or returns nil when the

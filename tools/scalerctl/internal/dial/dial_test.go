@@ -84,3 +84,32 @@ func TestDial(t *testing.T) {
 		t.Errorf("Dial with a lone --cert-file: %v, want ErrCertKeyPair", err)
 	}
 }
+
+// An address without a port is an error naming the default port: gRPC
+// would silently dial 443.
+func TestCheckAddr(t *testing.T) {
+	tests := []struct {
+		addr, want string // want: "" for no error, else in the message
+	}{
+		{"127.0.0.1:9090", ""},
+		{"scaler.kedascalers.svc.cluster.local:9090", ""},
+		{"[::1]:9090", ""},
+		{"dns:///scaler:9090", ""},
+		{"unix:///run/scaler.sock", ""},
+		{"127.0.0.1", "use --addr 127.0.0.1:9090"},
+		{"127.0.0.1:", "use --addr 127.0.0.1:9090"},
+		{"scaler.example", "use --addr scaler.example:9090"},
+		{"::1", "use --addr [::1]:9090"},
+		{"[::1]", "use --addr [::1]:9090"},
+		{"dns:///scaler", "use --addr dns:///scaler:9090"},
+	}
+	for _, tt := range tests {
+		err := Options{Addr: tt.addr}.Check()
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("--addr %s: %v, want no error", tt.addr, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "no port")):
+			t.Errorf("--addr %s: %v, want an error saying %q", tt.addr, err, tt.want)
+		}
+	}
+}

@@ -1,4 +1,4 @@
-package scalertest
+package wait
 
 import (
 	"bytes"
@@ -34,7 +34,7 @@ func (b *Buffer) String() string {
 // fails the test, quoting the buffer, if it does not.
 func (b *Buffer) WaitFor(t testing.TB, d time.Duration, subs ...string) {
 	t.Helper()
-	err := Eventually(d, func() error {
+	err := Until(d, func() error {
 		out := b.String()
 		for _, sub := range subs {
 			if !strings.Contains(out, sub) {
