@@ -93,7 +93,7 @@ abuse: deps build ## throwaway backends and the scalers, attacked as a hostile t
 	go build -o bin/abuse ./tools/abuse
 	nice -n 10 bin/abuse --bin bin $(ABUSE_FLAGS)
 
-# POLLBENCH_FLAGS go to tools/pollbench: -services redis-session, -runs 1.
+# POLLBENCH_FLAGS go to tools/pollbench: -services <one of services/>, -runs 1.
 bench: deps build ## benchmarks of every module, then a KEDA poll of each scaler against a bare gRPC server (tools/pollbench)
 	for m in $(MODULES); do (cd $$m && go test -run '^$$' -bench . -benchmem ./...); done
 	go build -o bin/pollbench ./tools/pollbench
