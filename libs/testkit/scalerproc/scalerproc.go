@@ -1,5 +1,5 @@
 // Package scalerproc runs a scaler binary as a child process for tests and
-// tools (the e2e cluster, the demo, the abuse suite): on free loopback
+// tools (the e2e cluster, the demo, the abuse suite, pollbench): on free loopback
 // ports or the addresses asked for, logging to a file, started and reaped
 // by testkit/proc, and waited for until /readyz answers.
 package scalerproc
@@ -22,8 +22,9 @@ import (
 
 // Options says how to run a scaler binary.
 type Options struct {
-	// Bin is the path of the binary.
-	Bin string
+	// Bin is the path of the binary, Args its arguments.
+	Bin  string
+	Args []string
 	// Log is the file its stdout and stderr are appended to.
 	Log string
 	// BaseEnv is the environment it inherits; nil means this program's.
@@ -75,7 +76,7 @@ func Start(ctx context.Context, opts Options) (*Scaler, error) {
 	if base == nil {
 		base = os.Environ()
 	}
-	cmd := exec.Command(opts.Bin)
+	cmd := exec.Command(opts.Bin, opts.Args...)
 	cmd.Env = append(append(append([]string{}, base...), "GRPC_ADDR="+s.GRPCAddr, "HTTP_ADDR="+s.HTTPAddr), opts.Env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
