@@ -232,3 +232,35 @@ func TestLifecycleSingleReplicaCrash(t *testing.T) {
 		t.Errorf("activation %s after the restart: KEDA no longer waits out its grown retry backoff; update RELIABILITY.md and deploy/README.md", ms(d))
 	}
 }
+
+// TestLifecycleClosedScalerPushLoop asserts KEDA v2.21's closed-scaler
+// push loop (RELIABILITY.md, "KEDA behaviours we design around", 2): a
+// poll fails while the only replica is down, KEDA closes the scaler, and
+// the ScaledObject's push loop goes on asking the closed connection pool
+// (`the scaler is closed` in its log). Should a KEDA upgrade stop that
+// loop with its scaler, this fails: update the section and the deploy
+// advice.
+func TestLifecycleClosedScalerPushLoop(t *testing.T) {
+	needCluster(t)
+	url, _ := sessionsRedis(t)
+	set := startReplicas(t, 1, url)
+	ns := newNamespace(t, "")
+	apply(t, ns, pushScaledObject("chat", set.addr(), "chat:sessions", 5, lifecyclePoll))
+	waitReady(t, ns, "chat", 60*time.Second)
+	set.streamOpen(30 * time.Second)
+	keda := logSince(t, "keda-operator")
+
+	set.stop(0, syscall.SIGKILL)
+	const closed = "the scaler is closed"
+	t0 := time.Now()
+	err := cluster.Eventually(t.Context(), 90*time.Second, 200*time.Millisecond, func(context.Context) (bool, error) {
+		return len(linesWith(keda(), closed)) > 0, nil
+	})
+	if err != nil {
+		t.Fatalf("KEDA never logged %q within 90 s of the only replica's crash, with polls every 5 s: has KEDA changed? (last lines)%s",
+			closed, needCluster(t).Tails(20, "keda-operator"))
+	}
+	l := linesWith(keda(), closed)
+	t.Logf("%v after the crash, KEDA's push loop asked a closed scaler's pool: %s", time.Since(t0).Round(time.Second), l[len(l)-1])
+	set.start(0)
+}
