@@ -215,21 +215,11 @@ func TestLifecycleCrash(t *testing.T) {
 // seconds to a minute. Should a KEDA upgrade retry sooner, this fails:
 // update the section and the deploy advice.
 func TestLifecycleSingleReplicaCrash(t *testing.T) {
-	needCluster(t)
-	url, rdb := sessionsRedis(t)
-	set := startReplicas(t, 1, url)
-	ns := newNamespace(t, "")
-	apply(t, ns, pushScaledObject("chat", set.addr(), "chat:sessions", lifecyclePoll, lifecyclePoll))
-	waitReady(t, ns, "chat", 60*time.Second)
-	set.streamOpen(30 * time.Second)
-	keda := logSince(t, "keda-operator")
-
-	set.stop(0, syscall.SIGKILL)
+	set, rdb, ns, keda := crashOnlyReplica(t, lifecyclePoll)
 	const down = 20 * time.Second
 	time.Sleep(down)
 	set.start(0)
-	var d time.Duration
-	d = activationTrial(t, ns, "chat", 0, redisSwitch{rdb, "chat:sessions"}, nil)
+	d := activationTrial(t, ns, "chat", 0, redisSwitch{rdb, "chat:sessions"}, nil)
 	failed := linesWith(keda(), "error running StreamIsActive")
 	t.Logf("only replica killed, back after %v: KEDA's stream retries failed %d times; an activation right after the restart took %s", down, len(failed), ms(d))
 	if d < 3*time.Second {
@@ -245,16 +235,7 @@ func TestLifecycleSingleReplicaCrash(t *testing.T) {
 // loop with its scaler, this fails: update the section and the deploy
 // advice.
 func TestLifecycleClosedScalerPushLoop(t *testing.T) {
-	needCluster(t)
-	url, _ := sessionsRedis(t)
-	set := startReplicas(t, 1, url)
-	ns := newNamespace(t, "")
-	apply(t, ns, pushScaledObject("chat", set.addr(), "chat:sessions", 5, lifecyclePoll))
-	waitReady(t, ns, "chat", 60*time.Second)
-	set.streamOpen(30 * time.Second)
-	keda := logSince(t, "keda-operator")
-
-	set.stop(0, syscall.SIGKILL)
+	set, _, _, keda := crashOnlyReplica(t, 5)
 	const closed = "the scaler is closed"
 	t0 := time.Now()
 	err := cluster.Eventually(t.Context(), 90*time.Second, 200*time.Millisecond, func(context.Context) (bool, error) {
@@ -267,4 +248,23 @@ func TestLifecycleClosedScalerPushLoop(t *testing.T) {
 	l := linesWith(keda(), closed)
 	t.Logf("%v after the crash, KEDA's push loop asked a closed scaler's pool: %s", time.Since(t0).Round(time.Second), l[len(l)-1])
 	set.start(0)
+}
+
+// crashOnlyReplica runs one redis-session replica under an external-push
+// ScaledObject "chat" polling every pollingInterval seconds, waits until
+// KEDA's stream is open, and kills the replica (SIGKILL). It returns the
+// replica set, a client of its Redis, the namespace, and KEDA's log from
+// just before the kill.
+func crashOnlyReplica(t *testing.T, pollingInterval int) (*replicaSet, *redis.Client, string, func() string) {
+	t.Helper()
+	needCluster(t)
+	url, rdb := sessionsRedis(t)
+	set := startReplicas(t, 1, url)
+	ns := newNamespace(t, "")
+	apply(t, ns, pushScaledObject("chat", set.addr(), "chat:sessions", pollingInterval, lifecyclePoll))
+	waitReady(t, ns, "chat", 60*time.Second)
+	set.streamOpen(30 * time.Second)
+	keda := logSince(t, "keda-operator")
+	set.stop(0, syscall.SIGKILL)
+	return set, rdb, ns, keda
 }
