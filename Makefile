@@ -16,7 +16,7 @@ endif
 export KS_START
 PROGRESS := tools/devtools/progress.sh
 
-.PHONY: all generate lint lint-go lint-proto lint-actions test unit deploy-check alerts-check e2e build images demo abuse bench tidy deps help
+.PHONY: all generate lint lint-go lint-proto lint-actions test unit deploy-check alerts-check e2e e2e-lifecycle build images demo abuse bench tidy deps help
 
 all: lint test build
 
@@ -61,7 +61,11 @@ alerts-check: deps ## promtool check and test the alerting rules of every servic
 # KEDA from their Go modules into ~/.cache/kedascalers-e2e (about 11
 # minutes on 2 cores); later runs reuse them.
 e2e: deps build ## our scalers under the real KEDA operator, adapter and HPA, on a real API server, as local processes (e2e/)
-	e2e/run.sh $(E2E_FLAGS)
+	e2e/run.sh -test.skip '^TestLifecycle' $(E2E_FLAGS)
+
+# The lifecycle scenarios: replicas behind one name, aged, rolled, crashed.
+e2e-lifecycle: deps build ## the scalers as replicas under KEDA: connection aging, rolling restart, crashes (e2e/lifecycle_test.go)
+	E2E_NAME=e2e-lifecycle e2e/run.sh -test.run '^TestLifecycle' $(E2E_FLAGS)
 
 build: ## static binaries into bin/
 	mkdir -p bin
@@ -89,7 +93,7 @@ abuse: deps build ## throwaway backends and the scalers, attacked as a hostile t
 	go build -o bin/abuse ./tools/abuse
 	nice -n 10 bin/abuse --bin bin $(ABUSE_FLAGS)
 
-# POLLBENCH_FLAGS go to tools/pollbench: -services <service>,..., -runs 1.
+# POLLBENCH_FLAGS go to tools/pollbench: -services <one of services/>, -runs 1.
 bench: deps build ## benchmarks of every module, then a KEDA poll of each scaler against a bare gRPC server (tools/pollbench)
 	for m in $(MODULES); do (cd $$m && go test -run '^$$' -bench . -benchmem ./...); done
 	go build -o bin/pollbench ./tools/pollbench

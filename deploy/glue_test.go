@@ -42,7 +42,7 @@ func mayName(rel string) bool {
 		return true
 	case rel == ".gitignore": // the binary `go build` leaves in its folder
 		return true
-	case strings.HasPrefix(rel, "tools/demo/"), strings.HasPrefix(rel, "tools/abuse/"), strings.HasPrefix(rel, "tools/pollbench/"): // make demo, make abuse and make bench drive what runs locally
+	case strings.HasPrefix(rel, "tools/demo/"), strings.HasPrefix(rel, "tools/abuse/"), strings.HasPrefix(rel, "tools/pollbench/"): // make demo, abuse and pollbench drive what runs locally
 		return true
 	case strings.HasPrefix(rel, "e2e/"): // scenarios under KEDA; TestManifests covers a service it does not name
 		return true

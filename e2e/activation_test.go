@@ -27,23 +27,7 @@ func TestActivationPushRedis(t *testing.T) {
 	needCluster(t)
 	_, rdb, s := redisScaler(t, notifications)
 	ns := newNamespace(t, "")
-	apply(t, ns, deployment("chat", 0)+fmt.Sprintf(`apiVersion: keda.sh/v1alpha1
-kind: ScaledObject
-metadata: {name: chat}
-spec:
-  scaleTargetRef: {name: chat}
-  minReplicaCount: 0
-  maxReplicaCount: 20
-  pollingInterval: 10
-  cooldownPeriod: 5
-  triggers:
-    - type: external-push
-      metadata:
-        scalerAddress: %s
-        mode: set
-        key: chat:sessions
-        sessionSize: "100"
-`, s.Addr))
+	apply(t, ns, pushScaledObject("chat", s.Addr, "chat:sessions", 10, 5))
 	measureActivation(t, ns, "chat", "redis-session external-push, keyspace notifications", redisSwitch{rdb, "chat:sessions"})
 }
 
@@ -104,45 +88,10 @@ func (p pgSwitch) off(ctx context.Context) error {
 // that comes from the push stream.
 func measureActivation(t *testing.T, ns, name, what string, sw backendSwitch) {
 	t.Helper()
-	c := needCluster(t)
 	waitReady(t, ns, name, 60*time.Second)
 	var lat []time.Duration
 	for i := range activationTrials {
-		if err := sw.off(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-		setReplicas(t, ns, name, 0)
-		waitReplicas(t, ns, name, 0, 10*time.Second)
-		// Let the scaler's feed see "inactive" first: it sends true only
-		// on a change from inactive.
-		time.Sleep(300 * time.Millisecond)
-		ctx, cancel := context.WithTimeout(t.Context(), 40*time.Second)
-		obs, err := c.Kube().WatchReplicas(ctx, ns, name)
-		if err != nil {
-			cancel()
-			t.Fatal(err)
-		}
-		if first := <-obs; first.Replicas != 0 {
-			cancel()
-			t.Fatalf("trial %d: spec.replicas %d before the write", i, first.Replicas)
-		}
-		t0 := time.Now()
-		if err := sw.on(t.Context()); err != nil {
-			cancel()
-			t.Fatal(err)
-		}
-		var d time.Duration
-		for o := range obs {
-			if o.Replicas >= 1 {
-				d = o.At.Sub(t0)
-				break
-			}
-		}
-		cancel()
-		if d == 0 {
-			t.Fatalf("trial %d: no scale from 0 within 40 s%s", i, diagnose(t, ns))
-		}
-		lat = append(lat, d)
+		lat = append(lat, activationTrial(t, ns, name, i, sw, nil))
 	}
 	p50, p99 := percentile(lat, 50), percentile(lat, 99)
 	t.Logf("activation latency, write → spec.replicas 1: %v", lat)
@@ -155,4 +104,44 @@ func measureActivation(t *testing.T, ns, name, what string, sw backendSwitch) {
 		t.Fatal(err)
 	}
 	waitReplicas(t, ns, name, 0, 60*time.Second)
+}
+
+// activationTrial turns the trigger off, sets the Deployment to 0 (as
+// KEDA's cooldown would, faster), calls before (if set) and turns the
+// trigger on; it returns the time from that write to spec.replicas 1, and
+// fails the test when none comes within 40 s.
+func activationTrial(t *testing.T, ns, name string, i int, sw backendSwitch, before func()) time.Duration {
+	t.Helper()
+	c := needCluster(t)
+	if err := sw.off(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	setReplicas(t, ns, name, 0)
+	waitReplicas(t, ns, name, 0, 10*time.Second)
+	// Let the scaler's feed see "inactive" first: it sends true only
+	// on a change from inactive.
+	time.Sleep(300 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 40*time.Second)
+	defer cancel()
+	obs, err := c.Kube().WatchReplicas(ctx, ns, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first := <-obs; first.Replicas != 0 {
+		t.Fatalf("trial %d: spec.replicas %d before the write", i, first.Replicas)
+	}
+	if before != nil {
+		before()
+	}
+	t0 := time.Now()
+	if err := sw.on(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for o := range obs {
+		if o.Replicas >= 1 {
+			return o.At.Sub(t0)
+		}
+	}
+	t.Fatalf("trial %d: no scale from 0 within 40 s%s", i, diagnose(t, ns))
+	return 0
 }

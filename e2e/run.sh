@@ -50,15 +50,25 @@ trap 'rm -rf "$tmp"' EXIT
 (cd e2e && go test -count=1 ./cluster && go test -c -o "$tmp/e2e.test" .)
 phase "harness tested, scenarios compiled" "$t"
 
+# Scaler replicas behind one name, as a headless Service gives KEDA: the
+# namespace's own hosts file (bound over /etc/hosts in a private mount
+# namespace) maps replicas_host to several loopback addresses, which KEDA's
+# gRPC client resolves with Go's resolver and balances round robin.
+replicas_host=scalers.e2e.test
+replicas_ips=127.0.0.2,127.0.0.3,127.0.0.4
+{ cat /etc/hosts; for ip in ${replicas_ips//,/ }; do echo "$ip $replicas_host"; done; } >"$tmp/hosts"
+
 t=$(date +%s)
-ns=(unshare -n)
-if [[ $(id -u) != 0 ]]; then ns=(unshare -rn); fi
+ns=(unshare -n -m)
+if [[ $(id -u) != 0 ]]; then ns=(unshare -rnm); fi
 status=0
 (
   cd e2e
   export KEDASCALERS_E2E_BIN="$bin" KEDASCALERS_E2E_SCALERS="$root/bin" KEDASCALERS_E2E_CRDS="$crds"
-  "${ns[@]}" -- bash -c 'ip link set lo up && exec "$0" "$@"' "$tmp/e2e.test" -test.v -test.count=1 -test.timeout=20m "$@"
+  export KEDASCALERS_E2E_REPLICAS="$replicas_host=$replicas_ips"
+  "${ns[@]}" -- bash -c 'ip link set lo up && mount --bind "$0" /etc/hosts && exec "$1" "${@:2}"' \
+    "$tmp/hosts" "$tmp/e2e.test" -test.v -test.count=1 -test.timeout=20m "$@"
 ) || status=$?
 phase "scenarios run (private network namespace)" "$t"
-phase "make e2e" "$start"
+phase "make ${E2E_NAME:-e2e}" "$start"
 exit $status

@@ -50,8 +50,12 @@ func (p *Proc) Exited() (bool, error) { return p.p.Exited() }
 // Stop sends SIGTERM and waits up to grace, then SIGKILL to the process
 // group; it always reaps the process. An exit caused by the signal is not
 // an error.
-func (p *Proc) Stop(grace time.Duration) error {
-	if err := p.p.Stop(syscall.SIGTERM, grace); err != nil {
+func (p *Proc) Stop(grace time.Duration) error { return p.Signal(syscall.SIGTERM, grace) }
+
+// Signal sends sig (SIGKILL for a crash) and waits up to grace, then
+// SIGKILL to the process group; it always reaps the process.
+func (p *Proc) Signal(sig syscall.Signal, grace time.Duration) error {
+	if err := p.p.Stop(sig, grace); err != nil {
 		return fmt.Errorf("%s: %w", p.Name, err)
 	}
 	return nil

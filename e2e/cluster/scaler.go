@@ -4,8 +4,9 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"strconv"
 	"time"
+
+	"github.com/kedascalers/kedascalers/libs/testkit/scalerproc"
 )
 
 // ScalersDirEnv names the environment variable that holds the directory of
@@ -15,7 +16,7 @@ const ScalersDirEnv = "KEDASCALERS_E2E_SCALERS"
 // Scaler is one of our scalers running as a process.
 type Scaler struct {
 	*Proc
-	// Addr is its gRPC address, 127.0.0.1:port: the scalerAddress.
+	// Addr is its gRPC address, host:port: the scalerAddress.
 	Addr string
 	// HTTPAddr serves /metrics, /healthz and /readyz.
 	HTTPAddr string
@@ -25,29 +26,20 @@ type Scaler struct {
 // HTTP_ADDR are set here, on free loopback ports), logging to
 // logDir/<name>.log, and waits until /readyz answers, at most 30 s.
 func StartScaler(ctx context.Context, dir, service, logDir, name string, env ...string) (*Scaler, error) {
-	ports, err := freePorts(2)
-	if err != nil {
-		return nil, err
-	}
-	s := &Scaler{Addr: "127.0.0.1:" + strconv.Itoa(ports[0]), HTTPAddr: "127.0.0.1:" + strconv.Itoa(ports[1])}
-	env = append([]string{"GRPC_ADDR=" + s.Addr, "HTTP_ADDR=" + s.HTTPAddr, "LOG_FORMAT=text"}, env...)
-	s.Proc, err = StartProc(logDir, name, filepath.Join(dir, service), nil, env)
-	if err != nil {
-		return nil, err
-	}
-	ready := httpReady("http://"+s.HTTPAddr+"/readyz", nil)
-	err = Eventually(ctx, 30*time.Second, 50*time.Millisecond, func(ctx context.Context) (bool, error) {
-		if done, werr := s.Exited(); done {
-			return false, Final(fmt.Errorf("exited: %v", werr))
-		}
-		if err := ready(ctx); err != nil {
-			return false, err
-		}
-		return true, nil
+	return StartScalerAt(ctx, "", "", dir, service, logDir, name, env...)
+}
+
+// StartScalerAt is StartScaler listening on grpcAddr and httpAddr (empty:
+// a free port on 127.0.0.1): a replica on an address of its own, or a
+// scaler restarted where it was.
+func StartScalerAt(ctx context.Context, grpcAddr, httpAddr, dir, service, logDir, name string, env ...string) (*Scaler, error) {
+	sp, err := scalerproc.Start(ctx, scalerproc.Options{
+		Bin: filepath.Join(dir, service), Log: filepath.Join(logDir, name+".log"),
+		Env:      append([]string{"LOG_FORMAT=text"}, env...),
+		GRPCAddr: grpcAddr, HTTPAddr: httpAddr, ReadyTimeout: 30 * time.Second,
 	})
 	if err != nil {
-		_ = s.Stop(5 * time.Second)
-		return nil, fmt.Errorf("%s: %w\n%s", name, err, s.Tail(20))
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	return s, nil
+	return &Scaler{Proc: &Proc{Name: name, Log: sp.Log, p: sp.Proc}, Addr: sp.GRPCAddr, HTTPAddr: sp.HTTPAddr}, nil
 }

@@ -6,14 +6,13 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/kedascalers/kedascalers/libs/testkit/proc"
-	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
+	"github.com/kedascalers/kedascalers/libs/testkit/scalerproc"
 )
 
 const (
@@ -38,58 +37,23 @@ type scaler struct {
 // every other setting is the binary's default. With wantReady it waits until
 // /readyz answers 200; without, it returns at once.
 func startScaler(ctx context.Context, bin, dir, name string, env []string, wantReady bool) (*scaler, error) {
-	grpcPort, err := testenv.FreePort()
-	if err != nil {
-		return nil, err
-	}
-	httpPort, err := testenv.FreePort()
-	if err != nil {
-		return nil, err
-	}
-	s := &scaler{
-		name:     name,
-		grpcAddr: fmt.Sprintf("127.0.0.1:%d", grpcPort),
-		httpAddr: fmt.Sprintf("127.0.0.1:%d", httpPort),
-	}
 	logf, err := os.CreateTemp(dir, name+"-*.log")
 	if err != nil {
 		return nil, fmt.Errorf("create the log of %s: %w", name, err)
 	}
-	s.logPath = logf.Name()
-	cmd := exec.Command(filepath.Join(bin, name))
-	cmd.Env = append([]string{
-		"PATH=" + os.Getenv("PATH"),
-		"GRPC_ADDR=" + s.grpcAddr,
-		"HTTP_ADDR=" + s.httpAddr,
-	}, env...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	s.p, err = proc.Start(cmd)
-	logf.Close() // the child has its own copy
-	if err != nil {
-		return nil, fmt.Errorf("start %s: %w (run make build first)", name, err)
-	}
+	logf.Close()
+	timeout := readyTimeout
 	if !wantReady {
-		return s, nil
+		timeout = -1
 	}
-	deadline := time.Now().Add(readyTimeout)
-	for {
-		if code, _ := s.get(ctx, "/readyz"); code == http.StatusOK {
-			return s, nil
-		}
-		select {
-		case <-s.p.Done():
-			return nil, fmt.Errorf("%s exited before it was ready (%v):\n%s", name, s.waitErr(), s.logTail(10))
-		case <-ctx.Done():
-			s.kill()
-			return nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			s.kill()
-			return nil, fmt.Errorf("%s not ready within %v:\n%s", name, readyTimeout, s.logTail(10))
-		}
+	sp, err := scalerproc.Start(ctx, scalerproc.Options{
+		Bin: filepath.Join(bin, name), Log: logf.Name(),
+		BaseEnv: []string{"PATH=" + os.Getenv("PATH")}, Env: env, ReadyTimeout: timeout,
+	})
+	if err != nil {
+		return nil, err
 	}
+	return &scaler{name: name, grpcAddr: sp.GRPCAddr, httpAddr: sp.HTTPAddr, logPath: sp.Log, p: sp.Proc}, nil
 }
 
 // pid returns the process id.

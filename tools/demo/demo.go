@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
+	"github.com/kedascalers/kedascalers/libs/testkit/scalerproc"
 )
 
 // demo runs the binaries in bin and narrates to out.
@@ -50,66 +49,27 @@ func (d *demo) step(format string, args ...any) {
 type service struct {
 	name string
 	addr string
-	cmd  *exec.Cmd
-	log  *os.File
-	done chan error
+	sp   *scalerproc.Scaler
 }
 
 // startService runs the named scaler binary with env on free loopback
 // ports and waits until /readyz answers.
 func (d *demo) startService(ctx context.Context, name string, env ...string) (*service, error) {
-	grpcPort, err := testenv.FreePort()
-	if err != nil {
-		return nil, err
-	}
-	httpPort, err := testenv.FreePort()
-	if err != nil {
-		return nil, err
-	}
 	logFile, err := os.CreateTemp("", "demo-"+name+"-*.log")
 	if err != nil {
 		return nil, err
 	}
+	logFile.Close()
 	d.logs = append(d.logs, logFile.Name())
-	s := &service{name: name, addr: fmt.Sprintf("127.0.0.1:%d", grpcPort), log: logFile, done: make(chan error, 1)}
-	s.cmd = exec.Command(filepath.Join(d.bin, name))
-	s.cmd.Env = append(os.Environ(),
-		"GRPC_ADDR="+s.addr,
-		fmt.Sprintf("HTTP_ADDR=127.0.0.1:%d", httpPort),
-		"LOG_FORMAT=text",
-		"PUSH_INTERVAL=1s",
-	)
-	s.cmd.Env = append(s.cmd.Env, env...)
-	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
-	if err := s.cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("starting %s: %w (run make build first)", name, err)
+	sp, err := scalerproc.Start(ctx, scalerproc.Options{
+		Bin: filepath.Join(d.bin, name), Log: logFile.Name(),
+		Env:          append([]string{"LOG_FORMAT=text", "PUSH_INTERVAL=1s"}, env...),
+		ReadyTimeout: 15 * time.Second,
+	})
+	if err != nil {
+		return nil, err
 	}
-	go func() { s.done <- s.cmd.Wait() }()
-
-	ready := fmt.Sprintf("http://127.0.0.1:%d/readyz", httpPort)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, ready, nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		select {
-		case err := <-s.done:
-			s.done <- err
-			s.log.Close()
-			return nil, fmt.Errorf("%s exited: %v\n%s", name, err, s.logTail())
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			s.stop()
-			return nil, fmt.Errorf("%s not ready within 15s\n%s", name, s.logTail())
-		}
-	}
+	s := &service{name: name, addr: sp.GRPCAddr, sp: sp}
 	fmt.Fprintf(d.out, "%s is serving gRPC on %s\n", name, s.addr)
 	return s, nil
 }
@@ -117,30 +77,17 @@ func (d *demo) startService(ctx context.Context, name string, env ...string) (*s
 // stop sends SIGTERM, as Kubernetes does, and reports the exit status.
 // The log stays until the demo ends (see cleanLogs).
 func (s *service) stop() error {
-	defer s.log.Close()
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+	start := time.Now()
+	if err := s.sp.Stop(syscall.SIGTERM, 20*time.Second); err != nil {
 		return err
 	}
-	select {
-	case err := <-s.done:
-		if err != nil {
-			return fmt.Errorf("%s stopped with %v", s.name, err)
-		}
-		return nil
-	case <-time.After(20 * time.Second):
-		s.cmd.Process.Kill()
-		<-s.done
+	if took := time.Since(start); took >= 20*time.Second {
 		return fmt.Errorf("%s did not stop within 20s of SIGTERM", s.name)
 	}
-}
-
-func (s *service) logTail() string {
-	b, _ := os.ReadFile(s.log.Name())
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) > 20 {
-		lines = lines[len(lines)-20:]
+	if _, err := s.sp.Exited(); err != nil {
+		return fmt.Errorf("%s stopped with %v", s.name, err)
 	}
-	return strings.Join(lines, "\n")
+	return nil
 }
 
 // outcome is what a scalerctl command of the demo must show: its exit

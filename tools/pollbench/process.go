@@ -7,14 +7,13 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/kedascalers/kedascalers/libs/testkit/proc"
-	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
+	"github.com/kedascalers/kedascalers/libs/testkit/scalerproc"
 )
 
 const readyTimeout = 20 * time.Second
@@ -31,48 +30,19 @@ type server struct {
 // start runs argv with GRPC_ADDR and HTTP_ADDR on free loopback ports plus
 // env, and waits until /readyz answers 200.
 func start(ctx context.Context, name string, argv, env []string) (*server, error) {
-	var ports [2]int
-	for i := range ports {
-		p, err := testenv.FreePort()
-		if err != nil {
-			return nil, err
-		}
-		ports[i] = p
-	}
-	s := &server{name: name, grpcAddr: fmt.Sprintf("127.0.0.1:%d", ports[0]), httpAddr: fmt.Sprintf("127.0.0.1:%d", ports[1])}
 	logf, err := os.CreateTemp("", "pollbench-"+name+"-*.log")
 	if err != nil {
 		return nil, err
 	}
-	s.logPath = logf.Name()
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "GRPC_ADDR=" + s.grpcAddr, "HTTP_ADDR=" + s.httpAddr}, env...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	s.p, err = proc.Start(cmd)
 	logf.Close()
+	sp, err := scalerproc.Start(ctx, scalerproc.Options{
+		Bin: argv[0], Args: argv[1:], Log: logf.Name(),
+		BaseEnv: []string{"PATH=" + os.Getenv("PATH")}, Env: env, ReadyTimeout: readyTimeout,
+	})
 	if err != nil {
-		return nil, fmt.Errorf("start %s: %w (run make build first)", name, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	deadline := time.Now().Add(readyTimeout)
-	for {
-		if code, _, _ := s.get(ctx, "/readyz"); code == http.StatusOK {
-			return s, nil
-		}
-		select {
-		case <-s.p.Done():
-			_, werr := s.p.Exited()
-			return nil, fmt.Errorf("%s exited before it was ready (%v); log: %s", name, werr, s.logPath)
-		case <-ctx.Done():
-			s.stop()
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			s.stop()
-			return nil, fmt.Errorf("%s not ready within %v; log: %s", name, readyTimeout, s.logPath)
-		}
-	}
+	return &server{name: name, grpcAddr: sp.GRPCAddr, httpAddr: sp.HTTPAddr, logPath: sp.Log, p: sp.Proc}, nil
 }
 
 // stop ends the process (SIGTERM, then SIGKILL) and removes its log.

@@ -79,9 +79,10 @@ type Config struct {
 	// moves to new scaler pods. grpc-go adds +/-10% jitter.
 	MaxConnectionAge time.Duration `envconfig:"MAX_CONNECTION_AGE" default:"10m" want:"> 0s" desc:"a connection older than this (+/-10% jitter) is sent GOAWAY so that KEDA reconnects, spreading over new pods"`
 	// MaxConnectionAgeGrace is how long calls may go on after that GOAWAY
-	// before the connection is closed; push streams are cut then, and KEDA
-	// reopens them.
-	MaxConnectionAgeGrace time.Duration `envconfig:"MAX_CONNECTION_AGE_GRACE" default:"30s" want:"> 0s" desc:"calls still open this long after MAX_CONNECTION_AGE are cut (KEDA reopens push streams 2s later, on a new connection)"`
+	// before the connection is closed. Push streams end cleanly within it
+	// (see PushStreamEnd), so it must exceed the jitter: at least
+	// MAX_CONNECTION_AGE/5 plus twice StreamEndMargin.
+	MaxConnectionAgeGrace time.Duration `envconfig:"MAX_CONNECTION_AGE_GRACE" default:"2m30s" want:"> 0s" desc:"calls still open this long after MAX_CONNECTION_AGE are cut; push streams end cleanly before (at 1.1 x MAX_CONNECTION_AGE + up to 1s), so it must be >= MAX_CONNECTION_AGE/5 + 2s (2m2s at the default age)"`
 }
 
 // Defaults returns the configuration with every variable at its default.
@@ -276,11 +277,44 @@ func (c *Config) Validate() error {
 // validateServerLimits checks the gRPC server limits.
 func (c *Config) validateServerLimits() error {
 	switch {
+	case c.MaxConnectionAgeGrace < c.minAgeGrace():
+		return fmt.Errorf("MAX_CONNECTION_AGE_GRACE=%v: want >= MAX_CONNECTION_AGE/5 + %v (%v at MAX_CONNECTION_AGE=%v), so that push streams end cleanly after the GOAWAY and before the cut, whatever grpc-go's +/-10%% jitter",
+			c.MaxConnectionAgeGrace, 2*c.StreamEndMargin(), c.minAgeGrace(), c.MaxConnectionAge)
 	case c.GRPCMaxRecvMsgBytes < c.MaxMetadataBytes+minRecvMsgBytes:
 		return fmt.Errorf("GRPC_MAX_RECV_MSG_BYTES=%d: want >= MAX_METADATA_BYTES (%d) + %d, so that oversized metadata is refused by its own check, naming the key",
 			c.GRPCMaxRecvMsgBytes, c.MaxMetadataBytes, minRecvMsgBytes)
 	}
 	return nil
+}
+
+// StreamEndMargin is how long after grpc-go's latest GOAWAY a stream on an
+// aging connection ends, and how long at least it ends before the
+// earliest cut: a twentieth of MAX_CONNECTION_AGE, at most a second.
+func (c *Config) StreamEndMargin() time.Duration {
+	return min(c.MaxConnectionAge/20, time.Second)
+}
+
+// PushStreamEnd is how long after a connection is set up the streams on it
+// end cleanly (status OK): grpc-go sends GOAWAY at MAX_CONNECTION_AGE
+// +/-10% and cuts the calls still open MAX_CONNECTION_AGE_GRACE later, an
+// end KEDA backs off from, so streams end once the GOAWAY has surely been
+// sent and KEDA's next stream opens on a new connection with its wait back
+// at 2 s. Zero (MAX_CONNECTION_AGE unset in a Config built in code): never.
+func (c *Config) PushStreamEnd() time.Duration {
+	if c.MaxConnectionAge <= 0 {
+		return 0
+	}
+	return c.MaxConnectionAge*11/10 + c.StreamEndMargin()
+}
+
+// minAgeGrace is the shortest MAX_CONNECTION_AGE_GRACE that leaves
+// PushStreamEnd before the earliest cut (0.9 x age + grace) by
+// StreamEndMargin.
+func (c *Config) minAgeGrace() time.Duration {
+	if c.MaxConnectionAge <= 0 {
+		return 0
+	}
+	return c.MaxConnectionAge/5 + 2*c.StreamEndMargin()
 }
 
 // checkAddr checks that v is a listen address: [HOST]:PORT with a port in

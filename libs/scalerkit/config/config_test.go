@@ -153,6 +153,7 @@ func TestLoadInvalid(t *testing.T) {
 		{"MAX_METADATA_BYTES raised past the receive limit", map[string]string{"MAX_METADATA_BYTES": "65536"}, []string{"GRPC_MAX_RECV_MSG_BYTES=65536", "MAX_METADATA_BYTES (65536)"}},
 		{"MAX_CONNECTION_AGE zero", map[string]string{"MAX_CONNECTION_AGE": "0s"}, []string{"MAX_CONNECTION_AGE", "> 0"}},
 		{"MAX_CONNECTION_AGE_GRACE zero", map[string]string{"MAX_CONNECTION_AGE_GRACE": "0s"}, []string{"MAX_CONNECTION_AGE_GRACE", "> 0"}},
+		{"MAX_CONNECTION_AGE raised past its grace", map[string]string{"MAX_CONNECTION_AGE": "1h"}, []string{"MAX_CONNECTION_AGE_GRACE=2m30s", "MAX_CONNECTION_AGE/5 + 2s"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -181,7 +182,7 @@ func TestValidate(t *testing.T) {
 			MaxQuestions: 1, MaxFeeds: 1, MaxTargetReaders: 1, TargetReaderIdle: time.Second, MaxMetadataBytes: 1,
 			MaxCallsPerNamespace: 1, MaxWaitingPerNamespace: 0,
 			GRPCMaxConnections: 1, GRPCMaxConcurrentStreams: 1, GRPCHandshakeTimeout: time.Second,
-			GRPCKeepaliveMinPing: time.Second, GRPCMaxRecvMsgBytes: 4097, MaxConnectionAge: time.Minute, MaxConnectionAgeGrace: time.Second}
+			GRPCKeepaliveMinPing: time.Second, GRPCMaxRecvMsgBytes: 4097, MaxConnectionAge: time.Minute, MaxConnectionAgeGrace: 14 * time.Second}
 	}
 	tests := []struct {
 		name   string
@@ -224,6 +225,15 @@ func TestValidate(t *testing.T) {
 		{"recv at metadata + 4096", func(c *config.Config) { c.MaxMetadataBytes, c.GRPCMaxRecvMsgBytes = 16384, 16384+4096 }, ""},
 		{"recv below metadata + 4096", func(c *config.Config) { c.MaxMetadataBytes, c.GRPCMaxRecvMsgBytes = 16384, 16384+4095 }, "GRPC_MAX_RECV_MSG_BYTES=20479: want >= MAX_METADATA_BYTES (16384) + 4096"},
 		{"grace at 0", func(c *config.Config) { c.MaxConnectionAgeGrace = 0 }, "MAX_CONNECTION_AGE_GRACE"},
+		{"grace at age/5 + 2 margins", func(c *config.Config) { c.MaxConnectionAge, c.MaxConnectionAgeGrace = 10*time.Minute, 122*time.Second }, ""},
+		{"grace below age/5 + 2 margins", func(c *config.Config) { c.MaxConnectionAge, c.MaxConnectionAgeGrace = 10*time.Minute, 121*time.Second },
+			"MAX_CONNECTION_AGE_GRACE=2m1s: want >= MAX_CONNECTION_AGE/5 + 2s (2m2s at MAX_CONNECTION_AGE=10m0s)"},
+		{"short age, margin a twentieth", func(c *config.Config) {
+			c.MaxConnectionAge, c.MaxConnectionAgeGrace = 2*time.Second, 600*time.Millisecond
+		}, ""},
+		{"short age, grace too short", func(c *config.Config) {
+			c.MaxConnectionAge, c.MaxConnectionAgeGrace = 2*time.Second, 599*time.Millisecond
+		}, "MAX_CONNECTION_AGE_GRACE=599ms"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -495,5 +505,34 @@ func TestUsageBadSpec(t *testing.T) {
 	var buf bytes.Buffer
 	if err := config.Usage(&buf, 42); err == nil {
 		t.Error("Usage(42) = nil error")
+	}
+}
+
+// TestPushStreamEnd: streams on an aging connection end after grpc-go's
+// latest GOAWAY (age + 10%) and, with the shortest valid grace, before its
+// earliest cut (age - 10% + grace).
+func TestPushStreamEnd(t *testing.T) {
+	tests := []struct {
+		age, wantEnd time.Duration
+	}{
+		{10 * time.Minute, 11*time.Minute + time.Second},
+		{3 * time.Second, 3300*time.Millisecond + 150*time.Millisecond},
+		{0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.age.String(), func(t *testing.T) {
+			c := config.Config{MaxConnectionAge: tt.age}
+			if got := c.PushStreamEnd(); got != tt.wantEnd {
+				t.Fatalf("PushStreamEnd() = %v, want %v", got, tt.wantEnd)
+			}
+			if tt.age == 0 {
+				return
+			}
+			c.MaxConnectionAgeGrace = tt.age/5 + 2*c.StreamEndMargin()
+			earliestCut := tt.age*9/10 + c.MaxConnectionAgeGrace
+			if gap := earliestCut - c.PushStreamEnd(); gap != c.StreamEndMargin() {
+				t.Errorf("earliest cut - PushStreamEnd = %v, want the margin %v", gap, c.StreamEndMargin())
+			}
+		})
 	}
 }

@@ -69,6 +69,9 @@ type Metrics struct {
 	// MessagesTooLarge counts requests refused for exceeding
 	// GRPC_MAX_RECV_MSG_BYTES.
 	MessagesTooLarge prometheus.Counter
+	// StreamsAged counts streams ended cleanly because their connection
+	// reached MAX_CONNECTION_AGE, by RPC (StreamIsActive, ...).
+	StreamsAged *prometheus.CounterVec
 	// BuildInfo is 1 for the running build, labelled with its service,
 	// version and Go version (see SetBuild).
 	BuildInfo *prometheus.GaugeVec
@@ -182,6 +185,10 @@ func New() *Metrics {
 			Name: "kedascalers_grpc_messages_too_large_total",
 			Help: "Requests refused (ResourceExhausted) for exceeding GRPC_MAX_RECV_MSG_BYTES.",
 		}),
+		StreamsAged: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kedascalers_grpc_streams_aged_total",
+			Help: "Streams ended cleanly (OK) because their connection reached MAX_CONNECTION_AGE, before the grace ran out, by RPC.",
+		}, []string{"rpc"}),
 		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kedascalers_build_info",
 			Help: "1 for the running build, by service, version and Go version.",
@@ -193,7 +200,7 @@ func New() *Metrics {
 		m.GRPC, m.BackendRequests, m.CacheRequests, m.OpenStreams, m.StreamMessages,
 		m.Held, m.HeldLimit, m.Evictions, m.LimitRefusals,
 		m.Connections, m.ConnectionsRefused, m.HandshakeFailures, m.ConnectionDuration,
-		m.StreamLimitReached, m.MessagesTooLarge, m.BuildInfo,
+		m.StreamLimitReached, m.MessagesTooLarge, m.BuildInfo, m.StreamsAged,
 	)
 	return m
 }

@@ -525,3 +525,55 @@ func TestFeedIgnoresLongCacheTTL(t *testing.T) {
 		t.Errorf("true came after %v with an hour-long CACHE_TTL, want about one interval", elapsed)
 	}
 }
+
+// TestStreamIsActiveOutlivesOutage: a backend outage does not end a push
+// stream (an error end would make KEDA back off, up to a minute): the
+// stream stays open, says nothing while reads fail, and pushes the next
+// change once the backend is back.
+func TestStreamIsActiveOutlivesOutage(t *testing.T) {
+	f := newFake()
+	f.set("v", 0)
+	interval := 50 * time.Millisecond
+	s := scalertest.Serve(t, f, scalertest.Options{PushInterval: interval, CacheTTL: -1})
+	ctx, cancel := context.WithCancel(ctxT(t))
+	defer cancel()
+	st, err := s.Client.StreamIsActive(ctx, scalertest.Ref(map[string]string{"key": "v"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := st.Recv(); err != nil || m.Result {
+		t.Fatalf("first message %v, %v; want false", m, err)
+	}
+	f.setErr("v", errDown)
+	ended := make(chan error, 1)
+	msgs := make(chan bool, 4)
+	go func() {
+		for {
+			m, err := st.Recv()
+			if err != nil {
+				ended <- err
+				return
+			}
+			msgs <- m.Result
+		}
+	}()
+	select {
+	case err := <-ended:
+		t.Fatalf("stream ended during the outage: %v", err)
+	case m := <-msgs:
+		t.Fatalf("stream sent %v during the outage, want nothing", m)
+	case <-time.After(10 * interval):
+	}
+	f.setErr("v", nil)
+	f.set("v", 3)
+	select {
+	case m := <-msgs:
+		if !m {
+			t.Fatalf("after the outage: %v, want true", m)
+		}
+	case err := <-ended:
+		t.Fatalf("stream ended: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("no message within 5 s of the backend coming back")
+	}
+}

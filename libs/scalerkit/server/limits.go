@@ -134,9 +134,18 @@ type trackedConn struct {
 	net.Conn
 	limits      *connLimits
 	start       time.Time
-	established atomic.Bool // TLS and HTTP/2 setup completed
+	setUp       time.Time    // when TLS and HTTP/2 setup completed; written once, in TagConn
+	lastRead    atomic.Int64 // unix nanoseconds of the last Read's end
+	established atomic.Bool  // TLS and HTTP/2 setup completed
 	streams     atomic.Int64
 	closeOnce   sync.Once
+}
+
+// Read reads from the connection, noting when.
+func (c *trackedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.lastRead.Store(time.Now().UnixNano())
+	return n, err
 }
 
 // Close closes the connection and releases its place once.
@@ -164,6 +173,14 @@ func (l *connLimits) TagConn(ctx context.Context, info *stats.ConnTagInfo) conte
 	l.mu.Unlock()
 	if tc == nil {
 		return ctx
+	}
+	// grpc-go starts the connection's MAX_CONNECTION_AGE timer right
+	// after reading the client's HTTP/2 SETTINGS, the last read before
+	// TagConn (the connection's reader starts after it), however late
+	// this goroutine runs: streams end counting from that read.
+	tc.setUp = time.Now()
+	if n := tc.lastRead.Load(); n != 0 {
+		tc.setUp = time.Unix(0, n)
 	}
 	tc.established.Store(true)
 	return context.WithValue(ctx, connKey{}, tc)

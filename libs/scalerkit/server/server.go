@@ -74,7 +74,8 @@ func New(cfg config.Config, svc Service, m *metrics.Metrics, log *slog.Logger, c
 	opts := append(limitOptions(cfg),
 		grpc.StatsHandler(s.limits),
 		grpc.ChainUnaryInterceptor(m.GRPC.UnaryServerInterceptor(), recovery.UnaryServerInterceptor(onPanic)),
-		grpc.ChainStreamInterceptor(m.GRPC.StreamServerInterceptor(), recovery.StreamServerInterceptor(onPanic)),
+		grpc.ChainStreamInterceptor(m.GRPC.StreamServerInterceptor(), s.limits.endBeforeCut(cfg.PushStreamEnd()),
+			recovery.StreamServerInterceptor(onPanic)),
 	)
 	if creds != nil {
 		opts = append(opts, grpc.Creds(creds))

@@ -37,7 +37,8 @@ const serviceName = "externalscaler.ExternalScaler"
 
 // fakeService answers by the "mode" key of the scaler metadata:
 // "panic" panics, "hang" blocks until the call's ctx ends, anything else
-// answers true. Its streams send true and end cleanly when it is closed.
+// answers true. Its streams send true and end cleanly when it is closed or
+// their ctx ends ("error-at-end": with the ctx's error then).
 type fakeService struct {
 	pb.UnimplementedExternalScalerServer
 	closed    chan struct{}
@@ -81,6 +82,9 @@ func (f *fakeService) StreamIsActive(ref *pb.ScaledObjectRef, srv pb.ExternalSca
 	}
 	select {
 	case <-srv.Context().Done():
+		if ref.GetScalerMetadata()["mode"] == "error-at-end" {
+			return srv.Context().Err()
+		}
 	case <-f.closed:
 	}
 	return nil
