@@ -19,11 +19,12 @@ var errAged = errors.New("the connection reached MAX_CONNECTION_AGE: stream ende
 // stream that ended with OK 2 s later, on its new connection.
 func (l *connLimits) endBeforeCut(end time.Duration) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		tc, _ := ss.Context().Value(connKey{}).(*trackedConn)
-		if tc == nil || end <= 0 {
+		tc := connOf(ss.Context())
+		if tc == nil || end <= 0 || !tc.established.Load() {
 			return handler(srv, ss)
 		}
-		ctx, cancel := context.WithDeadlineCause(ss.Context(), tc.setUp.Add(end), errAged)
+		setUp := time.Unix(0, tc.setUp.Load())
+		ctx, cancel := context.WithDeadlineCause(ss.Context(), setUp.Add(end), errAged)
 		defer cancel()
 		err := handler(srv, &agingStream{ServerStream: ss, ctx: ctx})
 		if errors.Is(context.Cause(ctx), errAged) {

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metrics"
@@ -20,22 +19,22 @@ import (
 // connLimits bounds the gRPC connections of one server and watches each of
 // them from accept to close: how many are open (GRPC_MAX_CONNECTIONS),
 // whether they finished TLS and HTTP/2 setup, how long they lived, and how
-// many calls each has open (GRPC_MAX_CONCURRENT_STREAMS). It is the
-// listener's wrapper and the gRPC stats handler at once, which is how a
-// net.Conn is matched with the HTTP/2 transport grpc-go builds on it.
+// many calls each has open (GRPC_MAX_CONCURRENT_STREAMS). It wraps the
+// listener; a call finds its connection through the peer address, which
+// the wrapped connection carries (see connOf). It installs no gRPC stats
+// handler: grpc-go builds several events per call for one.
 type connLimits struct {
 	maxConns   int   // 0: no cap
 	maxStreams int64 // 0: not watched
 	metrics    *metrics.Metrics
 	log        *slog.Logger
 	warn       *ratelog.Limiter
+	// tls: connections are TLS, so their setup is watched above TLS
+	// (setupCreds) rather than on the raw bytes.
+	tls bool
 
 	mu   sync.Mutex
 	open int
-	// pending holds the connections not yet set up, by remote address;
-	// several share an address only on in-memory listeners (bufconn),
-	// where they are matched oldest first.
-	pending map[string][]*trackedConn
 }
 
 // warnEvery is how often each kind of limit warning may be logged.
@@ -48,7 +47,6 @@ func newConnLimits(maxConns int, maxStreams uint32, m *metrics.Metrics, log *slo
 		metrics:    m,
 		log:        log,
 		warn:       ratelog.New(warnEvery, 8),
-		pending:    map[string][]*trackedConn{},
 	}
 }
 
@@ -92,10 +90,9 @@ func (l *connLimits) admit(c net.Conn) *trackedConn {
 		return nil
 	}
 	l.open++
-	tc := &trackedConn{Conn: c, limits: l, start: time.Now()}
-	key := c.RemoteAddr().String()
-	l.pending[key] = append(l.pending[key], tc)
 	l.mu.Unlock()
+	tc := &trackedConn{Conn: c, limits: l, start: time.Now(), watchRaw: !l.tls}
+	tc.addr = &connAddr{Addr: c.RemoteAddr(), tc: tc}
 	l.metrics.Connections.Inc()
 	return tc
 }
@@ -104,7 +101,6 @@ func (l *connLimits) admit(c net.Conn) *trackedConn {
 func (l *connLimits) release(tc *trackedConn) {
 	l.mu.Lock()
 	l.open--
-	l.unpend(tc.RemoteAddr().String(), tc)
 	l.mu.Unlock()
 	l.metrics.Connections.Dec()
 	l.metrics.ConnectionDuration.Observe(time.Since(tc.start).Seconds())
@@ -113,39 +109,42 @@ func (l *connLimits) release(tc *trackedConn) {
 	}
 }
 
-// unpend removes tc from the pending connections of key. l.mu is held.
-func (l *connLimits) unpend(key string, tc *trackedConn) {
-	q := l.pending[key]
-	for i, c := range q {
-		if c == tc {
-			q = append(q[:i:i], q[i+1:]...)
-			break
-		}
-	}
-	if len(q) == 0 {
-		delete(l.pending, key)
-		return
-	}
-	l.pending[key] = q
-}
-
 // trackedConn is an accepted connection; closing it releases its place.
 type trackedConn struct {
 	net.Conn
 	limits      *connLimits
+	addr        *connAddr
 	start       time.Time
-	setUp       time.Time    // when TLS and HTTP/2 setup completed; written once, in TagConn
-	lastRead    atomic.Int64 // unix nanoseconds of the last Read's end
-	established atomic.Bool  // TLS and HTTP/2 setup completed
+	watchRaw    bool         // plaintext: the setup is watched in Read
+	watch       setupWatch   // used by the one goroutine reading, until established
+	setUp       atomic.Int64 // unix nanoseconds: when TLS and HTTP/2 setup completed
+	established atomic.Bool  // TLS and HTTP/2 setup completed; set after setUp
 	streams     atomic.Int64
 	closeOnce   sync.Once
 }
 
-// Read reads from the connection, noting when.
+// Read reads from the connection, watching for the end of its setup.
 func (c *trackedConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
-	c.lastRead.Store(time.Now().UnixNano())
+	if c.watchRaw {
+		c.noteRead(b[:n])
+	}
 	return n, err
+}
+
+// RemoteAddr returns the peer's address, which leads back to c.
+func (c *trackedConn) RemoteAddr() net.Addr { return c.addr }
+
+// noteRead watches b, read from the connection's HTTP/2 bytes, until the
+// client's preface and SETTINGS are in: grpc-go starts the connection's
+// MAX_CONNECTION_AGE timer right after reading them, so streams end
+// counting from that read.
+func (c *trackedConn) noteRead(b []byte) {
+	if c.established.Load() || !c.watch.seen(b) {
+		return
+	}
+	c.setUp.Store(time.Now().UnixNano())
+	c.established.Store(true)
 }
 
 // Close closes the connection and releases its place once.
@@ -153,73 +152,6 @@ func (c *trackedConn) Close() error {
 	err := c.Conn.Close()
 	c.closeOnce.Do(func() { c.limits.release(c) })
 	return err
-}
-
-type connKey struct{}
-
-// TagConn marks the connection set up: grpc-go calls it once the HTTP/2
-// transport exists, after TLS and the HTTP/2 preface.
-func (l *connLimits) TagConn(ctx context.Context, info *stats.ConnTagInfo) context.Context {
-	if info.RemoteAddr == nil {
-		return ctx
-	}
-	key := info.RemoteAddr.String()
-	l.mu.Lock()
-	var tc *trackedConn
-	if q := l.pending[key]; len(q) > 0 {
-		tc = q[0]
-		l.unpend(key, tc)
-	}
-	l.mu.Unlock()
-	if tc == nil {
-		return ctx
-	}
-	// grpc-go starts the connection's MAX_CONNECTION_AGE timer right
-	// after reading the client's HTTP/2 SETTINGS, the last read before
-	// TagConn (the connection's reader starts after it), however late
-	// this goroutine runs: streams end counting from that read.
-	tc.setUp = time.Now()
-	if n := tc.lastRead.Load(); n != 0 {
-		tc.setUp = time.Unix(0, n)
-	}
-	tc.established.Store(true)
-	return context.WithValue(ctx, connKey{}, tc)
-}
-
-// HandleConn is part of stats.Handler; nothing to do.
-func (l *connLimits) HandleConn(context.Context, stats.ConnStats) {}
-
-// TagRPC is part of stats.Handler; nothing to tag.
-func (l *connLimits) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
-
-// HandleRPC counts the calls open on each connection, and the requests
-// refused for their size.
-func (l *connLimits) HandleRPC(ctx context.Context, s stats.RPCStats) {
-	tc, _ := ctx.Value(connKey{}).(*trackedConn)
-	switch s := s.(type) {
-	case *stats.Begin:
-		if tc == nil || l.maxStreams == 0 {
-			return
-		}
-		if n := tc.streams.Add(1); n == l.maxStreams {
-			l.metrics.StreamLimitReached.Inc()
-			l.warn.Log(ctx, l.log, slog.LevelWarn, "grpc-max-concurrent-streams",
-				"gRPC connection reached its limit of open calls: its further calls wait",
-				slog.Int64("limit", l.maxStreams), slog.String("variable", "GRPC_MAX_CONCURRENT_STREAMS"),
-				slog.String("remote", tc.RemoteAddr().String()))
-		}
-	case *stats.End:
-		if tc != nil && l.maxStreams != 0 {
-			tc.streams.Add(-1)
-		}
-		if tooLarge(s.Error) {
-			l.metrics.MessagesTooLarge.Inc()
-			l.metrics.LimitRefusals.WithLabelValues("GRPC_MAX_RECV_MSG_BYTES").Inc()
-			l.warn.Log(ctx, l.log, slog.LevelWarn, "grpc-max-recv-msg-bytes",
-				"gRPC request refused: message too large",
-				slog.String("variable", "GRPC_MAX_RECV_MSG_BYTES"), slog.String("error", status.Convert(s.Error).Message()))
-		}
-	}
 }
 
 // tooLarge reports whether err is grpc-go's refusal of a request message

@@ -15,7 +15,6 @@ import (
 	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -27,7 +26,7 @@ import (
 // newConn opens a gRPC client connection of its own to h.
 func (h *harness) newConn(t *testing.T) *grpc.ClientConn {
 	t.Helper()
-	conn, err := grpc.NewClient("passthrough:///"+h.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient("passthrough:///"+h.grpcAddr, grpc.WithTransportCredentials(h.client))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +248,7 @@ func TestMaxRecvMsgSize(t *testing.T) {
 				return
 			}
 			refused++
-			// The server's stats handler sees the call end after the
+			// The server counts the refusal as the call ends, after the
 			// client got its status.
 			wait.For(t, waitTimeout, fmt.Sprintf("kedascalers_grpc_messages_too_large_total and kedascalers_limit_refusals_total{limit=\"GRPC_MAX_RECV_MSG_BYTES\"} reach %d", refused), func() bool {
 				return value(t, h.metrics.MessagesTooLarge) == float64(refused) &&

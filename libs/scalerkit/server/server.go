@@ -72,18 +72,19 @@ func New(cfg config.Config, svc Service, m *metrics.Metrics, log *slog.Logger, c
 		return status.Errorf(codes.Internal, "internal error: %v", p)
 	})
 	opts := append(limitOptions(cfg),
-		grpc.StatsHandler(s.limits),
-		grpc.ChainUnaryInterceptor(m.GRPC.UnaryServerInterceptor(), recovery.UnaryServerInterceptor(onPanic)),
-		grpc.ChainStreamInterceptor(m.GRPC.StreamServerInterceptor(), s.limits.endBeforeCut(cfg.PushStreamEnd()),
-			recovery.StreamServerInterceptor(onPanic)),
+		grpc.ChainUnaryInterceptor(s.limits.countUnary, m.GRPC.UnaryServerInterceptor(), recovery.UnaryServerInterceptor(onPanic)),
+		grpc.ChainStreamInterceptor(s.limits.countStream, m.GRPC.StreamServerInterceptor(),
+			s.limits.endBeforeCut(cfg.PushStreamEnd()), recovery.StreamServerInterceptor(onPanic)),
 	)
 	if creds != nil {
-		opts = append(opts, grpc.Creds(creds))
+		s.limits.tls = true
+		opts = append(opts, grpc.Creds(setupCreds{creds}))
 	}
 	s.grpc = grpc.NewServer(opts...)
-	pb.RegisterExternalScalerServer(s.grpc, svc)
-	healthpb.RegisterHealthServer(s.grpc, s.health)
-	reflection.Register(s.grpc)
+	reg := sizeWatch{Server: s.grpc, limits: s.limits}
+	pb.RegisterExternalScalerServer(reg, svc)
+	healthpb.RegisterHealthServer(reg, s.health)
+	reflection.Register(reg)
 	// No InitializeMetrics: it makes a zero series for every method and
 	// status code (health and reflection included), 170 lines of nothing.
 	// A series appears with the first call that carries its labels.

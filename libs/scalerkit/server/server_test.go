@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
@@ -100,6 +101,7 @@ type harness struct {
 	cancel   context.CancelFunc
 	done     chan error
 	conn     *grpc.ClientConn
+	client   credentials.TransportCredentials
 	http     *http.Client
 }
 
@@ -114,13 +116,20 @@ func listen(t *testing.T) net.Listener {
 
 func start(t *testing.T, cfg config.Config) *harness {
 	t.Helper()
+	return startWith(t, cfg, nil, insecure.NewCredentials())
+}
+
+// startWith starts a server with the given credentials (nil: plaintext);
+// h.conn and newConn dial with client's.
+func startWith(t *testing.T, cfg config.Config, creds, client credentials.TransportCredentials) *harness {
+	t.Helper()
 	t.Cleanup(func() { goleak.VerifyNone(t) })
-	h := &harness{svc: newFakeService(), metrics: metrics.New(), logs: &wait.Buffer{}, done: make(chan error, 1)}
+	h := &harness{svc: newFakeService(), metrics: metrics.New(), logs: &wait.Buffer{}, done: make(chan error, 1), client: client}
 	log := slog.New(slog.NewTextHandler(h.logs, nil))
 	grpcLis, httpLis := listen(t), listen(t)
 	h.grpcAddr = grpcLis.Addr().String()
 	h.httpURL = "http://" + httpLis.Addr().String()
-	srv := server.New(cfg, h.svc, h.metrics, log, nil)
+	srv := server.New(cfg, h.svc, h.metrics, log, creds)
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	go func() { h.done <- srv.Serve(ctx, grpcLis, httpLis) }()
@@ -133,18 +142,13 @@ func start(t *testing.T, cfg config.Config) *harness {
 		}
 	})
 
-	conn, err := grpc.NewClient("passthrough:///"+h.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	h.conn = conn
+	h.conn = h.newConn(t)
 	tr := &http.Transport{}
 	h.http = &http.Client{Transport: tr, Timeout: waitTimeout}
 	t.Cleanup(tr.CloseIdleConnections)
 
 	// Ready once /readyz says so: health is set before.
-	err = wait.Until(waitTimeout, func() error {
+	err := wait.Until(waitTimeout, func() error {
 		if code, _ := h.get(t, "/readyz"); code != http.StatusOK {
 			return fmt.Errorf("server not ready: /readyz = %d", code)
 		}
