@@ -311,6 +311,12 @@ func (f *feed[T]) run() {
 	}()
 	ticker := time.NewTicker(f.hub.opts.Interval)
 	defer ticker.Stop()
+	// A change that must wait (Throttle, the source's gap) waits on a
+	// timer, so that the periodic reads go on meanwhile.
+	delay := time.NewTimer(time.Hour)
+	delay.Stop()
+	defer delay.Stop()
+	var delayed <-chan time.Time // non-nil while a change read waits
 	f.read()
 	last := time.Now()
 	var lastChange time.Time // the last read a change caused
@@ -321,17 +327,30 @@ func (f *feed[T]) run() {
 			return
 		case <-ticker.C:
 		case <-changed:
-			byChange = true
 			wait := max(time.Until(last.Add(f.hub.opts.Throttle)), time.Until(lastChange.Add(time.Duration(f.gap.Load()))))
 			if wait > 0 {
-				if !Sleep(f.ctx, wait) {
-					return
+				if delayed == nil {
+					delay.Reset(wait)
+					delayed = delay.C
 				}
-				select { // signals that came while waiting are covered
-				case <-changed:
-				default:
-				}
+				continue
 			}
+			byChange = true
+		case <-delayed:
+			delayed = nil
+			byChange = true
+		}
+		// This read covers every change signalled before it.
+		if delayed != nil && !byChange {
+			delay.Stop()
+			delayed = nil
+		}
+		select {
+		case <-changed:
+			if !byChange {
+				f.catchUp.Store(false) // a catch-up this read covers
+			}
+		default:
 		}
 		f.read()
 		last = time.Now()

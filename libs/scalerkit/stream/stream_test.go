@@ -604,6 +604,32 @@ func TestSourceChangeGap(t *testing.T) {
 	stream.SetChangeGap(context.Background(), gap) // outside a feed: nothing
 }
 
+// TestPeriodicReadsGoOnDuringAGap: a change waiting for the source's gap
+// does not hold up the periodic reads, so a change the watch reports
+// during a gap is seen at the next interval, not at the gap's end.
+func TestPeriodicReadsGoOnDuringAGap(t *testing.T) {
+	const interval = 50 * time.Millisecond
+	h := newHub(t, stream.Options{Interval: interval, Throttle: time.Millisecond})
+	src := newWatcher("k")
+	src.gap = time.Hour
+	sub := subscribe(t, h, src)
+	t.Cleanup(sub.Close)
+	next(t, sub)
+	waitWatching(t, src)
+	src.signal() // the watch in place: read at once
+	next(t, sub)
+	src.signal() // the first change: read at once, and the gap starts
+	next(t, sub)
+	src.signal() // within the gap: waits for it, but the interval reads go on
+	before := src.reads.Load()
+	for range 3 {
+		next(t, sub)
+	}
+	if n := src.reads.Load() - before; n < 3 {
+		t.Fatalf("%d reads while a change waited for its gap, want the periodic ones (at least 3)", n)
+	}
+}
+
 func TestWatcherBurstCostsAtMostTwoReads(t *testing.T) {
 	const throttle = 300 * time.Millisecond
 	src, sub := watching(t, throttle)
