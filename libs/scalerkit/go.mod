@@ -3,7 +3,6 @@ module github.com/kedascalers/kedascalers/libs/scalerkit
 go 1.26.0
 
 require (
-	github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus v1.1.1
 	github.com/grpc-ecosystem/go-grpc-middleware/v2 v2.3.4
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/kedascalers/kedascalers/proto v0.0.0-00010101000000-000000000000

@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"time"
 
-	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc/codes"
@@ -26,7 +25,7 @@ type Metrics struct {
 	Registry *prometheus.Registry
 	// GRPC counts and times every RPC by method and status code
 	// (grpc_server_handled_total, grpc_server_handling_seconds, ...).
-	GRPC *grpcprom.ServerMetrics
+	GRPC *RPC
 	// BackendRequests times backend calls by kind ("value" or "target") and
 	// outcome (see Outcome).
 	BackendRequests *prometheus.HistogramVec
@@ -127,9 +126,7 @@ func Refusals(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
 func New() *Metrics {
 	m := &Metrics{
 		Registry: prometheus.NewRegistry(),
-		GRPC: grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
-			grpcprom.WithHistogramBuckets([]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}),
-		)),
+		GRPC:     newRPC([]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}),
 		BackendRequests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "kedascalers_backend_request_duration_seconds",
 			Help:    "Duration of backend calls by kind (value, target) and outcome: ok; invalid (the tenant's mistake); refused, unavailable, timeout, exhausted, internal (the platform's); canceled.",

@@ -85,9 +85,9 @@ func New(cfg config.Config, svc Service, m *metrics.Metrics, log *slog.Logger, c
 	pb.RegisterExternalScalerServer(reg, svc)
 	healthpb.RegisterHealthServer(reg, s.health)
 	reflection.Register(reg)
-	// No InitializeMetrics: it makes a zero series for every method and
-	// status code (health and reflection included), 170 lines of nothing.
-	// A series appears with the first call that carries its labels.
+	// The methods' label children are resolved once; no series is made
+	// before the first call that carries its labels.
+	m.GRPC.Prepare(s.grpc)
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
