@@ -719,21 +719,12 @@ func writeFile(t *testing.T, dir, name, content string) string {
 }
 
 // resolve validates and resolves cfg, as scalerkit.Run does.
-func resolve(cfg Config) (Settings, error) {
-	if err := cfg.Validate(); err != nil {
-		return Settings{}, err
-	}
-	return cfg.Resolve(config.Config{})
-}
+func resolve(cfg Config) (Settings, error) { return scalertest.Resolve[Config, Settings](cfg) }
 
 // settings is resolve for a cfg that must be valid.
 func settings(t testing.TB, cfg Config) Settings {
 	t.Helper()
-	s, err := resolve(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return scalertest.Settings[Config, Settings](t, cfg)
 }
 
 func TestNamedQueriesCheckedAtStart(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
+	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 )
 
 func TestMain(m *testing.M) {
@@ -48,21 +49,12 @@ func testConfig(url string) Config {
 }
 
 // resolve validates and resolves cfg, as scalerkit.Run does.
-func resolve(cfg Config) (Settings, error) {
-	if err := cfg.Validate(); err != nil {
-		return Settings{}, err
-	}
-	return cfg.Resolve(config.Config{})
-}
+func resolve(cfg Config) (Settings, error) { return scalertest.Resolve[Config, Settings](cfg) }
 
 // settings is resolve for a cfg that must be valid.
 func settings(t testing.TB, cfg Config) Settings {
 	t.Helper()
-	s, err := resolve(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return scalertest.Settings[Config, Settings](t, cfg)
 }
 
 // newTestBackend builds a backend over dbs with dialect d, closed when the

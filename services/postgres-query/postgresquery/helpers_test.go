@@ -15,7 +15,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit"
-	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
@@ -148,21 +147,12 @@ func newBackend(t testing.TB, cfg Config) *Backend {
 }
 
 // resolve validates and resolves cfg, as scalerkit.Run does.
-func resolve(cfg Config) (Settings, error) {
-	if err := cfg.Validate(); err != nil {
-		return Settings{}, err
-	}
-	return cfg.Resolve(config.Config{})
-}
+func resolve(cfg Config) (Settings, error) { return scalertest.Resolve[Config, Settings](cfg) }
 
 // settings is resolve for a cfg that must be valid.
 func settings(t testing.TB, cfg Config) Settings {
 	t.Helper()
-	s, err := resolve(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return scalertest.Settings[Config, Settings](t, cfg)
 }
 
 // env is a database with the bookings table, a connection of the test's

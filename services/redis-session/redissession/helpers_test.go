@@ -12,7 +12,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit"
-	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
 )
@@ -65,12 +64,7 @@ func newBackendEnv(t testing.TB, cfg Config, env scalerkit.Env) *Backend {
 }
 
 // resolve validates and resolves cfg, as scalerkit.Run does.
-func resolve(cfg Config) (Settings, error) {
-	if err := cfg.Validate(); err != nil {
-		return Settings{}, err
-	}
-	return cfg.Resolve(config.Config{})
-}
+func resolve(cfg Config) (Settings, error) { return scalertest.Resolve[Config, Settings](cfg) }
 
 // env is a throwaway Redis, a client of its database 0 for the test to
 // fill, and the scaler served over it.
