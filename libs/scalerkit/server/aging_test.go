@@ -33,11 +33,14 @@ type streamEnd struct {
 // runStreamIsActive does: after a stream ends, wait, doubling the wait
 // (capped at 30 x retry) after every end, and resetting it to retry only
 // after a clean one (io.EOF). KEDA's retry is 2 s; tests scale it down
-// with MAX_CONNECTION_AGE. It returns every end, in order.
-func kedaPushLoop(ctx context.Context, client pb.ExternalScalerClient, ref *pb.ScaledObjectRef, retry time.Duration) []streamEnd {
+// with MAX_CONNECTION_AGE. It opens no stream after until, lets the last
+// one end on its own, and returns every end, in order. ctx only stops a
+// loop that hangs: streams carry no deadline, which the server would see
+// end a stream first.
+func kedaPushLoop(ctx context.Context, client pb.ExternalScalerClient, ref *pb.ScaledObjectRef, retry time.Duration, until time.Time) []streamEnd {
 	var ends []streamEnd
 	wait := retry
-	for ctx.Err() == nil {
+	for ctx.Err() == nil && time.Now().Before(until) {
 		var p peer.Peer
 		begin := time.Now()
 		s, err := client.StreamIsActive(ctx, ref, grpc.Peer(&p))
@@ -95,8 +98,13 @@ func TestPushStreamsOutliveConnectionAging(t *testing.T) {
 	t.Cleanup(func() { conn.Close() })
 	client := pb.NewExternalScalerClient(conn)
 
-	ctx, cancel := context.WithTimeout(context.Background(), run)
+	// No deadline on the streams' context: a stream open at a deadline
+	// would end DeadlineExceeded on the server's clock before the client's.
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	hang := time.AfterFunc(run+10*time.Second, cancel)
+	defer hang.Stop()
+	until := time.Now().Add(run)
 	var wg sync.WaitGroup
 	ends := make([][]streamEnd, loops)
 	for i := range loops {
@@ -105,10 +113,13 @@ func TestPushStreamsOutliveConnectionAging(t *testing.T) {
 			mode = "error-at-end"
 		}
 		wg.Go(func() {
-			ends[i] = kedaPushLoop(ctx, client, &pb.ScaledObjectRef{Name: "so", ScalerMetadata: map[string]string{"mode": mode}}, retry)
+			ends[i] = kedaPushLoop(ctx, client, &pb.ScaledObjectRef{Name: "so", ScalerMetadata: map[string]string{"mode": mode}}, retry, until)
 		})
 	}
 	wg.Wait()
+	if ctx.Err() != nil {
+		t.Fatalf("push loops still running %v after their last stream opened", 10*time.Second)
+	}
 
 	total := 0
 	for i, loop := range ends {
