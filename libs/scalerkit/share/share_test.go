@@ -1,0 +1,225 @@
+package share_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kedascalers/kedascalers/libs/scalerkit/share"
+)
+
+// fill takes n places for ns and fails the test if one is refused.
+func fill(t *testing.T, p *share.Pool, ns string, n int) []*share.Place {
+	t.Helper()
+	var places []*share.Place
+	for range n {
+		pl, ok := p.Take(ns)
+		if !ok {
+			t.Fatalf("%s: place %d refused, want taken", ns, len(places)+1)
+		}
+		places = append(places, pl)
+	}
+	return places
+}
+
+func lost(pl *share.Place) bool {
+	select {
+	case <-pl.Lost():
+		return true
+	default:
+		return false
+	}
+}
+
+func TestPoolFairShares(t *testing.T) {
+	tests := []struct {
+		name     string
+		capacity int
+		before   map[string]int // places taken, in map order it does not matter: all fit
+		ask      string
+		granted  bool
+		victim   string // whose place is lost, "" for none
+	}{
+		{"free place", 4, map[string]int{"evil": 3}, "good", true, ""},
+		{"first place taken from the largest", 4, map[string]int{"evil": 3, "zero": 1}, "good", true, "evil"},
+		{"first place even when every namespace holds one", 2, map[string]int{"a": 1, "b": 1}, "good", true, "a|b"},
+		{"under its share", 6, map[string]int{"evil": 5, "good": 1}, "good", true, "evil"},
+		{"at its share", 6, map[string]int{"evil": 3, "good": 3}, "good", false, ""},
+		{"over its share", 6, map[string]int{"evil": 5, "good": 1}, "evil", false, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := share.New(tc.capacity, share.Options{})
+			held := map[string][]*share.Place{}
+			for ns, n := range tc.before {
+				held[ns] = fill(t, p, ns, n)
+			}
+			pl, ok := p.Take(tc.ask)
+			if ok != tc.granted {
+				t.Fatalf("Take(%q) = %v, want %v", tc.ask, ok, tc.granted)
+			}
+			var gave []string
+			for ns, places := range held {
+				for _, o := range places {
+					if lost(o) {
+						gave = append(gave, ns)
+					}
+				}
+			}
+			switch {
+			case tc.victim == "" && len(gave) > 0:
+				t.Fatalf("places lost by %v, want none", gave)
+			case tc.victim == "a|b" && (len(gave) != 1 || gave[0] == tc.ask):
+				t.Fatalf("places lost by %v, want one of another namespace", gave)
+			case tc.victim != "" && tc.victim != "a|b" && (len(gave) != 1 || gave[0] != tc.victim):
+				t.Fatalf("places lost by %v, want one of %s", gave, tc.victim)
+			}
+			if ok {
+				if lost(pl) {
+					t.Fatal("the new place is lost at once")
+				}
+				if got := p.Held(tc.ask); got != tc.before[tc.ask]+1 {
+					t.Fatalf("%s holds %d, want %d", tc.ask, got, tc.before[tc.ask]+1)
+				}
+			}
+		})
+	}
+}
+
+// TestPoolLargestHolderGivesUpItsNewest: the namespace holding the most
+// loses its newest place, the loss is final, and the pool's figures follow.
+func TestPoolLargestHolderGivesUpItsNewest(t *testing.T) {
+	var held, largest, taken int
+	p := share.New(4, share.Options{Held: func(n int) { held = n }, Largest: func(n int) { largest = n }, Taken: func() { taken++ }})
+	evil := fill(t, p, "evil", 4)
+	if held != 4 || largest != 4 {
+		t.Fatalf("held %d, largest %d; want 4, 4", held, largest)
+	}
+	good := fill(t, p, "good", 2) // its share: 4 / 2
+	for i, pl := range evil {
+		if want := i >= 2; lost(pl) != want {
+			t.Errorf("evil's place %d lost = %v, want %v", i, lost(pl), want)
+		}
+	}
+	if _, ok := p.Take("good"); ok {
+		t.Fatal("good took a third place of 4 shared by 2")
+	}
+	if _, ok := p.Take("evil"); ok {
+		t.Fatal("evil took back a place while at its share")
+	}
+	if held != 4 || largest != 2 || taken != 2 {
+		t.Fatalf("held %d, largest %d, taken %d; want 4, 2, 2", held, largest, taken)
+	}
+	evil[3].Release() // lost already: nothing to give back
+	if held != 4 {
+		t.Fatalf("releasing a lost place changed held to %d", held)
+	}
+	good[0].Release()
+	good[0].Release()
+	if held != 3 || p.Held("good") != 1 {
+		t.Fatalf("after a release: held %d, good %d; want 3, 1", held, p.Held("good"))
+	}
+	if _, ok := p.Take("evil"); !ok {
+		t.Fatal("evil refused a free place")
+	}
+}
+
+// TestPoolManyNamespacesEachGetAPlace: more namespaces than places, each
+// asking once: every ask is granted, and no namespace ever holds more
+// than one place while another asked.
+func TestPoolManyNamespacesEachGetAPlace(t *testing.T) {
+	p := share.New(10, share.Options{})
+	fill(t, p, "big", 10)
+	for i := range 30 {
+		ns := fmt.Sprintf("ns%d", i)
+		fill(t, p, ns, 1)
+		if i >= 9 && p.Held("big") > 1 {
+			t.Fatalf("after %d namespaces asked, big still holds %d", i+1, p.Held("big"))
+		}
+	}
+}
+
+// TestQueueTurnsAcrossNamespaces: a namespace that asks while another's
+// burst waits runs next, not after the burst.
+func TestQueueTurnsAcrossNamespaces(t *testing.T) {
+	var running atomic.Int64
+	q := share.NewQueue(1, 1, 100, func(n int) { running.Store(int64(n)) })
+	ctx := context.Background()
+	first, err := q.Acquire(ctx, "burst")
+	if err != nil {
+		t.Fatal(err)
+	}
+	order := make(chan string, 10)
+	var wg sync.WaitGroup
+	ask := func(ns string) {
+		defer wg.Done()
+		release, err := q.Acquire(ctx, ns)
+		if err != nil {
+			order <- "error " + err.Error()
+			return
+		}
+		order <- ns
+		time.Sleep(time.Millisecond)
+		release()
+	}
+	for range 3 {
+		wg.Add(1)
+		go ask("burst")
+		time.Sleep(10 * time.Millisecond) // queued in this order
+	}
+	wg.Add(1)
+	go ask("other")
+	time.Sleep(10 * time.Millisecond)
+	first()
+	var got []string
+	for range 4 {
+		got = append(got, <-order)
+	}
+	if want := []string{"burst", "other", "burst", "burst"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("turns %v, want %v", got, want)
+	}
+	wg.Wait()
+	if n := running.Load(); n != 0 {
+		t.Fatalf("running = %d after every call ended, want 0", n)
+	}
+}
+
+func TestQueueBounds(t *testing.T) {
+	q := share.NewQueue(4, 1, 1, nil)
+	ctx := context.Background()
+	release, err := q.Acquire(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	waited := make(chan error, 1)
+	go func() {
+		_, err := q.Acquire(short, "a")
+		waited <- err
+	}()
+	time.Sleep(5 * time.Millisecond)
+	if _, err := q.Acquire(ctx, "a"); !errors.Is(err, share.ErrQueueFull) {
+		t.Fatalf("a second waiter of a: %v, want ErrQueueFull", err)
+	}
+	if r, err := q.Acquire(ctx, "b"); err != nil {
+		t.Fatalf("b while a is at its bound: %v, want a place", err)
+	} else {
+		r()
+	}
+	if err := <-waited; !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a's waiter: %v, want its deadline", err)
+	}
+	release()
+	release()
+	if r, err := q.Acquire(ctx, "a"); err != nil {
+		t.Fatalf("a after its call ended: %v", err)
+	} else {
+		r()
+	}
+}
+
