@@ -23,9 +23,9 @@ type Pool struct {
 	capacity int
 	opts     Options
 
-	mu      sync.Mutex
-	byNS    map[string]*holder
-	total   int
+	mu       sync.Mutex
+	byNS     map[string]*holder
+	total    int
 	largest  int // places of the namespace holding the most; -1: count again
 	reported int // largest as last reported
 }

@@ -222,4 +222,3 @@ func TestQueueBounds(t *testing.T) {
 		r()
 	}
 }
-
