@@ -41,3 +41,8 @@ func refOf(ctx context.Context) *pb.ScaledObjectRef {
 	ref, _ := ctx.Value(refKey{}).(*pb.ScaledObjectRef)
 	return ref
 }
+
+// Namespace returns the namespace of the ScaledObject on whose behalf a
+// Probe's Read or Watch runs: the tenant that pays for it in the
+// backend's fair shares (see package share). It is "" outside one.
+func Namespace(ctx context.Context) string { return refOf(ctx).GetNamespace() }

@@ -27,10 +27,11 @@ func (src source) Read(ctx context.Context) (Reading, error) {
 	return src.s.read(context.WithValue(ctx, refKey{}, src.ref), src.kind, src.key, src.p)
 }
 
-// Watch watches the probe. A signal drops the cached reading, so that the
+// Watch watches the probe on behalf of the ScaledObject that started the
+// feed (see Namespace). A signal drops the cached reading, so that the
 // feed's next read asks the backend.
 func (src source) Watch(ctx context.Context, changed func()) error {
-	return src.p.Watch(ctx, func() {
+	return src.p.Watch(context.WithValue(ctx, refKey{}, src.ref), func() {
 		src.s.cache.Forget(src.Key())
 		changed()
 	})
