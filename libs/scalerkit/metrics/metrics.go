@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/fault"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/share"
 )
 
 // Metrics is the set of metrics of one scaler process, in a registry of its
@@ -43,6 +44,12 @@ type Metrics struct {
 	Held *prometheus.GaugeVec
 	// HeldLimit is the bound on Held by resource, for alerts on held/limit.
 	HeldLimit *prometheus.GaugeVec
+	// HeldLargest is the places of a resource held by the namespace
+	// holding the most (see package share), by resource.
+	HeldLargest *prometheus.GaugeVec
+	// PlacesTaken counts places of a resource taken from the namespace
+	// holding the most for a namespace under its fair share, by resource.
+	PlacesTaken *prometheus.CounterVec
 	// Evictions counts idle entries dropped to make room, by resource.
 	Evictions *prometheus.CounterVec
 	// LimitRefusals counts requests refused because a limit was reached,
@@ -152,6 +159,14 @@ func New() *Metrics {
 			Name: "kedascalers_held_limit",
 			Help: "Bound on kedascalers_held by resource (MAX_QUESTIONS, MAX_FEEDS, MAX_TARGET_READERS; triggers: MAX_QUESTIONS).",
 		}, []string{"resource"}),
+		HeldLargest: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kedascalers_held_largest_namespace",
+			Help: "Places of a shared resource held by the namespace holding the most, by resource: compare with kedascalers_held_limit to see one tenant's weight.",
+		}, []string{"resource"}),
+		PlacesTaken: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kedascalers_places_taken_total",
+			Help: "Places of a shared resource taken from the namespace holding the most for a namespace under its fair share, by resource.",
+		}, []string{"resource"}),
 		Evictions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kedascalers_evictions_total",
 			Help: "Idle entries dropped to make room for a new question, by resource.",
@@ -195,7 +210,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.GRPC, m.BackendRequests, m.CacheRequests, m.OpenStreams, m.StreamMessages,
-		m.Held, m.HeldLimit, m.Evictions, m.LimitRefusals,
+		m.Held, m.HeldLimit, m.HeldLargest, m.PlacesTaken, m.Evictions, m.LimitRefusals,
 		m.Connections, m.ConnectionsRefused, m.HandshakeFailures, m.ConnectionDuration,
 		m.StreamLimitReached, m.MessagesTooLarge, m.BuildInfo, m.StreamsAged,
 	)
@@ -238,4 +253,17 @@ func Outcome(err error) string {
 		return "canceled"
 	}
 	return "internal"
+}
+
+// Shared returns the reports of a share.Pool of limit places of resource:
+// kedascalers_held, _held_limit, _held_largest_namespace and
+// _places_taken_total, each resolved once.
+func (m *Metrics) Shared(resource string, limit int) share.Options {
+	held, largest, taken := m.Held.WithLabelValues(resource), m.HeldLargest.WithLabelValues(resource), m.PlacesTaken.WithLabelValues(resource)
+	m.HeldLimit.WithLabelValues(resource).Set(float64(limit))
+	return share.Options{
+		Held:    func(n int) { held.Set(float64(n)) },
+		Largest: func(n int) { largest.Set(float64(n)) },
+		Taken:   taken.Inc,
+	}
 }
