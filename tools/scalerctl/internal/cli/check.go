@@ -203,6 +203,3 @@ func (a *app) check(ctx context.Context, args []string) int {
 	}
 	return ExitOK
 }
-
-// WarningKey is the gRPC metadata key (header or trailer) a kedascalers
-// scaler sends its warnings about a trigger under, one value each; KEDA

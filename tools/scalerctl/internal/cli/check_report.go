@@ -11,6 +11,7 @@ import (
 	"github.com/kedascalers/kedascalers/tools/scalerctl/hpa"
 )
 
+// checkReport is check's result; --json prints it as it is.
 type checkReport struct {
 	Addr         string       `json:"addr"`
 	Transport    string       `json:"transport"`

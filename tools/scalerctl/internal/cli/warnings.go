@@ -8,6 +8,8 @@ import (
 	grpcmd "google.golang.org/grpc/metadata"
 )
 
+// WarningKey is the gRPC metadata key (header or trailer) a kedascalers
+// scaler sends its warnings about a trigger under, one value each; KEDA
 // ignores it.
 const WarningKey = "kedascalers-warning"
 
@@ -46,5 +48,3 @@ func (w *scalerWarnings) text() string {
 	}
 	return b.String()
 }
-
-// checkReport is check's result; --json prints it as it is.
