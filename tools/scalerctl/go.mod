@@ -3,6 +3,7 @@ module github.com/kedascalers/kedascalers/tools/scalerctl
 go 1.26.0
 
 require (
+	github.com/kedascalers/kedascalers/libs/scalerkit v0.0.0-00010101000000-000000000000
 	github.com/kedascalers/kedascalers/proto v0.0.0-00010101000000-000000000000
 	go.uber.org/goleak v1.3.0
 	google.golang.org/grpc v1.85.0

@@ -87,10 +87,9 @@ type Metrics struct {
 // the expiry of the serving certificate that notAfter reports at each
 // scrape. Only a scaler serving TLS has it.
 func (m *Metrics) WatchCertificate(notAfter func() time.Time) {
-	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "kedascalers_tls_certificate_expiry_timestamp_seconds",
-		Help: "When the serving TLS certificate (TLS_CERT_FILE, reloaded on change) expires, in Unix seconds.",
-	}, func() float64 { return float64(notAfter().Unix()) }))
+	m.Registry.MustRegister(GaugeFunc("kedascalers_tls_certificate_expiry_timestamp_seconds",
+		"When the serving TLS certificate (TLS_CERT_FILE, reloaded on change) expires, in Unix seconds.",
+		func() float64 { return float64(notAfter().Unix()) }))
 }
 
 // SetBuild sets kedascalers_build_info{service,version,go_version} to 1
@@ -101,10 +100,8 @@ func (m *Metrics) SetBuild(service, version string) {
 
 // newRefusals returns a new kedascalers_limit_refusals_total.
 func newRefusals() *prometheus.CounterVec {
-	return prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "kedascalers_limit_refusals_total",
-		Help: "Requests refused because a limit was reached, by the limit's variable (the scaler's and the backend's).",
-	}, []string{"limit"})
+	return CounterVec("kedascalers_limit_refusals_total",
+		"Requests refused because a limit was reached, by the limit's variable (the scaler's and the backend's).", "limit")
 }
 
 // Refusals returns the kedascalers_limit_refusals_total{limit} counter of
@@ -139,72 +136,40 @@ func New() *Metrics {
 			Help:    "Duration of backend calls by kind (value, target) and outcome: ok; invalid (the tenant's mistake); refused, unavailable, timeout, exhausted, internal (the platform's); canceled.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"kind", "outcome"}),
-		CacheRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kedascalers_cache_requests_total",
-			Help: "Metric reads by cache outcome: hit, shared (joined a call in flight) or miss.",
-		}, []string{"outcome"}),
-		OpenStreams: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "kedascalers_open_streams",
-			Help: "Open push streams by RPC.",
-		}, []string{"rpc"}),
-		StreamMessages: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kedascalers_stream_messages_total",
-			Help: "Messages sent on push streams by RPC.",
-		}, []string{"rpc"}),
-		Held: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "kedascalers_held",
-			Help: "Distinct questions held by resource: questions (cache entries and calls in flight), feeds (StreamIsActive), target_readers, triggers (distinct trigger metadata kept parsed); namespace_calls counts the backend calls running under MAX_CALLS_PER_NAMESPACE.",
-		}, []string{"resource"}),
-		HeldLimit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "kedascalers_held_limit",
-			Help: "Bound on kedascalers_held by resource (MAX_QUESTIONS, MAX_FEEDS, MAX_TARGET_READERS; triggers: MAX_QUESTIONS).",
-		}, []string{"resource"}),
-		HeldLargest: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "kedascalers_held_largest_namespace",
-			Help: "Places of a shared resource held by the namespace holding the most, by resource: compare with kedascalers_held_limit to see one tenant's weight.",
-		}, []string{"resource"}),
-		PlacesTaken: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kedascalers_places_taken_total",
-			Help: "Places of a shared resource taken from the namespace holding the most for a namespace under its fair share, by resource.",
-		}, []string{"resource"}),
-		Evictions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kedascalers_evictions_total",
-			Help: "Idle entries dropped to make room for a new question, by resource.",
-		}, []string{"resource"}),
+		CacheRequests: CounterVec("kedascalers_cache_requests_total",
+			"Metric reads by cache outcome: hit, shared (joined a call in flight) or miss.", "outcome"),
+		OpenStreams:    GaugeVec("kedascalers_open_streams", "Open push streams by RPC.", "rpc"),
+		StreamMessages: CounterVec("kedascalers_stream_messages_total", "Messages sent on push streams by RPC.", "rpc"),
+		Held: GaugeVec("kedascalers_held",
+			"Distinct questions held by resource: questions (cache entries and calls in flight), feeds (StreamIsActive), target_readers, triggers (distinct trigger metadata kept parsed); namespace_calls counts the backend calls running under MAX_CALLS_PER_NAMESPACE.", "resource"),
+		HeldLimit: GaugeVec("kedascalers_held_limit",
+			"Bound on kedascalers_held by resource (MAX_QUESTIONS, MAX_FEEDS, MAX_TARGET_READERS; triggers: MAX_QUESTIONS).", "resource"),
+		HeldLargest: GaugeVec("kedascalers_held_largest_namespace",
+			"Places of a shared resource held by the namespace holding the most, by resource: compare with kedascalers_held_limit to see one tenant's weight.", "resource"),
+		PlacesTaken: CounterVec("kedascalers_places_taken_total",
+			"Places of a shared resource taken from the namespace holding the most for a namespace under its fair share, by resource.", "resource"),
+		Evictions: CounterVec("kedascalers_evictions_total",
+			"Idle entries dropped to make room for a new question, by resource.", "resource"),
 		LimitRefusals: newRefusals(),
-		Connections: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "kedascalers_grpc_connections",
-			Help: "Open gRPC connections (bounded by GRPC_MAX_CONNECTIONS).",
-		}),
-		ConnectionsRefused: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "kedascalers_grpc_connections_refused_total",
-			Help: "gRPC connections closed at once because GRPC_MAX_CONNECTIONS were open.",
-		}),
-		HandshakeFailures: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "kedascalers_grpc_handshake_failures_total",
-			Help: "gRPC connections closed before TLS and HTTP/2 setup completed (GRPC_HANDSHAKE_TIMEOUT, failed TLS, client gone).",
-		}),
+		Connections: Gauge("kedascalers_grpc_connections",
+			"Open gRPC connections (bounded by GRPC_MAX_CONNECTIONS)."),
+		ConnectionsRefused: Counter("kedascalers_grpc_connections_refused_total",
+			"gRPC connections closed at once because GRPC_MAX_CONNECTIONS were open."),
+		HandshakeFailures: Counter("kedascalers_grpc_handshake_failures_total",
+			"gRPC connections closed before TLS and HTTP/2 setup completed (GRPC_HANDSHAKE_TIMEOUT, failed TLS, client gone)."),
 		ConnectionDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "kedascalers_grpc_connection_duration_seconds",
 			Help:    "Lifetime of closed gRPC connections (MAX_CONNECTION_AGE plus MAX_CONNECTION_AGE_GRACE bounds it).",
 			Buckets: []float64{1, 10, 60, 300, 540, 660, 720, 1800, 3600},
 		}),
-		StreamLimitReached: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "kedascalers_grpc_stream_limit_reached_total",
-			Help: "Times a connection reached GRPC_MAX_CONCURRENT_STREAMS open calls (its further calls wait).",
-		}),
-		MessagesTooLarge: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "kedascalers_grpc_messages_too_large_total",
-			Help: "Requests refused (ResourceExhausted) for exceeding GRPC_MAX_RECV_MSG_BYTES.",
-		}),
-		StreamsAged: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kedascalers_grpc_streams_aged_total",
-			Help: "Streams ended cleanly (OK) because their connection reached MAX_CONNECTION_AGE, before the grace ran out, by RPC.",
-		}, []string{"rpc"}),
-		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "kedascalers_build_info",
-			Help: "1 for the running build, by service, version and Go version.",
-		}, []string{"service", "version", "go_version"}),
+		StreamLimitReached: Counter("kedascalers_grpc_stream_limit_reached_total",
+			"Times a connection reached GRPC_MAX_CONCURRENT_STREAMS open calls (its further calls wait)."),
+		MessagesTooLarge: Counter("kedascalers_grpc_messages_too_large_total",
+			"Requests refused (ResourceExhausted) for exceeding GRPC_MAX_RECV_MSG_BYTES."),
+		StreamsAged: CounterVec("kedascalers_grpc_streams_aged_total",
+			"Streams ended cleanly (OK) because their connection reached MAX_CONNECTION_AGE, before the grace ran out, by RPC.", "rpc"),
+		BuildInfo: GaugeVec("kedascalers_build_info",
+			"1 for the running build, by service, version and Go version.", "service", "version", "go_version"),
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),

@@ -40,7 +40,7 @@ type rpcMethod struct {
 func newRPC(buckets []float64) *RPC {
 	labels := []string{"grpc_type", "grpc_service", "grpc_method"}
 	counter := func(name, help string, labels []string) *prometheus.CounterVec {
-		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+		return CounterVec(name, help, labels...)
 	}
 	return &RPC{
 		started: counter("grpc_server_started_total", "Total number of RPCs started on the server.", labels),

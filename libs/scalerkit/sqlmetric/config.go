@@ -98,6 +98,16 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// ValidateService checks the shared settings, then the want bounds of a
+// SQL service's own fields: service is its Config, which embeds c. A
+// service's Validate starts with it, then checks what bounds cannot say.
+func (c *Config) ValidateService(service any) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	return config.CheckBounds(service)
+}
+
 // Resolve derives the Settings of a validated c: it reads the named
 // queries, and refuses a QUERY_TIMEOUT that is not below the shared
 // BACKEND_TIMEOUT (0: not checked).

@@ -11,10 +11,39 @@ import (
 	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
 )
 
+// Vars is the naming rule of a SQL service's connection variables, by
+// its database's prefix: Vars("POSTGRES") names POSTGRES_URL and
+// POSTGRES_PASSWORD for the default connection, and POSTGRES_URL_BILLING
+// and POSTGRES_PASSWORD_BILLING for the connection "billing".
+type Vars string
+
+// URL names the variable of the URL of connection name.
+func (v Vars) URL(name string) string { return v.variable("_URL", name) }
+
+// Password names the variable of the password of connection name.
+func (v Vars) Password(name string) string { return v.variable("_PASSWORD", name) }
+
+// URLPrefix is the prefix of the URL variables of named connections.
+func (v Vars) URLPrefix() string { return string(v) + "_URL_" }
+
+// PasswordPrefix is the prefix of the password variables of named
+// connections.
+func (v Vars) PasswordPrefix() string { return string(v) + "_PASSWORD_" }
+
+// EnvPrefixes lists both prefixes, for a service Config's EnvPrefixes
+// (see config.NearMisses).
+func (v Vars) EnvPrefixes() []string { return []string{v.URLPrefix(), v.PasswordPrefix()} }
+
+func (v Vars) variable(kind, name string) string {
+	if name == DefaultConnection {
+		return string(v) + kind
+	}
+	return string(v) + kind + "_" + strings.ToUpper(name)
+}
+
 // Connection is a named connection as the environment defines it: the
-// variable urlPrefix+NAME holds its URL and passwordPrefix+NAME, when set,
-// its password (POSTGRES_URL_BILLING and POSTGRES_PASSWORD_BILLING define
-// the connection "billing").
+// variable v.URLPrefix()+NAME holds its URL and v.PasswordPrefix()+NAME,
+// when set, its password (see Vars).
 type Connection struct {
 	// Name is the connection's name in lowercase, as metadata "connection"
 	// chooses it (names are case-insensitive).
@@ -33,13 +62,14 @@ type Connection struct {
 var connectionNameRE = regexp.MustCompile(`^[a-z0-9_]+$`)
 
 // NamedConnections returns the named connections that environ (as
-// os.Environ returns it) defines with variables urlPrefix+NAME and
-// passwordPrefix+NAME, keyed by lowercase name. It refuses a name that is
+// os.Environ returns it) defines with the variables of v, keyed by
+// lowercase name. It refuses a name that is
 // not letters, digits and '_', the name of the default connection, two
 // variables for one name (names are case-insensitive), an empty URL and a
 // password without its URL. Errors name the variables and never quote a
 // value: a URL may hold a password.
-func NamedConnections(environ []string, urlPrefix, passwordPrefix string) (map[string]Connection, error) {
+func NamedConnections(environ []string, v Vars) (map[string]Connection, error) {
+	urlPrefix, passwordPrefix := v.URLPrefix(), v.PasswordPrefix()
 	urls, passwords := byName(environ, urlPrefix), byName(environ, passwordPrefix)
 	out := make(map[string]Connection, len(urls))
 	for _, name := range slices.Sorted(maps.Keys(urls)) {
@@ -73,19 +103,19 @@ func NamedConnections(environ []string, urlPrefix, passwordPrefix string) (map[s
 
 // Named returns the named connections of c's environment (Environ), as
 // NamedConnections reads them.
-func (c *Config) Named(urlPrefix, passwordPrefix string) (map[string]Connection, error) {
+func (c *Config) Named(v Vars) (map[string]Connection, error) {
 	environ := c.Environ
 	if environ == nil {
 		environ = os.Environ()
 	}
-	return NamedConnections(environ, urlPrefix, passwordPrefix)
+	return NamedConnections(environ, v)
 }
 
 // ResolveConnections is a SQL service's Resolve: c's Settings (see
 // Config.Resolve) and the connections conns derives, by lowercase name,
 // refusing a named query on a connection that is not among them (its
-// variable would be urlPrefix+NAME).
-func ResolveConnections[T any](c *Config, shared config.Config, urlPrefix string, conns func() (map[string]T, error)) (Settings, map[string]T, error) {
+// variable would be v.URL(name)).
+func ResolveConnections[T any](c *Config, shared config.Config, v Vars, conns func() (map[string]T, error)) (Settings, map[string]T, error) {
 	s, err := c.Resolve(shared)
 	if err != nil {
 		return Settings{}, nil, err
@@ -94,7 +124,7 @@ func ResolveConnections[T any](c *Config, shared config.Config, urlPrefix string
 	if err != nil {
 		return Settings{}, nil, err
 	}
-	if err := s.CheckConnections(slices.Collect(maps.Keys(out)), urlPrefix); err != nil {
+	if err := s.CheckConnections(slices.Collect(maps.Keys(out)), v); err != nil {
 		return Settings{}, nil, err
 	}
 	return s, out, nil
@@ -102,13 +132,13 @@ func ResolveConnections[T any](c *Config, shared config.Config, urlPrefix string
 
 // CheckConnections returns an error naming the first named query (by
 // name) whose connection is not among configured, the lowercase names of
-// the connections there are, and the variable that would define it.
-func (s *Settings) CheckConnections(configured []string, urlPrefix string) error {
+// the connections there are, and the variable of v that would define it.
+func (s *Settings) CheckConnections(configured []string, v Vars) error {
 	for _, name := range slices.Sorted(maps.Keys(s.Named)) {
 		conn := s.Named[name].Connection
 		if conn != "" && !slices.Contains(configured, strings.ToLower(conn)) {
-			return fmt.Errorf("named query %q runs on connection %q, but %s%s is not set",
-				name, conn, urlPrefix, strings.ToUpper(conn))
+			return fmt.Errorf("named query %q runs on connection %q, but %s is not set",
+				name, conn, v.URL(conn))
 		}
 	}
 	return nil

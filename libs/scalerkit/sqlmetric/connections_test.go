@@ -7,7 +7,6 @@ import (
 )
 
 func TestNamedConnections(t *testing.T) {
-	const urlPrefix, pwPrefix = "POSTGRES_URL_", "POSTGRES_PASSWORD_"
 	tests := []struct {
 		name    string
 		environ []string
@@ -42,7 +41,7 @@ func TestNamedConnections(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := NamedConnections(tt.environ, urlPrefix, pwPrefix)
+			got, err := NamedConnections(tt.environ, Vars("POSTGRES"))
 			if tt.wantErr != nil {
 				if err == nil {
 					t.Fatalf("no error, want one containing %q", tt.wantErr)
@@ -73,11 +72,31 @@ func TestCheckConnections(t *testing.T) {
 	c := validConfig()
 	c.Queries = `{"late": {"sql": "select 1", "connection": "Billing"}, "plain": {"sql": "select 2"}}`
 	s := settings(t, c)
-	if err := s.CheckConnections([]string{DefaultConnection, "billing"}, "ORACLE_URL_"); err != nil {
+	if err := s.CheckConnections([]string{DefaultConnection, "billing"}, Vars("ORACLE")); err != nil {
 		t.Errorf("billing configured: %v", err)
 	}
-	err := s.CheckConnections([]string{DefaultConnection}, "ORACLE_URL_")
+	err := s.CheckConnections([]string{DefaultConnection}, Vars("ORACLE"))
 	if err == nil || !strings.Contains(err.Error(), `named query "late"`) || !strings.Contains(err.Error(), "ORACLE_URL_BILLING is not set") {
 		t.Errorf("billing missing: %v, want an error naming the query and ORACLE_URL_BILLING", err)
+	}
+}
+
+func TestVars(t *testing.T) {
+	v := Vars("ORACLE")
+	tests := []struct{ got, want string }{
+		{v.URL(DefaultConnection), "ORACLE_URL"},
+		{v.Password(DefaultConnection), "ORACLE_PASSWORD"},
+		{v.URL("billing"), "ORACLE_URL_BILLING"},
+		{v.Password("billing"), "ORACLE_PASSWORD_BILLING"},
+		{v.URLPrefix(), "ORACLE_URL_"},
+		{v.PasswordPrefix(), "ORACLE_PASSWORD_"},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("got %s, want %s", tt.got, tt.want)
+		}
+	}
+	if got := v.EnvPrefixes(); !reflect.DeepEqual(got, []string{"ORACLE_URL_", "ORACLE_PASSWORD_"}) {
+		t.Errorf("EnvPrefixes() = %q", got)
 	}
 }

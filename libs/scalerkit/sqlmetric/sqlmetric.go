@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -57,8 +58,9 @@ type Options struct {
 	// query: a database with a statement timeout of its own should stop
 	// the query first and say so. 0 for a database without one.
 	Margin time.Duration
-	// Metrics counts refusals; nil counts nothing.
-	Metrics *Metrics
+	// Registerer takes the SQL metrics (see Metrics and AddPool); nil
+	// registers them nowhere.
+	Registerer prometheus.Registerer
 	// Extend, when set, reads a service's own metadata keys and returns
 	// the probe of the trigger's value query q: q itself, or q wrapped
 	// with change signals of the service's database. It records errors
@@ -104,7 +106,6 @@ func NewBackend(cfg Settings, opts Options) (*Backend, error) {
 		limits: limits{maxRows: cfg.MaxRows, maxQueryBytes: cfg.MaxQueryBytes, maxRowBytes: cfg.MaxRowBytes,
 			timeout: cfg.QueryTimeout, margin: opts.Margin},
 		convert: opts.Convert,
-		metrics: opts.Metrics,
 		extend:  opts.Extend,
 		closing: closing,
 		close:   cancel,
@@ -128,7 +129,19 @@ func NewBackend(cfg Settings, opts Options) (*Backend, error) {
 			return nil, fmt.Errorf("named query %q: connection %q is not configured", name, nq.Connection)
 		}
 	}
+	metrics, err := NewMetrics(opts.Registerer)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	b.metrics = metrics
 	return b, nil
+}
+
+// AddPool exports the connections of one pool of connection, as stats
+// reports them (see PoolValue and PoolTarget), in kedascalers_sql_pool_connections.
+func (b *Backend) AddPool(connection, pool string, stats func() (inUse, idle int)) {
+	b.metrics.AddPool(connection, pool, stats)
 }
 
 // Close cancels every query in flight and makes later ones fail at once,

@@ -13,6 +13,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	grpcmd "google.golang.org/grpc/metadata"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/metrics"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 )
@@ -788,17 +791,21 @@ func TestParseRefusesUnsendableText(t *testing.T) {
 func TestQueryValueRowTooLarge(t *testing.T) {
 	cfg := validConfig()
 	cfg.MaxRowBytes = 1024
-	m, err := NewMetrics(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg := prometheus.NewRegistry()
 	f := &fakeQuerier{err: fmt.Errorf("receiving: %w", &RowTooLargeError{Bytes: 2000})}
-	b, err := NewBackend(settings(t, cfg), Options{Conns: map[string]Querier{DefaultConnection: f}, Metrics: m})
+	b, err := NewBackend(settings(t, cfg), Options{Conns: map[string]Querier{DefaultConnection: f}, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = parseQuery(t, b, md("query", "select x")).Value(context.Background())
 	scalertest.WantStatus(t, err, codes.ResourceExhausted, "a row of 2000 bytes, more than MAX_ROW_BYTES=1024")
+	refused, err := metrics.Refusals(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.ToFloat64(refused.WithLabelValues(LimitRowBytes)); n != 1 {
+		t.Errorf("kedascalers_limit_refusals_total{limit=%q} = %v, want 1", LimitRowBytes, n)
+	}
 }
 
 // blockingQuerier runs until its context ends.

@@ -156,13 +156,8 @@ func (r *Reloader) load(stamps []stamp) error {
 	}
 	var cas *x509.CertPool
 	if r.files.ClientCA != "" {
-		pem, err := os.ReadFile(r.files.ClientCA)
-		if err != nil {
-			return fmt.Errorf("TLS_CLIENT_CA_FILE: %w", err)
-		}
-		cas = x509.NewCertPool()
-		if !cas.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("TLS_CLIENT_CA_FILE %s: %w", r.files.ClientCA, errNoPEM)
+		if cas, err = CAPool("TLS_CLIENT_CA_FILE", r.files.ClientCA); err != nil {
+			return err
 		}
 	}
 	r.cert, r.clientCAs, r.stamps = &cert, cas, stamps
@@ -170,3 +165,18 @@ func (r *Reloader) load(stamps []stamp) error {
 }
 
 var errNoPEM = errors.New("no PEM certificate found")
+
+// CAPool reads the PEM CA bundle at path, which setting (a variable or a
+// flag) names, into a certificate pool. Its errors name setting: a file
+// that cannot be read, or one without a PEM certificate.
+func CAPool(setting, path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", setting, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s %s: %w", setting, path, errNoPEM)
+	}
+	return pool, nil
+}

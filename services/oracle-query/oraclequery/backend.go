@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 
+	"github.com/prometheus/client_golang/prometheus"
 	go_ora "github.com/sijms/go-ora/v2"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit"
@@ -36,11 +37,6 @@ type Backend struct {
 // on the first query, so the scaler starts (and reports Unavailable)
 // while the database is down; Ping checks once.
 func New(_ context.Context, s Settings, env scalerkit.Env) (*Backend, error) {
-	log := env.Log
-	metrics, err := sqlmetric.NewMetrics(env.Registerer)
-	if err != nil {
-		return nil, err
-	}
 	dbs := make(map[string]*sql.DB, len(s.urls))
 	targets := make(map[string]*sql.DB, len(s.urls))
 	for name, u := range s.urls {
@@ -51,7 +47,7 @@ func New(_ context.Context, s Settings, env scalerkit.Env) (*Backend, error) {
 		targets[name] = sql.OpenDB(go_ora.NewConnector(u))
 		s.applyPool(targets[name], s.MaxTargetConns)
 	}
-	b, err := newBackend(s.sql, dbs, targets, oracle, metrics)
+	b, err := newBackend(s.sql, dbs, targets, oracle, env.Registerer)
 	if err != nil {
 		for _, db := range dbs {
 			_ = db.Close()
@@ -64,10 +60,10 @@ func New(_ context.Context, s Settings, env scalerkit.Env) (*Backend, error) {
 	b.urlVars = make(map[string]string, len(dbs))
 	for name := range dbs {
 		b.urlVars[name] = s.urlVariable(name)
-		metrics.AddPool(name, sqlmetric.PoolValue, dbStats(dbs[name]))
-		metrics.AddPool(name, sqlmetric.PoolTarget, dbStats(targets[name]))
+		b.AddPool(name, sqlmetric.PoolValue, dbStats(dbs[name]))
+		b.AddPool(name, sqlmetric.PoolTarget, dbStats(targets[name]))
 	}
-	log.Info("oracle configured", slog.Any("connections", slices.Sorted(maps.Keys(dbs))),
+	env.Log.Info("oracle configured", slog.Any("connections", slices.Sorted(maps.Keys(dbs))),
 		slog.Int("maxOpenConns", s.MaxConns), slog.Int("maxTargetConns", s.MaxTargetConns),
 		slog.Duration("queryTimeout", s.QueryTimeout), slog.String("queryPolicy", s.QueryPolicy), slog.Int("maxRows", s.MaxRows))
 	return b, nil
@@ -75,7 +71,7 @@ func New(_ context.Context, s Settings, env scalerkit.Env) (*Backend, error) {
 
 // newBackend builds the backend over open pools, by connection name:
 // dbs for value reads, targets (nil: dbs) for background target reads.
-func newBackend(cfg sqlmetric.Settings, dbs, targets map[string]*sql.DB, d dialect, metrics *sqlmetric.Metrics) (*Backend, error) {
+func newBackend(cfg sqlmetric.Settings, dbs, targets map[string]*sql.DB, d dialect, reg prometheus.Registerer) (*Backend, error) {
 	b := &Backend{dbs: dbs, targets: targets, queriers: make(map[string]sqlmetric.Querier, len(dbs))}
 	targetQueriers := make(map[string]sqlmetric.Querier, len(targets))
 	for name, db := range dbs {
@@ -85,7 +81,7 @@ func newBackend(cfg sqlmetric.Settings, dbs, targets map[string]*sql.DB, d diale
 		targetQueriers[name] = d.querier(db, cfg.Config)
 	}
 	core, err := sqlmetric.NewBackend(cfg, sqlmetric.Options{
-		Conns: b.queriers, Targets: targetQueriers, Convert: Convert, Metrics: metrics,
+		Conns: b.queriers, Targets: targetQueriers, Convert: Convert, Registerer: reg,
 	})
 	if err != nil {
 		return nil, err

@@ -16,12 +16,9 @@ import (
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 )
 
-// Prefixes of the variables of named connections: ORACLE_URL_BILLING is
-// the connection "billing", ORACLE_PASSWORD_BILLING its password.
-const (
-	namedURLPrefix      = "ORACLE_URL_"
-	namedPasswordPrefix = "ORACLE_PASSWORD_"
-)
+// vars names the connection variables: ORACLE_URL_BILLING is the
+// connection "billing", ORACLE_PASSWORD_BILLING its password.
+const vars sqlmetric.Vars = "ORACLE"
 
 // Config is the service's configuration: the SQL settings every SQL
 // scaler shares, and the Oracle connections, read from ORACLE_*
@@ -62,7 +59,7 @@ type Config struct {
 
 // EnvPrefixes names the prefixes of the variables of named connections,
 // for config.NearMisses.
-func (*Config) EnvPrefixes() []string { return []string{namedURLPrefix, namedPasswordPrefix} }
+func (*Config) EnvPrefixes() []string { return vars.EnvPrefixes() }
 
 // Settings is a validated Config with what Resolve derives from it: the
 // named queries and the go-ora URL of every connection. New trusts it.
@@ -75,10 +72,7 @@ type Settings struct {
 // Validate checks the configuration and names the variable at fault.
 // config.Load calls it, so that a bad value stops the process at start.
 func (c *Config) Validate() error {
-	if err := c.Config.Validate(); err != nil {
-		return err
-	}
-	if err := config.CheckBounds(c); err != nil {
+	if err := c.ValidateService(c); err != nil {
 		return err
 	}
 	switch {
@@ -94,7 +88,7 @@ func (c *Config) Validate() error {
 // sqlmetric.Config.Resolve) and every connection's URL, parsed as go-ora
 // will (reading a WALLET if one is named). It connects to nothing.
 func (c *Config) Resolve(shared config.Config) (Settings, error) {
-	sql, urls, err := sqlmetric.ResolveConnections(&c.Config, shared, namedURLPrefix, c.Connections)
+	sql, urls, err := sqlmetric.ResolveConnections(&c.Config, shared, vars, c.Connections)
 	return Settings{Config: *c, sql: sql, urls: urls}, err
 }
 
@@ -102,7 +96,7 @@ func (c *Config) Resolve(shared config.Config) (Settings, error) {
 func (c *Config) urlVariable(name string) string {
 	switch {
 	case name != sqlmetric.DefaultConnection:
-		return namedURLPrefix + strings.ToUpper(name)
+		return vars.URL(name)
 	case strings.TrimSpace(c.URL) != "":
 		return "ORACLE_URL"
 	}
@@ -141,7 +135,7 @@ func (c *Config) Connections() (map[string]string, error) {
 		return nil, errors.New("ORACLE_USER and ORACLE_PASSWORD belong to the default connection, and neither ORACLE_URL nor ORACLE_HOST is set (a named connection's password is ORACLE_PASSWORD_<NAME>)")
 	}
 
-	named, err := c.Named(namedURLPrefix, namedPasswordPrefix)
+	named, err := c.Named(vars)
 	if err != nil {
 		return nil, err
 	}
@@ -225,10 +219,10 @@ func connectionURL(variable, raw, user, password string) (string, error) {
 // passwordVariable names the variable of the password of the connection
 // of URL variable urlVariable.
 func passwordVariable(urlVariable string) string {
-	if name, ok := strings.CutPrefix(urlVariable, namedURLPrefix); ok {
-		return namedPasswordPrefix + name
+	if name, ok := strings.CutPrefix(urlVariable, vars.URLPrefix()); ok {
+		return vars.PasswordPrefix() + name
 	}
-	return "ORACLE_PASSWORD"
+	return vars.Password(sqlmetric.DefaultConnection)
 }
 
 // applyPool sets the pool limits of the configuration on db, with at

@@ -18,10 +18,7 @@ import (
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 )
 
-var (
-	_ scaler.Backend = (*Backend)(nil)
-	_ scaler.Probe   = (*notifyProbe)(nil)
-)
+var _ scaler.Backend = (*Backend)(nil)
 
 // Backend is the scaler's backend: sqlmetric's SQL triggers over two
 // PostgreSQL pools per connection (value reads, and background target
@@ -42,11 +39,6 @@ type Backend struct {
 // reads report it until it is back, and the check runs on every new
 // connection). Call Close when done.
 func New(ctx context.Context, s Settings, env scalerkit.Env) (*Backend, error) {
-	log := env.Log
-	metrics, err := sqlmetric.NewMetrics(env.Registerer)
-	if err != nil {
-		return nil, err
-	}
 	b := &Backend{pools: make(map[string]*pgxpool.Pool), targets: make(map[string]*pgxpool.Pool),
 		listeners: make(map[string]*Listener), urlVars: make(map[string]string)}
 	queriers := make(map[string]sqlmetric.Querier, len(s.pools))
@@ -54,7 +46,7 @@ func New(ctx context.Context, s Settings, env scalerkit.Env) (*Backend, error) {
 	for _, name := range slices.Sorted(maps.Keys(s.pools)) {
 		rp := s.pools[name]
 		b.urlVars[name] = rp.urlVar
-		connLog := log.With(slog.String("connection", name))
+		connLog := env.Log.With(slog.String("connection", name))
 		pc := rp.config.Copy()
 		pc.AfterConnect = checkRole(s.AllowSuperuser, connLog)
 		tc := pc.Copy()
@@ -74,20 +66,23 @@ func New(ctx context.Context, s Settings, env scalerkit.Env) (*Backend, error) {
 		b.targets[name] = target
 		queriers[name] = NewQuerier(pool, s.QueryTimeout)
 		targets[name] = NewQuerier(target, s.QueryTimeout)
-		metrics.AddPool(name, sqlmetric.PoolValue, poolStats(pool))
-		metrics.AddPool(name, sqlmetric.PoolTarget, poolStats(target))
 		b.listeners[name] = NewListener(listenConfig(pc), ListenerOptions{MaxChannels: s.MaxListenChannels, Logger: connLog})
 		cc := pc.ConnConfig
 		connLog.Info("postgres configured", slog.String("host", cc.Host), slog.Int("port", int(cc.Port)),
 			slog.String("database", cc.Database), slog.String("user", cc.User), slog.Bool("tls", cc.TLSConfig != nil),
 			slog.Int("maxConns", int(pc.MaxConns)), slog.Int("maxTargetConns", int(tc.MaxConns)))
 	}
+	var err error
 	b.Backend, err = sqlmetric.NewBackend(s.sql, sqlmetric.Options{
-		Conns: queriers, Targets: targets, Convert: Convert, Margin: clientMargin, Metrics: metrics, Extend: b.notify,
+		Conns: queriers, Targets: targets, Convert: Convert, Margin: clientMargin, Registerer: env.Registerer, Extend: b.notify,
 	})
 	if err != nil {
 		b.Close()
 		return nil, err
+	}
+	for name, pool := range b.pools {
+		b.AddPool(name, sqlmetric.PoolValue, poolStats(pool))
+		b.AddPool(name, sqlmetric.PoolTarget, poolStats(b.targets[name]))
 	}
 	if err := b.checkRoles(ctx, s.ConnectTimeout); err != nil {
 		b.Close()
@@ -184,6 +179,8 @@ func (b *Backend) Close() error {
 	}
 	return nil
 }
+
+var _ scaler.Probe = (*notifyProbe)(nil)
 
 // notifyProbe is a query that also watches a NOTIFY channel, so that a push feed re-reads the query as
 // soon as an application says the answer may have changed.

@@ -37,11 +37,9 @@ const (
 // range (milliseconds in an int32).
 const maxQueryTimeout = time.Hour
 
-// Prefixes of the variables of named connections.
-const (
-	urlPrefix      = "POSTGRES_URL_"
-	passwordPrefix = "POSTGRES_PASSWORD_"
-)
+// vars names the connection variables: POSTGRES_URL_BILLING is the
+// connection "billing", POSTGRES_PASSWORD_BILLING its password.
+const vars sqlmetric.Vars = "POSTGRES"
 
 // Config is the service's configuration, read from environment variables.
 // Its envconfig defaults are the only defaults: tests that build a Config
@@ -83,7 +81,7 @@ type Config struct {
 
 // EnvPrefixes names the prefixes of the variables of named connections,
 // for config.NearMisses.
-func (*Config) EnvPrefixes() []string { return []string{urlPrefix, passwordPrefix} }
+func (*Config) EnvPrefixes() []string { return vars.EnvPrefixes() }
 
 // Settings is a validated Config with what Resolve derives from it: the
 // named queries and each connection's pool settings. New trusts it.
@@ -103,10 +101,7 @@ type resolvedPool struct {
 // Validate checks the configuration and names the variable at fault.
 // config.Load calls it, so that a bad value stops the process at start.
 func (c *Config) Validate() error {
-	if err := c.Config.Validate(); err != nil {
-		return err
-	}
-	if err := config.CheckBounds(c); err != nil {
+	if err := c.ValidateService(c); err != nil {
 		return err
 	}
 	switch {
@@ -124,7 +119,7 @@ func (c *Config) Validate() error {
 // sqlmetric.Config.Resolve) and every connection's pool settings, parsing
 // its DSN. Its errors name the variable at fault.
 func (c *Config) Resolve(shared config.Config) (Settings, error) {
-	sql, pools, err := sqlmetric.ResolveConnections(&c.Config, shared, urlPrefix, c.resolvePools)
+	sql, pools, err := sqlmetric.ResolveConnections(&c.Config, shared, vars, c.resolvePools)
 	return Settings{Config: *c, sql: sql, pools: pools}, err
 }
 
@@ -148,16 +143,16 @@ func (c *Config) resolvePools() (map[string]resolvedPool, error) {
 // connections returns every connection by lowercase name: the default one
 // (sqlmetric.DefaultConnection) and the named ones.
 func (c *Config) connections() (map[string]sqlmetric.Connection, error) {
-	out, err := c.Named(urlPrefix, passwordPrefix)
+	out, err := c.Named(vars)
 	if err != nil {
 		return nil, err
 	}
 	out[sqlmetric.DefaultConnection] = sqlmetric.Connection{
 		Name:        sqlmetric.DefaultConnection,
 		URL:         c.URL,
-		URLVar:      "POSTGRES_URL",
+		URLVar:      vars.URL(sqlmetric.DefaultConnection),
 		Password:    c.Password,
-		PasswordVar: "POSTGRES_PASSWORD",
+		PasswordVar: vars.Password(sqlmetric.DefaultConnection),
 	}
 	return out, nil
 }

@@ -115,14 +115,10 @@ func newMetrics(reg prometheus.Registerer, b *Backend) (*metrics, error) {
 		return nil, err
 	}
 	m := &metrics{
-		clients: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "kedascalers_redis_clients",
-			Help: "Redis clients open, one per database in use (at most REDIS_MAX_DATABASES).",
-		}),
-		subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "kedascalers_redis_subscriptions",
-			Help: "Keyspace-notification channels and patterns subscribed (at most REDIS_MAX_WATCHED_KEYS).",
-		}),
+		clients: skmetrics.Gauge("kedascalers_redis_clients",
+			"Redis clients open, one per database in use (at most REDIS_MAX_DATABASES)."),
+		subscriptions: skmetrics.Gauge("kedascalers_redis_subscriptions",
+			"Keyspace-notification channels and patterns subscribed (at most REDIS_MAX_WATCHED_KEYS)."),
 		limitReached: refused,
 	}
 	for _, l := range []string{limitConnections, limitDatabases, limitWatchedKeys} {
@@ -131,14 +127,12 @@ func newMetrics(reg prometheus.Registerer, b *Backend) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	open := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "kedascalers_redis_connections",
-		Help: "Connections open to Redis, Sentinels and pub/sub included (at most REDIS_MAX_CONNECTIONS).",
-	}, func() float64 { return float64(b.conns.open.Load()) })
-	inUse := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "kedascalers_redis_connections_in_use",
-		Help: "Connections of the database clients' pools busy with a command.",
-	}, func() float64 { return float64(b.connsInUse()) })
+	open := skmetrics.GaugeFunc("kedascalers_redis_connections",
+		"Connections open to Redis, Sentinels and pub/sub included (at most REDIS_MAX_CONNECTIONS).",
+		func() float64 { return float64(b.conns.open.Load()) })
+	inUse := skmetrics.GaugeFunc("kedascalers_redis_connections_in_use",
+		"Connections of the database clients' pools busy with a command.",
+		func() float64 { return float64(b.connsInUse()) })
 	for _, c := range []prometheus.Collector{m.clients, m.subscriptions, open, inUse} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering the Redis metrics: %w", err)

@@ -7,16 +7,16 @@ package dial
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/kedascalers/kedascalers/libs/scalerkit/tlsfiles"
 )
 
 // ServiceConfig is the default service config KEDA dials external scalers with.
@@ -100,13 +100,9 @@ func (o Options) TLSConfig() (*tls.Config, error) {
 		InsecureSkipVerify: o.InsecureSkipVerify, //nolint:gosec // opt-in, mirrors KEDA's unsafeSsl
 	}
 	if o.CAFile != "" {
-		pem, err := os.ReadFile(o.CAFile)
+		pool, err := tlsfiles.CAPool("--ca-file", o.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("--ca-file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--ca-file %s: no PEM certificate found", o.CAFile)
+			return nil, err
 		}
 		cfg.RootCAs = pool
 	}
