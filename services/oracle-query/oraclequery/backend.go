@@ -3,11 +3,7 @@ package oraclequery
 import (
 	"context"
 	"database/sql"
-	"errors"
-	"fmt"
 	"log/slog"
-	"maps"
-	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 	go_ora "github.com/sijms/go-ora/v2"
@@ -26,10 +22,8 @@ var _ scaler.Backend = (*Backend)(nil)
 type Backend struct {
 	*sqlmetric.Backend
 
-	dbs      map[string]*sql.DB // value reads
-	targets  map[string]*sql.DB // background target reads
-	queriers map[string]sqlmetric.Querier
-	urlVars  map[string]string // the variable of each connection
+	pools    sqlmetric.Pools[*sql.DB]
+	queriers map[string]sqlmetric.Querier // of value reads
 }
 
 // New returns a Backend over the connections of s, which it trusts (see
@@ -37,47 +31,38 @@ type Backend struct {
 // on the first query, so the scaler starts (and reports Unavailable)
 // while the database is down; Ping checks once.
 func New(_ context.Context, s Settings, env scalerkit.Env) (*Backend, error) {
-	dbs := make(map[string]*sql.DB, len(s.urls))
-	targets := make(map[string]*sql.DB, len(s.urls))
+	pools := sqlmetric.NewPools[*sql.DB]()
 	for name, u := range s.urls {
 		// A connector per pool: go-ora's registered driver is one value
 		// that keeps the character sets of the first database it met.
-		dbs[name] = sql.OpenDB(go_ora.NewConnector(u))
-		s.applyPool(dbs[name], s.MaxConns)
-		targets[name] = sql.OpenDB(go_ora.NewConnector(u))
-		s.applyPool(targets[name], s.MaxTargetConns)
+		pools.Value[name] = sql.OpenDB(go_ora.NewConnector(u))
+		s.applyPool(pools.Value[name], s.MaxConns)
+		pools.Target[name] = sql.OpenDB(go_ora.NewConnector(u))
+		s.applyPool(pools.Target[name], s.MaxTargetConns)
+		pools.URLVars[name] = s.urlVariable(name)
 	}
-	b, err := newBackend(s.sql, dbs, targets, oracle, env.Registerer)
+	b, err := newBackend(s.sql, pools, oracle, env.Registerer)
 	if err != nil {
-		for _, db := range dbs {
-			_ = db.Close()
-		}
-		for _, db := range targets {
-			_ = db.Close()
-		}
+		_ = pools.Close((*sql.DB).Close)
 		return nil, err
 	}
-	b.urlVars = make(map[string]string, len(dbs))
-	for name := range dbs {
-		b.urlVars[name] = s.urlVariable(name)
-		b.AddPool(name, sqlmetric.PoolValue, dbStats(dbs[name]))
-		b.AddPool(name, sqlmetric.PoolTarget, dbStats(targets[name]))
-	}
-	env.Log.Info("oracle configured", slog.Any("connections", slices.Sorted(maps.Keys(dbs))),
+	pools.Export(b.Backend, dbStats)
+	env.Log.Info("oracle configured", slog.Any("connections", pools.Names()),
 		slog.Int("maxOpenConns", s.MaxConns), slog.Int("maxTargetConns", s.MaxTargetConns),
 		slog.Duration("queryTimeout", s.QueryTimeout), slog.String("queryPolicy", s.QueryPolicy), slog.Int("maxRows", s.MaxRows))
 	return b, nil
 }
 
-// newBackend builds the backend over open pools, by connection name:
-// dbs for value reads, targets (nil: dbs) for background target reads.
-func newBackend(cfg sqlmetric.Settings, dbs, targets map[string]*sql.DB, d dialect, reg prometheus.Registerer) (*Backend, error) {
-	b := &Backend{dbs: dbs, targets: targets, queriers: make(map[string]sqlmetric.Querier, len(dbs))}
-	targetQueriers := make(map[string]sqlmetric.Querier, len(targets))
-	for name, db := range dbs {
+// newBackend builds the backend over open pools with dialect d; a
+// connection without a target pool reads its targets through its value
+// pool.
+func newBackend(cfg sqlmetric.Settings, pools sqlmetric.Pools[*sql.DB], d dialect, reg prometheus.Registerer) (*Backend, error) {
+	b := &Backend{pools: pools, queriers: make(map[string]sqlmetric.Querier, len(pools.Value))}
+	targetQueriers := make(map[string]sqlmetric.Querier, len(pools.Target))
+	for name, db := range pools.Value {
 		b.queriers[name] = d.querier(db, cfg.Config)
 	}
-	for name, db := range targets {
+	for name, db := range pools.Target {
 		targetQueriers[name] = d.querier(db, cfg.Config)
 	}
 	core, err := sqlmetric.NewBackend(cfg, sqlmetric.Options{
@@ -93,13 +78,7 @@ func newBackend(cfg sqlmetric.Settings, dbs, targets map[string]*sql.DB, d diale
 // Ping implements scalerkit.Pinger: it opens a session on each
 // connection's database, naming the variable of one that fails.
 func (b *Backend) Ping(ctx context.Context) error {
-	var errs []error
-	for _, name := range slices.Sorted(maps.Keys(b.dbs)) {
-		if err := b.dbs[name].PingContext(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", b.urlVars[name], err))
-		}
-	}
-	return errors.Join(errs...)
+	return b.pools.Ping(ctx, func(ctx context.Context, db *sql.DB) error { return db.PingContext(ctx) })
 }
 
 // Close cancels the queries in flight (go-ora breaks them) and closes
@@ -108,15 +87,7 @@ func (b *Backend) Close() error {
 	if b.Backend != nil {
 		_ = b.Backend.Close()
 	}
-	var errs []error
-	for _, pools := range []map[string]*sql.DB{b.dbs, b.targets} {
-		for name, db := range pools {
-			if err := db.Close(); err != nil {
-				errs = append(errs, fmt.Errorf("closing connection %s: %w", name, err))
-			}
-		}
-	}
-	return errors.Join(errs...)
+	return b.pools.Close((*sql.DB).Close)
 }
 
 // dbStats reports a pool's connections for sqlmetric.Metrics.

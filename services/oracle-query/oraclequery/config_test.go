@@ -264,10 +264,10 @@ func TestNewAppliesPoolSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	if len(b.dbs) != 2 {
-		t.Fatalf("pools %d, want 2 (default and reports)", len(b.dbs))
+	if len(b.pools.Value) != 2 {
+		t.Fatalf("pools %d, want 2 (default and reports)", len(b.pools.Value))
 	}
-	for name, db := range b.dbs {
+	for name, db := range b.pools.Value {
 		if got := db.Stats().MaxOpenConnections; got != 3 {
 			t.Errorf("%s: MaxOpenConnections %d, want ORACLE_MAX_CONNS=3", name, got)
 		}
@@ -275,11 +275,11 @@ func TestNewAppliesPoolSettings(t *testing.T) {
 			t.Errorf("%s: %d connections open at start, want 0 (pools are lazy)", name, got)
 		}
 	}
-	if len(b.targets) != 2 {
-		t.Fatalf("target pools %d, want 2 (default and reports)", len(b.targets))
+	if len(b.pools.Target) != 2 {
+		t.Fatalf("target pools %d, want 2 (default and reports)", len(b.pools.Target))
 	}
-	for name, db := range b.targets {
-		if db == b.dbs[name] {
+	for name, db := range b.pools.Target {
+		if db == b.pools.Value[name] {
 			t.Errorf("%s: target reads share the value pool", name)
 		}
 		if got := db.Stats().MaxOpenConnections; got != 1 {
@@ -318,8 +318,8 @@ func TestConfigFromEnviron(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	if _, ok := b.dbs["billing"]; !ok || len(b.dbs) != 2 {
-		t.Errorf("pools %v, want default and billing (from Environ)", slices.Sorted(maps.Keys(b.dbs)))
+	if _, ok := b.pools.Value["billing"]; !ok || len(b.pools.Value) != 2 {
+		t.Errorf("pools %v, want default and billing (from Environ)", slices.Sorted(maps.Keys(b.pools.Value)))
 	}
 	if _, err := b.Parse(metadata.NewParser(map[string]string{"queryName": "billed", "targetQueryValue": "1"})); err != nil {
 		t.Errorf("a named query resolved at load: %v", err)

@@ -65,7 +65,9 @@ func newTestBackend(t testing.TB, cfg sqlmetric.Config, dbs map[string]*sql.DB, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := newBackend(sc, dbs, nil, d, nil)
+	pools := sqlmetric.NewPools[*sql.DB]()
+	pools.Value = dbs
+	b, err := newBackend(sc, pools, d, nil)
 	if err != nil {
 		t.Fatalf("newBackend: %v", err)
 	}

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -25,10 +24,8 @@ var _ scaler.Backend = (*Backend)(nil)
 // reads apart), plus the notifyChannel key. It is safe for concurrent use.
 type Backend struct {
 	*sqlmetric.Backend
-	pools     map[string]*pgxpool.Pool // value reads
-	targets   map[string]*pgxpool.Pool // background target reads
+	pools     sqlmetric.Pools[*pgxpool.Pool]
 	listeners map[string]*Listener
-	urlVars   map[string]string // the variable of each connection
 }
 
 // New returns a Backend with two pools and a Listener per connection of
@@ -39,13 +36,12 @@ type Backend struct {
 // reads report it until it is back, and the check runs on every new
 // connection). Call Close when done.
 func New(ctx context.Context, s Settings, env scalerkit.Env) (*Backend, error) {
-	b := &Backend{pools: make(map[string]*pgxpool.Pool), targets: make(map[string]*pgxpool.Pool),
-		listeners: make(map[string]*Listener), urlVars: make(map[string]string)}
+	b := &Backend{pools: sqlmetric.NewPools[*pgxpool.Pool](), listeners: make(map[string]*Listener)}
 	queriers := make(map[string]sqlmetric.Querier, len(s.pools))
 	targets := make(map[string]sqlmetric.Querier, len(s.pools))
 	for _, name := range slices.Sorted(maps.Keys(s.pools)) {
 		rp := s.pools[name]
-		b.urlVars[name] = rp.urlVar
+		b.pools.URLVars[name] = rp.urlVar
 		connLog := env.Log.With(slog.String("connection", name))
 		pc := rp.config.Copy()
 		pc.AfterConnect = checkRole(s.AllowSuperuser, connLog)
@@ -57,13 +53,13 @@ func New(ctx context.Context, s Settings, env scalerkit.Env) (*Backend, error) {
 			b.Close()
 			return nil, fmt.Errorf("%s: %w", rp.urlVar, err)
 		}
-		b.pools[name] = pool
+		b.pools.Value[name] = pool
 		target, err := pgxpool.NewWithConfig(context.Background(), tc)
 		if err != nil {
 			b.Close()
 			return nil, fmt.Errorf("%s: %w", rp.urlVar, err)
 		}
-		b.targets[name] = target
+		b.pools.Target[name] = target
 		queriers[name] = NewQuerier(pool, s.QueryTimeout)
 		targets[name] = NewQuerier(target, s.QueryTimeout)
 		b.listeners[name] = NewListener(listenConfig(pc), ListenerOptions{MaxChannels: s.MaxListenChannels, Logger: connLog})
@@ -80,10 +76,7 @@ func New(ctx context.Context, s Settings, env scalerkit.Env) (*Backend, error) {
 		b.Close()
 		return nil, err
 	}
-	for name, pool := range b.pools {
-		b.AddPool(name, sqlmetric.PoolValue, poolStats(pool))
-		b.AddPool(name, sqlmetric.PoolTarget, poolStats(b.targets[name]))
-	}
+	b.pools.Export(b.Backend, poolStats)
 	if err := b.checkRoles(ctx, s.ConnectTimeout); err != nil {
 		b.Close()
 		return nil, err
@@ -95,10 +88,12 @@ func New(ctx context.Context, s Settings, env scalerkit.Env) (*Backend, error) {
 // refuse a superuser role at start rather than at the first query. A
 // database that cannot be reached is left to Ping and the reads.
 func (b *Backend) checkRoles(ctx context.Context, timeout time.Duration) error {
-	return b.eachPool(ctx, timeout, func(name string, err error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout+time.Second)
+	defer cancel()
+	return b.pools.Check(ctx, acquire, func(name string, err error) error {
 		var refused *roleError
 		if errors.As(err, &refused) {
-			return fmt.Errorf("%s: %w", b.urlVars[name], refused)
+			return fmt.Errorf("%s: %w", b.pools.URLVars[name], refused)
 		}
 		return nil
 	})
@@ -107,36 +102,17 @@ func (b *Backend) checkRoles(ctx context.Context, timeout time.Duration) error {
 // Ping implements scalerkit.Pinger: it connects once to each
 // connection's database, naming the variable of one that fails.
 func (b *Backend) Ping(ctx context.Context) error {
-	return b.eachPool(ctx, 0, func(name string, err error) error {
-		if err != nil {
-			return fmt.Errorf("%s: %w", b.urlVars[name], err)
-		}
-		return nil
-	})
+	return b.pools.Ping(ctx, acquire)
 }
 
-// eachPool acquires a connection of every value pool at once, within
-// timeout (0: ctx's), and joins what check makes of each result.
-func (b *Backend) eachPool(ctx context.Context, timeout time.Duration, check func(name string, err error) error) error {
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout+time.Second)
-		defer cancel()
+// acquire takes a connection of p and gives it back: one round trip to
+// the database where the pool holds no connection.
+func acquire(ctx context.Context, p *pgxpool.Pool) error {
+	conn, err := p.Acquire(ctx)
+	if err == nil {
+		conn.Release()
 	}
-	names := slices.Sorted(maps.Keys(b.pools))
-	errs := make([]error, len(names))
-	var wg sync.WaitGroup
-	for i, name := range names {
-		wg.Go(func() {
-			conn, err := b.pools[name].Acquire(ctx)
-			if err == nil {
-				conn.Release()
-			}
-			errs[i] = check(name, err)
-		})
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return err
 }
 
 // poolStats reports a pool's connections for sqlmetric.Metrics.
@@ -171,13 +147,10 @@ func (b *Backend) Close() error {
 	for _, l := range b.listeners {
 		l.Close()
 	}
-	for _, p := range b.pools {
+	return b.pools.Close(func(p *pgxpool.Pool) error {
 		p.Close()
-	}
-	for _, p := range b.targets {
-		p.Close()
-	}
-	return nil
+		return nil
+	})
 }
 
 var _ scaler.Probe = (*notifyProbe)(nil)

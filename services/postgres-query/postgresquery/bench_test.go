@@ -102,9 +102,9 @@ func BenchmarkDistinctQueries(b *testing.B) {
 				c.MaxConns = 1
 				c.MaxQueryBytes = 1 << 20
 			}, scalertest.Options{})
-			querier := NewQuerier(e.b.pools[sqlmetric.DefaultConnection], 5*time.Second)
+			querier := NewQuerier(e.b.pools.Value[sqlmetric.DefaultConnection], 5*time.Second)
 			if bc.cached {
-				pc := e.b.pools[sqlmetric.DefaultConnection].Config().Copy()
+				pc := e.b.pools.Value[sqlmetric.DefaultConnection].Config().Copy()
 				pc.ConnConfig.StatementCacheCapacity = 512
 				pool := newPool(b, pc)
 				querier = NewQuerier(pool, 5*time.Second)

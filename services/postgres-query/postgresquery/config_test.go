@@ -200,10 +200,10 @@ func TestNewDoesNotConnect(t *testing.T) {
 	if d := time.Since(start); d > 500*time.Millisecond {
 		t.Errorf("New took %v", d)
 	}
-	if len(b.pools) != 2 || len(b.listeners) != 2 {
-		t.Errorf("%d pools and %d listeners, want 2 each", len(b.pools), len(b.listeners))
+	if len(b.pools.Value) != 2 || len(b.listeners) != 2 {
+		t.Errorf("%d pools and %d listeners, want 2 each", len(b.pools.Value), len(b.listeners))
 	}
-	for name, p := range b.pools {
+	for name, p := range b.pools.Value {
 		if n := p.Stat().TotalConns(); n != 0 {
 			t.Errorf("pool %s opened %d connections", name, n)
 		}

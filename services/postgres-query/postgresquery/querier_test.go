@@ -16,7 +16,7 @@ import (
 
 // querier returns the Querier of e's default connection with timeout.
 func (e *env) querier(timeout time.Duration) *Querier {
-	return NewQuerier(e.b.pools[sqlmetric.DefaultConnection], timeout)
+	return NewQuerier(e.b.pools.Value[sqlmetric.DefaultConnection], timeout)
 }
 
 // collect runs sql on q and returns the first column of every row.
@@ -218,7 +218,7 @@ func TestRoleDefaults(t *testing.T) {
 			cfg := testConfig(e.url)
 			cfg.URL = replaceUser(e.url, role)
 			b := newBackend(t, cfg)
-			q := NewQuerier(b.pools[sqlmetric.DefaultConnection], 2*time.Second)
+			q := NewQuerier(b.pools.Value[sqlmetric.DefaultConnection], 2*time.Second)
 			ctx := scalertest.Context(t, 30*time.Second)
 			got, err := collect(ctx, q, "select count(*) from bookings")
 			must(t, err)
