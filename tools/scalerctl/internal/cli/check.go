@@ -10,7 +10,6 @@ import (
 
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 	"github.com/kedascalers/kedascalers/tools/scalerctl/hpa"
-	"github.com/kedascalers/kedascalers/tools/scalerctl/internal/dial"
 )
 
 const checkSynopsis = `Performs exactly what KEDA does on one poll of a ScaledObject with this
@@ -65,20 +64,12 @@ func (a *app) check(ctx context.Context, args []string) int {
 	if f.timeout < 0 {
 		return a.usageErr("check", fmt.Errorf("--timeout %v is negative", f.timeout))
 	}
-	if err := f.dial.Check(); err != nil {
-		return a.usageErr("check", err)
-	}
-	ref, err := f.ref()
+	sc, err := a.connect(&f.commonFlags)
 	if err != nil {
 		return a.usageErr("check", err)
 	}
-	conn, err := dial.Dial(f.dial)
-	if err != nil {
-		return a.usageErr("check", err)
-	}
-	a.target = f.dial.Addr
-	defer conn.Close()
-	client := pb.NewExternalScalerClient(conn)
+	defer sc.conn.Close()
+	client, ref := sc.client, sc.ref
 
 	if f.timeout > 0 {
 		var cancel context.CancelFunc

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -133,6 +134,33 @@ func (c *commonFlags) ref() (*pb.ScaledObjectRef, error) {
 		return nil, err
 	}
 	return &pb.ScaledObjectRef{Name: c.name, Namespace: c.namespace, ScalerMetadata: m}, nil
+}
+
+// scalerConn is a connection to the scaler that the flags name, with
+// the ScaledObjectRef KEDA would send it.
+type scalerConn struct {
+	client pb.ExternalScalerClient
+	ref    *pb.ScaledObjectRef
+	conn   *grpc.ClientConn
+}
+
+// connect checks c's connection flags, builds the ScaledObjectRef and
+// dials the scaler; its errors are usage errors. Close the connection
+// when done.
+func (a *app) connect(c *commonFlags) (*scalerConn, error) {
+	if err := c.dial.Check(); err != nil {
+		return nil, err
+	}
+	ref, err := c.ref()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := dial.Dial(c.dial)
+	if err != nil {
+		return nil, err
+	}
+	a.target = c.dial.Addr
+	return &scalerConn{client: pb.NewExternalScalerClient(conn), ref: ref, conn: conn}, nil
 }
 
 // parse parses a command's flags. It returns done=true with the exit code

@@ -15,7 +15,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
-	"github.com/kedascalers/kedascalers/tools/scalerctl/internal/dial"
 )
 
 const watchSynopsis = `Opens StreamIsActive and StreamMetricSpec concurrently, as KEDA does for an
@@ -71,20 +70,12 @@ func (a *app) watch(ctx context.Context, args []string) int {
 	if duration < 0 {
 		return a.usageErr("watch", fmt.Errorf("--duration %v is negative", duration))
 	}
-	if err := f.dial.Check(); err != nil {
-		return a.usageErr("watch", err)
-	}
-	ref, err := f.ref()
+	sc, err := a.connect(&f)
 	if err != nil {
 		return a.usageErr("watch", err)
 	}
-	conn, err := dial.Dial(f.dial)
-	if err != nil {
-		return a.usageErr("watch", err)
-	}
-	a.target = f.dial.Addr
-	defer conn.Close()
-	client := pb.NewExternalScalerClient(conn)
+	defer sc.conn.Close()
+	client, ref := sc.client, sc.ref
 
 	// A timer, not a context deadline: KEDA sends no deadline on its streams
 	// (a deadline would travel to the scaler as grpc-timeout), and the
@@ -100,39 +91,23 @@ func (a *app) watch(ctx context.Context, args []string) int {
 	events := make(chan watchEvent)
 	done := make(chan error, 2)
 	go func() {
-		done <- a.follow(ctx, streamIsActive, false, events, func(ctx context.Context) (func() (watchEvent, error), error) {
-			s, err := client.StreamIsActive(ctx, ref)
-			if err != nil {
-				return nil, err
-			}
-			return func() (watchEvent, error) {
-				m, err := s.Recv()
-				if err != nil {
-					return watchEvent{}, err
-				}
-				r := m.GetResult()
-				return watchEvent{Result: &r, warnings: headerWarnings(s)}, nil
-			}, nil
-		})
+		done <- a.follow(ctx, streamIsActive, false, events, streamEvents(func(ctx context.Context) (grpc.ServerStreamingClient[pb.IsActiveResponse], error) {
+			return client.StreamIsActive(ctx, ref)
+		}, func(m *pb.IsActiveResponse) watchEvent {
+			r := m.GetResult()
+			return watchEvent{Result: &r}
+		}))
 	}()
 	go func() {
-		done <- a.follow(ctx, streamMetricSpec, true, events, func(ctx context.Context) (func() (watchEvent, error), error) {
-			s, err := client.StreamMetricSpec(ctx, ref)
-			if err != nil {
-				return nil, err
+		done <- a.follow(ctx, streamMetricSpec, true, events, streamEvents(func(ctx context.Context) (grpc.ServerStreamingClient[pb.GetMetricSpecResponse], error) {
+			return client.StreamMetricSpec(ctx, ref)
+		}, func(m *pb.GetMetricSpecResponse) watchEvent {
+			specs := make([]specJSON, 0, len(m.GetMetricSpecs()))
+			for _, sp := range m.GetMetricSpecs() {
+				specs = append(specs, specFromProto(sp, 0))
 			}
-			return func() (watchEvent, error) {
-				m, err := s.Recv()
-				if err != nil {
-					return watchEvent{}, err
-				}
-				specs := make([]specJSON, 0, len(m.GetMetricSpecs()))
-				for _, sp := range m.GetMetricSpecs() {
-					specs = append(specs, specFromProto(sp, 0))
-				}
-				return watchEvent{MetricSpecs: &specs, warnings: headerWarnings(s)}, nil
-			}, nil
-		})
+			return watchEvent{MetricSpecs: &specs}
+		}))
 	}()
 
 	var failed error
@@ -164,6 +139,27 @@ func (a *app) watch(ctx context.Context, args []string) int {
 		return ExitFailure
 	}
 	return ExitOK
+}
+
+// streamEvents opens a stream with open and reads it as watch events,
+// each message made one by event, with the warnings of the stream's
+// header.
+func streamEvents[M any](open func(context.Context) (grpc.ServerStreamingClient[M], error), event func(*M) watchEvent) func(context.Context) (func() (watchEvent, error), error) {
+	return func(ctx context.Context) (func() (watchEvent, error), error) {
+		s, err := open(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return func() (watchEvent, error) {
+			m, err := s.Recv()
+			if err != nil {
+				return watchEvent{}, err
+			}
+			ev := event(m)
+			ev.warnings = headerWarnings(s)
+			return ev, nil
+		}, nil
+	}
 }
 
 // headerWarnings returns the scaler's warnings from the header of s. A
