@@ -81,9 +81,10 @@ type Config struct {
 	// ClientIdleTimeout is how long a database's client stays open
 	// without a read before it is closed, with its connections.
 	ClientIdleTimeout time.Duration `envconfig:"REDIS_CLIENT_IDLE_TIMEOUT" default:"2m" want:"> 0s" desc:"a database's client (and its connections) is closed after this long without a read"`
-	// MaxWatchedKeys bounds the keyspace-notification channels and
-	// patterns subscribed on the one shared pub/sub connection.
-	MaxWatchedKeys int `envconfig:"REDIS_MAX_WATCHED_KEYS" default:"1000" want:">= 0" desc:"keyspace-notification channels and patterns subscribed at once (one shared connection); a trigger past it is polled every PUSH_INTERVAL instead, with a rate-limited warning"`
+	// MaxWatchedKeys bounds the keyspace-notification places (a channel
+	// or pattern per namespace watching it) on the one shared pub/sub
+	// connection, shared fairly among namespaces.
+	MaxWatchedKeys int `envconfig:"REDIS_MAX_WATCHED_KEYS" default:"1000" want:">= 0" desc:"keyspace-notification places (one per channel or pattern and namespace watching it) on one shared connection, shared fairly among namespaces: a namespace under its share takes one from the namespace holding the most; a trigger without one is polled every PUSH_INTERVAL instead, with a rate-limited warning; 0 turns notifications off"`
 }
 
 // Validate checks the configuration and names the variable at fault.
