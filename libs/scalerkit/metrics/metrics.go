@@ -246,7 +246,7 @@ func Outcome(err error) string {
 func newHeld() *prometheus.GaugeVec {
 	return prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "kedascalers_held",
-		Help: "Distinct questions held by resource: questions (cache entries and calls in flight), feeds (StreamIsActive), target_readers, triggers (distinct trigger metadata kept parsed); namespace_calls counts the backend calls running under MAX_CALLS_PER_NAMESPACE.",
+		Help: "Distinct questions held by resource: questions (cache entries and calls in flight), feeds (StreamIsActive), target_readers, triggers (distinct trigger metadata kept parsed); namespace_calls counts the backend calls running under MAX_CALLS_PER_NAMESPACE; backends add theirs (redis_connections, watched_keys, listen_channels).",
 	}, []string{"resource"})
 }
 
