@@ -2,10 +2,12 @@ package redissession
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit/share"
 	"github.com/kedascalers/kedascalers/libs/testkit/scalertest"
 	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
 	"github.com/kedascalers/kedascalers/libs/testkit/wait"
@@ -144,4 +147,64 @@ func TestWatchedKeysFairShare(t *testing.T) {
 	if strings.Contains(logs.String(), "level=WARN msg=\"watching for changes failed") {
 		t.Errorf("a lost place logged as a failure:\n%s", logs.String())
 	}
+}
+
+// TestGate: a namespace holds at most half of the connection turns; past
+// that it waits while another namespace gets one at once; a read that
+// finds no turn within its context is DeadlineExceeded naming
+// REDIS_MAX_CONNECTIONS, and a freed turn goes on.
+func TestGate(t *testing.T) {
+	var largest atomic.Int32
+	g := newGate(4, share.Options{Largest: func(n int) { largest.Store(int32(n)) }})
+	ctx := scalertest.Context(t, time.Minute)
+	var evil []func()
+	for range 2 {
+		release, err := g.acquire(ctx, "evil")
+		must(t, err)
+		evil = append(evil, release)
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := g.acquire(short, "evil"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("evil's third turn of 4 = %v, want a wait until its context ends", err)
+	}
+	good, err := g.acquire(ctx, "good")
+	must(t, err)
+	if largest.Load() != 2 {
+		t.Errorf("largest namespace holds %d turns, want 2", largest.Load())
+	}
+	good()
+	for _, release := range evil {
+		release()
+	}
+	if largest.Load() != 0 {
+		t.Errorf("largest %d after every turn was given back", largest.Load())
+	}
+
+	// Through the Backend: one turn (REDIS_MAX_CONNECTIONS=2, one kept
+	// for pub/sub), held; the next read waits, then times out clearly.
+	r := testenv.NewRedis(t)
+	cfg := testConfig(r)
+	cfg.MaxConnections, cfg.PoolSize, cfg.MinIdleConns = 2, 1, 0
+	b := newBackend(t, cfg)
+	_, release, err := b.acquire(ctx, 0)
+	must(t, err)
+	short2, cancel2 := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel2()
+	_, _, err = b.acquire(short2, 0)
+	scalertest.WantStatus(t, err, codes.DeadlineExceeded, "no Redis connection free in time", "the 1 of REDIS_MAX_CONNECTIONS")
+	if limitCount(b, limitConnections) != 1 {
+		t.Errorf("REDIS_MAX_CONNECTIONS counted %v times, want 1", limitCount(b, limitConnections))
+	}
+	waited := make(chan error, 1)
+	go func() {
+		_, rel, err := b.acquire(ctx, 3)
+		if err == nil {
+			rel()
+		}
+		waited <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	release()
+	must(t, <-waited)
 }
