@@ -140,14 +140,10 @@ func New() *Metrics {
 			"Metric reads by cache outcome: hit, shared (joined a call in flight) or miss.", "outcome"),
 		OpenStreams:    GaugeVec("kedascalers_open_streams", "Open push streams by RPC.", "rpc"),
 		StreamMessages: CounterVec("kedascalers_stream_messages_total", "Messages sent on push streams by RPC.", "rpc"),
-		Held: GaugeVec("kedascalers_held",
-			"Distinct questions held by resource: questions (cache entries and calls in flight), feeds (StreamIsActive), target_readers, triggers (distinct trigger metadata kept parsed); namespace_calls counts the backend calls running under MAX_CALLS_PER_NAMESPACE.", "resource"),
-		HeldLimit: GaugeVec("kedascalers_held_limit",
-			"Bound on kedascalers_held by resource (MAX_QUESTIONS, MAX_FEEDS, MAX_TARGET_READERS; triggers: MAX_QUESTIONS).", "resource"),
-		HeldLargest: GaugeVec("kedascalers_held_largest_namespace",
-			"Places of a shared resource held by the namespace holding the most, by resource: compare with kedascalers_held_limit to see one tenant's weight.", "resource"),
-		PlacesTaken: CounterVec("kedascalers_places_taken_total",
-			"Places of a shared resource taken from the namespace holding the most for a namespace under its fair share, by resource.", "resource"),
+		Held:           newHeld(),
+		HeldLimit:      newHeldLimit(),
+		HeldLargest:    newHeldLargest(),
+		PlacesTaken:    newPlacesTaken(),
 		Evictions: CounterVec("kedascalers_evictions_total",
 			"Idle entries dropped to make room for a new question, by resource.", "resource"),
 		LimitRefusals: newRefusals(),
@@ -218,6 +214,73 @@ func Outcome(err error) string {
 		return "canceled"
 	}
 	return "internal"
+}
+
+func newHeld() *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "kedascalers_held",
+		Help: "Distinct questions held by resource: questions (cache entries and calls in flight), feeds (StreamIsActive), target_readers, triggers (distinct trigger metadata kept parsed); namespace_calls counts the backend calls running under MAX_CALLS_PER_NAMESPACE; backends add theirs (redis_connections, watched_keys, listen_channels).",
+	}, []string{"resource"})
+}
+
+func newHeldLimit() *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "kedascalers_held_limit",
+		Help: "Bound on kedascalers_held by resource (MAX_QUESTIONS, MAX_FEEDS, MAX_TARGET_READERS; triggers: MAX_QUESTIONS).",
+	}, []string{"resource"})
+}
+
+func newHeldLargest() *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "kedascalers_held_largest_namespace",
+		Help: "Places of a shared resource held by the namespace holding the most, by resource: compare with kedascalers_held_limit to see one tenant's weight.",
+	}, []string{"resource"})
+}
+
+func newPlacesTaken() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kedascalers_places_taken_total",
+		Help: "Places of a shared resource taken from the namespace holding the most for a namespace under its fair share, by resource.",
+	}, []string{"resource"})
+}
+
+// SharedOn is Shared for a backend, which has only the Registerer of the
+// scaler's metrics (scalerkit.Env): it finds the shared vectors in reg,
+// registering them when reg has none yet. With a nil reg the reports go
+// to vectors registered nowhere.
+func SharedOn(reg prometheus.Registerer, resource string, limit int) (share.Options, error) {
+	m := &Metrics{Held: newHeld(), HeldLimit: newHeldLimit(), HeldLargest: newHeldLargest(), PlacesTaken: newPlacesTaken()}
+	if reg != nil {
+		var err error
+		if m.Held, err = registered(reg, m.Held); err != nil {
+			return share.Options{}, err
+		}
+		if m.HeldLimit, err = registered(reg, m.HeldLimit); err != nil {
+			return share.Options{}, err
+		}
+		if m.HeldLargest, err = registered(reg, m.HeldLargest); err != nil {
+			return share.Options{}, err
+		}
+		if m.PlacesTaken, err = registered(reg, m.PlacesTaken); err != nil {
+			return share.Options{}, err
+		}
+	}
+	return m.Shared(resource, limit), nil
+}
+
+// registered returns c registered on reg, or the collector reg already
+// has under its name.
+func registered[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing, nil
+			}
+		}
+		return c, fmt.Errorf("registering a shared-resource metric: %w", err)
+	}
+	return c, nil
 }
 
 // Shared returns the reports of a share.Pool of limit places of resource:

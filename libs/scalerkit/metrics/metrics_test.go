@@ -97,3 +97,38 @@ func TestRefusalsShared(t *testing.T) {
 		t.Error("Refusals over a gauge of the same name: no error")
 	}
 }
+
+// TestSharedOn: a backend's pool reports land in the scaler's own
+// kedascalers_held family, found through the registry alone.
+func TestSharedOn(t *testing.T) {
+	m := metrics.New()
+	opts, err := metrics.SharedOn(m.Registry, "watched_keys", 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Held(3)
+	opts.Largest(2)
+	opts.Taken()
+	for _, c := range []struct {
+		name string
+		got  float64
+		want float64
+	}{
+		{"held", testutil.ToFloat64(m.Held.WithLabelValues("watched_keys")), 3},
+		{"limit", testutil.ToFloat64(m.HeldLimit.WithLabelValues("watched_keys")), 7},
+		{"largest", testutil.ToFloat64(m.HeldLargest.WithLabelValues("watched_keys")), 2},
+		{"taken", testutil.ToFloat64(m.PlacesTaken.WithLabelValues("watched_keys")), 1},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+	if _, err := metrics.SharedOn(nil, "x", 1); err != nil {
+		t.Errorf("SharedOn(nil) = %v", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.NewGauge(prometheus.GaugeOpts{Name: "kedascalers_held", Help: "x"}))
+	if _, err := metrics.SharedOn(reg, "x", 1); err == nil {
+		t.Error("SharedOn over a gauge of the same name: no error")
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/subscription"
 )
 
 // ErrFull is returned for a new source key when the Hub runs MaxFeeds
@@ -403,7 +404,11 @@ func (f *feed[T]) watch(changed chan<- struct{}) {
 		if f.ctx.Err() != nil || errors.Is(err, ErrNoChanges) {
 			return
 		}
-		if err != nil {
+		switch {
+		case errors.Is(err, subscription.ErrPlaceLost): // fair shares at work, not a failure
+			f.hub.opts.Logger.Info("watch place given to another namespace; polling until one is free",
+				slog.String("source", metadata.Clip(f.key)))
+		case err != nil:
 			f.hub.opts.Logger.Warn("watching for changes failed; polling until it works again",
 				slog.String("source", metadata.Clip(f.key)), slog.Any("error", err))
 		}

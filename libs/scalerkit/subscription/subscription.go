@@ -1,11 +1,16 @@
 // Package subscription shares a database's change subscriptions among
 // every push feed that watches: one subscription per name, however many
-// watchers need it, at most a bounded number of names at once.
+// watchers need it, within a bounded number of places shared fairly among
+// namespaces.
 //
 // A Mux counts the watchers of each name. The first watcher of a name has
 // the Transport subscribe to it, the last one to leave has it unsubscribe.
-// A watcher whose names would pass the limit waits for room (its feed
-// polls meanwhile), with a warning at most as often as the Limiter allows.
+// Each namespace holds one place per name its watchers watch, from a
+// share.Pool of Limit places: a namespace under its fair share takes a
+// place from the namespace holding the most, whose watchers of that name
+// end with ErrPlaceLost (their feeds poll, and watch again later); a
+// watcher whose namespace is at its share waits for room (its feed polls
+// meanwhile), with a warning at most as often as the Limiter allows.
 package subscription
 
 import (
@@ -17,10 +22,16 @@ import (
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/ratelog"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/share"
 )
 
 // ErrClosed ends the watches of a closed Mux.
 var ErrClosed = errors.New("subscriptions closed")
+
+// ErrPlaceLost ends a watch whose namespace's place was taken for a
+// namespace under its fair share. It is no failure: the feed polls every
+// interval, a true if slower answer, and watches again later.
+var ErrPlaceLost = errors.New("subscription place taken for a namespace under its fair share; polling until one is free")
 
 // Transport subscribes to names on the database for a Mux. The Mux calls
 // Subscribe and Unsubscribe one at a time, never while holding its own
@@ -39,8 +50,14 @@ type Transport[K comparable] interface {
 
 // Options configures a Mux.
 type Options struct {
-	// Limit is the most names subscribed at once.
+	// Limit is the most places held at once: one per name and namespace
+	// watching it, so the names subscribed never pass it.
 	Limit int
+	// Namespace returns the namespace a Watch runs for, from its context;
+	// nil puts every watcher in one namespace.
+	Namespace func(ctx context.Context) string
+	// Shared receives the reports of the places (see metrics.Shared).
+	Shared share.Options
 	// Variable names the setting of Limit, for the warning.
 	Variable string
 	// Full is the warning logged when a watcher waits for room.
@@ -58,38 +75,56 @@ type Options struct {
 // Mux counts the watchers of each name and has a Transport subscribe to
 // the names in use. It is safe for concurrent use.
 type Mux[K comparable] struct {
-	t    Transport[K]
-	opts Options
+	t      Transport[K]
+	opts   Options
+	places *share.Pool
 
-	ops sync.Mutex // one Transport call at a time, with the changes it makes
+	ops sync.Mutex // one join or leave at a time, with its Transport calls
 
 	mu     sync.Mutex
-	names  map[K]map[*watcher]struct{}
-	room   chan struct{} // closed, and replaced, when names are freed
-	gen    int           // counts Fail: a subscription made across one is lost
+	names  map[K]map[string]*hold[K] // subscribed names: the holds of each namespace
+	placed int                       // places held, by holds or by a join under way
+	byNS   map[string]int            // places held by each namespace
+	room   chan struct{}             // closed, and replaced, when places are freed
+	gen    int                       // counts Fail: a subscription made across one is lost
 	closed bool
 	done   chan struct{} // closed by Close
 }
 
+// hold is a namespace's place for one name, and its watchers of it.
+type hold[K comparable] struct {
+	name     K
+	ns       string
+	place    *share.Place
+	watchers map[*watcher]struct{}
+}
+
 // watcher is one Watch call.
 type watcher struct {
+	ns      string
 	changed func()
-	failed  chan error // receives why every subscription was lost
+	failed  chan error // receives why its subscriptions were lost
 }
 
 // New returns a Mux over t. Call Close when done.
 func New[K comparable](t Transport[K], opts Options) *Mux[K] {
-	return &Mux[K]{t: t, opts: opts, names: make(map[K]map[*watcher]struct{}),
+	return &Mux[K]{t: t, opts: opts, places: share.New(opts.Limit, opts.Shared),
+		names: make(map[K]map[string]*hold[K]), byNS: make(map[string]int),
 		room: make(chan struct{}), done: make(chan struct{})}
 }
 
 // Watch subscribes to names, calls changed once they are subscribed (what
 // changed since the caller's first read was not heard) and then on every
 // Notify of one of them, until ctx ends (ctx.Err()), the Mux is closed
-// (ErrClosed) or the subscriptions are lost (Fail's error). When names
-// would pass the limit it waits for room.
+// (ErrClosed), the namespace's place is taken (ErrPlaceLost) or the
+// subscriptions are lost (Fail's error). When the namespace of ctx is at
+// its share of a full Mux it waits for room.
 func (m *Mux[K]) Watch(ctx context.Context, names []K, changed func()) error {
 	w := &watcher{changed: changed, failed: make(chan error, 1)}
+	if m.opts.Namespace != nil {
+		w.ns = m.opts.Namespace(ctx)
+	}
+	names = unique(names)
 	waited := false
 	for {
 		room, err := m.join(ctx, names, w)
@@ -106,7 +141,8 @@ func (m *Mux[K]) Watch(ctx context.Context, names []K, changed func()) error {
 		if m.opts.Logger != nil {
 			m.opts.Limiter.Log(ctx, m.opts.Logger, slog.LevelWarn, m.opts.Variable, m.opts.Full,
 				slog.Int("limit", m.opts.Limit), slog.String("variable", m.opts.Variable),
-				slog.String("channel", metadata.Clip(fmt.Sprint(names[0]))))
+				slog.String("channel", metadata.Clip(fmt.Sprint(names[0]))),
+				slog.String("namespace", metadata.Clip(w.ns)), slog.Int("share", m.places.Share()))
 		}
 		select {
 		case <-ctx.Done():
@@ -134,9 +170,23 @@ func (m *Mux[K]) Watch(ctx context.Context, names []K, changed func()) error {
 	}
 }
 
-// join registers w as a watcher of names, subscribing to those nobody
-// watched. Past the limit it returns a channel closed when there may be
-// room.
+// unique returns names without repeats, in order.
+func unique[K comparable](names []K) []K {
+	out := names[:0:0]
+	seen := make(map[K]struct{}, len(names))
+	for _, n := range names {
+		if _, ok := seen[n]; !ok {
+			seen[n] = struct{}{}
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// join registers w as a watcher of names: it takes a place for each name
+// w's namespace does not hold yet, and subscribes to the names nobody
+// watched. When the namespace cannot have the places it returns a channel
+// closed when there may be room.
 func (m *Mux[K]) join(ctx context.Context, names []K, w *watcher) (<-chan struct{}, error) {
 	m.ops.Lock()
 	defer m.ops.Unlock()
@@ -146,129 +196,66 @@ func (m *Mux[K]) join(ctx context.Context, names []K, w *watcher) (<-chan struct
 			m.mu.Unlock()
 			return nil, ErrClosed
 		}
-		var fresh []K
+		var need []K
 		for _, n := range names {
-			if len(m.names[n]) == 0 {
-				fresh = append(fresh, n)
+			if m.names[n][w.ns] == nil {
+				need = append(need, n)
 			}
 		}
-		if len(m.names)+len(fresh) > m.opts.Limit {
+		taken, displaced, ok := m.takeLocked(w.ns, need)
+		if !ok {
 			room := m.room
 			m.mu.Unlock()
 			return room, nil
 		}
-		gen := m.gen
-		m.mu.Unlock()
-		if len(fresh) > 0 {
-			if err := m.t.Subscribe(ctx, fresh); err != nil {
-				return nil, err
+		var gone []K
+		if displaced {
+			gone = m.lostLocked(names)
+		}
+		var fresh []K
+		for _, n := range names {
+			if _, ok := m.names[n]; !ok {
+				fresh = append(fresh, n)
 			}
 		}
+		gen := m.gen
+		m.mu.Unlock()
+		if len(gone) > 0 {
+			m.t.Unsubscribe(gone)
+		}
+		var err error
+		if len(fresh) > 0 {
+			err = m.t.Subscribe(ctx, fresh)
+		}
 		m.mu.Lock()
-		if m.gen != gen { // lost at once: subscribe again
+		if err != nil || m.gen != gen { // failed, or lost at once: subscribe again
+			m.releaseLocked(w.ns, taken)
+			unused := m.unusedLocked(names)
+			m.freedLocked()
 			m.mu.Unlock()
+			if len(unused) > 0 {
+				m.t.Unsubscribe(unused)
+			}
+			if err != nil {
+				return nil, err
+			}
 			continue
 		}
 		for _, n := range names {
-			if m.names[n] == nil {
-				m.names[n] = make(map[*watcher]struct{})
+			holds := m.names[n]
+			if holds == nil {
+				holds = make(map[string]*hold[K])
+				m.names[n] = holds
 			}
-			m.names[n][w] = struct{}{}
+			h := holds[w.ns]
+			if h == nil {
+				h = &hold[K]{name: n, ns: w.ns, place: taken[n], watchers: make(map[*watcher]struct{})}
+				holds[w.ns] = h
+			}
+			h.watchers[w] = struct{}{}
 		}
 		m.heldLocked()
 		m.mu.Unlock()
 		return nil, nil
-	}
-}
-
-// leave unregisters w and has the Transport unsubscribe from the names
-// nobody needs any more.
-func (m *Mux[K]) leave(names []K, w *watcher) {
-	m.ops.Lock()
-	defer m.ops.Unlock()
-	m.mu.Lock()
-	var gone []K
-	for _, n := range names {
-		set, ok := m.names[n]
-		if _, in := set[w]; !ok || !in {
-			continue // lost by Fail, or closed
-		}
-		delete(set, w)
-		if len(set) == 0 {
-			delete(m.names, n)
-			gone = append(gone, n)
-		}
-	}
-	if len(gone) > 0 {
-		m.freedLocked()
-	}
-	m.mu.Unlock()
-	if len(gone) > 0 {
-		m.t.Unsubscribe(gone)
-	}
-}
-
-// Notify calls the watchers of name.
-func (m *Mux[K]) Notify(name K) {
-	m.mu.Lock()
-	fns := make([]func(), 0, len(m.names[name]))
-	for w := range m.names[name] {
-		fns = append(fns, w.changed)
-	}
-	m.mu.Unlock()
-	for _, fn := range fns {
-		fn()
-	}
-}
-
-// Fail ends every watch with err and forgets every name: the Transport
-// has lost its subscriptions (its connection failed). The feeds poll and
-// watch again later.
-func (m *Mux[K]) Fail(err error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, set := range m.names {
-		for w := range set {
-			select {
-			case w.failed <- err:
-			default:
-			}
-		}
-	}
-	clear(m.names)
-	m.gen++
-	m.freedLocked()
-}
-
-// Close ends every watch with ErrClosed; the Transport's subscriptions
-// are the caller's to end.
-func (m *Mux[K]) Close() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if !m.closed {
-		m.closed = true
-		close(m.done)
-		clear(m.names)
-		m.heldLocked()
-	}
-}
-
-// Len returns the number of names subscribed.
-func (m *Mux[K]) Len() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return len(m.names)
-}
-
-// freedLocked wakes the watchers waiting for room. m.mu must be held.
-func (m *Mux[K]) freedLocked() {
-	m.heldLocked()
-	close(m.room)
-	m.room = make(chan struct{})
-}
-
-func (m *Mux[K]) heldLocked() {
-	if m.opts.Held != nil {
-		m.opts.Held(len(m.names))
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
+	skmetrics "github.com/kedascalers/kedascalers/libs/scalerkit/metrics"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
 )
@@ -62,7 +63,16 @@ func New(ctx context.Context, s Settings, env scalerkit.Env) (*Backend, error) {
 		b.pools.Target[name] = target
 		queriers[name] = NewQuerier(pool, s.QueryTimeout)
 		targets[name] = NewQuerier(target, s.QueryTimeout)
-		b.listeners[name] = NewListener(listenConfig(pc), ListenerOptions{MaxChannels: s.MaxListenChannels, Logger: connLog})
+		resource := "listen_channels"
+		if name != sqlmetric.DefaultConnection {
+			resource += "_" + name
+		}
+		shared, err := skmetrics.SharedOn(env.Registerer, resource, s.MaxListenChannels)
+		if err != nil {
+			b.Close()
+			return nil, err
+		}
+		b.listeners[name] = NewListener(listenConfig(pc), ListenerOptions{MaxChannels: s.MaxListenChannels, Shared: shared, Logger: connLog})
 		cc := pc.ConnConfig
 		connLog.Info("postgres configured", slog.String("host", cc.Host), slog.Int("port", int(cc.Port)),
 			slog.String("database", cc.Database), slog.String("user", cc.User), slog.Bool("tls", cc.TLSConfig != nil),

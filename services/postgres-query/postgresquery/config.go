@@ -76,7 +76,7 @@ type Config struct {
 	ConnectTimeout time.Duration `envconfig:"POSTGRES_CONNECT_TIMEOUT" default:"5s" want:"> 0s" desc:"bound on opening one connection"`
 	// MaxListenChannels caps the notifyChannel values listened to at once
 	// per connection: each costs one LISTEN session.
-	MaxListenChannels int `envconfig:"POSTGRES_MAX_LISTEN_CHANNELS" default:"8" want:"> 0" desc:"most notifyChannel values listened to at once per connection (one LISTEN session each); triggers beyond it poll"`
+	MaxListenChannels int `envconfig:"POSTGRES_MAX_LISTEN_CHANNELS" default:"8" want:"> 0" desc:"LISTEN places per connection (one per notifyChannel and namespace watching it, one session per channel), shared fairly among namespaces: a namespace under its share takes one from the namespace holding the most; triggers without one poll every PUSH_INTERVAL"`
 }
 
 // EnvPrefixes names the prefixes of the variables of named connections,

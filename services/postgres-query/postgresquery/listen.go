@@ -11,6 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/ratelog"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/share"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/stream"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/subscription"
 )
@@ -32,8 +34,14 @@ const (
 // ListenerOptions tunes a Listener.
 type ListenerOptions struct {
 	// MaxChannels caps the channels listened to at once
-	// (POSTGRES_MAX_LISTEN_CHANNELS): each costs one session.
+	// (POSTGRES_MAX_LISTEN_CHANNELS): each costs one session. Its places
+	// are shared fairly among the namespaces of the watches
+	// (scaler.Namespace): a namespace under its share takes one from the
+	// namespace holding the most, whose watch ends with
+	// subscription.ErrPlaceLost and whose feed polls.
 	MaxChannels int
+	// Shared receives the reports of the places (metrics.SharedOn).
+	Shared share.Options
 	// MinBackoff and MaxBackoff bound the pause between reconnection
 	// attempts; zero takes minBackoff and maxBackoff.
 	MinBackoff, MaxBackoff time.Duration
@@ -87,17 +95,19 @@ func NewListener(cfg *pgx.ConnConfig, opts ListenerOptions) *Listener {
 	}
 	l := &Listener{cfg: cfg, opts: opts, log: log, sessions: make(map[string]*listenSession)}
 	l.mux = subscription.New[string](l, subscription.Options{
-		Limit: opts.MaxChannels, Variable: "POSTGRES_MAX_LISTEN_CHANNELS", Logger: log, Limiter: ratelog.New(time.Minute, 1),
-		Full: "too many notifyChannel values: this one is polled until a LISTEN session is free",
+		Limit: opts.MaxChannels, Namespace: scaler.Namespace, Shared: opts.Shared,
+		Variable: "POSTGRES_MAX_LISTEN_CHANNELS", Logger: log, Limiter: ratelog.New(time.Minute, 1),
+		Full: "too many notifyChannel values for this namespace's share of LISTEN sessions: this one is polled until one is free",
 	})
 	return l
 }
 
 // Watch calls changed after every NOTIFY on channel, until ctx ends
-// (ctx.Err()) or the Listener is closed. It fails at once when channel is
-// not a plain lowercase identifier. When MaxChannels other channels are
-// listened to already, it waits (its feed polls meanwhile) until one is
-// freed.
+// (ctx.Err()), the Listener is closed or its namespace's place is taken
+// for a namespace under its share (subscription.ErrPlaceLost). It fails
+// at once when channel is not a plain lowercase identifier. When its
+// namespace holds its share of MaxChannels, it waits (its feed polls
+// meanwhile) until one is freed.
 func (l *Listener) Watch(ctx context.Context, channel string, changed func()) error {
 	if !channelRE.MatchString(channel) {
 		return fmt.Errorf("channel %q: want a lowercase identifier", channel)

@@ -27,15 +27,17 @@ var (
 
 // Backend reads session counts from Redis for scalerkit. It keeps one
 // go-redis client per database that triggers use: created on first use,
-// closed after REDIS_CLIENT_IDLE_TIMEOUT without a read, at most
-// REDIS_MAX_DATABASES at once, each pool sized so that every connection
-// fits in REDIS_MAX_CONNECTIONS. It is safe for concurrent use.
+// closed after REDIS_CLIENT_IDLE_TIMEOUT without a read (or sooner when
+// another database needs its connections), at most REDIS_MAX_DATABASES
+// at once. Every read takes its turn for one of the REDIS_MAX_CONNECTIONS
+// (gate), fairly among namespaces. It is safe for concurrent use.
 type Backend struct {
 	cfg      Config
 	log      *slog.Logger
 	opts     redis.UniversalOptions // template of every database's client
 	cluster  bool
 	conns    *connLimit
+	gate     *gate
 	metrics  *metrics
 	notifier *notifier
 	warn     *ratelog.Limiter // repeated warnings of limits reached
@@ -69,24 +71,26 @@ func New(_ context.Context, s Settings, env scalerkit.Env) (*Backend, error) {
 	b := &Backend{cfg: cfg, log: log, opts: s.opts, cluster: cfg.isCluster(), dbs: make(map[int]*database),
 		warn: ratelog.New(time.Minute, 64), stop: make(chan struct{}), swept: make(chan struct{})}
 	b.conns = &connLimit{max: int64(cfg.MaxConnections), timeout: cfg.ConnectTimeout, tls: s.opts.TLSConfig,
-		refused: func() { b.limitReached(limitConnections) }}
+		refused: func() { b.limitReached(limitConnections) }, evict: b.evictForConn}
 	b.opts.Dialer = b.conns.dial
 	var err error
-	if b.metrics, err = newMetrics(env.Registerer, b); err != nil {
+	if b.metrics, err = newMetrics(env.Registerer, b, s.budget.slots); err != nil {
 		return nil, err
 	}
+	b.gate = newGate(s.budget.slots, b.metrics.connections)
 	b.dbCount.sem = make(chan struct{}, 1)
 	b.notifier = newNotifier(b)
 	routeRedisLog(log)
 	go b.sweep()
 	log.Info("redis configured", slog.String("topology", cfg.topology()), slog.Any("addrs", b.opts.Addrs),
 		slog.Int("defaultDB", b.opts.DB), slog.Bool("tls", b.opts.TLSConfig != nil), slog.Int("poolSize", s.budget.pool),
-		slog.Int("maxConnections", cfg.MaxConnections), slog.Int("maxDatabases", cfg.MaxDatabases))
+		slog.Int("maxConnections", cfg.MaxConnections), slog.Int("sharedConnections", s.budget.slots),
+		slog.Int("maxDatabases", cfg.MaxDatabases))
 	if s.budget.pool < cfg.PoolSize {
 		log.Info("REDIS_POOL_SIZE cut to fit REDIS_MAX_CONNECTIONS",
 			slog.Int("REDIS_POOL_SIZE", cfg.PoolSize), slog.Int("poolSize", s.budget.pool),
-			slog.String("reason", fmt.Sprintf("%d pools of %d connections and %d reserved (%s) must fit in REDIS_MAX_CONNECTIONS=%d",
-				s.budget.clients, s.budget.pool, s.budget.reserved, cfg.topology(), cfg.MaxConnections)))
+			slog.String("reason", fmt.Sprintf("a pool of %d connections and %d reserved (%s) must fit in REDIS_MAX_CONNECTIONS=%d",
+				s.budget.pool, s.budget.reserved, cfg.topology(), cfg.MaxConnections)))
 	}
 	return b, nil
 }

@@ -13,68 +13,149 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/fault"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/share"
 )
 
 // The clients of the databases triggers use: one per database, created on
-// first use, shared by every read of that database, closed when idle, at
-// most REDIS_MAX_DATABASES.
+// first use, shared by every read of that database, closed when idle. What
+// is scarce is connections, not databases: every read takes its turn for
+// one of the REDIS_MAX_CONNECTIONS (the gate, round robin among
+// namespaces), and a database's client holds connections only while it
+// is used. A databaseIndex the server has is never refused.
 
 // acquire returns the client of database n, creating it when needed, for
-// one read: call release when the read is done. A databaseIndex the
-// server does not have is FailedPrecondition; a database past
-// REDIS_MAX_DATABASES is ResourceExhausted.
+// one read of the namespace of ctx: call release when the read is done.
+// It waits its turn for a connection, and for room among
+// REDIS_MAX_DATABASES clients, within ctx (BACKEND_TIMEOUT). A
+// databaseIndex the server does not have is FailedPrecondition.
 func (b *Backend) acquire(ctx context.Context, n int) (d *database, release func(), err error) {
 	if !b.cluster && n != b.opts.DB {
 		if err := b.checkIndex(ctx, n); err != nil {
 			return nil, nil, err
 		}
 	}
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
-		return nil, nil, errClosed
+	leave, err := b.gate.acquire(ctx, scaler.Namespace(ctx))
+	if err != nil {
+		return nil, nil, b.waitFailed(ctx, n, err)
 	}
-	d = b.dbs[n]
-	var evicted *database
-	if d == nil {
-		if len(b.dbs) >= b.cfg.MaxDatabases {
-			if evicted = b.idlestLocked(time.Now()); evicted == nil {
-				b.mu.Unlock()
-				b.limitReached(limitDatabases) // scalerkit logs the failed read
-				return nil, nil, status.Errorf(codes.ResourceExhausted,
-					"databaseIndex %d: too many Redis databases in use (%d, %s); a database's client is closed after %v without a read (REDIS_CLIENT_IDLE_TIMEOUT)",
-					n, b.cfg.MaxDatabases, limitDatabases, b.cfg.ClientIdleTimeout)
-			}
-			delete(b.dbs, evicted.n)
-		}
-		opts := b.opts
-		opts.DB = n
-		d = &database{n: n, client: redis.NewUniversalClient(&opts), cluster: b.cluster}
-		b.dbs[n] = d
-		b.metrics.clients.Set(float64(len(b.dbs)))
-		b.log.Debug("redis client created", slog.Int("db", n))
+	if d, err = b.client(ctx, n); err != nil {
+		leave()
+		return nil, nil, b.waitFailed(ctx, n, err)
 	}
-	d.refs++
-	b.mu.Unlock()
-	b.closeClient(evicted, "idle")
 	return d, func() {
 		b.mu.Lock()
 		d.refs--
 		d.used = time.Now()
+		idle := d.refs == 0
 		b.mu.Unlock()
+		if idle {
+			b.conns.freed.broadcast() // its connections may be closed for another database
+		}
+		leave()
 	}, nil
 }
 
-// idlestLocked returns the client unused for REDIS_CLIENT_IDLE_TIMEOUT
-// the longest, or nil. b.mu must be held.
-func (b *Backend) idlestLocked(now time.Time) *database {
+// waitFailed explains a read that found no connection in time.
+func (b *Backend) waitFailed(ctx context.Context, n int, err error) error {
+	if ctx.Err() == nil && !errors.Is(err, share.ErrQueueFull) {
+		return err
+	}
+	b.limitReached(limitConnections)
+	code := codes.DeadlineExceeded
+	if errors.Is(err, share.ErrQueueFull) {
+		code = codes.ResourceExhausted
+	}
+	return status.Errorf(code, "databaseIndex %d: no Redis connection free in time: the %d of %s are shared by every database and namespace in turn (%v)",
+		n, b.gate.capacity, limitConnections, err)
+}
+
+// client returns the client of database n with one more reference,
+// creating it when needed. With REDIS_MAX_DATABASES clients open it
+// closes the one unused the longest, or waits for one to fall idle.
+func (b *Backend) client(ctx context.Context, n int) (*database, error) {
+	for {
+		b.mu.Lock()
+		if b.closed {
+			b.mu.Unlock()
+			return nil, errClosed
+		}
+		if d := b.dbs[n]; d != nil {
+			d.refs++
+			b.mu.Unlock()
+			return d, nil
+		}
+		if len(b.dbs) >= b.cfg.MaxDatabases {
+			evicted := b.idlestLocked(time.Now(), false)
+			if evicted == nil {
+				freed := b.conns.freed.wait()
+				b.mu.Unlock()
+				select {
+				case <-freed:
+					continue
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}
+			delete(b.dbs, evicted.n)
+			b.mu.Unlock()
+			b.closeClient(evicted, "room for another database")
+			continue
+		}
+		d := &database{n: n, client: redis.NewUniversalClient(b.clientOptions(n)), cluster: b.cluster, refs: 1}
+		b.dbs[n] = d
+		b.metrics.clients.Set(float64(len(b.dbs)))
+		b.mu.Unlock()
+		b.log.Debug("redis client created", slog.Int("db", n))
+		return d, nil
+	}
+}
+
+// clientOptions are the options of database n's client: a pool of at
+// most the per-database size; the default database keeps
+// REDIS_MIN_IDLE_CONNS open, the others one idle connection at most, so
+// that connections go where the reads are.
+func (b *Backend) clientOptions(n int) *redis.UniversalOptions {
+	opts := b.opts
+	opts.DB = n
+	if n != b.opts.DB {
+		opts.MinIdleConns, opts.MaxIdleConns = 0, 1
+	}
+	return &opts
+}
+
+// idlestLocked returns the client without a read the longest: of those
+// unused since REDIS_CLIENT_IDLE_TIMEOUT when timedOut, of any idle one
+// otherwise; nil when none. b.mu must be held.
+func (b *Backend) idlestLocked(now time.Time, timedOut bool) *database {
 	var idlest *database
 	for _, d := range b.dbs {
-		if d.refs == 0 && now.Sub(d.used) >= b.cfg.ClientIdleTimeout && (idlest == nil || d.used.Before(idlest.used)) {
+		if d.refs == 0 && (!timedOut || now.Sub(d.used) >= b.cfg.ClientIdleTimeout) && (idlest == nil || d.used.Before(idlest.used)) {
 			idlest = d
 		}
 	}
 	return idlest
+}
+
+// evictForConn closes the idle client unused the longest that holds
+// connections, for a dial at REDIS_MAX_CONNECTIONS, and reports whether
+// there was one.
+func (b *Backend) evictForConn() bool {
+	b.mu.Lock()
+	var idlest *database
+	for _, d := range b.dbs {
+		if d.refs == 0 && (idlest == nil || d.used.Before(idlest.used)) {
+			if st := d.client.PoolStats(); st != nil && st.TotalConns > 0 {
+				idlest = d
+			}
+		}
+	}
+	if idlest != nil {
+		delete(b.dbs, idlest.n)
+	}
+	b.mu.Unlock()
+	b.closeClient(idlest, "its connections for another database")
+	return idlest != nil
 }
 
 // closeClient closes d's client (nil: nothing), already out of b.dbs.
@@ -88,6 +169,7 @@ func (b *Backend) closeClient(d *database, why string) {
 	if err := d.client.Close(); err != nil {
 		b.log.Debug("closing a redis client", slog.Int("db", d.n), slog.Any("error", err))
 	}
+	b.conns.freed.broadcast()
 	b.log.Debug("redis client closed", slog.Int("db", d.n), slog.String("why", why))
 }
 
@@ -104,7 +186,7 @@ func (b *Backend) sweep() {
 		case now := <-t.C:
 			for {
 				b.mu.Lock()
-				d := b.idlestLocked(now)
+				d := b.idlestLocked(now, true)
 				if d != nil {
 					delete(b.dbs, d.n)
 				}
@@ -156,8 +238,8 @@ func (b *Backend) checkIndex(ctx context.Context, n int) error {
 	return nil
 }
 
-// readDBCount reads CONFIG GET databases through a client already open,
-// or the default database's.
+// readDBCount reads CONFIG GET databases through the default database's
+// client.
 func (b *Backend) readDBCount(ctx context.Context) error {
 	select {
 	case b.dbCount.sem <- struct{}{}:
@@ -168,23 +250,9 @@ func (b *Backend) readDBCount(ctx context.Context) error {
 	if b.dbCount.known.Load() {
 		return nil
 	}
-	b.mu.Lock()
-	var d *database
-	for _, c := range b.dbs {
-		d = c
-		break
-	}
-	release := func() {}
-	if d != nil {
-		d.refs++
-		release = func() { b.mu.Lock(); d.refs--; d.used = time.Now(); b.mu.Unlock() }
-	}
-	b.mu.Unlock()
-	if d == nil {
-		var err error
-		if d, release, err = b.acquire(ctx, b.opts.DB); err != nil {
-			return err
-		}
+	d, release, err := b.acquire(ctx, b.opts.DB) // its turn among the reads
+	if err != nil {
+		return err
 	}
 	defer release()
 	res, err := d.client.ConfigGet(ctx, "databases").Result()

@@ -51,9 +51,10 @@ type Config struct {
 	// production.
 	TLSInsecureSkipVerify bool `envconfig:"REDIS_TLS_INSECURE_SKIP_VERIFY" default:"false" desc:"accept any server certificate (tests only)"`
 	// PoolSize caps the connections of each database's client.
-	PoolSize int `envconfig:"REDIS_POOL_SIZE" default:"10" want:"> 0" desc:"maximum connections per database used (the scaler must never load Redis); cut at start so that REDIS_MAX_DATABASES pools fit in REDIS_MAX_CONNECTIONS (7 with the other defaults), which the start log says"`
-	// MinIdleConns is how many connections each client keeps open.
-	MinIdleConns int `envconfig:"REDIS_MIN_IDLE_CONNS" default:"1" desc:"idle connections kept open per database used"`
+	PoolSize int `envconfig:"REDIS_POOL_SIZE" default:"10" want:"> 0" desc:"most connections one database's client opens; every client's connections together stay within REDIS_MAX_CONNECTIONS, which cuts this at start if needed (the start log says)"`
+	// MinIdleConns is how many connections the default database's client
+	// keeps open; the other databases' keep at most one idle.
+	MinIdleConns int `envconfig:"REDIS_MIN_IDLE_CONNS" default:"1" desc:"idle connections kept open for the default database; the client of any other databaseIndex keeps at most one idle, so that connections go where the reads are"`
 	// ConnectTimeout bounds connecting.
 	ConnectTimeout time.Duration `envconfig:"REDIS_CONNECT_TIMEOUT" was:"REDIS_DIAL_TIMEOUT" default:"2s" want:"> 0s" desc:"bound on connecting to Redis"`
 	// ReadTimeout bounds reading one reply.
@@ -70,18 +71,20 @@ type Config struct {
 	NotifyMinInterval time.Duration `envconfig:"REDIS_NOTIFY_MIN_INTERVAL" default:"5s" want:">= 0s" desc:"least time between re-checks caused by keyspace notifications for dbsize and pattern triggers (the first change after a quiet spell is immediate)"`
 	// MaxConnections is the hard cap on the connections the scaler opens
 	// to Redis (Sentinels and Cluster nodes included), whatever triggers
-	// ask: every dial goes through one counter.
-	MaxConnections int `envconfig:"REDIS_MAX_CONNECTIONS" default:"32" desc:"hard cap on the connections the scaler opens to Redis, Sentinels and pub/sub included; a read that needs one more fails with ResourceExhausted"`
-	// MaxDatabases bounds the databases with a client of their own at
-	// once. Each database's pool is sized so that MaxDatabases pools and
-	// the shared subscription fit in MaxConnections.
-	MaxDatabases int `envconfig:"REDIS_MAX_DATABASES" default:"4" want:"> 0" desc:"databases (databaseIndex values) with a client open at once; a trigger needing one more gets ResourceExhausted until a client is closed for idleness"`
+	// ask: every dial goes through one counter. The databases' clients
+	// share it, each read in its turn, round robin among namespaces.
+	MaxConnections int `envconfig:"REDIS_MAX_CONNECTIONS" default:"32" desc:"hard cap on the connections the scaler opens to Redis, Sentinels and pub/sub included, shared by every databaseIndex: a read waits its turn for one (round robin among namespaces, one namespace at most half) within BACKEND_TIMEOUT, and an idle database's connections are closed for a busy one"`
+	// MaxDatabases bounds the database clients open at once (memory):
+	// past it the client idle the longest is closed, or the read waits
+	// for one to fall idle. It never refuses a databaseIndex.
+	MaxDatabases int `envconfig:"REDIS_MAX_DATABASES" default:"16" want:"> 0" desc:"database clients (one per databaseIndex in use) open at once; past it the client idle the longest is closed to make room, or the read waits (within BACKEND_TIMEOUT) for one to fall idle: a databaseIndex the server has is never refused"`
 	// ClientIdleTimeout is how long a database's client stays open
 	// without a read before it is closed, with its connections.
 	ClientIdleTimeout time.Duration `envconfig:"REDIS_CLIENT_IDLE_TIMEOUT" default:"2m" want:"> 0s" desc:"a database's client (and its connections) is closed after this long without a read"`
-	// MaxWatchedKeys bounds the keyspace-notification channels and
-	// patterns subscribed on the one shared pub/sub connection.
-	MaxWatchedKeys int `envconfig:"REDIS_MAX_WATCHED_KEYS" default:"1000" want:">= 0" desc:"keyspace-notification channels and patterns subscribed at once (one shared connection); a trigger past it is polled every PUSH_INTERVAL instead, with a rate-limited warning"`
+	// MaxWatchedKeys bounds the keyspace-notification places (a channel
+	// or pattern per namespace watching it) on the one shared pub/sub
+	// connection, shared fairly among namespaces.
+	MaxWatchedKeys int `envconfig:"REDIS_MAX_WATCHED_KEYS" default:"1000" want:">= 0" desc:"keyspace-notification places (one per channel or pattern and namespace watching it) on one shared connection, shared fairly among namespaces: a namespace under its share takes one from the namespace holding the most; a trigger without one is polled every PUSH_INTERVAL instead, with a rate-limited warning; 0 turns notifications off"`
 }
 
 // Validate checks the configuration and names the variable at fault.
@@ -210,36 +213,38 @@ func tlsConfig(cfg Config, host string) (*tls.Config, error) {
 
 // budget is how the connections of REDIS_MAX_CONNECTIONS are shared out.
 type budget struct {
-	// pool is the size of each client's pool: of each database's client,
-	// or of each node's on a Cluster.
+	// pool is the most connections of one client's pool: of each
+	// database's client, or of each node's on a Cluster.
 	pool int
-	// reserved is what the pools leave for the rest: the shared pub/sub
-	// connection, and with Sentinel the Sentinel connections.
+	// reserved is what the database clients leave for the rest: the
+	// shared pub/sub connection, and with Sentinel the Sentinel
+	// connections of the pub/sub client and of one database client.
 	reserved int
-	// clients is the number of pools that share the rest.
-	clients int
+	// slots is the number of reads that hold a connection at once, shared
+	// by every database and namespace (the gate).
+	slots int
 }
 
-// budget shares out MaxConnections: MaxDatabases pools (one on a
-// Cluster) of at most PoolSize each, after what is reserved. Standalone:
-// one pub/sub connection. Sentinel: per database a Sentinel connection and
-// its +switch-master subscription, plus one connection per Sentinel while
-// the master is looked up, plus the pub/sub client's own three. A Cluster
-// has a pool per node, and the number of nodes is only known from the
-// Cluster: the pool is cut to the addresses given, and the dial counter
-// enforces the cap whatever the topology turns out to be.
+// budget shares out MaxConnections. Standalone: one pub/sub connection
+// is reserved, the database clients share the rest, each pool at most
+// PoolSize. Sentinel: the pub/sub client's three, one connection per
+// Sentinel while the master is looked up, and a database client's own
+// Sentinel connection and +switch-master subscription. A Cluster has a
+// pool per node, and the number of nodes is only known from the Cluster:
+// the pool is cut to the addresses given. The dial counter enforces the
+// cap whatever the topology turns out to be; past it a dial waits for an
+// idle client's connections to close.
 func (c *Config) budget() (budget, error) {
 	if c.MaxConnections <= 0 {
 		return budget{}, fmt.Errorf("REDIS_MAX_CONNECTIONS=%d: want > 0", c.MaxConnections)
 	}
-	b := budget{clients: c.MaxDatabases}
-	perClient := 0
+	var b budget
+	nodes := 1
 	switch {
 	case c.isCluster():
-		b.clients = max(1, len(c.Addrs))
+		nodes = max(1, len(c.Addrs))
 	case c.MasterName != "":
-		perClient = 2
-		b.reserved = 3 + len(c.Addrs)
+		b.reserved = 3 + len(c.Addrs) + 2
 	default:
 		b.reserved = 1
 	}
@@ -249,15 +254,15 @@ func (c *Config) budget() (budget, error) {
 			b.reserved -= 2
 		}
 	}
-	b.pool = min(c.PoolSize, (c.MaxConnections-b.reserved)/b.clients-perClient)
+	b.slots = c.MaxConnections - b.reserved
+	b.pool = min(c.PoolSize, b.slots/nodes)
 	if b.pool < 1 {
-		return budget{}, fmt.Errorf("REDIS_MAX_CONNECTIONS=%d is too small for REDIS_MAX_DATABASES=%d with %s: "+
-			"each database needs at least %d connection(s) and %d are reserved; raise REDIS_MAX_CONNECTIONS or lower REDIS_MAX_DATABASES",
-			c.MaxConnections, c.MaxDatabases, c.topology(), 1+perClient, b.reserved)
+		return budget{}, fmt.Errorf("REDIS_MAX_CONNECTIONS=%d is too small with %s: %d are reserved and a database client needs at least one more; raise REDIS_MAX_CONNECTIONS",
+			c.MaxConnections, c.topology(), b.reserved)
 	}
 	if c.MinIdleConns > b.pool {
-		return budget{}, fmt.Errorf("REDIS_MIN_IDLE_CONNS=%d: each client's pool holds only %d connections within REDIS_MAX_CONNECTIONS=%d and REDIS_MAX_DATABASES=%d",
-			c.MinIdleConns, b.pool, c.MaxConnections, c.MaxDatabases)
+		return budget{}, fmt.Errorf("REDIS_MIN_IDLE_CONNS=%d: a client's pool holds only %d connections within REDIS_MAX_CONNECTIONS=%d",
+			c.MinIdleConns, b.pool, c.MaxConnections)
 	}
 	return b, nil
 }

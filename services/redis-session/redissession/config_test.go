@@ -23,7 +23,7 @@ func validConfig() Config {
 	return Config{
 		URL: "redis://127.0.0.1:1/0", PoolSize: 10, MinIdleConns: 1, ConnectTimeout: 2 * time.Second,
 		ReadTimeout: 3 * time.Second, WriteTimeout: 3 * time.Second, ScanCount: 1000, NotifyMinInterval: 5 * time.Second,
-		MaxConnections: 32, MaxDatabases: 4, ClientIdleTimeout: 2 * time.Minute, MaxWatchedKeys: 1000,
+		MaxConnections: 32, MaxDatabases: 16, ClientIdleTimeout: 2 * time.Minute, MaxWatchedKeys: 1000,
 	}
 }
 
@@ -68,15 +68,14 @@ func TestConfigValidate(t *testing.T) {
 		{"max databases", func(c *Config) { c.MaxDatabases = 0 }, "REDIS_MAX_DATABASES=0"},
 		{"client idle", func(c *Config) { c.ClientIdleTimeout = 0 }, "REDIS_CLIENT_IDLE_TIMEOUT"},
 		{"watched keys", func(c *Config) { c.MaxWatchedKeys = -1 }, "REDIS_MAX_WATCHED_KEYS=-1"},
-		{"budget too small", func(c *Config) { c.MaxConnections = 4; c.MaxDatabases = 4 }, "REDIS_MAX_CONNECTIONS=4 is too small for REDIS_MAX_DATABASES=4"},
+		{"budget too small", func(c *Config) { c.MaxConnections = 1 }, "REDIS_MAX_CONNECTIONS=1 is too small with standalone: 1 are reserved"},
 		{"sentinel budget too small", func(c *Config) {
 			c.URL = ""
 			c.Addrs = []string{"s1:26379", "s2:26379", "s3:26379"}
 			c.MasterName = "m"
-			c.MaxConnections = 12
-			c.MaxDatabases = 4
+			c.MaxConnections = 8
 		}, "with sentinel"},
-		{"idle conns past the pool", func(c *Config) { c.MaxConnections = 9; c.MaxDatabases = 4; c.MinIdleConns = 3 }, "REDIS_MIN_IDLE_CONNS=3"},
+		{"idle conns past the pool", func(c *Config) { c.MaxConnections = 3; c.MinIdleConns = 3 }, "REDIS_MIN_IDLE_CONNS=3"},
 		{"address without scheme", func(c *Config) { c.URL = "127.0.0.1:6379" }, `REDIS_URL "127.0.0.1:6379" is an address, not a URL: write it as redis://127.0.0.1:6379/0`},
 		{"host without scheme", func(c *Config) { c.URL = "redis.example" }, "REDIS_URL has no scheme: want a URL such as redis://127.0.0.1:6379/0"},
 		{"tls settings without tls", func(c *Config) { c.TLSCAFile = "ca.pem" }, "TLS is off"},
@@ -138,7 +137,7 @@ func TestConfigFromEnvironment(t *testing.T) {
 		Addrs: []string{"s1:26379", "s2:26379"}, MasterName: "mymaster", Password: "from-a-secret",
 		PoolSize: 10, MinIdleConns: 1, ConnectTimeout: 2 * time.Second, ReadTimeout: 3 * time.Second,
 		WriteTimeout: 3 * time.Second, ScanCount: 1000, NotifyMinInterval: 5 * time.Second,
-		MaxConnections: 32, MaxDatabases: 4, ClientIdleTimeout: 2 * time.Minute, MaxWatchedKeys: 1000,
+		MaxConnections: 32, MaxDatabases: 16, ClientIdleTimeout: 2 * time.Minute, MaxWatchedKeys: 1000,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("loaded %+v, want %+v", c, want)
@@ -229,12 +228,12 @@ func TestPoolSizeCutIsLogged(t *testing.T) {
 		poolSize int
 		want     string
 	}{
-		{"cut", 10, `msg="REDIS_POOL_SIZE cut to fit REDIS_MAX_CONNECTIONS" REDIS_POOL_SIZE=10 poolSize=7 reason="4 pools of 7 connections and 1 reserved (standalone) must fit in REDIS_MAX_CONNECTIONS=32"`},
+		{"cut", 10, `msg="REDIS_POOL_SIZE cut to fit REDIS_MAX_CONNECTIONS" REDIS_POOL_SIZE=10 poolSize=7 reason="a pool of 7 connections and 1 reserved (standalone) must fit in REDIS_MAX_CONNECTIONS=8"`},
 		{"fits", 5, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := validConfig()
-			c.PoolSize, c.MaxConnections, c.MaxDatabases = tt.poolSize, 32, 4
+			c.PoolSize, c.MaxConnections = tt.poolSize, 8
 			var logs wait.Buffer
 			newBackendEnv(t, c, scalerkit.Env{Log: slog.New(slog.NewTextHandler(&logs, nil))})
 			if got := strings.Contains(logs.String(), "REDIS_POOL_SIZE cut"); got != (tt.want != "") || !strings.Contains(logs.String(), tt.want) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/stream"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/subscription"
 )
@@ -96,8 +97,9 @@ type notifier struct {
 func newNotifier(b *Backend) *notifier {
 	n := &notifier{b: b}
 	n.mux = subscription.New[topic](n, subscription.Options{
-		Limit: b.cfg.MaxWatchedKeys, Variable: limitWatchedKeys, Logger: b.log, Limiter: b.warn,
-		Full:    "keyspace notifications at their limit: the trigger is re-checked every PUSH_INTERVAL instead",
+		Limit: b.cfg.MaxWatchedKeys, Namespace: scaler.Namespace, Shared: b.metrics.watchedKeys,
+		Variable: limitWatchedKeys, Logger: b.log, Limiter: b.warn,
+		Full:    "keyspace notifications at their limit for this namespace (its share of REDIS_MAX_WATCHED_KEYS): the trigger is re-checked every PUSH_INTERVAL instead",
 		Refused: func() { b.limitReached(limitWatchedKeys) },
 		Held:    func(k int) { b.metrics.subscriptions.Set(float64(k)) },
 	})
