@@ -12,9 +12,13 @@
 //
 // The keys come from what triggers ask, so a Group holds at most
 // MaxEntries of them: past it the least recently used kept value makes
-// room, and a new key is refused (ErrFull) only when every key held has a
-// call in flight. Close cancels the calls in flight, for a shutdown that
-// does not wait on the backend.
+// room. The calls in flight are places of a share.Pool divided among the
+// namespaces of their first callers: when every key held has a call in
+// flight, a namespace under its fair share takes the place of the newest
+// call of the namespace holding the most (that call is cancelled and its
+// callers get ErrFull), and a namespace at its share gets ErrFull. Close
+// cancels the calls in flight, for a shutdown that does not wait on the
+// backend.
 package cache
 
 import (
@@ -26,6 +30,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/kedascalers/kedascalers/libs/scalerkit/share"
 )
 
 // Outcome says how a Get was answered.
@@ -53,8 +59,9 @@ func (o Outcome) String() string {
 }
 
 // ErrFull is returned by Get for a new key when the Group holds
-// MaxEntries keys that all have a call in flight, so nothing can be
-// dropped to make room.
+// MaxEntries keys that all have a call in flight and the caller's
+// namespace holds its fair share of them, and to the callers of a call
+// whose place a namespace under its share took.
 var ErrFull = errors.New("cache: every key held has a call in flight")
 
 // ErrClosed is returned by Get for a new call after Close.
@@ -82,6 +89,12 @@ type Options struct {
 	// Held, when set, is called with the number of keys held (kept values
 	// plus calls in flight) whenever it changes, under the Group's lock.
 	Held func(n int)
+	// Namespace, when set, names the tenant of a caller's context: the
+	// calls in flight are shared fairly among them (see ErrFull). Unset,
+	// every call is of one namespace.
+	Namespace func(context.Context) string
+	// Shares receives the reports of the pool of calls in flight.
+	Shares share.Options
 }
 
 // Group is a TTL cache with request coalescing and a bound on the keys it
@@ -93,11 +106,12 @@ type Group[V any] struct {
 	ctx    context.Context // ends on Close: cancels the calls in flight
 	cancel context.CancelFunc
 	calls  sync.WaitGroup // shared calls running; Add only under mu, never after closed
+	places *share.Pool    // calls in flight by namespace; nil without MaxEntries
 
 	mu        sync.Mutex
 	entries   map[string]*list.Element // of *entry[V]
 	lru       *list.List               // kept values, most recently used at the front
-	inflight  map[string]struct{}
+	inflight  map[string]*share.Place  // nil places without MaxEntries
 	closed    bool
 	lastSweep time.Time
 }
@@ -111,8 +125,12 @@ type entry[V any] struct {
 // New returns a Group configured by opts.
 func New[V any](opts Options) *Group[V] {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Group[V]{opts: opts, now: time.Now, ctx: ctx, cancel: cancel,
-		entries: make(map[string]*list.Element), lru: list.New(), inflight: make(map[string]struct{})}
+	g := &Group[V]{opts: opts, now: time.Now, ctx: ctx, cancel: cancel,
+		entries: make(map[string]*list.Element), lru: list.New(), inflight: make(map[string]*share.Place)}
+	if opts.MaxEntries > 0 {
+		g.places = share.New(opts.MaxEntries, opts.Shares)
+	}
+	return g
 }
 
 // Get returns the value for key: the kept one if it is younger than the TTL,
@@ -167,7 +185,7 @@ func (g *Group[V]) Hit(key string) (V, bool) {
 func (g *Group[V]) call(caller context.Context, key string, fetch func(context.Context) (V, error)) (v V, err error) {
 	// A value may have been stored by a flight that ended between our
 	// lookup and this call starting.
-	v, kept, err := g.admit(key)
+	v, kept, place, err := g.admit(caller, key)
 	if kept || err != nil {
 		return v, err
 	}
@@ -176,17 +194,42 @@ func (g *Group[V]) call(caller context.Context, key string, fetch func(context.C
 	ctx, cancel := context.WithCancel(context.WithoutCancel(caller))
 	defer cancel()
 	defer context.AfterFunc(g.ctx, cancel)()
+	if place != nil {
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			select {
+			case <-place.Lost():
+				cancel()
+			case <-done:
+			}
+		}()
+	}
 	if g.opts.Timeout > 0 {
 		ctx, cancel = context.WithTimeout(ctx, g.opts.Timeout)
 		defer cancel()
 	}
-	return fetch(ctx)
+	v, err = fetch(ctx)
+	if place != nil && err != nil && lost(place) {
+		return v, fmt.Errorf("%w: a namespace under its share took this call's place", ErrFull)
+	}
+	return v, err
 }
 
-// admit returns the kept value of key if there is one; else it makes room
-// for a call of key (dropping the least recently used kept value at the
-// bound) and counts the call in flight, or returns ErrFull.
-func (g *Group[V]) admit(key string) (v V, kept bool, err error) {
+func lost(pl *share.Place) bool {
+	select {
+	case <-pl.Lost():
+		return true
+	default:
+		return false
+	}
+}
+
+// admit returns the kept value of key if there is one; else it takes a
+// place for the caller's namespace, makes room for a call of key
+// (dropping the least recently used kept value at the bound) and counts
+// the call in flight, or returns ErrFull.
+func (g *Group[V]) admit(caller context.Context, key string) (v V, kept bool, place *share.Place, err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	defer g.heldLocked()
@@ -195,32 +238,45 @@ func (g *Group[V]) admit(key string) (v V, kept bool, err error) {
 		e := el.Value.(*entry[V])
 		if now.Before(e.expires) {
 			g.lru.MoveToFront(el)
-			return e.value, true, nil
+			return e.value, true, nil, nil
 		}
 		g.removeLocked(el) // expired: this call replaces it
 	}
 	if g.closed {
-		return v, false, ErrClosed
+		return v, false, nil, ErrClosed
 	}
-	if g.opts.MaxEntries > 0 && len(g.entries)+len(g.inflight) >= g.opts.MaxEntries {
-		oldest := g.lru.Back()
-		if oldest == nil {
-			return v, false, ErrFull
+	if g.places != nil {
+		ns := ""
+		if g.opts.Namespace != nil {
+			ns = g.opts.Namespace(caller)
 		}
-		if e := oldest.Value.(*entry[V]); now.Before(e.expires) && g.opts.Evicted != nil {
-			g.opts.Evicted()
+		// Free while a call in flight is not (a kept value makes room
+		// below); else a place taken from the largest holder, whose call
+		// is cancelled and leaves soon after.
+		var ok bool
+		if place, ok = g.places.Take(ns); !ok {
+			return v, false, nil, ErrFull
 		}
-		g.removeLocked(oldest)
+		for len(g.entries)+len(g.inflight) >= g.opts.MaxEntries && g.lru.Len() > 0 {
+			oldest := g.lru.Back()
+			if e := oldest.Value.(*entry[V]); now.Before(e.expires) && g.opts.Evicted != nil {
+				g.opts.Evicted()
+			}
+			g.removeLocked(oldest)
+		}
 	}
-	g.inflight[key] = struct{}{}
+	g.inflight[key] = place
 	g.calls.Add(1)
-	return v, false, nil
+	return v, false, place, nil
 }
 
 // finish ends key's call in flight, keeping its value if ok.
 func (g *Group[V]) finish(key string, v V, ok bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if pl := g.inflight[key]; pl != nil {
+		pl.Release()
+	}
 	delete(g.inflight, key)
 	if ok && g.opts.TTL > 0 {
 		g.storeLocked(key, v)
@@ -242,7 +298,8 @@ func (g *Group[V]) lookup(key string) (V, bool) {
 }
 
 // storeLocked keeps v for key. The key was counted in flight, so the
-// bound still holds.
+// bound still holds (but for calls whose place was taken and that still
+// succeeded, which the next admit makes room for).
 func (g *Group[V]) storeLocked(key string, v V) {
 	now := g.now()
 	e := &entry[V]{key: key, value: v, expires: now.Add(g.opts.TTL)}

@@ -22,7 +22,7 @@ var vars = []string{
 	"GRPC_ADDR", "HTTP_ADDR", "LOG_LEVEL", "LOG_FORMAT", "CACHE_TTL", "PUSH_INTERVAL",
 	"BACKEND_TIMEOUT", "SHUTDOWN_TIMEOUT", "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE",
 	"MAX_QUESTIONS", "MAX_FEEDS", "MAX_TARGET_READERS", "TARGET_READER_IDLE", "MAX_METADATA_BYTES",
-	"MAX_CALLS_PER_NAMESPACE", "MAX_WAITING_PER_NAMESPACE",
+	"MAX_CALLS_PER_NAMESPACE", "MAX_WAITING_PER_NAMESPACE", "MAX_BACKEND_CALLS",
 	"GRPC_MAX_CONNECTIONS", "GRPC_MAX_CONCURRENT_STREAMS", "GRPC_HANDSHAKE_TIMEOUT", "GRPC_KEEPALIVE_MIN_PING",
 	"GRPC_MAX_RECV_MSG_BYTES", "MAX_CONNECTION_AGE", "MAX_CONNECTION_AGE_GRACE",
 }
@@ -180,7 +180,7 @@ func TestValidate(t *testing.T) {
 		return config.Config{GRPCAddr: ":9090", HTTPAddr: ":8080", LogLevel: "info", LogFormat: "json",
 			CacheTTL: time.Second, PushInterval: time.Second, BackendTimeout: time.Second,
 			MaxQuestions: 1, MaxFeeds: 1, MaxTargetReaders: 1, TargetReaderIdle: time.Second, MaxMetadataBytes: 1,
-			MaxCallsPerNamespace: 1, MaxWaitingPerNamespace: 0,
+			MaxCallsPerNamespace: 1, MaxWaitingPerNamespace: 0, MaxBackendCalls: 2,
 			GRPCMaxConnections: 1, GRPCMaxConcurrentStreams: 1, GRPCHandshakeTimeout: time.Second,
 			GRPCKeepaliveMinPing: time.Second, GRPCMaxRecvMsgBytes: 4097, MaxConnectionAge: time.Minute, MaxConnectionAgeGrace: 14 * time.Second}
 	}
@@ -206,6 +206,7 @@ func TestValidate(t *testing.T) {
 		{"metadata bytes", func(c *config.Config) { c.MaxMetadataBytes = 0 }, "MAX_METADATA_BYTES"},
 		{"calls per namespace", func(c *config.Config) { c.MaxCallsPerNamespace = 0 }, "MAX_CALLS_PER_NAMESPACE"},
 		{"waiting per namespace", func(c *config.Config) { c.MaxWaitingPerNamespace = -1 }, "MAX_WAITING_PER_NAMESPACE"},
+		{"backend calls", func(c *config.Config) { c.MaxBackendCalls = 1 }, "MAX_BACKEND_CALLS=1: want >= 2"},
 		{"cert only", func(c *config.Config) { c.TLSCertFile = "c" }, "TLS_KEY_FILE"},
 		{"ca only", func(c *config.Config) { c.TLSClientCAFile = "ca" }, "TLS_CLIENT_CA_FILE"},
 		{"full mTLS", func(c *config.Config) { c.TLSCertFile, c.TLSKeyFile, c.TLSClientCAFile = "c", "k", "ca" }, ""},

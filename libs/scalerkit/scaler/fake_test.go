@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
@@ -28,6 +29,9 @@ type fake struct {
 	changed map[string]map[int]func()
 	nextID  int
 	closes  atomic.Int64
+
+	delay           time.Duration // every read takes this long (slow), or until its context ends
+	running, maxRan atomic.Int64  // reads running now, and at most
 }
 
 func newFake() *fake {
@@ -49,6 +53,13 @@ func (f *fake) release(key string) {
 		close(ch)
 		delete(f.block, key)
 	}
+	f.mu.Unlock()
+}
+
+// slow makes every read take d.
+func (f *fake) slow(d time.Duration) {
+	f.mu.Lock()
+	f.delay = d
 	f.mu.Unlock()
 }
 
@@ -130,8 +141,20 @@ func (p *fakeProbe) Read(ctx context.Context) (scaler.Reading, error) {
 	}
 	v, err, panics, block := f.values[p.key], f.fail[p.key], f.panics[p.key], f.block[p.key]
 	sw, hasSwitch := f.values[p.switchKey]
+	delay := f.delay
 	f.mu.Unlock()
 	c.Add(1)
+	n := f.running.Add(1)
+	defer f.running.Add(-1)
+	for m := f.maxRan.Load(); n > m && !f.maxRan.CompareAndSwap(m, n); m = f.maxRan.Load() {
+	}
+	if delay > 0 {
+		select {
+		case <-ctx.Done():
+			return scaler.Reading{}, ctx.Err()
+		case <-time.After(delay):
+		}
+	}
 	switch {
 	case panics:
 		panic("fake backend exploded")
