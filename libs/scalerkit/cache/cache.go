@@ -80,6 +80,10 @@ type Options struct {
 	// value; when every key held has a call in flight, Get returns ErrFull.
 	// Zero means no bound, which is only sensible in tests.
 	MaxEntries int
+	// MaxBytes bounds the bytes of the keys of kept values: past it the
+	// least recently used kept values make room. Calls in flight are not
+	// counted (MaxEntries bounds them). Zero means no bound.
+	MaxBytes int
 	// Observe, when set, is called once per answered Get with its outcome
 	// (a Get that ends on its own context, or is refused, is not counted).
 	Observe func(Outcome)
@@ -111,9 +115,17 @@ type Group[V any] struct {
 	mu        sync.Mutex
 	entries   map[string]*list.Element // of *entry[V]
 	lru       *list.List               // kept values, most recently used at the front
-	inflight  map[string]*share.Place  // nil places without MaxEntries
+	inflight  map[string]*flight
+	keptBytes int // bytes of the keys of entries
 	closed    bool
 	lastSweep time.Time
+}
+
+// flight is a call in flight: its place (nil without MaxEntries) and
+// what cancels it when the place is taken.
+type flight struct {
+	place  *share.Place
+	cancel context.CancelFunc
 }
 
 type entry[V any] struct {
@@ -126,7 +138,7 @@ type entry[V any] struct {
 func New[V any](opts Options) *Group[V] {
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &Group[V]{opts: opts, now: time.Now, ctx: ctx, cancel: cancel,
-		entries: make(map[string]*list.Element), lru: list.New(), inflight: make(map[string]*share.Place)}
+		entries: make(map[string]*list.Element), lru: list.New(), inflight: make(map[string]*flight)}
 	if opts.MaxEntries > 0 {
 		g.places = share.New(opts.MaxEntries, opts.Shares)
 	}
@@ -183,28 +195,17 @@ func (g *Group[V]) Hit(key string) (V, bool) {
 // call admits key, runs fetch detached from the caller under the timeout
 // and keeps a successful value.
 func (g *Group[V]) call(caller context.Context, key string, fetch func(context.Context) (V, error)) (v V, err error) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(caller))
+	defer cancel()
 	// A value may have been stored by a flight that ended between our
 	// lookup and this call starting.
-	v, kept, place, err := g.admit(caller, key)
+	v, kept, place, err := g.admit(caller, key, cancel)
 	if kept || err != nil {
 		return v, err
 	}
 	defer g.calls.Done()
 	defer func() { g.finish(key, v, err == nil) }()
-	ctx, cancel := context.WithCancel(context.WithoutCancel(caller))
-	defer cancel()
 	defer context.AfterFunc(g.ctx, cancel)()
-	if place != nil {
-		done := make(chan struct{})
-		defer close(done)
-		go func() {
-			select {
-			case <-place.Lost():
-				cancel()
-			case <-done:
-			}
-		}()
-	}
 	if g.opts.Timeout > 0 {
 		ctx, cancel = context.WithTimeout(ctx, g.opts.Timeout)
 		defer cancel()
@@ -229,7 +230,7 @@ func lost(pl *share.Place) bool {
 // place for the caller's namespace, makes room for a call of key
 // (dropping the least recently used kept value at the bound) and counts
 // the call in flight, or returns ErrFull.
-func (g *Group[V]) admit(caller context.Context, key string) (v V, kept bool, place *share.Place, err error) {
+func (g *Group[V]) admit(caller context.Context, key string, cancel context.CancelFunc) (v V, kept bool, place *share.Place, err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	defer g.heldLocked()
@@ -254,8 +255,12 @@ func (g *Group[V]) admit(caller context.Context, key string) (v V, kept bool, pl
 		// below); else a place taken from the largest holder, whose call
 		// is cancelled and leaves soon after.
 		var ok bool
+		full := len(g.inflight) >= g.places.Capacity()
 		if place, ok = g.places.Take(ns); !ok {
 			return v, false, nil, ErrFull
+		}
+		if full {
+			g.cancelLostLocked()
 		}
 		for len(g.entries)+len(g.inflight) >= g.opts.MaxEntries && g.lru.Len() > 0 {
 			oldest := g.lru.Back()
@@ -265,17 +270,29 @@ func (g *Group[V]) admit(caller context.Context, key string) (v V, kept bool, pl
 			g.removeLocked(oldest)
 		}
 	}
-	g.inflight[key] = place
+	g.inflight[key] = &flight{place: place, cancel: cancel}
 	g.calls.Add(1)
 	return v, false, place, nil
+}
+
+// cancelLostLocked cancels the calls whose place was just taken. It scans
+// the calls in flight, but runs only when a place may have been taken:
+// at the bound, with every key held in flight.
+func (g *Group[V]) cancelLostLocked() {
+	for _, f := range g.inflight {
+		if f.cancel != nil && f.place != nil && lost(f.place) {
+			f.cancel()
+			f.cancel = nil // once
+		}
+	}
 }
 
 // finish ends key's call in flight, keeping its value if ok.
 func (g *Group[V]) finish(key string, v V, ok bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if pl := g.inflight[key]; pl != nil {
-		pl.Release()
+	if f := g.inflight[key]; f != nil && f.place != nil {
+		f.place.Release()
 	}
 	delete(g.inflight, key)
 	if ok && g.opts.TTL > 0 {
@@ -308,6 +325,14 @@ func (g *Group[V]) storeLocked(key string, v V) {
 		g.lru.MoveToFront(el)
 	} else {
 		g.entries[key] = g.lru.PushFront(e)
+		g.keptBytes += len(key)
+	}
+	for g.opts.MaxBytes > 0 && g.keptBytes > g.opts.MaxBytes && g.lru.Len() > 1 {
+		oldest := g.lru.Back()
+		if e := oldest.Value.(*entry[V]); now.Before(e.expires) && g.opts.Evicted != nil {
+			g.opts.Evicted()
+		}
+		g.removeLocked(oldest)
 	}
 	// Drop expired entries at most once per TTL, so that keys nobody asks
 	// for any more do not pile up.
@@ -322,7 +347,9 @@ func (g *Group[V]) storeLocked(key string, v V) {
 }
 
 func (g *Group[V]) removeLocked(el *list.Element) {
-	delete(g.entries, el.Value.(*entry[V]).key)
+	key := el.Value.(*entry[V]).key
+	g.keptBytes -= len(key)
+	delete(g.entries, key)
 	g.lru.Remove(el)
 }
 

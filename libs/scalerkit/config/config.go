@@ -32,10 +32,13 @@ type Config struct {
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"10s" want:">= 0s" desc:"how long in-flight calls may finish after SIGTERM before the server stops hard"`
 	// MaxQuestions bounds the distinct questions the cache holds.
 	MaxQuestions int `envconfig:"MAX_QUESTIONS" default:"16384" want:">= 1" desc:"distinct questions held by the cache (kept readings and calls in flight), and distinct trigger metadata kept parsed; the least recently used reading makes room; when all have a call in flight, a namespace under its share of them takes one from the namespace holding the most, and a namespace at its share is refused (ResourceExhausted). Sized for 10,000 ScaledObjects"`
+	// MaxQuestionBytes bounds the bytes of the questions kept and of the
+	// trigger metadata kept parsed, each.
+	MaxQuestionBytes int `envconfig:"MAX_QUESTION_BYTES" default:"33554432" want:">= 1" desc:"bytes of the readings the cache keeps (their questions), and apart of the trigger metadata kept parsed; the least recently used reading, or an arbitrary parse, makes room (never a refusal). Bounds their memory whatever the metadata's size: 32 MiB each"`
 	// MaxFeeds bounds the push feeds that serve StreamIsActive.
 	MaxFeeds int `envconfig:"MAX_FEEDS" default:"200" want:">= 1" desc:"distinct questions with a StreamIsActive feed; each reads the backend every PUSH_INTERVAL (200: 40 reads/s at 5s); a new question past it is refused (ResourceExhausted)"`
 	// MaxCallsPerNamespace bounds the backend calls one namespace runs at once.
-	MaxCallsPerNamespace int `envconfig:"MAX_CALLS_PER_NAMESPACE" default:"2" want:">= 1" desc:"backend calls one namespace's triggers run at once, for value reads and for target reads each (cache hits and calls joined in flight take none), so that one tenant's slow or distinct questions leave places of MAX_BACKEND_CALLS to the others"`
+	MaxCallsPerNamespace int `envconfig:"MAX_CALLS_PER_NAMESPACE" default:"2" want:">= 1" desc:"backend calls one namespace's triggers run at once, for value reads and for target reads each, and at most half of each kind's part of MAX_BACKEND_CALLS (cache hits and calls joined in flight take none), so that one tenant's slow or distinct questions leave places to the others"`
 	// MaxWaitingPerNamespace bounds the backend calls of one namespace
 	// waiting for a place.
 	MaxWaitingPerNamespace int `envconfig:"MAX_WAITING_PER_NAMESPACE" default:"1000" want:">= 0" desc:"backend calls of one namespace waiting their turn (namespaces take turns; each call waits at most BACKEND_TIMEOUT), enough for a burst of 1000 distinct questions after a KEDA restart; past it a call is refused at once (ResourceExhausted)"`

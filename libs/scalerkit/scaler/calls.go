@@ -26,12 +26,19 @@ func callShares(total int) (values, targets int) {
 	return max(total-targets, 1), targets
 }
 
+// perNamespace is what one namespace may run of a queue of capacity
+// places: MAX_CALLS_PER_NAMESPACE, and at most half of them (at least 1),
+// so that one namespace's slow calls never hold every place.
+func perNamespace(o Options, capacity int) int {
+	return max(min(o.MaxCallsPerNamespace, capacity/2), 1)
+}
+
 func newCalls(o Options, m *metrics.Metrics) *calls {
 	values, targets := callShares(o.MaxBackendCalls)
 	return &calls{
-		value: share.NewQueueWith(values, o.MaxCallsPerNamespace, o.MaxWaitingPerNamespace,
+		value: share.NewQueueWith(values, perNamespace(o, values), o.MaxWaitingPerNamespace,
 			m.Queued("backend_calls", values)),
-		target: share.NewQueueWith(targets, o.MaxCallsPerNamespace, o.MaxWaitingPerNamespace,
+		target: share.NewQueueWith(targets, perNamespace(o, targets), o.MaxWaitingPerNamespace,
 			m.Queued("target_calls", targets)),
 	}
 }

@@ -36,6 +36,10 @@ type Options struct {
 	// MaxQuestions bounds the distinct questions the cache holds, and the
 	// distinct trigger metadata kept parsed (MAX_QUESTIONS).
 	MaxQuestions int
+	// MaxQuestionBytes bounds the bytes of the questions the cache keeps
+	// (their keys), and apart those of the trigger metadata kept parsed
+	// (MAX_QUESTION_BYTES).
+	MaxQuestionBytes int
 	// MaxFeeds bounds the StreamIsActive feeds (MAX_FEEDS).
 	MaxFeeds int
 	// MaxBackendCalls bounds the backend calls in flight, all namespaces
@@ -69,6 +73,7 @@ func ConfigOptions(cfg config.Config) Options {
 		BackendTimeout:   cfg.BackendTimeout,
 		TargetLease:      cfg.TargetReaderIdle,
 		MaxQuestions:     cfg.MaxQuestions,
+		MaxQuestionBytes: cfg.MaxQuestionBytes,
 		MaxFeeds:         cfg.MaxFeeds,
 		MaxTargetReaders: cfg.MaxTargetReaders,
 
@@ -116,7 +121,7 @@ func New(b Backend, opts Options) *Service {
 	m.HeldLimit.WithLabelValues("triggers").Set(float64(opts.MaxQuestions))
 	s.calls = newCalls(opts, m)
 	heldTriggers := m.Held.WithLabelValues("triggers")
-	s.triggers = newTriggerMemo(opts.MaxQuestions, m.Evictions.WithLabelValues("triggers").Inc,
+	s.triggers = newTriggerMemo(opts.MaxQuestions, opts.MaxQuestionBytes, m.Evictions.WithLabelValues("triggers").Inc,
 		func(n int) { heldTriggers.Set(float64(n)) })
 	var outcomes [3]prometheus.Counter // by cache.Outcome: resolved once, not per call
 	for _, o := range []cache.Outcome{cache.Hit, cache.Shared, cache.Miss} {
@@ -127,6 +132,7 @@ func New(b Backend, opts Options) *Service {
 		TTL:        opts.CacheTTL,
 		Timeout:    opts.BackendTimeout,
 		MaxEntries: opts.MaxQuestions,
+		MaxBytes:   opts.MaxQuestionBytes,
 		Observe:    func(o cache.Outcome) { outcomes[o].Inc() },
 		Evicted:    m.Evictions.WithLabelValues("questions").Inc,
 		Held:       func(n int) { heldQuestions.Set(float64(n)) },
