@@ -34,30 +34,6 @@ import (
 	"github.com/kedascalers/kedascalers/libs/scalerkit/share"
 )
 
-// Outcome says how a Get was answered.
-type Outcome int
-
-const (
-	// Hit was answered from a value kept within its TTL.
-	Hit Outcome = iota
-	// Shared joined a call already in flight for the same key.
-	Shared
-	// Miss started a new call.
-	Miss
-)
-
-// String returns "hit", "shared" or "miss".
-func (o Outcome) String() string {
-	switch o {
-	case Hit:
-		return "hit"
-	case Shared:
-		return "shared"
-	default:
-		return "miss"
-	}
-}
-
 // ErrFull is returned by Get for a new key when the Group holds
 // MaxEntries keys that all have a call in flight and the caller's
 // namespace holds its fair share of them, and to the callers of a call
@@ -119,13 +95,6 @@ type Group[V any] struct {
 	keptBytes int // bytes of the keys of entries
 	closed    bool
 	lastSweep time.Time
-}
-
-// flight is a call in flight: its place (nil without MaxEntries) and
-// what cancels it when the place is taken.
-type flight struct {
-	place  *share.Place
-	cancel context.CancelFunc
 }
 
 type entry[V any] struct {
@@ -217,15 +186,6 @@ func (g *Group[V]) call(caller context.Context, key string, fetch func(context.C
 	return v, err
 }
 
-func lost(pl *share.Place) bool {
-	select {
-	case <-pl.Lost():
-		return true
-	default:
-		return false
-	}
-}
-
 // admit returns the kept value of key if there is one; else it takes a
 // place for the caller's namespace, makes room for a call of key
 // (dropping the least recently used kept value at the bound) and counts
@@ -273,18 +233,6 @@ func (g *Group[V]) admit(caller context.Context, key string, cancel context.Canc
 	g.inflight[key] = &flight{place: place, cancel: cancel}
 	g.calls.Add(1)
 	return v, false, place, nil
-}
-
-// cancelLostLocked cancels the calls whose place was just taken. It scans
-// the calls in flight, but runs only when a place may have been taken:
-// at the bound, with every key held in flight.
-func (g *Group[V]) cancelLostLocked() {
-	for _, f := range g.inflight {
-		if f.cancel != nil && f.place != nil && lost(f.place) {
-			f.cancel()
-			f.cancel = nil // once
-		}
-	}
 }
 
 // finish ends key's call in flight, keeping its value if ok.
