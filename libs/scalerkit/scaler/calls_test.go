@@ -219,3 +219,30 @@ func TestQuestionsShared(t *testing.T) {
 		}
 	}
 }
+
+// TestWaitEndsAtBackendTimeout: a call still waiting its turn when
+// BACKEND_TIMEOUT ends is refused, naming the namespace and the
+// variables that made it wait. The place is held by a read that ignores
+// its cancellation, so that it outlives the wait.
+func TestWaitEndsAtBackendTimeout(t *testing.T) {
+	t.Setenv("MAX_CALLS_PER_NAMESPACE", "1")
+	f := newFake()
+	f.stick("a1")
+	s := scalertest.Serve(t, f, scalertest.Options{BackendTimeout: 300 * time.Millisecond})
+	first := make(chan error, 1)
+	go func() { _, err := poll(s, t, "tenant-a", "a1"); first <- err }()
+	wait.For(t, 5*time.Second, "a1 to run", func() bool { return f.readCount("a1") == 1 })
+	_, err := poll(s, t, "tenant-a", "a2")
+	wantRefused(t, "a2 still waiting at BACKEND_TIMEOUT", err, codes.ResourceExhausted,
+		`namespace "tenant-a"`, "BACKEND_TIMEOUT (300ms)", "MAX_CALLS_PER_NAMESPACE", "MAX_BACKEND_CALLS")
+	if n := f.readCount("a2"); n != 0 {
+		t.Errorf("a2 read the backend %d times, want 0", n)
+	}
+	if got := counterValue(t, s.Metrics.LimitRefusals.WithLabelValues("MAX_CALLS_PER_NAMESPACE")); got != 1 {
+		t.Errorf("refusals = %v, want 1", got)
+	}
+	f.release("a1")
+	if err := <-first; err != nil {
+		t.Errorf("a1, answered once released: %v", err)
+	}
+}
