@@ -12,9 +12,13 @@
 //
 // The keys come from what triggers ask, so a Group holds at most
 // MaxEntries of them: past it the least recently used kept value makes
-// room, and a new key is refused (ErrFull) only when every key held has a
-// call in flight. Close cancels the calls in flight, for a shutdown that
-// does not wait on the backend.
+// room. The calls in flight are places of a share.Pool divided among the
+// namespaces of their first callers: when every key held has a call in
+// flight, a namespace under its fair share takes the place of the newest
+// call of the namespace holding the most (that call is cancelled and its
+// callers get ErrFull), and a namespace at its share gets ErrFull. Close
+// cancels the calls in flight, for a shutdown that does not wait on the
+// backend.
 package cache
 
 import (
@@ -26,35 +30,14 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/kedascalers/kedascalers/libs/scalerkit/share"
 )
-
-// Outcome says how a Get was answered.
-type Outcome int
-
-const (
-	// Hit was answered from a value kept within its TTL.
-	Hit Outcome = iota
-	// Shared joined a call already in flight for the same key.
-	Shared
-	// Miss started a new call.
-	Miss
-)
-
-// String returns "hit", "shared" or "miss".
-func (o Outcome) String() string {
-	switch o {
-	case Hit:
-		return "hit"
-	case Shared:
-		return "shared"
-	default:
-		return "miss"
-	}
-}
 
 // ErrFull is returned by Get for a new key when the Group holds
-// MaxEntries keys that all have a call in flight, so nothing can be
-// dropped to make room.
+// MaxEntries keys that all have a call in flight and the caller's
+// namespace holds its fair share of them, and to the callers of a call
+// whose place a namespace under its share took.
 var ErrFull = errors.New("cache: every key held has a call in flight")
 
 // ErrClosed is returned by Get for a new call after Close.
@@ -73,6 +56,10 @@ type Options struct {
 	// value; when every key held has a call in flight, Get returns ErrFull.
 	// Zero means no bound, which is only sensible in tests.
 	MaxEntries int
+	// MaxBytes bounds the bytes of the keys of kept values: past it the
+	// least recently used kept values make room. Calls in flight are not
+	// counted (MaxEntries bounds them). Zero means no bound.
+	MaxBytes int
 	// Observe, when set, is called once per answered Get with its outcome
 	// (a Get that ends on its own context, or is refused, is not counted).
 	Observe func(Outcome)
@@ -82,6 +69,12 @@ type Options struct {
 	// Held, when set, is called with the number of keys held (kept values
 	// plus calls in flight) whenever it changes, under the Group's lock.
 	Held func(n int)
+	// Namespace, when set, names the tenant of a caller's context: the
+	// calls in flight are shared fairly among them (see ErrFull). Unset,
+	// every call is of one namespace.
+	Namespace func(context.Context) string
+	// Shares receives the reports of the pool of calls in flight.
+	Shares share.Options
 }
 
 // Group is a TTL cache with request coalescing and a bound on the keys it
@@ -93,11 +86,13 @@ type Group[V any] struct {
 	ctx    context.Context // ends on Close: cancels the calls in flight
 	cancel context.CancelFunc
 	calls  sync.WaitGroup // shared calls running; Add only under mu, never after closed
+	places *share.Pool    // calls in flight by namespace; nil without MaxEntries
 
 	mu        sync.Mutex
 	entries   map[string]*list.Element // of *entry[V]
 	lru       *list.List               // kept values, most recently used at the front
-	inflight  map[string]struct{}
+	inflight  map[string]*flight
+	keptBytes int // bytes of the keys of entries
 	closed    bool
 	lastSweep time.Time
 }
@@ -111,8 +106,12 @@ type entry[V any] struct {
 // New returns a Group configured by opts.
 func New[V any](opts Options) *Group[V] {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Group[V]{opts: opts, now: time.Now, ctx: ctx, cancel: cancel,
-		entries: make(map[string]*list.Element), lru: list.New(), inflight: make(map[string]struct{})}
+	g := &Group[V]{opts: opts, now: time.Now, ctx: ctx, cancel: cancel,
+		entries: make(map[string]*list.Element), lru: list.New(), inflight: make(map[string]*flight)}
+	if opts.MaxEntries > 0 {
+		g.places = share.New(opts.MaxEntries, opts.Shares)
+	}
+	return g
 }
 
 // Get returns the value for key: the kept one if it is younger than the TTL,
@@ -165,28 +164,33 @@ func (g *Group[V]) Hit(key string) (V, bool) {
 // call admits key, runs fetch detached from the caller under the timeout
 // and keeps a successful value.
 func (g *Group[V]) call(caller context.Context, key string, fetch func(context.Context) (V, error)) (v V, err error) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(caller))
+	defer cancel()
 	// A value may have been stored by a flight that ended between our
 	// lookup and this call starting.
-	v, kept, err := g.admit(key)
+	v, kept, place, err := g.admit(caller, key, cancel)
 	if kept || err != nil {
 		return v, err
 	}
 	defer g.calls.Done()
 	defer func() { g.finish(key, v, err == nil) }()
-	ctx, cancel := context.WithCancel(context.WithoutCancel(caller))
-	defer cancel()
 	defer context.AfterFunc(g.ctx, cancel)()
 	if g.opts.Timeout > 0 {
 		ctx, cancel = context.WithTimeout(ctx, g.opts.Timeout)
 		defer cancel()
 	}
-	return fetch(ctx)
+	v, err = fetch(ctx)
+	if place != nil && err != nil && lost(place) {
+		return v, fmt.Errorf("%w: a namespace under its share took this call's place", ErrFull)
+	}
+	return v, err
 }
 
-// admit returns the kept value of key if there is one; else it makes room
-// for a call of key (dropping the least recently used kept value at the
-// bound) and counts the call in flight, or returns ErrFull.
-func (g *Group[V]) admit(key string) (v V, kept bool, err error) {
+// admit returns the kept value of key if there is one; else it takes a
+// place for the caller's namespace, makes room for a call of key
+// (dropping the least recently used kept value at the bound) and counts
+// the call in flight, or returns ErrFull.
+func (g *Group[V]) admit(caller context.Context, key string, cancel context.CancelFunc) (v V, kept bool, place *share.Place, err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	defer g.heldLocked()
@@ -195,32 +199,49 @@ func (g *Group[V]) admit(key string) (v V, kept bool, err error) {
 		e := el.Value.(*entry[V])
 		if now.Before(e.expires) {
 			g.lru.MoveToFront(el)
-			return e.value, true, nil
+			return e.value, true, nil, nil
 		}
 		g.removeLocked(el) // expired: this call replaces it
 	}
 	if g.closed {
-		return v, false, ErrClosed
+		return v, false, nil, ErrClosed
 	}
-	if g.opts.MaxEntries > 0 && len(g.entries)+len(g.inflight) >= g.opts.MaxEntries {
-		oldest := g.lru.Back()
-		if oldest == nil {
-			return v, false, ErrFull
+	if g.places != nil {
+		ns := ""
+		if g.opts.Namespace != nil {
+			ns = g.opts.Namespace(caller)
 		}
-		if e := oldest.Value.(*entry[V]); now.Before(e.expires) && g.opts.Evicted != nil {
-			g.opts.Evicted()
+		// Free while a call in flight is not (a kept value makes room
+		// below); else a place taken from the largest holder, whose call
+		// is cancelled and leaves soon after.
+		var ok bool
+		full := len(g.inflight) >= g.places.Capacity()
+		if place, ok = g.places.Take(ns); !ok {
+			return v, false, nil, ErrFull
 		}
-		g.removeLocked(oldest)
+		if full {
+			g.cancelLostLocked()
+		}
+		for len(g.entries)+len(g.inflight) >= g.opts.MaxEntries && g.lru.Len() > 0 {
+			oldest := g.lru.Back()
+			if e := oldest.Value.(*entry[V]); now.Before(e.expires) && g.opts.Evicted != nil {
+				g.opts.Evicted()
+			}
+			g.removeLocked(oldest)
+		}
 	}
-	g.inflight[key] = struct{}{}
+	g.inflight[key] = &flight{place: place, cancel: cancel}
 	g.calls.Add(1)
-	return v, false, nil
+	return v, false, place, nil
 }
 
 // finish ends key's call in flight, keeping its value if ok.
 func (g *Group[V]) finish(key string, v V, ok bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if f := g.inflight[key]; f != nil && f.place != nil {
+		f.place.Release()
+	}
 	delete(g.inflight, key)
 	if ok && g.opts.TTL > 0 {
 		g.storeLocked(key, v)
@@ -242,7 +263,8 @@ func (g *Group[V]) lookup(key string) (V, bool) {
 }
 
 // storeLocked keeps v for key. The key was counted in flight, so the
-// bound still holds.
+// bound still holds (but for calls whose place was taken and that still
+// succeeded, which the next admit makes room for).
 func (g *Group[V]) storeLocked(key string, v V) {
 	now := g.now()
 	e := &entry[V]{key: key, value: v, expires: now.Add(g.opts.TTL)}
@@ -251,6 +273,14 @@ func (g *Group[V]) storeLocked(key string, v V) {
 		g.lru.MoveToFront(el)
 	} else {
 		g.entries[key] = g.lru.PushFront(e)
+		g.keptBytes += len(key)
+	}
+	for g.opts.MaxBytes > 0 && g.keptBytes > g.opts.MaxBytes && g.lru.Len() > 1 {
+		oldest := g.lru.Back()
+		if e := oldest.Value.(*entry[V]); now.Before(e.expires) && g.opts.Evicted != nil {
+			g.opts.Evicted()
+		}
+		g.removeLocked(oldest)
 	}
 	// Drop expired entries at most once per TTL, so that keys nobody asks
 	// for any more do not pile up.
@@ -265,7 +295,9 @@ func (g *Group[V]) storeLocked(key string, v V) {
 }
 
 func (g *Group[V]) removeLocked(el *list.Element) {
-	delete(g.entries, el.Value.(*entry[V]).key)
+	key := el.Value.(*entry[V]).key
+	g.keptBytes -= len(key)
+	delete(g.entries, key)
 	g.lru.Remove(el)
 }
 

@@ -204,3 +204,40 @@ func BenchmarkGetEvicting(b *testing.B) {
 		i++
 	}
 }
+
+// TestMaxBytes: the keys of the kept values weigh at most MaxBytes; the
+// least recently used make room, the newest is always kept.
+func TestMaxBytes(t *testing.T) {
+	tests := []struct {
+		name        string
+		keys        []string
+		wantKept    []string
+		wantEvicted int32
+	}{
+		{"under", []string{"aaaa", "bbbb"}, []string{"aaaa", "bbbb"}, 0},
+		{"at", []string{"aaaaa", "bbbbb"}, []string{"aaaaa", "bbbbb"}, 0},
+		{"past", []string{"aaaa", "bbbb", "cccc"}, []string{"bbbb", "cccc"}, 1},
+		{"one larger than the bound", []string{"aaaa", "bbbbbbbbbbbb"}, []string{"bbbbbbbbbbbb"}, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var c counts
+			opts := c.options(100)
+			opts.MaxBytes = 10
+			g := cache.New[string](opts)
+			for _, k := range tc.keys {
+				if _, err := g.Get(context.Background(), k, func(context.Context) (string, error) { return k, nil }); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if g.Len() != len(tc.wantKept) || c.evicted.Load() != tc.wantEvicted {
+				t.Errorf("kept %d, evicted %d; want %d, %d", g.Len(), c.evicted.Load(), len(tc.wantKept), tc.wantEvicted)
+			}
+			for _, k := range tc.wantKept {
+				if _, ok := g.Hit(k); !ok {
+					t.Errorf("%s was not kept", k)
+				}
+			}
+		})
+	}
+}

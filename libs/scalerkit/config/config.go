@@ -4,15 +4,9 @@
 package config
 
 import (
-	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"reflect"
 	"strconv"
-	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
@@ -37,14 +31,20 @@ type Config struct {
 	// ShutdownTimeout is how long in-flight calls may finish on shutdown.
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"10s" want:">= 0s" desc:"how long in-flight calls may finish after SIGTERM before the server stops hard"`
 	// MaxQuestions bounds the distinct questions the cache holds.
-	MaxQuestions int `envconfig:"MAX_QUESTIONS" default:"1000" want:">= 1" desc:"distinct questions held by the cache (kept readings and calls in flight); the least recently used reading makes room, and a new question is refused (ResourceExhausted) only when all have a call in flight. Bounds memory: 1000 x MAX_METADATA_BYTES = 16 MiB"`
+	MaxQuestions int `envconfig:"MAX_QUESTIONS" default:"16384" want:">= 1" desc:"distinct questions held by the cache (kept readings and calls in flight), and distinct trigger metadata kept parsed; the least recently used reading makes room; when all have a call in flight, a namespace under its share of them takes one from the namespace holding the most, and a namespace at its share is refused (ResourceExhausted). Sized for 10,000 ScaledObjects"`
+	// MaxQuestionBytes bounds the bytes of the questions kept and of the
+	// trigger metadata kept parsed, each.
+	MaxQuestionBytes int `envconfig:"MAX_QUESTION_BYTES" default:"33554432" want:">= 1" desc:"bytes of the readings the cache keeps (their questions), and apart of the trigger metadata kept parsed; the least recently used reading, or an arbitrary parse, makes room (never a refusal). Bounds their memory whatever the metadata's size: 32 MiB each"`
 	// MaxFeeds bounds the push feeds that serve StreamIsActive.
 	MaxFeeds int `envconfig:"MAX_FEEDS" default:"200" want:">= 1" desc:"distinct questions with a StreamIsActive feed; each reads the backend every PUSH_INTERVAL (200: 40 reads/s at 5s); a new question past it is refused (ResourceExhausted)"`
 	// MaxCallsPerNamespace bounds the backend calls one namespace runs at once.
-	MaxCallsPerNamespace int `envconfig:"MAX_CALLS_PER_NAMESPACE" default:"2" want:">= 1" desc:"backend calls one namespace's triggers run at once, for value reads and for target reads each (cache hits and calls joined in flight take none); keep it below the backend's pool size, so that one tenant's slow or distinct questions cannot hold every connection"`
+	MaxCallsPerNamespace int `envconfig:"MAX_CALLS_PER_NAMESPACE" default:"2" want:">= 1" desc:"backend calls one namespace's triggers run at once, for value reads and for target reads each, and at most half of each kind's part of MAX_BACKEND_CALLS (cache hits and calls joined in flight take none), so that one tenant's slow or distinct questions leave places to the others"`
 	// MaxWaitingPerNamespace bounds the backend calls of one namespace
 	// waiting for a place.
-	MaxWaitingPerNamespace int `envconfig:"MAX_WAITING_PER_NAMESPACE" default:"64" want:">= 0" desc:"backend calls of one namespace waiting for a place (at most BACKEND_TIMEOUT); past it a call is refused at once (ResourceExhausted)"`
+	MaxWaitingPerNamespace int `envconfig:"MAX_WAITING_PER_NAMESPACE" default:"1000" want:">= 0" desc:"backend calls of one namespace waiting their turn (namespaces take turns; each call waits at most BACKEND_TIMEOUT), enough for a burst of 1000 distinct questions after a KEDA restart; past it a call is refused at once (ResourceExhausted)"`
+	// MaxBackendCalls bounds the backend calls in flight at once, all
+	// namespaces and both kinds together.
+	MaxBackendCalls int `envconfig:"MAX_BACKEND_CALLS" default:"10" want:">= 2" desc:"backend calls in flight at once, all namespaces together: the budget that protects the backend. A fifth (at least 1) is for target reads, the rest for value reads (8 and 2 at 10, within one REDIS_POOL_SIZE); namespaces waiting take turns"`
 	// MaxTargetReaders bounds the background readers of backend-read targets.
 	MaxTargetReaders int `envconfig:"MAX_TARGET_READERS" default:"100" want:">= 1" desc:"distinct targets read from the backend in the background, each every PUSH_INTERVAL; the least recently asked idle reader makes room, and a new target is refused (ResourceExhausted) only when all have an open StreamMetricSpec"`
 	// TargetReaderIdle is how long a target reader outlives the last call that needed it.
@@ -167,87 +167,6 @@ func Load(spec any) error {
 	return nil
 }
 
-// InvalidError is a bad configuration value found after Load, by code
-// that compares a service's settings with the shared ones (QUERY_TIMEOUT
-// against BACKEND_TIMEOUT, say). scalerkit.Run reports it like an error of
-// Load: a plain message and exit status 2.
-type InvalidError struct {
-	// Err says which variable is wrong and why.
-	Err error
-}
-
-// Error implements error.
-func (e *InvalidError) Error() string { return e.Err.Error() }
-
-// Unwrap returns Err.
-func (e *InvalidError) Unwrap() error { return e.Err }
-
-// Invalid marks err as an *InvalidError; nil stays nil.
-func Invalid(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &InvalidError{Err: err}
-}
-
-// ValueError is a variable whose value cannot be read as its type.
-type ValueError struct {
-	// Name is the variable, Value what it was set to.
-	Name, Value string
-	// Want says what is expected, e.g. "a duration such as 2s".
-	Want string
-	// Err is the parser's own error.
-	Err error
-}
-
-func (e *ValueError) Error() string {
-	return fmt.Sprintf("%s %q: want %s", e.Name, e.Value, e.Want)
-}
-
-func (e *ValueError) Unwrap() error { return e.Err }
-
-// explain turns envconfig's parse error ("envconfig.Process: assigning
-// CACHE_TTL to CacheTTL: converting '2' to type time.Duration...") into a
-// ValueError naming the variable, the value and the form expected, with
-// the variable's default as the example.
-func explain(spec any, err error) error {
-	var pe *envconfig.ParseError
-	if !errors.As(err, &pe) {
-		return err
-	}
-	var example string
-	if t := reflect.TypeOf(spec); t != nil && t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct {
-		if f, ok := t.Elem().FieldByName(pe.FieldName); ok {
-			example = f.Tag.Get("default")
-		}
-	}
-	return &ValueError{Name: pe.KeyName, Value: pe.Value, Want: wantForm(pe.TypeName, example), Err: pe.Err}
-}
-
-// wantForm describes the form of a value of Go type typeName.
-func wantForm(typeName, example string) string {
-	form, fallback := "a value of type "+typeName, ""
-	switch {
-	case typeName == "time.Duration" || typeName == "Duration":
-		form, fallback = "a duration", "2s"
-	case typeName == "bool":
-		return "true or false"
-	case strings.HasPrefix(typeName, "uint"):
-		form, fallback = "a whole number >= 0", "10"
-	case strings.HasPrefix(typeName, "int"):
-		form, fallback = "a whole number", "10"
-	case strings.HasPrefix(typeName, "float"):
-		form, fallback = "a number", "1.5"
-	}
-	if example == "" {
-		example = fallback
-	}
-	if example == "" {
-		return form
-	}
-	return form + " such as " + example
-}
-
 // Validate checks the values envconfig cannot: the bounds of the want
 // tags, then what a tag cannot say.
 func (c *Config) Validate() error {
@@ -317,102 +236,7 @@ func (c *Config) minAgeGrace() time.Duration {
 	return c.MaxConnectionAge/5 + 2*c.StreamEndMargin()
 }
 
-// checkAddr checks that v is a listen address: [HOST]:PORT with a port in
-// 0-65535 and a host that is an IP address or a DNS name.
-func checkAddr(name, v, example string) error {
-	bad := func(why string) error {
-		return fmt.Errorf("%s %q: %s; want [HOST]:PORT such as %s", name, v, why, example)
-	}
-	if v == "" {
-		return bad("empty")
-	}
-	host, port, err := net.SplitHostPort(v)
-	if err != nil {
-		var ae *net.AddrError
-		if errors.As(err, &ae) {
-			return bad(ae.Err)
-		}
-		return bad(err.Error())
-	}
-	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		if n, err := strconv.ParseUint(port, 10, 64); err == nil && n > 65535 {
-			return bad(fmt.Sprintf("port %d is out of range 0-65535", n))
-		}
-		return bad(fmt.Sprintf("port %q is not a number", port))
-	}
-	if host != "" && net.ParseIP(host) == nil && !isDNSName(host) {
-		return bad(fmt.Sprintf("host %q is neither an IP address nor a DNS name", host))
-	}
-	return nil
-}
-
-// isDNSName reports whether s is a syntactically valid DNS name: labels of
-// 1-63 letters, digits and inner hyphens, 253 bytes at most.
-func isDNSName(s string) bool {
-	s = strings.TrimSuffix(s, ".")
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(s, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for _, r := range label {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
-				return false
-			}
-		}
-	}
-	return true
-}
-
 // minRecvMsgBytes is the room GRPC_MAX_RECV_MSG_BYTES keeps above
 // MAX_METADATA_BYTES: the rest of a request (names, field tags, lengths)
 // must fit beside a trigger's metadata at its limit.
 const minRecvMsgBytes = 4096
-
-// Level returns LOG_LEVEL as a slog.Level.
-func (c *Config) Level() (slog.Level, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		return l, fmt.Errorf("LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel)
-	}
-	return l, nil
-}
-
-// Logger returns the logger the settings ask for, writing to w. Both
-// formats print durations as Go durations ("10s"): the JSON handler would
-// print nanoseconds.
-func (c *Config) Logger(w io.Writer) *slog.Logger {
-	level, _ := c.Level()
-	opts := &slog.HandlerOptions{Level: level}
-	if c.LogFormat == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
-	}
-	opts.ReplaceAttr = durationString
-	return slog.New(slog.NewJSONHandler(w, opts))
-}
-
-// durationString is a slog ReplaceAttr that prints durations as strings.
-func durationString(_ []string, a slog.Attr) slog.Attr {
-	if a.Value.Kind() == slog.KindDuration {
-		a.Value = slog.StringValue(a.Value.Duration().String())
-	}
-	return a
-}
-
-// usageFormat prints one row per variable: name, type, default, meaning.
-const usageFormat = `{{range .}}{{usage_key .}}	{{usage_type .}}	{{usage_default .}}	{{usage_description .}}
-{{end}}`
-
-// Usage writes a table of the variables of each spec to w.
-func Usage(w io.Writer, specs ...any) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VARIABLE\tTYPE\tDEFAULT\tMEANING")
-	for _, spec := range specs {
-		if err := envconfig.Usagef("", spec, tw, usageFormat); err != nil {
-			return err
-		}
-	}
-	return tw.Flush()
-}

@@ -21,8 +21,8 @@ import (
 var vars = []string{
 	"GRPC_ADDR", "HTTP_ADDR", "LOG_LEVEL", "LOG_FORMAT", "CACHE_TTL", "PUSH_INTERVAL",
 	"BACKEND_TIMEOUT", "SHUTDOWN_TIMEOUT", "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE",
-	"MAX_QUESTIONS", "MAX_FEEDS", "MAX_TARGET_READERS", "TARGET_READER_IDLE", "MAX_METADATA_BYTES",
-	"MAX_CALLS_PER_NAMESPACE", "MAX_WAITING_PER_NAMESPACE",
+	"MAX_QUESTIONS", "MAX_QUESTION_BYTES", "MAX_FEEDS", "MAX_TARGET_READERS", "TARGET_READER_IDLE", "MAX_METADATA_BYTES",
+	"MAX_CALLS_PER_NAMESPACE", "MAX_WAITING_PER_NAMESPACE", "MAX_BACKEND_CALLS",
 	"GRPC_MAX_CONNECTIONS", "GRPC_MAX_CONCURRENT_STREAMS", "GRPC_HANDSHAKE_TIMEOUT", "GRPC_KEEPALIVE_MIN_PING",
 	"GRPC_MAX_RECV_MSG_BYTES", "MAX_CONNECTION_AGE", "MAX_CONNECTION_AGE_GRACE",
 }
@@ -179,8 +179,8 @@ func TestValidate(t *testing.T) {
 	valid := func() config.Config {
 		return config.Config{GRPCAddr: ":9090", HTTPAddr: ":8080", LogLevel: "info", LogFormat: "json",
 			CacheTTL: time.Second, PushInterval: time.Second, BackendTimeout: time.Second,
-			MaxQuestions: 1, MaxFeeds: 1, MaxTargetReaders: 1, TargetReaderIdle: time.Second, MaxMetadataBytes: 1,
-			MaxCallsPerNamespace: 1, MaxWaitingPerNamespace: 0,
+			MaxQuestions: 1, MaxQuestionBytes: 1, MaxFeeds: 1, MaxTargetReaders: 1, TargetReaderIdle: time.Second, MaxMetadataBytes: 1,
+			MaxCallsPerNamespace: 1, MaxWaitingPerNamespace: 0, MaxBackendCalls: 2,
 			GRPCMaxConnections: 1, GRPCMaxConcurrentStreams: 1, GRPCHandshakeTimeout: time.Second,
 			GRPCKeepaliveMinPing: time.Second, GRPCMaxRecvMsgBytes: 4097, MaxConnectionAge: time.Minute, MaxConnectionAgeGrace: 14 * time.Second}
 	}
@@ -200,12 +200,14 @@ func TestValidate(t *testing.T) {
 		{"backend", func(c *config.Config) { c.BackendTimeout = -time.Second }, "BACKEND_TIMEOUT"},
 		{"shutdown", func(c *config.Config) { c.ShutdownTimeout = -time.Second }, "SHUTDOWN_TIMEOUT"},
 		{"questions", func(c *config.Config) { c.MaxQuestions = 0 }, "MAX_QUESTIONS"},
+		{"question bytes", func(c *config.Config) { c.MaxQuestionBytes = 0 }, "MAX_QUESTION_BYTES=0: want >= 1"},
 		{"feeds", func(c *config.Config) { c.MaxFeeds = -1 }, "MAX_FEEDS"},
 		{"target readers", func(c *config.Config) { c.MaxTargetReaders = 0 }, "MAX_TARGET_READERS"},
 		{"target reader idle", func(c *config.Config) { c.TargetReaderIdle = 0 }, "TARGET_READER_IDLE"},
 		{"metadata bytes", func(c *config.Config) { c.MaxMetadataBytes = 0 }, "MAX_METADATA_BYTES"},
 		{"calls per namespace", func(c *config.Config) { c.MaxCallsPerNamespace = 0 }, "MAX_CALLS_PER_NAMESPACE"},
 		{"waiting per namespace", func(c *config.Config) { c.MaxWaitingPerNamespace = -1 }, "MAX_WAITING_PER_NAMESPACE"},
+		{"backend calls", func(c *config.Config) { c.MaxBackendCalls = 1 }, "MAX_BACKEND_CALLS=1: want >= 2"},
 		{"cert only", func(c *config.Config) { c.TLSCertFile = "c" }, "TLS_KEY_FILE"},
 		{"ca only", func(c *config.Config) { c.TLSClientCAFile = "ca" }, "TLS_CLIENT_CA_FILE"},
 		{"full mTLS", func(c *config.Config) { c.TLSCertFile, c.TLSKeyFile, c.TLSClientCAFile = "c", "k", "ca" }, ""},

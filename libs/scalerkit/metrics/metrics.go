@@ -50,6 +50,9 @@ type Metrics struct {
 	// PlacesTaken counts places of a resource taken from the namespace
 	// holding the most for a namespace under its fair share, by resource.
 	PlacesTaken *prometheus.CounterVec
+	// Waiting is the number of calls waiting for a place of a resource
+	// (see share.Queue), by resource.
+	Waiting *prometheus.GaugeVec
 	// Evictions counts idle entries dropped to make room, by resource.
 	Evictions *prometheus.CounterVec
 	// LimitRefusals counts requests refused because a limit was reached,
@@ -144,6 +147,8 @@ func New() *Metrics {
 		HeldLimit:      newHeldLimit(),
 		HeldLargest:    newHeldLargest(),
 		PlacesTaken:    newPlacesTaken(),
+		Waiting: GaugeVec("kedascalers_waiting",
+			"Calls waiting their turn for a place of a resource, by resource: backend_calls (value reads), target_calls (target reads).", "resource"),
 		Evictions: CounterVec("kedascalers_evictions_total",
 			"Idle entries dropped to make room for a new question, by resource.", "resource"),
 		LimitRefusals: newRefusals(),
@@ -171,7 +176,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.GRPC, m.BackendRequests, m.CacheRequests, m.OpenStreams, m.StreamMessages,
-		m.Held, m.HeldLimit, m.HeldLargest, m.PlacesTaken, m.Evictions, m.LimitRefusals,
+		m.Held, m.HeldLimit, m.HeldLargest, m.PlacesTaken, m.Waiting, m.Evictions, m.LimitRefusals,
 		m.Connections, m.ConnectionsRefused, m.HandshakeFailures, m.ConnectionDuration,
 		m.StreamLimitReached, m.MessagesTooLarge, m.BuildInfo, m.StreamsAged,
 	)
@@ -219,14 +224,14 @@ func Outcome(err error) string {
 func newHeld() *prometheus.GaugeVec {
 	return prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "kedascalers_held",
-		Help: "Distinct questions held by resource: questions (cache entries and calls in flight), feeds (StreamIsActive), target_readers, triggers (distinct trigger metadata kept parsed); namespace_calls counts the backend calls running under MAX_CALLS_PER_NAMESPACE; backends add theirs (redis_connections, watched_keys, listen_channels).",
+		Help: "Places held by resource: questions (cache entries and calls in flight), questions_in_flight (calls in flight, shared among namespaces), feeds (StreamIsActive), target_readers, triggers (distinct trigger metadata kept parsed), backend_calls and target_calls (backend calls running, value and target reads); backends add theirs (redis_connections, watched_keys, listen_channels).",
 	}, []string{"resource"})
 }
 
 func newHeldLimit() *prometheus.GaugeVec {
 	return prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "kedascalers_held_limit",
-		Help: "Bound on kedascalers_held by resource (MAX_QUESTIONS, MAX_FEEDS, MAX_TARGET_READERS; triggers: MAX_QUESTIONS).",
+		Help: "Bound on kedascalers_held by resource (MAX_QUESTIONS, MAX_FEEDS, MAX_TARGET_READERS; triggers and questions_in_flight: MAX_QUESTIONS; backend_calls and target_calls: their shares of MAX_BACKEND_CALLS).",
 	}, []string{"resource"})
 }
 
@@ -293,5 +298,19 @@ func (m *Metrics) Shared(resource string, limit int) share.Options {
 		Held:    func(n int) { held.Set(float64(n)) },
 		Largest: func(n int) { largest.Set(float64(n)) },
 		Taken:   taken.Inc,
+	}
+}
+
+// Queued returns the reports of a share.Queue of limit calls of resource:
+// kedascalers_held (running), _held_limit, _held_largest_namespace
+// (running calls of the namespace running the most) and kedascalers_waiting,
+// each resolved once.
+func (m *Metrics) Queued(resource string, limit int) share.QueueOptions {
+	held, largest, waiting := m.Held.WithLabelValues(resource), m.HeldLargest.WithLabelValues(resource), m.Waiting.WithLabelValues(resource)
+	m.HeldLimit.WithLabelValues(resource).Set(float64(limit))
+	return share.QueueOptions{
+		Running: func(n int) { held.Set(float64(n)) },
+		Largest: func(n int) { largest.Set(float64(n)) },
+		Waiting: func(n int) { waiting.Set(float64(n)) },
 	}
 }

@@ -21,9 +21,15 @@
 //     entries make room least recently used first, and a new question that
 //     finds every entry in use is ResourceExhausted naming the limit and its
 //     variable — never a reading, whatever the error policy.
+//   - Backend calls take turns: at most MaxBackendCalls in flight, at most
+//     MaxCallsPerNamespace of one namespace, the others waiting in their
+//     namespace's line (MaxWaitingPerNamespace) while namespaces take
+//     turns; and the questions in flight are shared fairly among
+//     namespaces (package share), so that one namespace's burst never
+//     refuses another's question.
 //   - Each distinct trigger metadata is parsed once and kept (at most
-//     MaxQuestions of them): a poll with a warm cache parses nothing and
-//     calls no backend.
+//     MaxQuestions of them, of MaxQuestionBytes): a poll with a warm cache
+//     parses nothing and calls no backend.
 //   - Shutdown cancels every backend call still running and does not wait
 //     for a backend that ignores the cancellation.
 //   - Metadata keys the backend never asked about are checked: a near miss

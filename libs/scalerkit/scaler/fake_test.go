@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
@@ -24,15 +25,19 @@ type fake struct {
 	fail    map[string]error
 	panics  map[string]bool
 	block   map[string]chan struct{} // reads wait until it is closed or their context ends
+	stuck   map[string]bool          // reads of a blocked key ignore their context
 	reads   map[string]*atomic.Int64
 	changed map[string]map[int]func()
 	nextID  int
 	closes  atomic.Int64
+
+	delay           time.Duration // every read takes this long (slow), or until its context ends
+	running, maxRan atomic.Int64  // reads running now, and at most
 }
 
 func newFake() *fake {
 	return &fake{values: map[string]float64{}, fail: map[string]error{}, panics: map[string]bool{},
-		block: map[string]chan struct{}{}, reads: map[string]*atomic.Int64{}, changed: map[string]map[int]func(){}}
+		block: map[string]chan struct{}{}, stuck: map[string]bool{}, reads: map[string]*atomic.Int64{}, changed: map[string]map[int]func(){}}
 }
 
 // hold makes reads of key wait until release or their context ends.
@@ -42,13 +47,30 @@ func (f *fake) hold(key string) {
 	f.mu.Unlock()
 }
 
+// stick makes reads of key wait until release, whatever their context:
+// a backend that ignores cancellation.
+func (f *fake) stick(key string) {
+	f.hold(key)
+	f.mu.Lock()
+	f.stuck[key] = true
+	f.mu.Unlock()
+}
+
 // release lets the waiting and future reads of key through.
 func (f *fake) release(key string) {
 	f.mu.Lock()
 	if ch := f.block[key]; ch != nil {
 		close(ch)
 		delete(f.block, key)
+		delete(f.stuck, key)
 	}
+	f.mu.Unlock()
+}
+
+// slow makes every read take d.
+func (f *fake) slow(d time.Duration) {
+	f.mu.Lock()
+	f.delay = d
 	f.mu.Unlock()
 }
 
@@ -128,13 +150,28 @@ func (p *fakeProbe) Read(ctx context.Context) (scaler.Reading, error) {
 		c = new(atomic.Int64)
 		f.reads[p.key] = c
 	}
-	v, err, panics, block := f.values[p.key], f.fail[p.key], f.panics[p.key], f.block[p.key]
+	v, err, panics, block, stuck := f.values[p.key], f.fail[p.key], f.panics[p.key], f.block[p.key], f.stuck[p.key]
 	sw, hasSwitch := f.values[p.switchKey]
+	delay := f.delay
 	f.mu.Unlock()
 	c.Add(1)
+	n := f.running.Add(1)
+	defer f.running.Add(-1)
+	for m := f.maxRan.Load(); n > m && !f.maxRan.CompareAndSwap(m, n); m = f.maxRan.Load() {
+	}
+	if delay > 0 {
+		select {
+		case <-ctx.Done():
+			return scaler.Reading{}, ctx.Err()
+		case <-time.After(delay):
+		}
+	}
 	switch {
 	case panics:
 		panic("fake backend exploded")
+	case block != nil && stuck:
+		<-block
+		return p.Read(ctx)
 	case block != nil:
 		select {
 		case <-ctx.Done():

@@ -20,6 +20,7 @@ const (
 	limitTargetReaders
 	limitMetadata
 	limitNamespace
+	limitWaiting
 )
 
 // limitSpec is how a limit is named (its variable, in status messages,
@@ -30,8 +31,8 @@ type limitSpec struct {
 }
 
 var limits = [...]limitSpec{
-	limitQuestions: {"MAX_QUESTIONS", func(o *Options, _ string) string {
-		return fmt.Sprintf("too many distinct questions held (%d, MAX_QUESTIONS): every one has a backend call in flight; try again shortly", o.MaxQuestions)
+	limitQuestions: {"MAX_QUESTIONS", func(o *Options, ns string) string {
+		return fmt.Sprintf("too many distinct questions held (%d, MAX_QUESTIONS): every one has a backend call in flight, and namespace %q holds its fair share of them; try again shortly", o.MaxQuestions, ns)
 	}},
 	limitFeeds: {"MAX_FEEDS", func(o *Options, _ string) string {
 		return fmt.Sprintf("too many push feeds (%d, MAX_FEEDS): every one serves an open StreamIsActive stream", o.MaxFeeds)
@@ -41,8 +42,12 @@ var limits = [...]limitSpec{
 	}},
 	limitMetadata: {"MAX_METADATA_BYTES", nil}, // refused by tooLarge, never by refuse
 	limitNamespace: {"MAX_CALLS_PER_NAMESPACE", func(o *Options, ns string) string {
-		return fmt.Sprintf("too many backend calls of namespace %q (%d running, MAX_CALLS_PER_NAMESPACE; %d waiting, MAX_WAITING_PER_NAMESPACE): another tenant's calls go on; try again shortly",
-			ns, o.MaxCallsPerNamespace, o.MaxWaitingPerNamespace)
+		return fmt.Sprintf("a backend call of namespace %q waited BACKEND_TIMEOUT (%v) for its turn: the backend answers too slowly for the calls asked (at once: %d per namespace, MAX_CALLS_PER_NAMESPACE; %d in all, MAX_BACKEND_CALLS); try again shortly",
+			ns, o.BackendTimeout, o.MaxCallsPerNamespace, o.MaxBackendCalls)
+	}},
+	limitWaiting: {"MAX_WAITING_PER_NAMESPACE", func(o *Options, ns string) string {
+		return fmt.Sprintf("too many backend calls of namespace %q waiting their turn (%d, MAX_WAITING_PER_NAMESPACE): other namespaces' calls go on; try again shortly",
+			ns, o.MaxWaitingPerNamespace)
 	}},
 }
 

@@ -254,9 +254,10 @@ func TestMaxMetadataBytes(t *testing.T) {
 }
 
 // TestMaxCallsPerNamespace: one namespace's backend calls run at most
-// MAX_CALLS_PER_NAMESPACE at once and MAX_WAITING_PER_NAMESPACE wait; past
-// that they are refused, while another namespace is answered at once and
-// a call joining one in flight takes no place.
+// MAX_CALLS_PER_NAMESPACE at once and MAX_WAITING_PER_NAMESPACE wait their
+// turn; past that they are refused, naming the namespace and the
+// variable, while another namespace is answered at once and a call
+// joining one in flight takes no place.
 func TestMaxCallsPerNamespace(t *testing.T) {
 	t.Setenv("MAX_CALLS_PER_NAMESPACE", "1")
 	t.Setenv("MAX_WAITING_PER_NAMESPACE", "1")
@@ -289,9 +290,12 @@ func TestMaxCallsPerNamespace(t *testing.T) {
 	// One past it: refused at once, naming the limit.
 	_, err := s.Client.GetMetrics(ctxT(t), ref("tenant-a", "a3"))
 	wantRefused(t, "GetMetrics(a3) past the limit", err, codes.ResourceExhausted,
-		`namespace "tenant-a"`, "MAX_CALLS_PER_NAMESPACE", "MAX_WAITING_PER_NAMESPACE")
-	if got := counterValue(t, s.Metrics.LimitRefusals.WithLabelValues("MAX_CALLS_PER_NAMESPACE")); got != 1 {
+		`namespace "tenant-a"`, "waiting their turn (1, MAX_WAITING_PER_NAMESPACE)")
+	if got := counterValue(t, s.Metrics.LimitRefusals.WithLabelValues("MAX_WAITING_PER_NAMESPACE")); got != 1 {
 		t.Errorf("refusals = %v, want 1", got)
+	}
+	if got := gaugeValue(t, s.Metrics.Waiting.WithLabelValues("backend_calls")); got != 1 {
+		t.Errorf("calls waiting = %v, want 1 (a2)", got)
 	}
 	// Another tenant is not held back.
 	start := time.Now()
@@ -302,8 +306,11 @@ func TestMaxCallsPerNamespace(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("tenant-b waited %v", d)
 	}
-	if got := gaugeValue(t, s.Metrics.Held.WithLabelValues("namespace_calls")); got != 1 {
-		t.Errorf("namespace calls running = %v, want 1 (a1)", got)
+	if got := gaugeValue(t, s.Metrics.Held.WithLabelValues("backend_calls")); got != 1 {
+		t.Errorf("backend calls running = %v, want 1 (a1)", got)
+	}
+	if got := gaugeValue(t, s.Metrics.HeldLargest.WithLabelValues("backend_calls")); got != 1 {
+		t.Errorf("backend calls of the largest namespace = %v, want 1 (tenant-a)", got)
 	}
 	f.release("a1")
 	wait.For(t, 5*time.Second, "a2 to run once a1 is done", func() bool { return f.readCount("a2") == 1 })
@@ -312,7 +319,10 @@ func TestMaxCallsPerNamespace(t *testing.T) {
 	if got := counterValue(t, s.Metrics.CacheRequests.WithLabelValues("shared")); got != 1 {
 		t.Errorf("calls that joined one in flight = %v, want 1 (the second a1)", got)
 	}
-	if got := gaugeValue(t, s.Metrics.Held.WithLabelValues("namespace_calls")); got != 0 {
-		t.Errorf("namespace calls running at the end = %v, want 0", got)
+	for _, g := range []prometheus.Gauge{s.Metrics.Held.WithLabelValues("backend_calls"), s.Metrics.Waiting.WithLabelValues("backend_calls"),
+		s.Metrics.HeldLargest.WithLabelValues("backend_calls")} {
+		if got := gaugeValue(t, g); got != 0 {
+			t.Errorf("backend calls running, waiting or of the largest namespace at the end = %v, want 0", got)
+		}
 	}
 }

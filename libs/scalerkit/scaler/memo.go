@@ -17,27 +17,30 @@ type parsed struct {
 	warnings  []string
 	err       error
 
-	md map[string]string // a copy of what it was parsed from: a hash match is checked against it
+	md   map[string]string // a copy of what it was parsed from: a hash match is checked against it
+	size int               // bytes of md and of the cache keys, counted against the memo's byte bound
 }
 
-// triggerMemo keeps the parse of up to max distinct metadata, by a hash
-// of their entries; a new one at the bound drops an arbitrary one. A
+// triggerMemo keeps the parse of up to max distinct metadata, of at most
+// maxBytes (their keys and values, and their cache keys) in all, by a hash
+// of their entries; a new one at a bound drops arbitrary ones. A
 // Backend's Parse depends on the metadata alone, so that a kept parse
 // answers as a new one would.
 type triggerMemo struct {
-	seed    maphash.Seed
-	max     int
-	evicted func()
-	held    func(n int)
+	seed          maphash.Seed
+	max, maxBytes int
+	evicted       func()
+	held          func(n int)
 
 	byHash sync.Map // uint64 -> *parsed; read without a lock by every call
 
-	mu sync.Mutex // serialises put
-	n  int        // entries in byHash
+	mu    sync.Mutex // serialises put
+	n     int        // entries in byHash
+	bytes int        // their sizes
 }
 
-func newTriggerMemo(max int, evicted func(), held func(int)) *triggerMemo {
-	return &triggerMemo{seed: maphash.MakeSeed(), max: max, evicted: evicted, held: held}
+func newTriggerMemo(max, maxBytes int, evicted func(), held func(int)) *triggerMemo {
+	return &triggerMemo{seed: maphash.MakeSeed(), max: max, maxBytes: maxBytes, evicted: evicted, held: held}
 }
 
 // measure returns md's size (keys and values, in bytes) and a hash of it
@@ -67,19 +70,22 @@ func (m *triggerMemo) get(hash uint64, md map[string]string) *parsed {
 func (m *triggerMemo) put(hash uint64, p *parsed) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, loaded := m.byHash.Swap(hash, p); loaded {
-		return
+	m.bytes += p.size
+	if old, loaded := m.byHash.Swap(hash, p); loaded {
+		m.bytes -= old.(*parsed).size
+	} else {
+		m.n++
 	}
-	m.n++
-	if m.n > m.max {
-		m.byHash.Range(func(h, _ any) bool { // a miss only: arbitrary is good enough
+	if m.n > m.max || m.bytes > m.maxBytes {
+		m.byHash.Range(func(h, v any) bool { // a miss only: arbitrary is good enough
 			if h.(uint64) == hash {
 				return true
 			}
 			m.byHash.Delete(h)
 			m.n--
+			m.bytes -= v.(*parsed).size
 			m.evicted()
-			return false
+			return m.n > m.max || m.bytes > m.maxBytes
 		})
 	}
 	m.held(m.n)

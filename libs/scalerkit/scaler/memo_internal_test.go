@@ -15,7 +15,7 @@ import (
 
 func TestTriggerMemo(t *testing.T) {
 	var evicted, held int
-	m := newTriggerMemo(2, func() { evicted++ }, func(n int) { held = n })
+	m := newTriggerMemo(2, 1<<20, func() { evicted++ }, func(n int) { held = n })
 	a := map[string]string{"k": "v", "x": "y"}
 	aSwapped := map[string]string{"x": "y", "k": "v"}
 	b := map[string]string{"k": "y", "x": "v"} // the same keys and values, paired otherwise
@@ -55,6 +55,40 @@ func TestTriggerMemo(t *testing.T) {
 	}
 }
 
+// TestTriggerMemoBytes: the parses kept weigh at most maxBytes; large
+// ones make room for a new one, which is always kept.
+func TestTriggerMemoBytes(t *testing.T) {
+	tests := []struct {
+		name      string
+		sizes     []int
+		wantHeld  int
+		wantBytes int
+	}{
+		{"under the bound", []int{10, 20, 30}, 3, 60},
+		{"at the bound", []int{50, 50}, 2, 100},
+		{"past it", []int{60, 50}, 1, 50},
+		{"one larger than the bound", []int{10, 200}, 1, 200},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var held, evicted int
+			m := newTriggerMemo(100, 100, func() { evicted++ }, func(n int) { held = n })
+			var last uint64
+			for i, size := range tc.sizes {
+				md := map[string]string{"n": string(rune('a' + i))}
+				_, last = m.measure(md)
+				m.put(last, &parsed{md: md, size: size})
+			}
+			if held != tc.wantHeld || m.bytes != tc.wantBytes || evicted != len(tc.sizes)-tc.wantHeld {
+				t.Errorf("held %d (%d bytes), evicted %d; want %d (%d bytes), %d", held, m.bytes, evicted, tc.wantHeld, tc.wantBytes, len(tc.sizes)-tc.wantHeld)
+			}
+			if v, ok := m.byHash.Load(last); !ok || v.(*parsed).size != tc.sizes[len(tc.sizes)-1] {
+				t.Error("the newest parse was dropped")
+			}
+		})
+	}
+}
+
 // countingBackend parses "key" into a trigger and counts its parses.
 type countingBackend struct{ parses atomic.Int64 }
 
@@ -80,7 +114,7 @@ func (b *countingBackend) Close() error { return nil }
 func TestTriggerMemoOwnsMetadata(t *testing.T) {
 	b := &countingBackend{}
 	s := New(b, Options{CacheTTL: time.Second, PushInterval: time.Second, BackendTimeout: time.Second, TargetLease: time.Second,
-		MaxQuestions: 10, MaxFeeds: 1, MaxTargetReaders: 1, MaxCallsPerNamespace: 1, MaxMetadataBytes: 1 << 10,
+		MaxQuestions: 10, MaxQuestionBytes: 1 << 20, MaxFeeds: 1, MaxTargetReaders: 1, MaxCallsPerNamespace: 1, MaxMetadataBytes: 1 << 10,
 		Logger: slog.New(slog.DiscardHandler), Metrics: metrics.New()})
 	t.Cleanup(s.Close)
 	ctx := context.Background()

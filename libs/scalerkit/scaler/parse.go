@@ -33,6 +33,7 @@ func (s *Service) parse(ctx context.Context, ref *pb.ScaledObjectRef) (*parsed, 
 	t := s.triggers.get(hash, md)
 	if t == nil {
 		t = s.parseNew(md)
+		t.size = total + len(t.valueKey) + len(t.targetKey)
 		s.triggers.put(hash, t)
 	}
 	if t.err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/kedascalers/kedascalers/libs/scalerkit/fault"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metrics"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/share"
 )
 
 // kind is what a read asks for: a trigger's value or its target. Each has
@@ -112,12 +113,12 @@ func (s *Service) fetch(ctx context.Context, k kind, p Probe) (r Reading, err er
 		}
 		s.metrics.BackendRequests.WithLabelValues(k.String(), metrics.Outcome(err)).Observe(time.Since(start).Seconds())
 	}()
-	// Value and target reads have places of their own, as a backend may
-	// have pools of its own for them: a tenant's slow target read does not
-	// hold up its own value reads either.
-	release, err := s.tenants.acquire(ctx, k.String()+"|"+refOf(ctx).GetNamespace())
+	release, err := s.calls.of(k).Acquire(ctx, refOf(ctx).GetNamespace())
 	if err != nil {
-		if errors.Is(err, errTenantFull) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		switch {
+		case errors.Is(err, share.ErrQueueFull):
+			return r, s.refuse(ctx, limitWaiting)
+		case errors.Is(ctx.Err(), context.DeadlineExceeded):
 			return r, s.refuse(ctx, limitNamespace)
 		}
 		return r, err

@@ -36,8 +36,15 @@ type Options struct {
 	// MaxQuestions bounds the distinct questions the cache holds, and the
 	// distinct trigger metadata kept parsed (MAX_QUESTIONS).
 	MaxQuestions int
+	// MaxQuestionBytes bounds the bytes of the questions the cache keeps
+	// (their keys), and apart those of the trigger metadata kept parsed
+	// (MAX_QUESTION_BYTES).
+	MaxQuestionBytes int
 	// MaxFeeds bounds the StreamIsActive feeds (MAX_FEEDS).
 	MaxFeeds int
+	// MaxBackendCalls bounds the backend calls in flight, all namespaces
+	// together (MAX_BACKEND_CALLS, at least 2: see callShares).
+	MaxBackendCalls int
 	// MaxCallsPerNamespace bounds the backend calls one namespace runs at
 	// once (MAX_CALLS_PER_NAMESPACE).
 	MaxCallsPerNamespace int
@@ -66,9 +73,11 @@ func ConfigOptions(cfg config.Config) Options {
 		BackendTimeout:   cfg.BackendTimeout,
 		TargetLease:      cfg.TargetReaderIdle,
 		MaxQuestions:     cfg.MaxQuestions,
+		MaxQuestionBytes: cfg.MaxQuestionBytes,
 		MaxFeeds:         cfg.MaxFeeds,
 		MaxTargetReaders: cfg.MaxTargetReaders,
 
+		MaxBackendCalls:        cfg.MaxBackendCalls,
 		MaxCallsPerNamespace:   cfg.MaxCallsPerNamespace,
 		MaxWaitingPerNamespace: cfg.MaxWaitingPerNamespace,
 		MaxMetadataBytes:       cfg.MaxMetadataBytes,
@@ -86,7 +95,7 @@ type Service struct {
 	metrics  *metrics.Metrics
 	cache    *cache.Group[Reading]
 	triggers *triggerMemo         // parsed trigger metadata, so that a poll parses nothing
-	tenants  *tenants             // backend calls per namespace
+	calls    *calls               // backend calls in flight, shared among namespaces
 	values   *stream.Hub[Reading] // feeds StreamIsActive
 	targets  *stream.Hub[Reading] // refreshes targets read from the backend
 
@@ -110,10 +119,9 @@ func New(b Backend, opts Options) *Service {
 	m.HeldLimit.WithLabelValues("feeds").Set(float64(opts.MaxFeeds))
 	m.HeldLimit.WithLabelValues("target_readers").Set(float64(opts.MaxTargetReaders))
 	m.HeldLimit.WithLabelValues("triggers").Set(float64(opts.MaxQuestions))
-	heldCalls := m.Held.WithLabelValues("namespace_calls")
-	s.tenants = newTenants(opts.MaxCallsPerNamespace, opts.MaxWaitingPerNamespace, func(n int) { heldCalls.Set(float64(n)) })
+	s.calls = newCalls(opts, m)
 	heldTriggers := m.Held.WithLabelValues("triggers")
-	s.triggers = newTriggerMemo(opts.MaxQuestions, m.Evictions.WithLabelValues("triggers").Inc,
+	s.triggers = newTriggerMemo(opts.MaxQuestions, opts.MaxQuestionBytes, m.Evictions.WithLabelValues("triggers").Inc,
 		func(n int) { heldTriggers.Set(float64(n)) })
 	var outcomes [3]prometheus.Counter // by cache.Outcome: resolved once, not per call
 	for _, o := range []cache.Outcome{cache.Hit, cache.Shared, cache.Miss} {
@@ -124,9 +132,12 @@ func New(b Backend, opts Options) *Service {
 		TTL:        opts.CacheTTL,
 		Timeout:    opts.BackendTimeout,
 		MaxEntries: opts.MaxQuestions,
+		MaxBytes:   opts.MaxQuestionBytes,
 		Observe:    func(o cache.Outcome) { outcomes[o].Inc() },
 		Evicted:    m.Evictions.WithLabelValues("questions").Inc,
 		Held:       func(n int) { heldQuestions.Set(float64(n)) },
+		Namespace:  func(ctx context.Context) string { return refOf(ctx).GetNamespace() },
+		Shares:     m.Shared("questions_in_flight", opts.MaxQuestions),
 	})
 	heldFeeds, heldReaders := m.Held.WithLabelValues("feeds"), m.Held.WithLabelValues("target_readers")
 	s.values = stream.NewHub[Reading](stream.Options{

@@ -39,7 +39,7 @@ func (src source) Watch(ctx context.Context, changed func()) error {
 
 // source returns the feed source of p read as k, whose key is k.key(p).
 // The feed it starts, if any, reads on behalf of the ScaledObject ctx
-// carries (see tenants).
+// carries (see calls).
 func (s *Service) source(ctx context.Context, k kind, key string, p Probe) stream.Source[Reading] {
 	return source{s: s, kind: k, key: key, p: p, ref: refOf(ctx)}
 }

@@ -18,12 +18,29 @@ var ErrQueueFull = errors.New("share: the namespace's queue is full")
 // another namespace's. It is safe for concurrent use.
 type Queue struct {
 	capacity, perNamespace, waiting int
-	running                         func(n int)
+	opts                            QueueOptions
 
-	mu    sync.Mutex
-	total int
-	byNS  map[string]*queued // present while it has calls running or waiting
-	turn  []*queued          // namespaces with calls waiting, next first
+	mu      sync.Mutex
+	total   int
+	waiters int                // calls waiting, all namespaces
+	byNS    map[string]*queued // present while it has calls running or waiting
+	turn    []*queued          // namespaces with calls waiting, next first
+	// runningBy[k] is the number of namespaces running k calls (k <=
+	// perNamespace), so that the largest is found without a scan.
+	runningBy []int
+	largest   int // as last reported
+}
+
+// QueueOptions configures a Queue's reports; every field is optional and
+// is called under the Queue's lock.
+type QueueOptions struct {
+	// Running is called with the calls running whenever it changes.
+	Running func(n int)
+	// Waiting is called with the calls waiting whenever it changes.
+	Waiting func(n int)
+	// Largest is called with the calls running of the namespace running
+	// the most whenever it changes.
+	Largest func(n int)
 }
 
 type queued struct {
@@ -37,8 +54,14 @@ type queued struct {
 // namespace waiting. running, when set, is called with the number of
 // calls running whenever it changes, under the Queue's lock.
 func NewQueue(capacity, perNamespace, waiting int, running func(n int)) *Queue {
-	return &Queue{capacity: max(capacity, 1), perNamespace: max(perNamespace, 1), waiting: waiting,
-		running: running, byNS: map[string]*queued{}}
+	return NewQueueWith(capacity, perNamespace, waiting, QueueOptions{Running: running})
+}
+
+// NewQueueWith is NewQueue with every report of opts.
+func NewQueueWith(capacity, perNamespace, waiting int, opts QueueOptions) *Queue {
+	perNamespace = max(perNamespace, 1)
+	return &Queue{capacity: max(capacity, 1), perNamespace: perNamespace, waiting: waiting,
+		opts: opts, byNS: map[string]*queued{}, runningBy: make([]int, perNamespace+1)}
 }
 
 // Acquire takes a place for a call of namespace ns, waiting its turn
@@ -69,6 +92,7 @@ func (q *Queue) Acquire(ctx context.Context, ns string) (release func(), err err
 		q.turn = append(q.turn, n)
 	}
 	n.waiters = append(n.waiters, w)
+	q.waitedLocked(1)
 	q.mu.Unlock()
 
 	select {
@@ -79,6 +103,7 @@ func (q *Queue) Acquire(ctx context.Context, ns string) (release func(), err err
 		defer q.mu.Unlock()
 		if i := slices.Index(n.waiters, w); i >= 0 {
 			n.waiters = slices.Delete(n.waiters, i, i+1)
+			q.waitedLocked(-1)
 			if len(n.waiters) == 0 {
 				q.turn = slices.DeleteFunc(q.turn, func(o *queued) bool { return o == n })
 			}
@@ -102,17 +127,48 @@ func (q *Queue) releaser(n *queued) func() {
 }
 
 func (q *Queue) startLocked(n *queued) {
-	n.running++
+	q.ranLocked(n, 1)
 	q.total++
-	if q.running != nil {
-		q.running(q.total)
+	if q.opts.Running != nil {
+		q.opts.Running(q.total)
+	}
+}
+
+// ranLocked adds delta to n's running calls and reports the largest.
+func (q *Queue) ranLocked(n *queued, delta int) {
+	if n.running > 0 {
+		q.runningBy[n.running]--
+	}
+	n.running += delta
+	if n.running > 0 {
+		q.runningBy[n.running]++
+	}
+	largest := 0
+	for k := len(q.runningBy) - 1; k > 0; k-- {
+		if q.runningBy[k] > 0 {
+			largest = k
+			break
+		}
+	}
+	if largest != q.largest {
+		q.largest = largest
+		if q.opts.Largest != nil {
+			q.opts.Largest(largest)
+		}
+	}
+}
+
+func (q *Queue) waitedLocked(delta int) {
+	q.waiters += delta
+	if q.opts.Waiting != nil {
+		q.opts.Waiting(q.waiters)
 	}
 }
 
 // releaseLocked ends a call of n and hands its place on: to the next
 // namespace in turn that may run one more call.
 func (q *Queue) releaseLocked(n *queued) {
-	n.running--
+	q.ranLocked(n, -1)
 	q.total--
 	for i, o := range q.turn {
 		if o.running >= q.perNamespace {
@@ -120,6 +176,7 @@ func (q *Queue) releaseLocked(n *queued) {
 		}
 		close(o.waiters[0])
 		o.waiters = o.waiters[1:]
+		q.waitedLocked(-1)
 		q.turn = slices.Delete(q.turn, i, i+1)
 		if len(o.waiters) > 0 {
 			q.turn = append(q.turn, o) // the back of the line
@@ -127,8 +184,8 @@ func (q *Queue) releaseLocked(n *queued) {
 		q.startLocked(o)
 		break
 	}
-	if q.running != nil {
-		q.running(q.total)
+	if q.opts.Running != nil {
+		q.opts.Running(q.total)
 	}
 	q.forgetLocked(n)
 }

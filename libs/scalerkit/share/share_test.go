@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/share"
+	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 )
 
 // fill takes n places for ns and fails the test if one is refused.
@@ -221,4 +222,42 @@ func TestQueueBounds(t *testing.T) {
 	} else {
 		r()
 	}
+}
+
+// TestQueueReports: a Queue reports the calls running, waiting, and
+// running of the namespace running the most, as they change.
+func TestQueueReports(t *testing.T) {
+	var running, waiting, largest atomic.Int64
+	q := share.NewQueueWith(3, 2, 10, share.QueueOptions{
+		Running: func(n int) { running.Store(int64(n)) },
+		Waiting: func(n int) { waiting.Store(int64(n)) },
+		Largest: func(n int) { largest.Store(int64(n)) },
+	})
+	ctx := context.Background()
+	want := func(step string, r, w, l int64) {
+		t.Helper()
+		if running.Load() != r || waiting.Load() != w || largest.Load() != l {
+			t.Errorf("%s: running %d, waiting %d, largest %d; want %d, %d, %d", step, running.Load(), waiting.Load(), largest.Load(), r, w, l)
+		}
+	}
+	a1, _ := q.Acquire(ctx, "a")
+	a2, _ := q.Acquire(ctx, "a")
+	want("a at its bound", 2, 0, 2)
+	b1, _ := q.Acquire(ctx, "b")
+	want("every place taken", 3, 0, 2)
+	got := make(chan func(), 2)
+	for _, ns := range []string{"a", "b"} {
+		go func() { r, _ := q.Acquire(ctx, ns); got <- r }()
+	}
+	wait.For(t, 5*time.Second, "two waiting", func() bool { return waiting.Load() == 2 })
+	a1() // to b (in turn, and a is at its bound only if it got it back first)
+	r := <-got
+	want("one handed on", 3, 1, 2)
+	a2()
+	r2 := <-got
+	want("both handed on", 3, 0, 2)
+	for _, release := range []func(){b1, r, r2} {
+		release()
+	}
+	want("all released", 0, 0, 0)
 }
