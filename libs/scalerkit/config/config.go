@@ -38,15 +38,15 @@ type Config struct {
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"10s" want:">= 0s" desc:"how long in-flight calls may finish after SIGTERM before the server stops hard"`
 	// MaxQuestions bounds the distinct questions the cache holds.
 	MaxQuestions int `envconfig:"MAX_QUESTIONS" default:"1000" want:">= 1" desc:"distinct questions held by the cache (kept readings and calls in flight); the least recently used reading makes room, and a new question is refused (ResourceExhausted) only when all have a call in flight. Bounds memory: 1000 x MAX_METADATA_BYTES = 16 MiB"`
-	// MaxFeeds bounds the push feeds that serve StreamIsActive.
-	MaxFeeds int `envconfig:"MAX_FEEDS" default:"200" want:">= 1" desc:"distinct questions with a StreamIsActive feed; each reads the backend every PUSH_INTERVAL (200: 40 reads/s at 5s); a new question past it is refused (ResourceExhausted)"`
+	// MaxFeeds bounds the StreamIsActive feeds that watch their question.
+	MaxFeeds int `envconfig:"MAX_FEEDS" default:"1000" want:">= 1" desc:"StreamIsActive feeds that watch their question (a Redis keyspace channel, a LISTEN) for instant push, shared fairly among namespaces (a namespace under its share takes a place from the one holding the most); a feed without one still serves its streams, never refused, polling every PUSH_INTERVAL until a place frees. Every feed reads the backend every PUSH_INTERVAL (1000 feeds at 5s: 200 reads/s); feeds are bounded by open streams (GRPC_MAX_CONNECTIONS x GRPC_MAX_CONCURRENT_STREAMS). 1000: one watched feed each for 1,000 namespaces; each also holds a subscription (REDIS_MAX_WATCHED_KEYS, POSTGRES_MAX_LISTEN_CHANNELS)"`
 	// MaxCallsPerNamespace bounds the backend calls one namespace runs at once.
 	MaxCallsPerNamespace int `envconfig:"MAX_CALLS_PER_NAMESPACE" default:"2" want:">= 1" desc:"backend calls one namespace's triggers run at once, for value reads and for target reads each (cache hits and calls joined in flight take none); keep it below the backend's pool size, so that one tenant's slow or distinct questions cannot hold every connection"`
 	// MaxWaitingPerNamespace bounds the backend calls of one namespace
 	// waiting for a place.
 	MaxWaitingPerNamespace int `envconfig:"MAX_WAITING_PER_NAMESPACE" default:"64" want:">= 0" desc:"backend calls of one namespace waiting for a place (at most BACKEND_TIMEOUT); past it a call is refused at once (ResourceExhausted)"`
 	// MaxTargetReaders bounds the background readers of backend-read targets.
-	MaxTargetReaders int `envconfig:"MAX_TARGET_READERS" default:"100" want:">= 1" desc:"distinct targets read from the backend in the background, each every PUSH_INTERVAL; the least recently asked idle reader makes room, and a new target is refused (ResourceExhausted) only when all have an open StreamMetricSpec"`
+	MaxTargetReaders int `envconfig:"MAX_TARGET_READERS" default:"1000" want:">= 1" desc:"targets read from the backend in the background, each every PUSH_INTERVAL (1000 at 5s: 200 reads/s), shared fairly among namespaces (a namespace under its share takes a place from the one holding the most, an idle reader first); a target without a reader is the trigger's static target, with a warning, never refused, until a place frees. Keep it above the namespaces with backend-read targets: past that, places go round them"`
 	// TargetReaderIdle is how long a target reader outlives the last call that needed it.
 	TargetReaderIdle time.Duration `envconfig:"TARGET_READER_IDLE" default:"1m" want:"> 0s" desc:"how long a target reader keeps reading after the last call that needed it; keep it above the longest pollingInterval, or the target falls back between polls"`
 	// MaxMetadataBytes bounds one trigger's metadata.

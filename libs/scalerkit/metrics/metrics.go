@@ -39,8 +39,9 @@ type Metrics struct {
 	StreamMessages *prometheus.CounterVec
 	// Held is the number of distinct questions held by resource:
 	// "questions" (cache entries and calls in flight), "feeds"
-	// (StreamIsActive feeds), "target_readers" or "triggers" (distinct
-	// trigger metadata kept parsed).
+	// (StreamIsActive feeds that watch their question), "feeds_polled"
+	// (feeds polling for want of a MAX_FEEDS place), "target_readers" or
+	// "triggers" (distinct trigger metadata kept parsed).
 	Held *prometheus.GaugeVec
 	// HeldLimit is the bound on Held by resource, for alerts on held/limit.
 	HeldLimit *prometheus.GaugeVec
@@ -153,7 +154,7 @@ func New() *Metrics {
 		}, []string{"rpc"}),
 		Held: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kedascalers_held",
-			Help: "Distinct questions held by resource: questions (cache entries and calls in flight), feeds (StreamIsActive), target_readers, triggers (distinct trigger metadata kept parsed); namespace_calls counts the backend calls running under MAX_CALLS_PER_NAMESPACE.",
+			Help: "Distinct questions held by resource: questions (cache entries and calls in flight), feeds (StreamIsActive feeds watching their question), feeds_polled (feeds polling for want of a MAX_FEEDS place), target_readers, triggers (distinct trigger metadata kept parsed); namespace_calls counts the backend calls running under MAX_CALLS_PER_NAMESPACE.",
 		}, []string{"resource"}),
 		HeldLimit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kedascalers_held_limit",

@@ -17,10 +17,15 @@
 //   - A failed read is Unavailable (DeadlineExceeded when it timed out),
 //     never a made-up 0, unless the trigger asks for ErrorInactive.
 //   - What a trigger can make the service hold is bounded (Options
-//     MaxQuestions, MaxFeeds, MaxTargetReaders, MaxMetadataBytes): idle
-//     entries make room least recently used first, and a new question that
-//     finds every entry in use is ResourceExhausted naming the limit and its
-//     variable — never a reading, whatever the error policy.
+//     MaxQuestions, MaxMetadataBytes): idle entries make room least
+//     recently used first, and a new question that finds every entry in
+//     use is ResourceExhausted naming the limit and its variable — never a
+//     reading, whatever the error policy.
+//   - Watched push feeds (MaxFeeds) and background target readers
+//     (MaxTargetReaders) are places shared fairly among namespaces
+//     (package share). Without one the answer degrades and stays true: a
+//     feed polls every PushInterval, a target is the trigger's static one
+//     (with a warning) until a reader place frees.
 //   - Each distinct trigger metadata is parsed once and kept (at most
 //     MaxQuestions of them): a poll with a warm cache parses nothing and
 //     calls no backend.
