@@ -16,7 +16,7 @@ import (
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
 
-func gaugeValue(t *testing.T, g prometheus.Gauge) float64 {
+func gaugeValue(t testing.TB, g prometheus.Gauge) float64 {
 	t.Helper()
 	var m dto.Metric
 	if err := g.Write(&m); err != nil {

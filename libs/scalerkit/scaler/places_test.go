@@ -28,7 +28,7 @@ func refIn(ns, name string, md map[string]string) *pb.ScaledObjectRef {
 
 // openActive opens StreamIsActive for ref and returns its messages (the
 // channel closes when the stream ends) and a func that leaves it.
-func openActive(t *testing.T, s *scalertest.Scaler, ref *pb.ScaledObjectRef) (<-chan *pb.IsActiveResponse, context.CancelFunc) {
+func openActive(t testing.TB, s *scalertest.Scaler, ref *pb.ScaledObjectRef) (<-chan *pb.IsActiveResponse, context.CancelFunc) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
