@@ -35,8 +35,8 @@ type Config struct {
 	// MaxQuestionBytes bounds the bytes of the questions kept and of the
 	// trigger metadata kept parsed, each.
 	MaxQuestionBytes int `envconfig:"MAX_QUESTION_BYTES" default:"33554432" want:">= 1" desc:"bytes of the readings the cache keeps (their questions), and apart of the trigger metadata kept parsed; the least recently used reading, or an arbitrary parse, makes room (never a refusal). Bounds their memory whatever the metadata's size: 32 MiB each"`
-	// MaxFeeds bounds the push feeds that serve StreamIsActive.
-	MaxFeeds int `envconfig:"MAX_FEEDS" default:"200" want:">= 1" desc:"distinct questions with a StreamIsActive feed; each reads the backend every PUSH_INTERVAL (200: 40 reads/s at 5s); a new question past it is refused (ResourceExhausted)"`
+	// MaxFeeds bounds the StreamIsActive feeds that watch their question.
+	MaxFeeds int `envconfig:"MAX_FEEDS" default:"1000" want:">= 1" desc:"StreamIsActive feeds that watch their question (a Redis keyspace channel, a LISTEN) for instant push, shared fairly among namespaces (a namespace under its share takes a place from the one holding the most); a feed without one still serves its streams, never refused, polling every PUSH_INTERVAL until a place frees. Every feed reads the backend every PUSH_INTERVAL (1000 feeds at 5s: 200 reads/s); feeds are bounded by open streams (GRPC_MAX_CONNECTIONS x GRPC_MAX_CONCURRENT_STREAMS). 1000: one watched feed each for 1,000 namespaces; each also holds a subscription (REDIS_MAX_WATCHED_KEYS, POSTGRES_MAX_LISTEN_CHANNELS)"`
 	// MaxCallsPerNamespace bounds the backend calls one namespace runs at once.
 	MaxCallsPerNamespace int `envconfig:"MAX_CALLS_PER_NAMESPACE" default:"2" want:">= 1" desc:"backend calls one namespace's triggers run at once, for value reads and for target reads each, and at most half of each kind's part of MAX_BACKEND_CALLS (cache hits and calls joined in flight take none), so that one tenant's slow or distinct questions leave places to the others"`
 	// MaxWaitingPerNamespace bounds the backend calls of one namespace
@@ -46,7 +46,7 @@ type Config struct {
 	// namespaces and both kinds together.
 	MaxBackendCalls int `envconfig:"MAX_BACKEND_CALLS" default:"10" want:">= 2" desc:"backend calls in flight at once, all namespaces together: the budget that protects the backend. A fifth (at least 1) is for target reads, the rest for value reads (8 and 2 at 10, within one REDIS_POOL_SIZE); namespaces waiting take turns"`
 	// MaxTargetReaders bounds the background readers of backend-read targets.
-	MaxTargetReaders int `envconfig:"MAX_TARGET_READERS" default:"100" want:">= 1" desc:"distinct targets read from the backend in the background, each every PUSH_INTERVAL; the least recently asked idle reader makes room, and a new target is refused (ResourceExhausted) only when all have an open StreamMetricSpec"`
+	MaxTargetReaders int `envconfig:"MAX_TARGET_READERS" default:"1000" want:">= 1" desc:"targets read from the backend in the background, each every PUSH_INTERVAL (1000 at 5s: 200 reads/s), shared fairly among namespaces (a namespace under its share takes a place from the one holding the most, an idle reader first); a target without a reader is the trigger's static target, with a warning, never refused, until a place frees. Keep it above the namespaces with backend-read targets: past that, places go round them"`
 	// TargetReaderIdle is how long a target reader outlives the last call that needed it.
 	TargetReaderIdle time.Duration `envconfig:"TARGET_READER_IDLE" default:"1m" want:"> 0s" desc:"how long a target reader keeps reading after the last call that needed it; keep it above the longest pollingInterval, or the target falls back between polls"`
 	// MaxMetadataBytes bounds one trigger's metadata.
@@ -66,7 +66,7 @@ type Config struct {
 	GRPCMaxConnections int `envconfig:"GRPC_MAX_CONNECTIONS" default:"256" want:">= 1" desc:"open gRPC connections at most (KEDA needs one per operator pod, kubelet one per probe); a connection past it is closed at once"`
 	// GRPCMaxConcurrentStreams caps the calls open at once on one
 	// connection; past it the client queues further calls.
-	GRPCMaxConcurrentStreams uint32 `envconfig:"GRPC_MAX_CONCURRENT_STREAMS" default:"4096" want:">= 1" desc:"calls (push streams included) open at once on one connection; KEDA shares one connection among all ScaledObjects, so keep it above their number; past it calls wait"`
+	GRPCMaxConcurrentStreams uint32 `envconfig:"GRPC_MAX_CONCURRENT_STREAMS" default:"16384" want:">= 1" desc:"calls (push streams included) open at once on one connection; KEDA shares one connection among all ScaledObjects and holds two streams per push ScaledObject (StreamIsActive, StreamMetricSpec), so keep it above twice their number (16384: 8,000 push ScaledObjects and their polls); past it calls wait"`
 	// GRPCHandshakeTimeout bounds TLS and HTTP/2 setup of a new connection.
 	GRPCHandshakeTimeout time.Duration `envconfig:"GRPC_HANDSHAKE_TIMEOUT" default:"5s" want:"> 0s" desc:"a new connection that has not finished TLS and HTTP/2 setup by then is closed"`
 	// GRPCKeepaliveMinPing is the shortest interval between client pings

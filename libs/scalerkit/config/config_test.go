@@ -259,7 +259,7 @@ func TestLoadParseErrors(t *testing.T) {
 		{"duration without unit", "CACHE_TTL", "2", `CACHE_TTL "2": want a duration such as 2s`},
 		{"duration garbage", "SHUTDOWN_TIMEOUT", "soon", `SHUTDOWN_TIMEOUT "soon": want a duration such as 10s`},
 		{"int", "GRPC_MAX_CONNECTIONS", "many", `GRPC_MAX_CONNECTIONS "many": want a whole number such as 256`},
-		{"uint negative", "GRPC_MAX_CONCURRENT_STREAMS", "-1", `GRPC_MAX_CONCURRENT_STREAMS "-1": want a whole number >= 0 such as 4096`},
+		{"uint negative", "GRPC_MAX_CONCURRENT_STREAMS", "-1", `GRPC_MAX_CONCURRENT_STREAMS "-1": want a whole number >= 0 such as 16384`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -39,8 +39,9 @@ type Metrics struct {
 	StreamMessages *prometheus.CounterVec
 	// Held is the number of distinct questions held by resource:
 	// "questions" (cache entries and calls in flight), "feeds"
-	// (StreamIsActive feeds), "target_readers" or "triggers" (distinct
-	// trigger metadata kept parsed).
+	// (StreamIsActive feeds that watch their question), "feeds_polled"
+	// (feeds polling for want of a MAX_FEEDS place), "target_readers" or
+	// "triggers" (distinct trigger metadata kept parsed).
 	Held *prometheus.GaugeVec
 	// HeldLimit is the bound on Held by resource, for alerts on held/limit.
 	HeldLimit *prometheus.GaugeVec
@@ -224,7 +225,7 @@ func Outcome(err error) string {
 func newHeld() *prometheus.GaugeVec {
 	return prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "kedascalers_held",
-		Help: "Places held by resource: questions (cache entries and calls in flight), questions_in_flight (calls in flight, shared among namespaces), feeds (StreamIsActive), target_readers, triggers (distinct trigger metadata kept parsed), backend_calls and target_calls (backend calls running, value and target reads); backends add theirs (redis_connections, watched_keys, listen_channels).",
+		Help: "Places held by resource: questions (cache entries and calls in flight), questions_in_flight (calls in flight, shared among namespaces), feeds (StreamIsActive feeds watching their question), feeds_polled (feeds polling for want of a MAX_FEEDS place), target_readers, triggers (distinct trigger metadata kept parsed), backend_calls and target_calls (backend calls running, value and target reads); backends add theirs (redis_connections, watched_keys, listen_channels).",
 	}, []string{"resource"})
 }
 

@@ -17,16 +17,21 @@
 //   - A failed read is Unavailable (DeadlineExceeded when it timed out),
 //     never a made-up 0, unless the trigger asks for ErrorInactive.
 //   - What a trigger can make the service hold is bounded (Options
-//     MaxQuestions, MaxFeeds, MaxTargetReaders, MaxMetadataBytes): idle
-//     entries make room least recently used first, and a new question that
-//     finds every entry in use is ResourceExhausted naming the limit and its
-//     variable — never a reading, whatever the error policy.
+//     MaxQuestions, MaxMetadataBytes): idle entries make room least
+//     recently used first, and a new question that finds every entry in
+//     use is ResourceExhausted naming the limit and its variable — never a
+//     reading, whatever the error policy.
 //   - Backend calls take turns: at most MaxBackendCalls in flight, at most
 //     MaxCallsPerNamespace of one namespace, the others waiting in their
 //     namespace's line (MaxWaitingPerNamespace) while namespaces take
 //     turns; and the questions in flight are shared fairly among
 //     namespaces (package share), so that one namespace's burst never
 //     refuses another's question.
+//   - Watched push feeds (MaxFeeds) and background target readers
+//     (MaxTargetReaders) are places shared fairly among namespaces
+//     (package share). Without one the answer degrades and stays true: a
+//     feed polls every PushInterval, a target is the trigger's static one
+//     (with a warning) until a reader place frees.
 //   - Each distinct trigger metadata is parsed once and kept (at most
 //     MaxQuestions of them, of MaxQuestionBytes): a poll with a warm cache
 //     parses nothing and calls no backend.

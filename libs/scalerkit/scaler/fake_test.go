@@ -99,6 +99,13 @@ func (f *fake) notify(key string) {
 	}
 }
 
+// watchers returns the Watch calls of key in progress.
+func (f *fake) watchers(key string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.changed[key])
+}
+
 func (f *fake) readCount(key string) int64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()

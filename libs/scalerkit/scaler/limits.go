@@ -16,8 +16,6 @@ type limit uint8
 
 const (
 	limitQuestions limit = iota
-	limitFeeds
-	limitTargetReaders
 	limitMetadata
 	limitNamespace
 	limitWaiting
@@ -33,12 +31,6 @@ type limitSpec struct {
 var limits = [...]limitSpec{
 	limitQuestions: {"MAX_QUESTIONS", func(o *Options, ns string) string {
 		return fmt.Sprintf("too many distinct questions held (%d, MAX_QUESTIONS): every one has a backend call in flight, and namespace %q holds its fair share of them; try again shortly", o.MaxQuestions, ns)
-	}},
-	limitFeeds: {"MAX_FEEDS", func(o *Options, _ string) string {
-		return fmt.Sprintf("too many push feeds (%d, MAX_FEEDS): every one serves an open StreamIsActive stream", o.MaxFeeds)
-	}},
-	limitTargetReaders: {"MAX_TARGET_READERS", func(o *Options, _ string) string {
-		return fmt.Sprintf("too many targets read from the backend (%d, MAX_TARGET_READERS): every reader serves an open StreamMetricSpec stream", o.MaxTargetReaders)
 	}},
 	limitMetadata: {"MAX_METADATA_BYTES", nil}, // refused by tooLarge, never by refuse
 	limitNamespace: {"MAX_CALLS_PER_NAMESPACE", func(o *Options, ns string) string {

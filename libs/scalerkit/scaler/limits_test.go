@@ -1,7 +1,6 @@
 package scaler_test
 
 import (
-	"context"
 	"strings"
 	"sync"
 	"testing"
@@ -17,7 +16,7 @@ import (
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
 
-func gaugeValue(t *testing.T, g prometheus.Gauge) float64 {
+func gaugeValue(t testing.TB, g prometheus.Gauge) float64 {
 	t.Helper()
 	var m dto.Metric
 	if err := g.Write(&m); err != nil {
@@ -94,86 +93,6 @@ func TestMaxQuestions(t *testing.T) {
 	}
 	if got := gaugeValue(t, m.Held.WithLabelValues("questions")); got != 2 {
 		t.Errorf("held questions = %v, want 2", got)
-	}
-}
-
-func TestMaxFeeds(t *testing.T) {
-	t.Setenv("MAX_FEEDS", "1")
-	f := newFake()
-	s := scalertest.Serve(t, f, scalertest.Options{})
-	open := func(key string) (pb.ExternalScaler_StreamIsActiveClient, error) {
-		t.Helper()
-		st, err := s.Client.StreamIsActive(ctxT(t), scalertest.Ref(map[string]string{"key": key}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = st.Recv()
-		return st, err
-	}
-	// At the limit: one feed, shared by two streams of the same question.
-	for range 2 {
-		if _, err := open("a"); err != nil {
-			t.Fatalf("StreamIsActive(a) at the limit: %v", err)
-		}
-	}
-	if got := gaugeValue(t, s.Metrics.Held.WithLabelValues("feeds")); got != 1 {
-		t.Errorf("held feeds = %v, want 1", got)
-	}
-	// One past it.
-	_, err := open("b")
-	wantRefused(t, "StreamIsActive(b) past the limit", err, codes.ResourceExhausted, "(1, MAX_FEEDS)")
-	if got := counterValue(t, s.Metrics.LimitRefusals.WithLabelValues("MAX_FEEDS")); got != 1 {
-		t.Errorf("refusals = %v, want 1", got)
-	}
-	if n := f.readCount("b"); n != 0 {
-		t.Errorf("a refused feed was read %d times", n)
-	}
-}
-
-func TestMaxTargetReaders(t *testing.T) {
-	t.Setenv("MAX_TARGET_READERS", "1")
-	f := newFake()
-	f.set("cap1", 20)
-	f.set("cap2", 30)
-	s := scalertest.Serve(t, f, scalertest.Options{PushInterval: 50 * time.Millisecond})
-	m := s.Metrics
-	md1 := map[string]string{"key": "v", "target": "5", "targetKey": "cap1"}
-	md2 := map[string]string{"key": "v", "target": "5", "targetKey": "cap2"}
-	// At the limit: one reader, in use by an open StreamMetricSpec.
-	ctx, cancel := context.WithCancel(ctxT(t))
-	st, err := s.Client.StreamMetricSpec(ctx, scalertest.Ref(md1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.Recv(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Client.GetMetricSpec(ctxT(t), scalertest.Ref(md1)); err != nil {
-		t.Fatalf("GetMetricSpec of the streamed target: %v", err)
-	}
-	// One past it: refused, not answered with the fallback target.
-	_, err = s.Client.GetMetricSpec(ctxT(t), scalertest.Ref(md2))
-	wantRefused(t, "GetMetricSpec(cap2) past the limit", err, codes.ResourceExhausted, "(1, MAX_TARGET_READERS)")
-	st2, err := s.Client.StreamMetricSpec(ctxT(t), scalertest.Ref(md2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = st2.Recv()
-	wantRefused(t, "StreamMetricSpec(cap2) past the limit", err, codes.ResourceExhausted, "MAX_TARGET_READERS")
-	if got := counterValue(t, m.LimitRefusals.WithLabelValues("MAX_TARGET_READERS")); got != 2 {
-		t.Errorf("refusals = %v, want 2", got)
-	}
-	// The stream ends: its reader is idle (only leased) and makes room.
-	cancel()
-	wait.For(t, 5*time.Second, "cap2's reader to start and read", func() bool {
-		spec, err := s.Client.GetMetricSpec(ctxT(t), scalertest.Ref(md2))
-		return err == nil && spec.MetricSpecs[0].TargetSizeFloat == 30
-	})
-	if got := counterValue(t, m.Evictions.WithLabelValues("target_readers")); got != 1 {
-		t.Errorf("evictions = %v, want 1", got)
-	}
-	if got := gaugeValue(t, m.Held.WithLabelValues("target_readers")); got != 1 {
-		t.Errorf("held readers = %v, want 1", got)
 	}
 }
 

@@ -3,8 +3,10 @@ package scaler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strconv"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -48,21 +50,35 @@ func (s *Service) readValue(ctx context.Context, t *parsed) (Reading, error) {
 }
 
 // target returns t's current target, from memory: the newest reading of
-// its target probe, or t.Target until there is one. When no reader can be
-// started for the probe (MAX_TARGET_READERS readers, all streamed), it is
-// ResourceExhausted: a made-up target would scale the workload wrongly.
-func (s *Service) target(ctx context.Context, t *parsed) (float64, error) {
+// its target probe, or t.Target until there is one. When no reader can
+// start for the probe (its namespace holds its share of
+// MAX_TARGET_READERS), it is t.Target too, the trigger's own fallback,
+// with a note saying so: a refusal would leave KEDA without an HPA, and
+// the reader starts on a later call once a place frees.
+func (s *Service) target(ctx context.Context, t *parsed) (target float64, note string) {
 	if t.TargetProbe == nil {
-		return t.Target, nil
+		return t.Target, ""
 	}
 	r, ok, err := s.targets.Latest(s.source(ctx, kindTarget, t.targetKey, t.TargetProbe))
 	switch {
 	case err != nil:
-		return 0, s.refuse(ctx, limitTargetReaders)
+		return t.Target, s.noReader(ctx, t)
 	case ok:
-		return r.Value, nil
+		return r.Value, ""
 	}
-	return t.Target, nil
+	return t.Target, ""
+}
+
+// noReader logs, at most once a minute per namespace, that t's target is
+// its static one for want of a reader place, and returns the note that
+// says so to the caller.
+func (s *Service) noReader(ctx context.Context, t *parsed) string {
+	ns := metadata.Clip(refOf(ctx).GetNamespace())
+	note := fmt.Sprintf("target %s is the trigger's static target: namespace %q holds its share of the background target readers (MAX_TARGET_READERS=%d); the target read from the backend follows once a reader place frees",
+		strconv.FormatFloat(t.Target, 'g', -1, 64), ns, s.opts.MaxTargetReaders)
+	s.warnLog.Log(ctx, s.logger(ctx), slog.LevelWarn, "noreader|"+ns, "static target: no target reader place",
+		slog.String("limit", "MAX_TARGET_READERS"), slog.String("probe", metadata.Clip(t.TargetProbe.Key())))
+	return note
 }
 
 // read asks p (cache key key, see kind.key) through the cache: one backend

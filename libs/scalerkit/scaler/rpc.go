@@ -2,10 +2,14 @@ package scaler
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	grpcmd "google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/stream"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
@@ -21,15 +25,17 @@ func (s *Service) IsActive(ctx context.Context, ref *pb.ScaledObjectRef) (*pb.Is
 	return isActiveResponse(t.Active(r)), nil
 }
 
-// GetMetricSpec returns the trigger's metric and target from memory.
+// GetMetricSpec returns the trigger's metric and target from memory. A
+// target that should be read from the backend but has no reader yet is
+// the trigger's static one, with a warning when no reader could start.
 func (s *Service) GetMetricSpec(ctx context.Context, ref *pb.ScaledObjectRef) (*pb.GetMetricSpecResponse, error) {
 	t, ctx, err := s.parse(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
-	target, err := s.target(ctx, t)
-	if err != nil {
-		return nil, err
+	target, note := s.target(ctx, t)
+	if note != "" {
+		_ = grpc.SetHeader(ctx, grpcmd.Pairs(WarningHeader, note)) // fails only outside a gRPC call
 	}
 	return specResponse(t.MetricName, target), nil
 }
@@ -62,7 +68,9 @@ func (s *Service) value(ctx context.Context, ref *pb.ScaledObjectRef, keepTarget
 }
 
 // StreamIsActive sends the current activity as soon as it is known, then
-// every change of it, until the client leaves or the service closes.
+// every change of it, until the client leaves or the service closes. Its
+// feed always runs: without a watch place (MAX_FEEDS) it hears of changes
+// at its next PUSH_INTERVAL read instead of at once.
 func (s *Service) StreamIsActive(ref *pb.ScaledObjectRef, srv pb.ExternalScaler_StreamIsActiveServer) error {
 	t, ctx, err := s.parse(srv.Context(), ref)
 	if err != nil {
@@ -73,7 +81,7 @@ func (s *Service) StreamIsActive(ref *pb.ScaledObjectRef, srv pb.ExternalScaler_
 
 	sub, err := s.values.Subscribe(s.source(ctx, kindValue, t.valueKey, t.Probe))
 	if err != nil {
-		return s.refuse(ctx, limitFeeds)
+		return status.Errorf(codes.Internal, "push feed: %v", err) // the values hub has no reader places: never
 	}
 	defer sub.Close()
 
@@ -112,30 +120,80 @@ func (s *Service) StreamMetricSpec(ref *pb.ScaledObjectRef, srv pb.ExternalScale
 	done := s.openStream(ctx, "StreamMetricSpec")
 	defer done()
 
-	var updates <-chan stream.Update[Reading]
-	if t.TargetProbe != nil {
-		sub, err := s.targets.Subscribe(s.source(ctx, kindTarget, t.targetKey, t.TargetProbe))
-		if err != nil {
-			return s.refuse(ctx, limitTargetReaders)
-		}
-		defer sub.Close()
-		updates = sub.C()
-	}
-	last, err := s.target(ctx, t)
-	if err != nil {
-		return err
-	}
-	if err := s.sendSpec(srv, t, last); err != nil {
-		return err
-	}
-	return s.follow(ctx, updates, func(stream.Update[Reading]) error {
-		target, err := s.target(ctx, t) // the hub keeps the newest good target
-		if err != nil || target == last {
+	if t.TargetProbe == nil {
+		if err := s.sendSpec(srv, t, t.Target); err != nil {
 			return err
 		}
-		last = target
+		return s.follow(ctx, nil, nil)
+	}
+	return s.streamTarget(ctx, srv, t)
+}
+
+// streamTarget follows t's target read from the backend for
+// StreamMetricSpec. Without a reader place (MAX_TARGET_READERS) it sends
+// the static target, and asks for a place again every PUSH_INTERVAL; a
+// reader whose place is taken falls back the same way.
+func (s *Service) streamTarget(ctx context.Context, srv pb.ExternalScaler_StreamMetricSpecServer, t *parsed) error {
+	var last float64
+	sent := false
+	send := func(target float64) error {
+		if sent && target == last {
+			return nil
+		}
+		last, sent = target, true
 		return s.sendSpec(srv, t, target)
-	})
+	}
+	src := s.source(ctx, kindTarget, t.targetKey, t.TargetProbe)
+	retry := time.NewTicker(s.opts.PushInterval)
+	defer retry.Stop()
+	subscribe := s.targets.Subscribe
+	for {
+		sub, err := subscribe(src)
+		subscribe = s.targets.Resubscribe // asking again takes no namespace's single place
+		if err != nil {
+			s.noReader(ctx, t)
+			if err := send(t.Target); err != nil {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-s.closed:
+				return nil
+			case <-retry.C:
+				continue
+			}
+		}
+		err = s.followTarget(ctx, sub, t, send)
+		sub.Close()
+		if !errors.Is(err, errReaderLost) {
+			return err
+		}
+	}
+}
+
+// errReaderLost ends followTarget when the reader's place was taken.
+var errReaderLost = errors.New("target reader place taken")
+
+// followTarget sends t's target, then every change of it, until the
+// client leaves or the service closes (nil), sending fails, or sub's
+// reader loses its place (errReaderLost).
+func (s *Service) followTarget(ctx context.Context, sub *stream.Subscription[Reading], t *parsed, send func(float64) error) error {
+	for {
+		target, _ := s.target(ctx, t) // the hub keeps the newest good target
+		if err := send(target); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.closed:
+			return nil
+		case <-sub.Lost():
+			return errReaderLost
+		case <-sub.C():
+		}
+	}
 }
 
 // follow calls on with each update until on fails, the client leaves or

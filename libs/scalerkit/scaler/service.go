@@ -13,6 +13,7 @@ import (
 	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metrics"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/ratelog"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/share"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/stream"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
@@ -40,7 +41,8 @@ type Options struct {
 	// (their keys), and apart those of the trigger metadata kept parsed
 	// (MAX_QUESTION_BYTES).
 	MaxQuestionBytes int
-	// MaxFeeds bounds the StreamIsActive feeds (MAX_FEEDS).
+	// MaxFeeds bounds the StreamIsActive feeds that watch their probe
+	// (MAX_FEEDS), shared fairly among namespaces; the others poll.
 	MaxFeeds int
 	// MaxBackendCalls bounds the backend calls in flight, all namespaces
 	// together (MAX_BACKEND_CALLS, at least 2: see callShares).
@@ -53,7 +55,8 @@ type Options struct {
 	// waits.
 	MaxWaitingPerNamespace int
 	// MaxTargetReaders bounds the background readers of targets
-	// (MAX_TARGET_READERS).
+	// (MAX_TARGET_READERS), shared fairly among namespaces; a target
+	// without one is the trigger's static target.
 	MaxTargetReaders int
 	// MaxMetadataBytes bounds one trigger's metadata, keys and values
 	// (MAX_METADATA_BYTES).
@@ -96,8 +99,8 @@ type Service struct {
 	cache    *cache.Group[Reading]
 	triggers *triggerMemo         // parsed trigger metadata, so that a poll parses nothing
 	calls    *calls               // backend calls in flight, shared among namespaces
-	values   *stream.Hub[Reading] // feeds StreamIsActive
-	targets  *stream.Hub[Reading] // refreshes targets read from the backend
+	values   *stream.Hub[Reading] // feeds StreamIsActive; MAX_FEEDS places for watches
+	targets  *stream.Hub[Reading] // refreshes targets read from the backend; MAX_TARGET_READERS places
 
 	limitLog *ratelog.Limiter // one "limit reached" line per limit and minute
 	failLog  *ratelog.Limiter // one "backend read failed" line per ScaledObject, kind and code per failEvery
@@ -116,8 +119,6 @@ func New(b Backend, opts Options) *Service {
 		limitLog: ratelog.New(time.Minute, 8), warnLog: ratelog.New(warnEvery, warnMaxKeys),
 		failLog: ratelog.New(failEvery, warnMaxKeys), closed: make(chan struct{}), hubsDone: make(chan struct{})}
 	m.HeldLimit.WithLabelValues("questions").Set(float64(opts.MaxQuestions))
-	m.HeldLimit.WithLabelValues("feeds").Set(float64(opts.MaxFeeds))
-	m.HeldLimit.WithLabelValues("target_readers").Set(float64(opts.MaxTargetReaders))
 	m.HeldLimit.WithLabelValues("triggers").Set(float64(opts.MaxQuestions))
 	s.calls = newCalls(opts, m)
 	heldTriggers := m.Held.WithLabelValues("triggers")
@@ -139,16 +140,17 @@ func New(b Backend, opts Options) *Service {
 		Namespace:  func(ctx context.Context) string { return refOf(ctx).GetNamespace() },
 		Shares:     m.Shared("questions_in_flight", opts.MaxQuestions),
 	})
-	heldFeeds, heldReaders := m.Held.WithLabelValues("feeds"), m.Held.WithLabelValues("target_readers")
+	polled := m.Held.WithLabelValues("feeds_polled")
 	s.values = stream.NewHub[Reading](stream.Options{
-		Interval: opts.PushInterval, Logger: opts.Logger, MaxFeeds: opts.MaxFeeds,
-		Evicted: m.Evictions.WithLabelValues("feeds").Inc,
-		Held:    func(n int) { heldFeeds.Set(float64(n)) },
+		Interval: opts.PushInterval, Logger: opts.Logger,
+		Watches: share.New(opts.MaxFeeds, m.Shared("feeds", opts.MaxFeeds)),
+		Polled:  func(n int) { polled.Set(float64(n)) },
+		NoWatch: s.noWatch,
 	})
 	s.targets = stream.NewHub[Reading](stream.Options{
-		Interval: opts.PushInterval, Logger: opts.Logger, MaxFeeds: opts.MaxTargetReaders, Lease: opts.TargetLease,
+		Interval: opts.PushInterval, Logger: opts.Logger, Lease: opts.TargetLease,
+		Readers: share.New(opts.MaxTargetReaders, m.Shared("target_readers", opts.MaxTargetReaders)),
 		Evicted: m.Evictions.WithLabelValues("target_readers").Inc,
-		Held:    func(n int) { heldReaders.Set(float64(n)) },
 	})
 	return s
 }

@@ -2,7 +2,9 @@ package scaler
 
 import (
 	"context"
+	"log/slog"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/stream"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
@@ -18,6 +20,20 @@ type source struct {
 }
 
 func (src source) Key() string { return src.key }
+
+// Namespace is the namespace the feed's places are charged to: that of
+// the ScaledObject that started it.
+func (src source) Namespace() string { return src.ref.GetNamespace() }
+
+// noWatch logs, at most once a minute per namespace, that a push feed
+// polls for want of a watch place (MAX_FEEDS).
+func (s *Service) noWatch(key, namespace string) {
+	ns := metadata.Clip(namespace)
+	s.warnLog.Log(context.Background(), s.log, slog.LevelWarn, "nowatch|"+ns,
+		"push feed polls every PUSH_INTERVAL: its namespace holds its share of the watched feeds",
+		slog.Group("scaledObject", slog.String("namespace", ns)),
+		slog.String("limit", "MAX_FEEDS"), slog.Int("places", s.opts.MaxFeeds), slog.String("probe", metadata.Clip(key)))
+}
 
 // Read asks the backend afresh: a feed's reading must not be older than
 // its interval, whatever CACHE_TTL is. The reading is kept, so polls in

@@ -57,6 +57,13 @@ func New(capacity int, opts Options) *Pool {
 // Capacity returns the number of places.
 func (p *Pool) Capacity() int { return p.capacity }
 
+// Free returns the number of places no namespace holds.
+func (p *Pool) Free() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.capacity - p.total
+}
+
 // Place is one place held by a namespace until Release, or until it is
 // taken for another namespace (Lost).
 type Place struct {

@@ -261,3 +261,23 @@ func TestQueueReports(t *testing.T) {
 	}
 	want("all released", 0, 0, 0)
 }
+
+func TestPoolFree(t *testing.T) {
+	p := share.New(3, share.Options{})
+	if p.Free() != 3 {
+		t.Fatalf("Free() of a new pool = %d, want 3", p.Free())
+	}
+	a := fill(t, p, "a", 3)
+	if p.Free() != 0 {
+		t.Errorf("Free() of a full pool = %d, want 0", p.Free())
+	}
+	fill(t, p, "b", 1) // taken from a: still full
+	if p.Free() != 0 {
+		t.Errorf("Free() after a place was taken = %d, want 0", p.Free())
+	}
+	a[0].Release()
+	a[0].Release()
+	if p.Free() != 1 {
+		t.Errorf("Free() after one release (twice) = %d, want 1", p.Free())
+	}
+}

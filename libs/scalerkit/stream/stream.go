@@ -9,10 +9,12 @@
 // stops when its last subscriber leaves and its lease (see Hub.Latest) has
 // run out; Close stops them all and tells stream handlers to end.
 //
-// Source keys come from what triggers ask, so a Hub runs at most MaxFeeds
-// feeds: past it the idle feed (no subscribers, kept only by its lease)
-// asked for least recently is stopped to make room, and a new key is
-// refused (ErrFull) only when every feed has subscribers.
+// What feeds hold is shared fairly among the namespaces their sources are
+// charged to (see Namespaced and package share), in one of two ways:
+// places for watches (Options.Watches: a feed without one still runs but
+// only polls), or places for the feeds themselves (Options.Readers: a
+// source without one gets no feed, ErrNoPlace, and asks again later with
+// Resubscribe).
 package stream
 
 import (
@@ -20,16 +22,14 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
-	"github.com/kedascalers/kedascalers/libs/scalerkit/subscription"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/share"
 )
 
-// ErrFull is returned for a new source key when the Hub runs MaxFeeds
-// feeds that all have subscribers, so none can be stopped to make room.
-var ErrFull = errors.New("stream: every feed has subscribers")
+// ErrNoPlace is returned for a source without a feed when Options.Readers
+// has no place for its namespace (see share.Pool.Take).
+var ErrNoPlace = errors.New("stream: no reader place for this namespace")
 
 // Source is one question a feed asks over and over.
 type Source[T any] interface {
@@ -45,6 +45,21 @@ type Source[T any] interface {
 	// later. A source that cannot tell returns ErrNoChanges at once (embed
 	// NoChanges), and its feed only polls.
 	Watch(ctx context.Context, changed func()) error
+}
+
+// Namespaced is implemented by sources charged to a namespace: the feed
+// started for one takes its places in that namespace's name. Other
+// sources are charged to the namespace "".
+type Namespaced interface {
+	Namespace() string
+}
+
+// namespace returns the namespace src is charged to.
+func namespace(src any) string {
+	if n, ok := src.(Namespaced); ok {
+		return n.Namespace()
+	}
+	return ""
 }
 
 // ErrNoChanges is returned by the Watch of a source that has no change
@@ -86,15 +101,30 @@ type Options struct {
 	RetryWatch time.Duration
 	// Logger receives one line per watch failure; nil is slog.Default.
 	Logger *slog.Logger
-	// MaxFeeds bounds the feeds running at once. Zero means no bound, which
-	// is only sensible in tests.
-	MaxFeeds int
+	// Watches, when set, holds the places of the feeds that watch their
+	// source: a feed takes one before it watches. A feed that gets none,
+	// or whose place is taken for another namespace, runs on but only
+	// polls (every Interval), and asks again at each interval (as
+	// Resubscribe does: a free place, or one from a larger holder).
+	Watches *share.Pool
+	// Polled, when set, is called with the number of feeds polling for
+	// want of a Watches place whenever it changes, under the Hub's lock.
+	Polled func(n int)
+	// NoWatch, when set, is called by a feed that goes without a Watches
+	// place (none to take, or its place was taken), with its source's key
+	// and namespace; the feed keeps polling meanwhile.
+	NoWatch func(key, namespace string)
+	// Readers, when set, holds the places of the feeds themselves: a feed
+	// starts only with a place for its source's namespace (else
+	// ErrNoPlace), and stops when its place is taken for another
+	// namespace (its subscriptions' Lost is closed). When every place is
+	// held, the idle feed (no subscribers, kept by its lease) asked for
+	// least recently, of the asking namespace or of one holding more
+	// places, gives its place up first.
+	Readers *share.Pool
 	// Evicted, when set, is called once per idle feed stopped before its
 	// lease ran out to make room for a new one.
 	Evicted func()
-	// Held, when set, is called with the number of feeds whenever it
-	// changes, under the Hub's lock.
-	Held func(n int)
 }
 
 // Hub runs feeds and hands their readings to subscribers.
@@ -106,6 +136,7 @@ type Hub[T any] struct {
 
 	mu     sync.Mutex
 	feeds  map[string]*feed[T]
+	polled int // feeds polling for want of a Watches place
 	closed bool
 }
 
@@ -140,8 +171,9 @@ func (h *Hub[T]) Done() <-chan struct{} { return h.ctx.Done() }
 func (h *Hub[T]) Close() {
 	h.mu.Lock()
 	h.closed = true
-	clear(h.feeds)
-	h.heldLocked()
+	for _, f := range h.feeds {
+		h.stopLocked(f)
+	}
 	h.mu.Unlock()
 	h.stop()
 	h.wg.Wait()
@@ -152,6 +184,13 @@ func (h *Hub[T]) Feeds() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return len(h.feeds)
+}
+
+// Polled returns the number of feeds polling for want of a Watches place.
+func (h *Hub[T]) Polled() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.polled
 }
 
 // Subscription receives the readings of one feed.
@@ -165,6 +204,17 @@ type Subscription[T any] struct {
 // C delivers the newest reading not yet received.
 func (s *Subscription[T]) C() <-chan Update[T] { return s.c }
 
+// Lost is closed when the feed stopped because its Readers place was
+// taken for another namespace: it sends nothing more, and the subscriber
+// should fall back and subscribe again later. It is nil (never closed)
+// for a Hub without Readers.
+func (s *Subscription[T]) Lost() <-chan struct{} {
+	if s.feed == nil || s.feed.place == nil {
+		return nil
+	}
+	return s.feed.place.Lost()
+}
+
 // Close leaves the feed; the feed stops when nobody else needs it.
 func (s *Subscription[T]) Close() {
 	s.once.Do(func() {
@@ -175,16 +225,29 @@ func (s *Subscription[T]) Close() {
 }
 
 // Subscribe joins the feed of src, starting it if needed. It returns
-// ErrFull when the feed would be one too many. After Close the
-// subscription is valid but receives nothing.
+// ErrNoPlace when the feed needs a Readers place that src's namespace
+// cannot have now. After Close the subscription is valid but receives
+// nothing.
 func (h *Hub[T]) Subscribe(src Source[T]) (*Subscription[T], error) {
+	return h.subscribe(src, false)
+}
+
+// Resubscribe is Subscribe for a subscriber asking again after
+// ErrNoPlace or Lost: it starts a feed only with a free place, or one
+// taken from a larger holder when src's namespace holds some already, so
+// that a place does not go round namespaces that hold none.
+func (h *Hub[T]) Resubscribe(src Source[T]) (*Subscription[T], error) {
+	return h.subscribe(src, true)
+}
+
+func (h *Hub[T]) subscribe(src Source[T], again bool) (*Subscription[T], error) {
 	s := &Subscription[T]{c: make(chan Update[T], 1), hub: h}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		return s, nil
 	}
-	f, err := h.feedLocked(src)
+	f, err := h.feedLocked(src, again)
 	if err != nil {
 		return nil, err
 	}
@@ -196,14 +259,15 @@ func (h *Hub[T]) Subscribe(src Source[T]) (*Subscription[T], error) {
 // Latest returns the newest successful reading of src's feed, starting the
 // feed if needed (its first reading then arrives in the background), and
 // keeps the feed running for at least the lease. ok is false until a read
-// has succeeded. It returns ErrFull when the feed would be one too many.
+// has succeeded. It returns ErrNoPlace when the feed needs a Readers place
+// that src's namespace cannot have now.
 func (h *Hub[T]) Latest(src Source[T]) (v T, ok bool, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		return v, false, nil
 	}
-	f, err := h.feedLocked(src)
+	f, err := h.feedLocked(src, false)
 	if err != nil {
 		return v, false, err
 	}
@@ -222,228 +286,4 @@ func (h *Hub[T]) Touch(src Source[T]) bool {
 		f.lease = f.used.Add(h.opts.Lease)
 	}
 	return ok
-}
-
-// feedLocked returns src's feed, starting it if needed; at the bound it
-// first stops the idle feed asked for least recently.
-func (h *Hub[T]) feedLocked(src Source[T]) (*feed[T], error) {
-	key := src.Key()
-	now := time.Now()
-	if f, ok := h.feeds[key]; ok {
-		f.used = now
-		return f, nil
-	}
-	if h.opts.MaxFeeds > 0 && len(h.feeds) >= h.opts.MaxFeeds {
-		var oldest *feed[T]
-		for _, f := range h.feeds {
-			if len(f.subs) == 0 && (oldest == nil || f.used.Before(oldest.used)) {
-				oldest = f
-			}
-		}
-		if oldest == nil {
-			return nil, ErrFull
-		}
-		if now.Before(oldest.lease) && h.opts.Evicted != nil {
-			h.opts.Evicted()
-		}
-		delete(h.feeds, oldest.key)
-		oldest.cancel()
-	}
-	ctx, cancel := context.WithCancel(h.ctx)
-	f := &feed[T]{hub: h, src: src, key: key, ctx: ctx, cancel: cancel, used: now, subs: make(map[*Subscription[T]]struct{})}
-	h.feeds[key] = f
-	h.heldLocked()
-	h.wg.Add(1)
-	go f.run()
-	return f, nil
-}
-
-func (h *Hub[T]) heldLocked() {
-	if h.opts.Held != nil {
-		h.opts.Held(len(h.feeds))
-	}
-}
-
-func (h *Hub[T]) leave(f *feed[T], s *Subscription[T]) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	delete(f.subs, s)
-	h.retireLocked(f)
-}
-
-// retireLocked stops f when it has no subscribers and no lease left.
-func (h *Hub[T]) retireLocked(f *feed[T]) {
-	if len(f.subs) == 0 && !time.Now().Before(f.lease) && h.feeds[f.key] == f {
-		delete(h.feeds, f.key)
-		h.heldLocked()
-		f.cancel()
-	}
-}
-
-type feed[T any] struct {
-	hub    *Hub[T]
-	src    Source[T]
-	key    string
-	ctx    context.Context
-	cancel context.CancelFunc
-	gap    atomic.Int64 // a change gap the source asked for (SetChangeGap)
-	// catchUp says that the pending signal is a Watch catching up (in
-	// place, or back after a failure), not a change: it opens no gap.
-	catchUp atomic.Bool
-
-	// Guarded by hub.mu.
-	subs    map[*Subscription[T]]struct{}
-	used    time.Time // last asked for: the order in which idle feeds make room
-	lease   time.Time
-	good    T
-	hasGood bool
-}
-
-func (f *feed[T]) run() {
-	defer f.hub.wg.Done()
-	defer f.cancel()
-	changed := make(chan struct{}, 1)
-	var watchers sync.WaitGroup
-	defer watchers.Wait()
-	watchers.Add(1)
-	go func() {
-		defer watchers.Done()
-		f.watch(changed)
-	}()
-	ticker := time.NewTicker(f.hub.opts.Interval)
-	defer ticker.Stop()
-	// A change that must wait (Throttle, the source's gap) waits on a
-	// timer, so that the periodic reads go on meanwhile.
-	delay := time.NewTimer(time.Hour)
-	delay.Stop()
-	defer delay.Stop()
-	var delayed <-chan time.Time // non-nil while a change read waits
-	f.read()
-	last := time.Now()
-	var lastChange time.Time // the last read a change caused
-	for {
-		byChange := false
-		select {
-		case <-f.ctx.Done():
-			return
-		case <-ticker.C:
-		case <-changed:
-			wait := max(time.Until(last.Add(f.hub.opts.Throttle)), time.Until(lastChange.Add(time.Duration(f.gap.Load()))))
-			if wait > 0 {
-				if delayed == nil {
-					delay.Reset(wait)
-					delayed = delay.C
-				}
-				continue
-			}
-			byChange = true
-		case <-delayed:
-			delayed = nil
-			byChange = true
-		}
-		// This read covers every change signalled before it.
-		if delayed != nil && !byChange {
-			delay.Stop()
-			delayed = nil
-		}
-		select {
-		case <-changed:
-			if !byChange {
-				f.catchUp.Store(false) // a catch-up this read covers
-			}
-		default:
-		}
-		f.read()
-		last = time.Now()
-		if byChange && !f.catchUp.Swap(false) {
-			lastChange = last
-		}
-		f.hub.mu.Lock()
-		f.hub.retireLocked(f)
-		f.hub.mu.Unlock()
-	}
-}
-
-// read asks the source once and hands the reading to every subscriber.
-func (f *feed[T]) read() {
-	v, err := f.src.Read(f.ctx)
-	if f.ctx.Err() != nil {
-		return // stopping: a read cut short is no news
-	}
-	u := Update[T]{Value: v, Err: err, At: time.Now()}
-	f.hub.mu.Lock()
-	defer f.hub.mu.Unlock()
-	if err == nil {
-		f.good, f.hasGood = v, true
-	}
-	for s := range f.subs {
-		select { // keep only the newest reading; this feed is the only sender
-		case <-s.c:
-		default:
-		}
-		s.c <- u
-	}
-}
-
-func (f *feed[T]) watch(changed chan<- struct{}) {
-	signal := func() {
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
-	}
-	ctx := context.WithValue(f.ctx, gapKey{}, &f.gap)
-	for {
-		var caughtUp atomic.Bool
-		err := f.src.Watch(ctx, func() {
-			if !caughtUp.Swap(true) {
-				f.catchUp.Store(true) // the signal of a watch in place
-			}
-			signal()
-		})
-		if f.ctx.Err() != nil || errors.Is(err, ErrNoChanges) {
-			return
-		}
-		switch {
-		case errors.Is(err, subscription.ErrPlaceLost): // fair shares at work, not a failure
-			f.hub.opts.Logger.Info("watch place given to another namespace; polling until one is free",
-				slog.String("source", metadata.Clip(f.key)))
-		case err != nil:
-			f.hub.opts.Logger.Warn("watching for changes failed; polling until it works again",
-				slog.String("source", metadata.Clip(f.key)), slog.Any("error", err))
-		}
-		if !Sleep(f.ctx, f.hub.opts.RetryWatch) {
-			return
-		}
-		f.catchUp.Store(true)
-		signal() // changes may have been missed while not watching
-	}
-}
-
-// gapKey carries a feed's change gap in the context of its source's Watch.
-type gapKey struct{}
-
-// SetChangeGap asks the feed whose Watch ctx is to read at most once per
-// gap on its source's change signals (besides Throttle): for a source
-// whose signals come on every write (a whole keyspace) and whose read is
-// costly. A change after a quiet spell is still read at once, and so is
-// the first after the watch is in place.
-// Outside a feed's Watch it does nothing.
-func SetChangeGap(ctx context.Context, gap time.Duration) {
-	if g, ok := ctx.Value(gapKey{}).(*atomic.Int64); ok {
-		g.Store(int64(gap))
-	}
-}
-
-// Sleep waits for d or until ctx ends, reporting whether d elapsed: the
-// pause between retries of a loop that must end with its context.
-func Sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

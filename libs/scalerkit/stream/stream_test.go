@@ -67,6 +67,7 @@ func latest(t *testing.T, h *stream.Hub[int64], src stream.Source[int64]) (int64
 type counter struct {
 	stream.NoChanges
 	key   string
+	ns    string // the namespace it is charged to
 	reads atomic.Int64
 	// active counts reads in progress.
 	active atomic.Int64
@@ -85,6 +86,8 @@ func newCounter(key string) *counter {
 }
 
 func (c *counter) Key() string { return c.key }
+
+func (c *counter) Namespace() string { return c.ns }
 
 func (c *counter) Read(ctx context.Context) (int64, error) {
 	c.active.Add(1)

@@ -1,0 +1,171 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/share"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/subscription"
+)
+
+// watching runs a feed's Watch while the feed may: always without
+// Options.Watches, else while it holds a place of it. Only the feed's run
+// loop calls its methods.
+type watching[T any] struct {
+	f       *feed[T]
+	changed chan struct{}
+	place   *share.Place       // the Watches place held; nil without
+	cancel  context.CancelFunc // non-nil while a watch goroutine runs
+	done    chan struct{}      // closed when that goroutine has returned
+	// noChanges is set once Watch returned ErrNoChanges: the source only
+	// polls, needs no place and is never watched again.
+	noChanges atomic.Bool
+}
+
+// start starts watching unless the feed already does or its source has
+// no change signals; without a Watches place the feed polls. again is a
+// polling feed asking again (see take).
+func (w *watching[T]) start(again bool) {
+	f := w.f
+	if w.cancel != nil || w.noChanges.Load() || f.ctx.Err() != nil {
+		return // a feed stopping takes no place
+	}
+	var pl *share.Place
+	if pool := f.hub.opts.Watches; pool != nil {
+		var ok bool
+		if pl, ok = take(pool, f.ns, again); !ok {
+			w.poll()
+			return
+		}
+	}
+	f.hub.setPolled(f, false)
+	ctx, cancel := context.WithCancel(f.ctx)
+	done := make(chan struct{})
+	w.place, w.cancel, w.done = pl, cancel, done
+	var running sync.WaitGroup
+	if pl != nil {
+		running.Go(func() { // stop watching at once when the place is taken
+			select {
+			case <-pl.Lost():
+				cancel()
+			case <-ctx.Done():
+			}
+		})
+	}
+	go func() {
+		defer close(done)
+		defer running.Wait()
+		defer cancel()
+		if f.watch(ctx, w.changed) {
+			w.noChanges.Store(true)
+			if pl != nil {
+				pl.Release() // a place stands for a watch, and there is none
+			}
+		}
+	}()
+}
+
+// lost is closed when the Watches place was taken for another namespace.
+func (w *watching[T]) lost() <-chan struct{} {
+	if w.place == nil || w.noChanges.Load() {
+		return nil
+	}
+	return w.place.Lost()
+}
+
+// stop stops watching, waits for the watch to return and gives the place
+// back.
+func (w *watching[T]) stop() {
+	if w.cancel != nil {
+		w.cancel()
+		<-w.done
+		w.cancel = nil
+	}
+	if w.place != nil {
+		w.place.Release()
+		w.place = nil
+	}
+}
+
+// poll marks the feed as polling for want of a place, and reports it
+// once per spell.
+func (w *watching[T]) poll() {
+	f := w.f
+	if f.hub.setPolled(f, true) && f.hub.opts.NoWatch != nil {
+		f.hub.opts.NoWatch(f.key, f.ns)
+	}
+}
+
+// watch runs the source's Watch until ctx ends, again after each failure.
+// It reports whether it returned because the source has no change
+// signals.
+func (f *feed[T]) watch(ctx context.Context, changed chan<- struct{}) (noChanges bool) {
+	signal := func() {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	ctx = context.WithValue(ctx, gapKey{}, &f.gap)
+	for {
+		var caughtUp atomic.Bool
+		err := f.src.Watch(ctx, func() {
+			if !caughtUp.Swap(true) {
+				f.catchUp.Store(true) // the signal of a watch in place
+			}
+			signal()
+		})
+		if ctx.Err() != nil {
+			return false
+		}
+		if errors.Is(err, ErrNoChanges) {
+			return true
+		}
+		switch {
+		case errors.Is(err, subscription.ErrPlaceLost): // fair shares at work, not a failure
+			f.hub.opts.Logger.Info("watch place given to another namespace; polling until one is free",
+				slog.String("source", metadata.Clip(f.key)))
+		case err != nil:
+			f.hub.opts.Logger.Warn("watching for changes failed; polling until it works again",
+				slog.String("source", metadata.Clip(f.key)), slog.Any("error", err))
+		}
+		if !Sleep(ctx, f.hub.opts.RetryWatch) {
+			return false
+		}
+		f.catchUp.Store(true)
+		signal() // changes may have been missed while not watching
+	}
+}
+
+// gapKey carries a feed's change gap in the context of its source's Watch.
+type gapKey struct{}
+
+// SetChangeGap asks the feed whose Watch ctx is to read at most once per
+// gap on its source's change signals (besides Throttle): for a source
+// whose signals come on every write (a whole keyspace) and whose read is
+// costly. A change after a quiet spell is still read at once, and so is
+// the first after the watch is in place.
+// Outside a feed's Watch it does nothing.
+func SetChangeGap(ctx context.Context, gap time.Duration) {
+	if g, ok := ctx.Value(gapKey{}).(*atomic.Int64); ok {
+		g.Store(int64(gap))
+	}
+}
+
+// Sleep waits for d or until ctx ends, reporting whether d elapsed: the
+// pause between retries of a loop that must end with its context.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
