@@ -10,9 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // sent records how many calls the attack made.
@@ -23,49 +20,10 @@ func (a *attack) sent(n int) { a.value("sent", float64(n)) }
 // for a.hold, and counts WARN and ERROR lines in the scaler's log during the second
 // half of the hold (value warnPerSec).
 func (a *attack) streams(ctx context.Context, md func(i int) map[string]string) {
-	const firstWithin = 20 * time.Second
-	var readers sync.WaitGroup
-	defer readers.Wait() // runs last: after closeAll
-	holdCtx, closeAll := context.WithCancel(ctx)
-	defer closeAll()
-	var opened atomic.Int64
-	open := func(ctx context.Context, i int) error {
-		// The stream is opened in the reader too: past a server's cap on
-		// concurrent streams, opening itself waits.
-		sctx, cancel := context.WithCancel(holdCtx)
-		first := make(chan error, 1)
-		readers.Add(1)
-		go func() {
-			defer readers.Done()
-			defer cancel()
-			st, err := a.client.StreamIsActive(sctx, ref(i, md(i)))
-			if err == nil {
-				_, err = st.Recv()
-			}
-			first <- err
-			for err == nil {
-				_, err = st.Recv()
-			}
-		}()
-		select {
-		case err := <-first:
-			if err == nil {
-				opened.Add(1)
-			}
-			return err
-		case <-time.After(firstWithin):
-			cancel()
-			return status.Errorf(codes.DeadlineExceeded, "no first message within %v", firstWithin)
-		case <-ctx.Done():
-			cancel()
-			return status.FromContextError(ctx.Err()).Err()
-		}
-	}
-	openCtx, stopOpening := context.WithTimeout(ctx, a.limit/2)
-	a.sent(a.fanout(openCtx, a.n, 64, open))
-	stopOpening()
-	a.value("opened", float64(opened.Load()))
-	a.res.note("%d of %d streams got their first message", opened.Load(), a.n)
+	h := a.holdStreams(ctx, a.n, 64, a.limit/2, a.isActiveStreams("tenant-a", md))
+	defer h.stop()
+	a.value("opened", float64(h.opened.Load()))
+	a.res.note("%d of %d streams got their first message", h.opened.Load(), a.n)
 	// Each half of the hold spans more than a PUSH_INTERVAL (5 s), also in
 	// a quick run, so that a warning repeated per re-check shows.
 	half := max(a.hold/2, 6*time.Second)

@@ -13,9 +13,14 @@ import (
 // mb is one mebibyte.
 const mb = 1 << 20
 
-// cases are the attacks of issue 8, at ten times its counts where that
-// still runs in a few minutes on two cores.
+// cases are the attacks of issue 8, then the cross-tenant cases of issue 14.
 func cases() []*abuseCase {
+	return append(hostileCases(), crossTenantCases()...)
+}
+
+// hostileCases are the attacks of issue 8, at ten times its counts where
+// that still runs in a few minutes on two cores.
+func hostileCases() []*abuseCase {
 	return []*abuseCase{
 		{
 			name: "redis-databaseindex", service: "redis-session",

@@ -72,6 +72,7 @@ type result struct {
 	exit              time.Duration
 	killed            bool
 	values            map[string]float64
+	probes            []probe // what namespace good got, in a cross-tenant case
 	notes             []string
 	missed            []string
 	ceiling           string
