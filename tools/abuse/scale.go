@@ -125,6 +125,7 @@ func runScale(ctx context.Context, o scaleOptions, bs *backends, dir, name strin
 	if s.exited() {
 		return r, fmt.Errorf("the scaler exited during the run (%v):\n%s", s.waitErr(), s.logTail(5))
 	}
+	r.logSummary = warnSummary(s.logBytes())
 	r.exit, r.killed = s.terminate()
 	return r, nil
 }

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -69,6 +71,7 @@ func (r *scaleRun) monitor(ctx context.Context) {
 				r.endGoroutines = int(g)
 			}
 			r.peakStreams = max(r.peakStreams, metricSum(body, "kedascalers_open_streams"))
+			r.streamCapReached = metricSum(body, "kedascalers_grpc_stream_limit_reached_total")
 			reads := metricSum(body, "kedascalers_backend_request_duration_seconds_count")
 			if r.t0.IsZero() && time.Since(start) >= r.o.interval {
 				r.reads0, r.t0 = reads, time.Now()
@@ -173,6 +176,7 @@ func (r *scaleRun) report(w io.Writer) {
 	fmt.Fprintf(w, "| peak RSS of the scaler (VmHWM) | %d MB |\n", r.peakRSS>>20)
 	fmt.Fprintf(w, "| goroutines (go_goroutines, peak / end) | %d / %d |\n", r.peakGoroutines, r.endGoroutines)
 	fmt.Fprintf(w, "| push streams open (kedascalers_open_streams, peak) | %.0f |\n", r.peakStreams)
+	fmt.Fprintf(w, "| GRPC_MAX_CONCURRENT_STREAMS reached (kedascalers_grpc_stream_limit_reached_total) | %.0f |\n", r.streamCapReached)
 	fmt.Fprintf(w, "| backend connections of the scaler (peak / end) | %d / %d |\n", r.peakConns, r.endConns)
 	if d := r.t1.Sub(r.t0); d > 0 {
 		fmt.Fprintf(w, "| backend reads per second after the ramp (kedascalers_backend_request_duration_seconds_count) | %.1f |\n",
@@ -193,6 +197,7 @@ func (r *scaleRun) report(w io.Writer) {
 		exit += " (killed)"
 	}
 	fmt.Fprintf(w, "| exit after SIGTERM | %s |\n", exit)
+	fmt.Fprintf(w, "| WARN and ERROR lines in the scaler's log, by message | %s |\n", r.logSummary)
 	keys := make([]string, 0, len(r.samples))
 	for k := range r.samples {
 		keys = append(keys, k)
@@ -202,4 +207,36 @@ func (r *scaleRun) report(w io.Writer) {
 		fmt.Fprintf(w, "\n- %s: %s", k, strings.ReplaceAll(r.samples[k], "\n", " "))
 	}
 	fmt.Fprintln(w)
+}
+
+// logMsg finds a slog JSON line's message.
+var logMsg = regexp.MustCompile(`"msg":"([^"]*)"`)
+
+// warnSummary counts the WARN and ERROR lines of a scaler's log by
+// message, most frequent first, at most five.
+func warnSummary(log []byte) string {
+	counts := map[string]int{}
+	for _, line := range bytes.Split(log, []byte("\n")) {
+		if warnLines(line) == 0 {
+			continue
+		}
+		msg := "?"
+		if m := logMsg.FindSubmatch(line); m != nil {
+			msg = string(m[1])
+		}
+		counts[msg]++
+	}
+	if len(counts) == 0 {
+		return "none"
+	}
+	msgs := make([]string, 0, len(counts))
+	for m := range counts {
+		msgs = append(msgs, m)
+	}
+	slices.SortFunc(msgs, func(a, b string) int { return counts[b] - counts[a] })
+	parts := make([]string, 0, 5)
+	for _, m := range msgs[:min(5, len(msgs))] {
+		parts = append(parts, fmt.Sprintf("%d %s", counts[m], m))
+	}
+	return strings.Join(parts, "; ")
 }

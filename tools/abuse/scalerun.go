@@ -65,6 +65,8 @@ type scaleRun struct {
 	exit                  time.Duration
 	killed                bool
 	endGoroutines, writes int
+	streamCapReached      float64
+	logSummary            string
 }
 
 // newScaleRun lays out name's ScaledObjects: namespace j holds the
