@@ -94,3 +94,22 @@ func TestNewScaleRunLayout(t *testing.T) {
 		t.Errorf("postgres-query: %d ScaledObjects in %d namespaces, want 30 in 5", len(pg.sos), pg.nsCount)
 	}
 }
+
+func TestEvilFilled(t *testing.T) {
+	tests := []struct {
+		name   string
+		values map[string]float64
+		miss   bool
+	}{
+		{"every place held", map[string]float64{"evilHeld": 200}, false},
+		{"one short", map[string]float64{"evilHeld": 199}, true},
+		{"a flood sets none", map[string]float64{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := evilFilled(&result{n: 200, values: tt.values}); (got != "") != tt.miss {
+				t.Errorf("evilFilled = %q, want a miss: %v", got, tt.miss)
+			}
+		})
+	}
+}
