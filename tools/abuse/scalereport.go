@@ -174,10 +174,10 @@ func (r *scaleRun) report(w io.Writer) {
 		fmt.Fprintf(w, "| unanswered when the run ended (waited > %v) | %v |\n", lateAtEnd, r.unanswered)
 	}
 	fmt.Fprintf(w, "| peak RSS of the scaler (VmHWM) | %d MB |\n", r.peakRSS>>20)
-	fmt.Fprintf(w, "| goroutines (go_goroutines, peak / end) | %d / %d |\n", r.peakGoroutines, r.endGoroutines)
+	fmt.Fprintf(w, "| goroutines (go_goroutines, peak / after the run) | %d / %d |\n", r.peakGoroutines, r.endGoroutines)
 	fmt.Fprintf(w, "| push streams open (kedascalers_open_streams, peak) | %.0f |\n", r.peakStreams)
 	fmt.Fprintf(w, "| GRPC_MAX_CONCURRENT_STREAMS reached (kedascalers_grpc_stream_limit_reached_total) | %.0f |\n", r.streamCapReached)
-	fmt.Fprintf(w, "| backend connections of the scaler (peak / end) | %d / %d |\n", r.peakConns, r.endConns)
+	fmt.Fprintf(w, "| backend connections of the scaler (peak / after the run) | %d / %d |\n", r.peakConns, r.endConns)
 	if d := r.t1.Sub(r.t0); d > 0 {
 		fmt.Fprintf(w, "| backend reads per second after the ramp (kedascalers_backend_request_duration_seconds_count) | %.1f |\n",
 			(r.reads1-r.reads0)/d.Seconds())
@@ -186,6 +186,10 @@ func (r *scaleRun) report(w io.Writer) {
 		s := slices.Clone(r.opsPerSec)
 		slices.Sort(s)
 		fmt.Fprintf(w, "| Redis commands per second (instantaneous_ops_per_sec, median after the ramp) | %d |\n", s[len(s)/2])
+	}
+	if len(r.pollLat) > 0 {
+		fmt.Fprintf(w, "| GetMetrics latency (p50 / p99 / max) | %v / %v / %v |\n", percentile(r.pollLat, 50).Round(time.Millisecond),
+			percentile(r.pollLat, 99).Round(time.Millisecond), percentile(r.pollLat, 100).Round(time.Millisecond))
 	}
 	if r.writes > 0 {
 		fmt.Fprintf(w, "| push latency of the sample (write to true; p50 / p99 / max) | %v / %v / %v (%d of %d writes pushed) |\n",

@@ -54,6 +54,7 @@ type scaleRun struct {
 	samples    map[string]string             // first message of each failing RPC and code
 	unanswered map[string]int                // calls the end of the run cut after lateAtEnd
 	pushLat    []time.Duration
+	pollLat    []time.Duration // of GetMetrics answered
 
 	peakRSS, peakRSSSeen  int64
 	peakGoroutines        int
@@ -67,6 +68,7 @@ type scaleRun struct {
 	endGoroutines, writes int
 	streamCapReached      float64
 	logSummary            string
+	start                 time.Time // of the run
 }
 
 // newScaleRun lays out name's ScaledObjects: namespace j holds the
@@ -108,6 +110,7 @@ func newScaleRun(name string, o scaleOptions, b backend) *scaleRun {
 func (r *scaleRun) run(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, r.o.duration)
 	defer cancel()
+	r.start = time.Now()
 	var wg sync.WaitGroup
 	for _, o := range r.sos {
 		wg.Go(func() { r.live(ctx, o) })
@@ -123,7 +126,7 @@ func (r *scaleRun) live(ctx context.Context, o *so) {
 	if ctx.Err() != nil {
 		return
 	}
-	r.call(ctx, "GetMetricSpec", func(ctx context.Context) error {
+	r.call(ctx, o, "GetMetricSpec", func(ctx context.Context) error {
 		_, err := r.client.GetMetricSpec(ctx, o.ref)
 		return err
 	})
@@ -148,17 +151,17 @@ func (r *scaleRun) live(ctx context.Context, o *so) {
 // poll is one KEDA poll: GetMetricSpec (KEDA asks it on every poll and
 // HPA read), GetMetrics, then IsActive unless GetMetrics failed.
 func (r *scaleRun) poll(ctx context.Context, o *so) {
-	r.call(ctx, "GetMetricSpec", func(ctx context.Context) error {
+	r.call(ctx, o, "GetMetricSpec", func(ctx context.Context) error {
 		_, err := r.client.GetMetricSpec(ctx, o.ref)
 		return err
 	})
-	if !r.call(ctx, "GetMetrics", func(ctx context.Context) error {
+	if !r.call(ctx, o, "GetMetrics", func(ctx context.Context) error {
 		_, err := r.client.GetMetrics(ctx, &pb.GetMetricsRequest{ScaledObjectRef: o.ref, MetricName: o.metric})
 		return err
 	}) {
 		return
 	}
-	r.call(ctx, "IsActive", func(ctx context.Context) error {
+	r.call(ctx, o, "IsActive", func(ctx context.Context) error {
 		_, err := r.client.IsActive(ctx, o.ref)
 		return err
 	})
@@ -167,7 +170,7 @@ func (r *scaleRun) poll(ctx context.Context, o *so) {
 // call makes one unary call, bounded by the interval (KEDA sets no
 // deadline: an answer later than the next poll is a failure), and counts
 // its code. It reports whether the call succeeded.
-func (r *scaleRun) call(ctx context.Context, rpc string, f func(ctx context.Context) error) bool {
+func (r *scaleRun) call(ctx context.Context, o *so, rpc string, f func(ctx context.Context) error) bool {
 	cctx, cancel := context.WithTimeout(ctx, r.o.interval)
 	defer cancel()
 	t0 := time.Now()
@@ -180,12 +183,19 @@ func (r *scaleRun) call(ctx context.Context, rpc string, f func(ctx context.Cont
 		}
 		return false
 	}
-	r.count(rpc, err)
+	if err == nil && rpc == "GetMetrics" {
+		r.mu.Lock()
+		r.pollLat = append(r.pollLat, time.Since(t0))
+		r.mu.Unlock()
+	}
+	r.count(rpc, err, fmt.Sprintf("%s/%s (push %v, target read %v), asked %v into the run",
+		o.ref.Namespace, o.ref.Name, o.push, o.ref.ScalerMetadata["sessionSizeKey"] != "", t0.Sub(r.start).Round(time.Second)))
 	return err == nil
 }
 
-// count counts err's code for rpc, keeping the first message of each.
-func (r *scaleRun) count(rpc string, err error) {
+// count counts err's code for rpc, keeping the first message of each,
+// with who asked.
+func (r *scaleRun) count(rpc string, err error, who string) {
 	c := status.Code(err)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -194,7 +204,7 @@ func (r *scaleRun) count(rpc string, err error) {
 	}
 	r.codes[rpc][c]++
 	if k := rpc + " " + c.String(); err != nil && r.samples[k] == "" {
-		r.samples[k] = clip(status.Convert(err).Message(), 200)
+		r.samples[k] = clip(status.Convert(err).Message(), 200) + "; first: " + who
 	}
 }
 
@@ -213,7 +223,7 @@ func (r *scaleRun) keepStream(ctx context.Context, o *so, rpc string) {
 			wait = kedaRetry
 		default:
 			if opened { // a failed opening is counted already
-				r.count(rpc+" end", err)
+				r.count(rpc+" end", err, o.ref.Namespace+"/"+o.ref.Name)
 			}
 			wait = min(wait*2, kedaRetryMax)
 		}
@@ -230,18 +240,18 @@ func (r *scaleRun) stream(ctx context.Context, o *so, rpc string) (bool, error) 
 	if rpc == "StreamIsActive" {
 		st, err := r.client.StreamIsActive(ctx, o.ref)
 		if err != nil {
-			return false, r.opened(ctx, rpc, err, t0)
+			return false, r.opened(ctx, o, rpc, err, t0)
 		}
 		recv = func() (bool, error) { m, err := st.Recv(); return m.GetResult(), err }
 	} else {
 		st, err := r.client.StreamMetricSpec(ctx, o.ref)
 		if err != nil {
-			return false, r.opened(ctx, rpc, err, t0)
+			return false, r.opened(ctx, o, rpc, err, t0)
 		}
 		recv = func() (bool, error) { _, err := st.Recv(); return false, err }
 	}
 	active, err := recv()
-	if err := r.opened(ctx, rpc, err, t0); err != nil {
+	if err := r.opened(ctx, o, rpc, err, t0); err != nil {
 		return false, err
 	}
 	for {
@@ -258,7 +268,7 @@ func (r *scaleRun) stream(ctx context.Context, o *so, rpc string) (bool, error) 
 
 // opened counts a stream's opening: its first message, or the error that
 // came instead (io.EOF: a clean end before any message).
-func (r *scaleRun) opened(ctx context.Context, rpc string, err error, t0 time.Time) error {
+func (r *scaleRun) opened(ctx context.Context, o *so, rpc string, err error, t0 time.Time) error {
 	switch {
 	case ctx.Err() != nil:
 		if time.Since(t0) > lateAtEnd {
@@ -270,6 +280,6 @@ func (r *scaleRun) opened(ctx context.Context, rpc string, err error, t0 time.Ti
 	case errors.Is(err, io.EOF):
 		return err
 	}
-	r.count(rpc, err)
+	r.count(rpc, err, o.ref.Namespace+"/"+o.ref.Name)
 	return err
 }
