@@ -16,7 +16,7 @@ endif
 export KS_START
 PROGRESS := tools/devtools/progress.sh
 
-.PHONY: all generate lint lint-go lint-proto lint-actions test unit deploy-check alerts-check e2e e2e-lifecycle build images demo abuse bench tidy deps help
+.PHONY: all generate lint lint-go lint-proto lint-actions test unit deploy-check alerts-check e2e e2e-lifecycle build images demo abuse scale bench tidy deps help
 
 all: lint test build
 
@@ -92,6 +92,11 @@ demo: deps build ## throwaway backends, the scalers, and scalerctl asking them a
 abuse: deps build ## throwaway backends and the scalers, attacked as a hostile tenant would; prints what each attack cost
 	go build -o bin/abuse ./tools/abuse
 	nice -n 10 bin/abuse --bin bin $(ABUSE_FLAGS)
+
+# SCALE_FLAGS go to `abuse scale`: -duration 90s, -services redis-session, -sos/-push/-targets/-pg-sos, -max-streams N.
+scale: deps build ## an honest cluster at defaults (10,000 ScaledObjects in 1,000 namespaces, as KEDA calls them): refusals, memory, backend load
+	go build -o bin/abuse ./tools/abuse
+	nice -n 10 bin/abuse scale --bin bin $(SCALE_FLAGS)
 
 # POLLBENCH_FLAGS go to tools/pollbench: -services <one of services/>, -runs 1.
 bench: deps build ## benchmarks of every module, then a KEDA poll of each scaler against a bare gRPC server (tools/pollbench)

@@ -92,7 +92,19 @@ func (b *redisBackend) accepting(ctx context.Context) error {
 	return nil
 }
 
-func (b *redisBackend) reset(context.Context) {}
+// reset turns keyspace notifications off again: the cases that need
+// them turn them on (notifications).
+func (b *redisBackend) reset(ctx context.Context) {
+	_ = b.mon.ConfigSet(ctx, "notify-keyspace-events", "").Err()
+}
+
+// notifications turns keyspace notifications on, as a push user has them.
+func (b *redisBackend) notifications(ctx context.Context) error {
+	if err := b.mon.ConfigSet(ctx, "notify-keyspace-events", "KEA").Err(); err != nil {
+		return fmt.Errorf("redis CONFIG SET notify-keyspace-events: %w", err)
+	}
+	return nil
+}
 
 func (b *redisBackend) close() {
 	b.mon.Close()

@@ -2,27 +2,25 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"net"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // mb is one mebibyte.
 const mb = 1 << 20
 
-// cases are the attacks of issue 8, at ten times its counts where that
-// still runs in a few minutes on two cores.
+// cases are the attacks of issue 8, then the cross-tenant cases of issue 14.
 func cases() []*abuseCase {
+	return append(hostileCases(), crossTenantCases()...)
+}
+
+// hostileCases are the attacks of issue 8, at ten times its counts where
+// that still runs in a few minutes on two cores.
+func hostileCases() []*abuseCase {
 	return []*abuseCase{
 		{
 			name: "redis-databaseindex", service: "redis-session",
@@ -221,274 +219,5 @@ func cases() []*abuseCase {
 			count:     1, limit: 20 * time.Second,
 			attack: dblinkWrite,
 		},
-	}
-}
-
-// distinctQueries is a case asking count distinct queries (query(i)), 8 at
-// a time for at most 60 s, checking that PostgreSQL's server processes do
-// not grow by more than 64 MB after the first 40 queries, and counting the
-// queries refused as too large.
-func distinctQueries(name, what string, count int, query func(i int) string) *abuseCase {
-	return &abuseCase{
-		name: name, service: "postgres-query", what: what,
-		count: count, limit: 60 * time.Second,
-		attack: func(ctx context.Context, a *attack) {
-			call := func(ctx context.Context, i int) error {
-				return a.getMetrics(ctx, i, map[string]string{"query": query(i), "targetQueryValue": "1"})
-			}
-			warm := max(1, min(40, a.n/10))
-			sent := a.fanout(ctx, warm, 8, call)
-			a.mark(ctx, "warm")
-			a.value("warmQueries", float64(sent))
-			sent += a.fanout(ctx, a.n-warm, 8, func(ctx context.Context, i int) error { return call(ctx, warm+i) })
-			a.sent(sent)
-			a.res.note("refused as too large (InvalidArgument, or ResourceExhausted from the transport): %d of %d",
-				a.res.codes[codes.InvalidArgument]+a.res.codes[codes.ResourceExhausted], sent)
-		},
-		checks: []func(*result) string{func(r *result) string {
-			warm, ok := r.marks["warm"]
-			if !ok {
-				return ""
-			}
-			if grew := r.endMem - warm; grew > 64*mb {
-				return fmt.Sprintf("PostgreSQL backends grew %d MB after the first %.0f queries", grew/mb, r.values["warmQueries"])
-			}
-			return ""
-		}},
-	}
-}
-
-// badMetadata is a case sending a 1 MB invalid value for key.
-func badMetadata(name, service string, base map[string]string, key string) *abuseCase {
-	return &abuseCase{
-		name: name, service: service,
-		what:  fmt.Sprintf("GetMetrics with a 1 MB invalid %s (status message and log must stay small)", key),
-		count: 20, limit: 30 * time.Second,
-		attack: func(ctx context.Context, a *attack) {
-			before := a.scaler.logSize()
-			var longest atomic.Int64
-			sent := a.fanout(ctx, a.n, 2, func(ctx context.Context, i int) error {
-				md := map[string]string{key: strings.Repeat("x", mb)}
-				for k, v := range base {
-					md[k] = v
-				}
-				err := a.getMetrics(ctx, i, md)
-				if l := int64(len(status.Convert(err).Message())); l > longest.Load() {
-					longest.Store(l)
-				}
-				return err
-			})
-			a.sent(sent)
-			time.Sleep(200 * time.Millisecond) // let the log reach the file
-			grew := a.scaler.logSize() - before
-			a.value("longestMessage", float64(longest.Load()))
-			a.value("logPerCall", float64(grew)/float64(max(1, sent)))
-			a.res.note("longest status message %d bytes; log grew %d bytes over %d calls", longest.Load(), grew, sent)
-		},
-		checks: []func(*result) string{
-			// A megabyte may be refused by the transport before the metadata
-			// check (GRPC_MAX_RECV_MSG_BYTES): ResourceExhausted.
-			allCodes(codes.InvalidArgument, codes.ResourceExhausted),
-			func(r *result) string {
-				if l := r.values["longestMessage"]; l > 1024 {
-					return fmt.Sprintf("status message %.0f bytes > 1 KiB", l)
-				}
-				return ""
-			},
-			func(r *result) string {
-				if l := r.values["logPerCall"]; l > 4096 {
-					return fmt.Sprintf("log grew %.0f bytes per call > 4 KiB", l)
-				}
-				return ""
-			},
-		},
-	}
-}
-
-// allCodes is a check that every call got one of the codes want.
-func allCodes(want ...codes.Code) func(*result) string {
-	return func(r *result) string {
-		for c, n := range r.codes {
-			if n > 0 && !slices.Contains(want, c) {
-				names := make([]string, len(want))
-				for i, w := range want {
-					names[i] = w.String()
-				}
-				return fmt.Sprintf("want every call %s, got %s", strings.Join(names, " or "), codeString(r.codes))
-			}
-		}
-		return ""
-	}
-}
-
-// messagesContain is a check that every error message sampled contains s.
-func messagesContain(s string) func(*result) string {
-	return func(r *result) string {
-		for c, m := range r.codeSamples {
-			if !strings.Contains(m, s) {
-				return fmt.Sprintf("the %s message does not name %s: %q", c, s, clip(m, 100))
-			}
-		}
-		return ""
-	}
-}
-
-// sent records how many calls the attack made.
-func (a *attack) sent(n int) { a.value("sent", float64(n)) }
-
-// streams opens a.n StreamIsActive streams, 64 at a time, each with the
-// metadata md(i), waits up to 20 s for each one's first message, holds them
-// for a.hold, and counts WARN and ERROR lines in the scaler's log during the second
-// half of the hold (value warnPerSec).
-func (a *attack) streams(ctx context.Context, md func(i int) map[string]string) {
-	const firstWithin = 20 * time.Second
-	var readers sync.WaitGroup
-	defer readers.Wait() // runs last: after closeAll
-	holdCtx, closeAll := context.WithCancel(ctx)
-	defer closeAll()
-	var opened atomic.Int64
-	open := func(ctx context.Context, i int) error {
-		// The stream is opened in the reader too: past a server's cap on
-		// concurrent streams, opening itself waits.
-		sctx, cancel := context.WithCancel(holdCtx)
-		first := make(chan error, 1)
-		readers.Add(1)
-		go func() {
-			defer readers.Done()
-			defer cancel()
-			st, err := a.client.StreamIsActive(sctx, ref(i, md(i)))
-			if err == nil {
-				_, err = st.Recv()
-			}
-			first <- err
-			for err == nil {
-				_, err = st.Recv()
-			}
-		}()
-		select {
-		case err := <-first:
-			if err == nil {
-				opened.Add(1)
-			}
-			return err
-		case <-time.After(firstWithin):
-			cancel()
-			return status.Errorf(codes.DeadlineExceeded, "no first message within %v", firstWithin)
-		case <-ctx.Done():
-			cancel()
-			return status.FromContextError(ctx.Err()).Err()
-		}
-	}
-	openCtx, stopOpening := context.WithTimeout(ctx, a.limit/2)
-	a.sent(a.fanout(openCtx, a.n, 64, open))
-	stopOpening()
-	a.value("opened", float64(opened.Load()))
-	a.res.note("%d of %d streams got their first message", opened.Load(), a.n)
-	// Each half of the hold spans more than a PUSH_INTERVAL (5 s), also in
-	// a quick run, so that a warning repeated per re-check shows.
-	half := max(a.hold/2, 6*time.Second)
-	sleep(ctx, half)
-	w0 := warnLines(a.scaler.logBytes())
-	t0 := time.Now()
-	sleep(ctx, half)
-	w1 := warnLines(a.scaler.logBytes())
-	rate := float64(w1-w0) / max(time.Since(t0).Seconds(), 0.001)
-	a.value("warnPerSec", rate)
-	a.res.note("WARN and ERROR lines in the log: %d by the middle of the hold, %.1f/s after", w0, rate)
-}
-
-// rawConnections opens a.n TCP connections to the gRPC port that never
-// send anything, and counts how many the server closes within 25 s.
-func rawConnections(ctx context.Context, a *attack) {
-	const hold = 25 * time.Second
-	var (
-		mu     sync.Mutex
-		conns  []net.Conn
-		dialEr int
-		sample string
-	)
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	dialCtx, stop := context.WithTimeout(ctx, 20*time.Second)
-	var wg sync.WaitGroup
-	next := make(chan struct{})
-	for range 64 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			d := net.Dialer{Timeout: 2 * time.Second}
-			for range next {
-				c, err := d.DialContext(dialCtx, "tcp", a.scaler.grpcAddr)
-				mu.Lock()
-				if err != nil {
-					dialEr++
-					if sample == "" {
-						sample = err.Error()
-					}
-				} else {
-					conns = append(conns, c)
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-dial:
-	for range a.n {
-		select {
-		case next <- struct{}{}:
-		case <-dialCtx.Done():
-			break dial
-		}
-	}
-	close(next)
-	wg.Wait()
-	stop()
-	a.sent(len(conns) + dialEr)
-	// Read until the server closes (the server sends its SETTINGS first).
-	end := time.Now().Add(hold)
-	var closed atomic.Int64
-	var readers sync.WaitGroup
-	for _, c := range conns {
-		readers.Add(1)
-		go func() {
-			defer readers.Done()
-			_ = c.SetReadDeadline(end)
-			_, err := io.Copy(io.Discard, c)
-			var ne net.Error
-			if !(errors.As(err, &ne) && ne.Timeout()) {
-				closed.Add(1)
-			}
-		}()
-	}
-	readers.Wait()
-	dialed := float64(len(conns))
-	a.value("dialed", dialed)
-	a.value("held", dialed-float64(closed.Load()))
-	a.res.note("%d connections dialed (%d dial errors%s); %d closed by the server within %v",
-		len(conns), dialEr, map[bool]string{true: ": " + sample}[sample != ""], closed.Load(), hold)
-}
-
-// dblinkWrite asks, as a superuser's scaler, a query whose dblink_exec
-// writes through another session, and says whether the write got through.
-func dblinkWrite(ctx context.Context, a *attack) {
-	pg := a.backend.(*pgBackend)
-	q := fmt.Sprintf(`select * from dblink_exec('host=127.0.0.1 port=%s dbname=postgres user=postgres', 'create table abuse_dblink_wrote (x int)')`,
-		pg.srv.Addr()[strings.LastIndexByte(pg.srv.Addr(), ':')+1:])
-	a.sent(a.fanout(ctx, 1, 1, func(ctx context.Context, i int) error {
-		return a.getMetrics(ctx, i, map[string]string{"query": q, "targetQueryValue": "1"})
-	}))
-	if wrote, err := pg.tableExists(ctx, "abuse_dblink_wrote"); err == nil {
-		a.res.note("dblink_exec from the read-only transaction created a table: %v", wrote)
-	}
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
 	}
 }

@@ -121,3 +121,23 @@ func percentile(d []time.Duration, p float64) time.Duration {
 	rank = max(0, min(rank, len(s)-1))
 	return s[rank]
 }
+
+// metricSum returns the sum of every sample of metric name, whatever its
+// labels, in a Prometheus text exposition (0 when there is none).
+func metricSum(text, name string) float64 {
+	sum := 0.0
+	for _, line := range strings.Split(text, "\n") {
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || rest == "" || (rest[0] != '{' && rest[0] != ' ') {
+			continue
+		}
+		f := strings.Fields(rest[strings.LastIndexByte(rest, '}')+1:])
+		if len(f) == 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(f[0], 64); err == nil {
+			sum += v
+		}
+	}
+	return sum
+}

@@ -136,3 +136,26 @@ func TestPercentile(t *testing.T) {
 		t.Error("percentile sorted its argument in place")
 	}
 }
+
+func TestMetricSum(t *testing.T) {
+	text := `# HELP kedascalers_open_streams Push streams open.
+kedascalers_open_streams{rpc="StreamIsActive"} 200
+kedascalers_open_streams{rpc="StreamMetricSpec"} 4100
+kedascalers_open_streams_other 7
+kedascalers_backend_request_duration_seconds_count{kind="value",result="ok"} 12
+kedascalers_backend_request_duration_seconds_count 3
+`
+	tests := []struct {
+		name string
+		want float64
+	}{
+		{"kedascalers_open_streams", 4300},
+		{"kedascalers_backend_request_duration_seconds_count", 15},
+		{"go_goroutines", 0},
+	}
+	for _, tt := range tests {
+		if got := metricSum(text, tt.name); got != tt.want {
+			t.Errorf("metricSum(%s) = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
