@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -117,6 +118,10 @@ func limitOptions(cfg config.Config) []grpc.ServerOption {
 		MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace,
 	}
 	opts := []grpc.ServerOption{
+		// Calls run on a few long-lived workers, whose stacks have grown
+		// already, instead of a new goroutine per call whose stack grows
+		// (and is copied) on every call; past them a call gets its own.
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 		grpc.KeepaliveParams(params),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.GRPCKeepaliveMinPing, PermitWithoutStream: true}),
 	}
@@ -138,11 +143,13 @@ func (s *Server) Run(ctx context.Context) error {
 	var lc net.ListenConfig
 	grpcLis, err := lc.Listen(ctx, "tcp", s.cfg.GRPCAddr)
 	if err != nil {
+		s.grpc.Stop() // its stream workers
 		return fmt.Errorf("listening on GRPC_ADDR %s: %w", s.cfg.GRPCAddr, err)
 	}
 	httpLis, err := lc.Listen(ctx, "tcp", s.cfg.HTTPAddr)
 	if err != nil {
 		grpcLis.Close()
+		s.grpc.Stop()
 		return fmt.Errorf("listening on HTTP_ADDR %s: %w", s.cfg.HTTPAddr, err)
 	}
 	return s.Serve(ctx, grpcLis, httpLis)
