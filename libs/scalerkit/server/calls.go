@@ -8,16 +8,8 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// countUnary counts the calls open on each connection
-// (GRPC_MAX_CONCURRENT_STREAMS).
-func (l *connLimits) countUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if tc := l.begin(ctx); tc != nil {
-		defer tc.streams.Add(-1)
-	}
-	return handler(ctx, req)
-}
-
-// countStream is countUnary for streams.
+// countStream counts the streams open on each connection
+// (GRPC_MAX_CONCURRENT_STREAMS); unary calls are counted by Server.unary.
 func (l *connLimits) countStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	if tc := l.begin(ss.Context()); tc != nil {
 		defer tc.streams.Add(-1)

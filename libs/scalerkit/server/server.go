@@ -68,12 +68,9 @@ const (
 func New(cfg config.Config, svc Service, m *metrics.Metrics, log *slog.Logger, creds credentials.TransportCredentials) *Server {
 	s := &Server{cfg: cfg, svc: svc, metrics: m, log: log, health: health.NewServer(),
 		limits: newConnLimits(cfg.GRPCMaxConnections, cfg.GRPCMaxConcurrentStreams, m, log)}
-	onPanic := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
-		log.Error("rpc panicked", slog.Any("panic", p))
-		return status.Errorf(codes.Internal, "internal error: %v", p)
-	})
+	onPanic := recovery.WithRecoveryHandlerContext(func(_ context.Context, p any) error { return s.panicked(p) })
 	opts := append(limitOptions(cfg),
-		grpc.ChainUnaryInterceptor(s.limits.countUnary, m.GRPC.UnaryServerInterceptor(), recovery.UnaryServerInterceptor(onPanic)),
+		grpc.UnaryInterceptor(s.unary),
 		grpc.ChainStreamInterceptor(s.limits.countStream, m.GRPC.StreamServerInterceptor(),
 			s.limits.endBeforeCut(cfg.PushStreamEnd()), recovery.StreamServerInterceptor(onPanic)),
 	)
@@ -106,6 +103,31 @@ func New(cfg config.Config, svc Service, m *metrics.Metrics, log *slog.Logger, c
 	})
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	return s
+}
+
+// unary is the server's one unary interceptor: it counts the call on its
+// connection (GRPC_MAX_CONCURRENT_STREAMS), counts and times it
+// (grpc_server_*) and turns a panic into Internal, in one function: a
+// chain of interceptors allocates closures on every call, and this is the
+// path of every poll.
+func (s *Server) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	if tc := s.limits.begin(ctx); tc != nil {
+		defer tc.streams.Add(-1)
+	}
+	call := s.metrics.GRPC.StartUnary(info.FullMethod)
+	defer func() {
+		if p := recover(); p != nil {
+			resp, err = nil, s.panicked(p)
+		}
+		call.End(err)
+	}()
+	return handler(ctx, req)
+}
+
+// panicked logs a call's panic and returns the status that ends the call.
+func (s *Server) panicked(p any) error {
+	s.log.Error("rpc panicked", slog.Any("panic", p))
+	return status.Errorf(codes.Internal, "internal error: %v", p)
 }
 
 // limitOptions turns the configured gRPC limits into server options. A zero
