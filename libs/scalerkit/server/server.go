@@ -130,6 +130,9 @@ func (s *Server) panicked(p any) error {
 	return status.Errorf(codes.Internal, "internal error: %v", p)
 }
 
+// streamWorkers is the number of gRPC stream workers: 16 per core.
+func streamWorkers() uint32 { return uint32(16 * runtime.GOMAXPROCS(0)) }
+
 // limitOptions turns the configured gRPC limits into server options. A zero
 // setting (a Config built in code) leaves grpc-go's default.
 func limitOptions(cfg config.Config) []grpc.ServerOption {
@@ -140,10 +143,13 @@ func limitOptions(cfg config.Config) []grpc.ServerOption {
 		MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace,
 	}
 	opts := []grpc.ServerOption{
-		// Calls run on a few long-lived workers, whose stacks have grown
-		// already, instead of a new goroutine per call whose stack grows
-		// (and is copied) on every call; past them a call gets its own.
-		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+		// Calls run on long-lived workers, whose stacks have grown already,
+		// instead of a new goroutine per call whose stack grows (and is
+		// copied) on every poll. A busy worker sends the call to a goroutine
+		// of its own, as does a worker parked in a push stream for the
+		// stream's life: 16 per core keep polls on workers beside a few
+		// streams (BENCHMARKS.md, "The hot path").
+		grpc.NumStreamWorkers(streamWorkers()),
 		grpc.KeepaliveParams(params),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.GRPCKeepaliveMinPing, PermitWithoutStream: true}),
 	}
