@@ -142,6 +142,9 @@ func (c *Cluster) Proc(name string) *Proc {
 	return nil
 }
 
+// Procs returns the cluster's processes in start order.
+func (c *Cluster) Procs() []*Proc { return slices.Clone(c.procs) }
+
 // Kube returns helpers on the cluster's API.
 func (c *Cluster) Kube() *Kube { return c.kube }
 
