@@ -140,9 +140,9 @@ func (r *replicaSet) metric(i int, name, match string) float64 {
 }
 
 // metricAt reads a metric from the /metrics of the scaler at httpAddr:
-// the sum of its series whose labels contain match, and whether it
+// the sum of its series whose labels contain every match, and whether it
 // answered.
-func metricAt(t *testing.T, httpAddr, name, match string) (float64, bool) {
+func metricAt(t *testing.T, httpAddr, name string, match ...string) (float64, bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
@@ -155,12 +155,12 @@ func metricAt(t *testing.T, httpAddr, name, match string) (float64, bool) {
 		return 0, false
 	}
 	defer resp.Body.Close()
-	return sumSeries(resp.Body, name, match), true
+	return sumSeries(resp.Body, name, match...), true
 }
 
 // sumSeries adds up the samples of metric name in a Prometheus text
-// exposition whose labels contain match.
-func sumSeries(body io.Reader, name, match string) float64 {
+// exposition whose labels contain every match.
+func sumSeries(body io.Reader, name string, match ...string) float64 {
 	var total float64
 	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -171,7 +171,7 @@ func sumSeries(body io.Reader, name, match string) float64 {
 			continue
 		}
 		metric, labels, _ := strings.Cut(series, "{")
-		if metric != name || !strings.Contains(labels, match) {
+		if metric != name || !containsAll(labels, match) {
 			continue
 		}
 		if v, err := strconv.ParseFloat(value, 64); err == nil {
@@ -179,6 +179,16 @@ func sumSeries(body io.Reader, name, match string) float64 {
 		}
 	}
 	return total
+}
+
+// containsAll reports whether s contains every one of subs.
+func containsAll(s string, subs []string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
 }
 
 // streamOpen waits until KEDA holds a StreamIsActive open on some
