@@ -16,7 +16,7 @@ endif
 export KS_START
 PROGRESS := tools/devtools/progress.sh
 
-.PHONY: all generate lint lint-go lint-proto lint-actions test unit deploy-check alerts-check e2e e2e-lifecycle build images demo abuse scale bench tidy deps help
+.PHONY: all generate lint lint-go lint-proto lint-actions test unit deploy-check alerts-check e2e e2e-lifecycle e2e-scale build images demo abuse scale bench tidy deps help
 
 all: lint test build
 
@@ -61,11 +61,15 @@ alerts-check: deps ## promtool check and test the alerting rules of every servic
 # KEDA from their Go modules into ~/.cache/kedascalers-e2e (about 11
 # minutes on 2 cores); later runs reuse them.
 e2e: deps build ## our scalers under the real KEDA operator, adapter and HPA, on a real API server, as local processes (e2e/)
-	e2e/run.sh -test.skip '^TestLifecycle' $(E2E_FLAGS)
+	e2e/run.sh -test.skip '^TestLifecycle|^TestAtScale$$' $(E2E_FLAGS)
 
 # The lifecycle scenarios: replicas behind one name, aged, rolled, crashed.
 e2e-lifecycle: deps build ## the scalers as replicas under KEDA: connection aging, rolling restart, crashes (e2e/lifecycle_test.go)
 	E2E_NAME=e2e-lifecycle e2e/run.sh -test.run '^TestLifecycle' $(E2E_FLAGS)
+
+# 500 ScaledObjects in 50 namespaces, alone in a cluster of their own.
+e2e-scale: deps build ## 500 ScaledObjects in 50 namespaces under KEDA: all Ready, no KEDAScalerFailed, push activation p99 < 1 s (e2e/scale_test.go)
+	E2E_NAME=e2e-scale e2e/run.sh -test.run '^TestAtScale$$' $(E2E_FLAGS)
 
 build: ## static binaries into bin/
 	mkdir -p bin

@@ -135,23 +135,32 @@ func (r *replicaSet) sum(name, match string) float64 {
 // whose labels contain match; 0 when the replica does not answer.
 func (r *replicaSet) metric(i int, name, match string) float64 {
 	r.t.Helper()
-	ctx, cancel := context.WithTimeout(r.t.Context(), 5*time.Second)
+	v, _ := metricAt(r.t, r.http[i], name, match)
+	return v
+}
+
+// metricAt reads a metric from the /metrics of the scaler at httpAddr:
+// the sum of its series whose labels contain every match, and whether it
+// answered.
+func metricAt(t *testing.T, httpAddr, name string, match ...string) (float64, bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.http[i]+"/metrics", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+"/metrics", nil)
 	if err != nil {
-		r.t.Fatal(err)
+		t.Fatal(err)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0
+		return 0, false
 	}
 	defer resp.Body.Close()
-	return sumSeries(resp.Body, name, match)
+	return sumSeries(resp.Body, name, match...), true
 }
 
 // sumSeries adds up the samples of metric name in a Prometheus text
-// exposition whose labels contain match.
-func sumSeries(body io.Reader, name, match string) float64 {
+// exposition whose labels contain every match.
+func sumSeries(body io.Reader, name string, match ...string) float64 {
 	var total float64
 	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -162,7 +171,7 @@ func sumSeries(body io.Reader, name, match string) float64 {
 			continue
 		}
 		metric, labels, _ := strings.Cut(series, "{")
-		if metric != name || !strings.Contains(labels, match) {
+		if metric != name || !containsAll(labels, match) {
 			continue
 		}
 		if v, err := strconv.ParseFloat(value, 64); err == nil {
@@ -170,6 +179,16 @@ func sumSeries(body io.Reader, name, match string) float64 {
 		}
 	}
 	return total
+}
+
+// containsAll reports whether s contains every one of subs.
+func containsAll(s string, subs []string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
 }
 
 // streamOpen waits until KEDA holds a StreamIsActive open on some
@@ -228,6 +247,13 @@ func linesWith(log, text string) []string {
 // redis-session trigger that polls every pollingInterval seconds: with
 // 300, only the push stream activates it within a test.
 func pushScaledObject(name, addr, key string, pollingInterval, cooldown int) string {
+	return sessionScaledObject("external-push", name, addr, key, pollingInterval, cooldown)
+}
+
+// sessionScaledObject is a Deployment at 0 and a ScaledObject on it with
+// one trigger of type typ (external: polled; external-push: pushed too) on
+// redis-session's set mode key, 100 sessions a replica.
+func sessionScaledObject(typ, name, addr, key string, pollingInterval, cooldown int) string {
 	return deployment(name, 0) + fmt.Sprintf(`apiVersion: keda.sh/v1alpha1
 kind: ScaledObject
 metadata: {name: %[1]s}
@@ -238,11 +264,11 @@ spec:
   pollingInterval: %[4]d
   cooldownPeriod: %[5]d
   triggers:
-    - type: external-push
+    - type: %[6]s
       metadata:
         scalerAddress: %[2]s
         mode: set
         key: %[3]s
         sessionSize: "100"
-`, name, addr, key, pollingInterval, cooldown)
+`, name, addr, key, pollingInterval, cooldown, typ)
 }

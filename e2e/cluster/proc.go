@@ -61,6 +61,9 @@ func (p *Proc) Signal(sig syscall.Signal, grace time.Duration) error {
 	return nil
 }
 
+// Usage returns what the process has cost so far (peak RSS, CPU time).
+func (p *Proc) Usage() (proc.Usage, error) { return p.p.Usage() }
+
 // Tail returns the last n lines of the process's log.
 func (p *Proc) Tail(n int) string {
 	data, err := os.ReadFile(p.Log)

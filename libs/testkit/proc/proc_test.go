@@ -126,3 +126,23 @@ func TestPdeathsigSet(t *testing.T) {
 		t.Errorf("Pdeathsig = %v, want SIGKILL", cmd.SysProcAttr.Pdeathsig)
 	}
 }
+
+func TestUsage(t *testing.T) {
+	p, err := proc.Start(exec.Command("sleep", "60"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := p.Usage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.PeakRSS <= 0 || u.RSS <= 0 || u.PeakRSS < u.RSS || u.CPU < 0 {
+		t.Errorf("usage of a running sleep: %+v, want a positive RSS no larger than its peak", u)
+	}
+	if err := p.Stop(syscall.SIGTERM, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Usage(); err == nil {
+		t.Error("usage of a reaped process: no error")
+	}
+}
