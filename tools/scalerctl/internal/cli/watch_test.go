@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
 	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
@@ -192,6 +193,32 @@ func TestWatchUnimplementedMetricSpecAndReopen(t *testing.T) {
 	}
 	if n := strings.Count(out.String(), "StreamIsActive result=true"); n < 2 {
 		t.Errorf("%d result lines, want one per opening:\n%s", n, out.String())
+	}
+}
+
+// TestWatchStaticTarget: a kedascalers scaler sends a static target once
+// and ends StreamMetricSpec Unimplemented; watch says so, not as an error,
+// and does not reopen it, as KEDA does not.
+func TestWatchStaticTarget(t *testing.T) {
+	f := pushScaler()
+	spec := f.specStream.msgs[0]
+	f.specStream = &streamPlan[[]*pb.MetricSpec]{msgs: [][]*pb.MetricSpec{spec},
+		end: status.Error(codes.Unimplemented, scaler.StaticTargetMessage)}
+	addr := startFake(t, f)
+	code, out, errOut := runCLI(t, "watch", "--addr", addr, "--duration", "500ms")
+	if code != ExitOK {
+		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
+	}
+	for _, want := range []string{
+		`StreamMetricSpec metricName="queue-length"`,
+		"StreamMetricSpec static target, not streamed: KEDA keeps this spec (GetMetricSpec answers it)\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if n := f.count("StreamMetricSpec"); n != 1 {
+		t.Errorf("StreamMetricSpec opened %d times, want 1", n)
 	}
 }
 
