@@ -176,7 +176,13 @@ func (r *scaleRun) call(ctx context.Context, o *so, rpc string, f func(ctx conte
 	defer cancel()
 	t0 := time.Now()
 	err := f(cctx)
-	if ctx.Err() != nil && err != nil {
+	// A call cut by the run's end: cctx's own deadline may fire a moment
+	// before ctx's, which has the same.
+	ended := ctx.Err() != nil
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		ended = true
+	}
+	if ended && err != nil {
 		if time.Since(t0) > lateAtEnd {
 			r.mu.Lock()
 			r.unanswered[rpc]++
