@@ -13,7 +13,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
 	"github.com/kedascalers/kedascalers/libs/testkit/wait"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
@@ -196,6 +195,11 @@ func TestWatchUnimplementedMetricSpecAndReopen(t *testing.T) {
 	}
 }
 
+// staticTargetMessage is scaler.StaticTargetMessage as a kedascalers
+// scaler sends it (scaler's TestStreamMetricSpecStaticTarget holds its
+// prefix); scalerctl does not import the scaler's module.
+const staticTargetMessage = "static target, not streamed (the trigger reads no target from the backend); GetMetricSpec answers it"
+
 // TestWatchStaticTarget: a kedascalers scaler sends a static target once
 // and ends StreamMetricSpec Unimplemented; watch says so, not as an error,
 // and does not reopen it, as KEDA does not.
@@ -203,7 +207,7 @@ func TestWatchStaticTarget(t *testing.T) {
 	f := pushScaler()
 	spec := f.specStream.msgs[0]
 	f.specStream = &streamPlan[[]*pb.MetricSpec]{msgs: [][]*pb.MetricSpec{spec},
-		end: status.Error(codes.Unimplemented, scaler.StaticTargetMessage)}
+		end: status.Error(codes.Unimplemented, staticTargetMessage)}
 	addr := startFake(t, f)
 	code, out, errOut := runCLI(t, "watch", "--addr", addr, "--duration", "500ms")
 	if code != ExitOK {
