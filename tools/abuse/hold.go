@@ -76,6 +76,9 @@ func (a *attack) holdStreams(ctx context.Context, n, workers int, openFor time.D
 			for err == nil {
 				err = recv()
 			}
+			if status.Code(err) == codes.Unimplemented {
+				return // a static target's StreamMetricSpec after its spec: KEDA stops watching it
+			}
 			if !h.stopped.Load() && holdCtx.Err() == nil {
 				h.failed.Add(1)
 				h.mu.Lock()

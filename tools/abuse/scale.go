@@ -26,13 +26,14 @@ type scaleOptions struct {
 	services   []string
 	duration   time.Duration
 	interval   time.Duration
-	sos        int // redis-session ScaledObjects
-	namespaces int // they are spread over
-	push       int // of them external-push
-	targets    int // of the push ones, with a backend-read target
-	pgSOs      int // postgres-query ScaledObjects, distinct queries
-	sample     int // push ScaledObjects whose key is written during the run
-	maxStreams int // GRPC_MAX_CONCURRENT_STREAMS; 0 leaves the default
+	sos        int    // redis-session ScaledObjects
+	namespaces int    // they are spread over
+	push       int    // of them external-push
+	targets    int    // of the push ones, with a backend-read target
+	pgSOs      int    // postgres-query ScaledObjects, distinct queries
+	sample     int    // push ScaledObjects whose key is written during the run
+	maxStreams int    // GRPC_MAX_CONCURRENT_STREAMS; 0 leaves the default
+	memLimit   string // GOMEMLIMIT of the scaler, as the prod overlay sets it; "" for none
 }
 
 // scaleMain is `abuse scale`: an honest cluster at the scalers' defaults
@@ -53,6 +54,7 @@ func scaleMain(ctx context.Context, args []string, out io.Writer) int {
 	fs.IntVar(&o.pgSOs, "pg-sos", 1_000, "postgres-query ScaledObjects, each with a distinct query")
 	fs.IntVar(&o.sample, "push-sample", 200, "push ScaledObjects whose key is written once during the run, to time the push")
 	fs.IntVar(&o.maxStreams, "max-streams", 0, "GRPC_MAX_CONCURRENT_STREAMS of the scaler; 0 leaves its default")
+	fs.StringVar(&o.memLimit, "gomemlimit", "256MiB", "GOMEMLIMIT of the scaler: the prod overlay sets the container's memory limit (256Mi); empty for none")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -100,6 +102,9 @@ func runScale(ctx context.Context, o scaleOptions, bs *backends, dir, name strin
 		return nil, err
 	}
 	var env []string
+	if o.memLimit != "" {
+		env = append(env, "GOMEMLIMIT="+o.memLimit)
+	}
 	if o.maxStreams > 0 {
 		env = append(env, fmt.Sprintf("GRPC_MAX_CONCURRENT_STREAMS=%d", o.maxStreams))
 	}

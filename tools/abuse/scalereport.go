@@ -156,9 +156,9 @@ func (r *scaleRun) report(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "\nscale %s, %s, load average %s: %d ScaledObjects in %d namespaces (%d push, %d with a backend-read target), "+
-		"polled every %v for %v; GRPC_MAX_CONCURRENT_STREAMS %s\n\n",
+		"polled every %v for %v; GRPC_MAX_CONCURRENT_STREAMS %s, GOMEMLIMIT %q\n\n",
 		r.name, time.Now().UTC().Format("2006-01-02 15:04 UTC"), loadAverage(), len(r.sos), r.nsCount, push,
-		min(push, r.o.targets), r.o.interval, r.o.duration, streams)
+		min(push, r.o.targets), r.o.interval, r.o.duration, streams, r.o.memLimit)
 	fmt.Fprintln(w, "| figure | value |")
 	fmt.Fprintln(w, "|---|---|")
 	rpcs := make([]string, 0, len(r.codes))
@@ -176,6 +176,7 @@ func (r *scaleRun) report(w io.Writer) {
 	fmt.Fprintf(w, "| peak RSS of the scaler (VmHWM) | %d MB |\n", r.peakRSS>>20)
 	fmt.Fprintf(w, "| goroutines (go_goroutines, peak / after the run) | %d / %d |\n", r.peakGoroutines, r.endGoroutines)
 	fmt.Fprintf(w, "| push streams open (kedascalers_open_streams, peak) | %.0f |\n", r.peakStreams)
+	fmt.Fprintf(w, "| StreamMetricSpec of a static target: spec sent, then ended Unimplemented (KEDA stops watching) | %d |\n", r.staticSpecs)
 	fmt.Fprintf(w, "| GRPC_MAX_CONCURRENT_STREAMS reached (kedascalers_grpc_stream_limit_reached_total) | %.0f |\n", r.streamCapReached)
 	fmt.Fprintf(w, "| backend connections of the scaler (peak / after the run) | %d / %d |\n", r.peakConns, r.endConns)
 	if d := r.t1.Sub(r.t0); d > 0 {

@@ -66,6 +66,7 @@ type scaleRun struct {
 	exit                  time.Duration
 	killed                bool
 	endGoroutines, writes int
+	staticSpecs           int // StreamMetricSpec ended Unimplemented after the spec
 	streamCapReached      float64
 	logSummary            string
 	start                 time.Time // of the run
@@ -175,7 +176,13 @@ func (r *scaleRun) call(ctx context.Context, o *so, rpc string, f func(ctx conte
 	defer cancel()
 	t0 := time.Now()
 	err := f(cctx)
-	if ctx.Err() != nil && err != nil {
+	// A call cut by the run's end: cctx's own deadline may fire a moment
+	// before ctx's, which has the same.
+	ended := ctx.Err() != nil
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		ended = true
+	}
+	if ended && err != nil {
 		if time.Since(t0) > lateAtEnd {
 			r.mu.Lock()
 			r.unanswered[rpc]++
@@ -209,9 +216,11 @@ func (r *scaleRun) count(rpc string, err error, who string) {
 }
 
 // keepStream holds one push stream open as KEDA does: it reopens it
-// after kedaRetry, doubling the wait after each stream that failed. Each
-// stream's opening (its first message) and each end but a clean one or
-// the run's end is counted.
+// after kedaRetry, doubling the wait after each stream that failed (a
+// StreamMetricSpec that sent a message resets it), and stops for good
+// after a StreamMetricSpec that ends Unimplemented (a static target).
+// Each stream's opening (its first message) and each end but a clean
+// one, a static target's or the run's end is counted.
 func (r *scaleRun) keepStream(ctx context.Context, o *so, rpc string) {
 	wait := kedaRetry
 	for ctx.Err() == nil {
@@ -220,6 +229,14 @@ func (r *scaleRun) keepStream(ctx context.Context, o *so, rpc string) {
 		case ctx.Err() != nil:
 			return
 		case errors.Is(err, io.EOF):
+			wait = kedaRetry
+		case rpc == "StreamMetricSpec" && opened && status.Code(err) == codes.Unimplemented:
+			r.mu.Lock()
+			r.staticSpecs++
+			r.mu.Unlock()
+			return
+		case rpc == "StreamMetricSpec" && opened:
+			r.count(rpc+" end", err, o.ref.Namespace+"/"+o.ref.Name)
 			wait = kedaRetry
 		default:
 			if opened { // a failed opening is counted already

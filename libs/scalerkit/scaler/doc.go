@@ -8,7 +8,8 @@
 //
 //   - GetMetricSpec and StreamMetricSpec answer from memory. A target read
 //     from the backend (Trigger.TargetProbe) is refreshed in the
-//     background and pushed to StreamMetricSpec when it changes.
+//     background and pushed to StreamMetricSpec when it changes; a static
+//     target is sent once, then its stream ends Unimplemented.
 //   - GetMetrics and IsActive read through one coalescing cache, so that a
 //     poll's two calls, and every ScaledObject asking the same question,
 //     cost one backend call per TTL.

@@ -111,7 +111,11 @@ func (s *Service) StreamIsActive(ref *pb.ScaledObjectRef, srv pb.ExternalScaler_
 }
 
 // StreamMetricSpec sends the metric spec at once, then every change of a
-// target read from the backend. It always agrees with GetMetricSpec.
+// target read from the backend. It always agrees with GetMetricSpec. A
+// static target never changes, so its stream sends the spec and ends
+// with Unimplemented (errStaticTarget): KEDA then stops watching it
+// without a retry or an error log, and a new generation of the
+// ScaledObject, the only way that target changes, opens it again.
 func (s *Service) StreamMetricSpec(ref *pb.ScaledObjectRef, srv pb.ExternalScaler_StreamMetricSpecServer) error {
 	t, ctx, err := s.parse(srv.Context(), ref)
 	if err != nil {
@@ -124,7 +128,7 @@ func (s *Service) StreamMetricSpec(ref *pb.ScaledObjectRef, srv pb.ExternalScale
 		if err := s.sendSpec(srv, t, t.Target); err != nil {
 			return err
 		}
-		return s.follow(ctx, nil, nil)
+		return errStaticTarget
 	}
 	return s.streamTarget(ctx, srv, t)
 }
@@ -172,6 +176,16 @@ func (s *Service) streamTarget(ctx context.Context, srv pb.ExternalScaler_Stream
 	}
 }
 
+// errStaticTarget ends a StreamMetricSpec whose target is static, after
+// its spec: no goroutine or HTTP/2 stream is held for a value that cannot
+// change while the ScaledObject does not.
+var errStaticTarget = status.Error(codes.Unimplemented, StaticTargetMessage)
+
+// StaticTargetMessage is the status message of a StreamMetricSpec ended
+// Unimplemented because its target is static; scalerctl watch tells it
+// from a scaler without StreamMetricSpec by its "static target" prefix.
+const StaticTargetMessage = "static target, not streamed (the trigger reads no target from the backend); GetMetricSpec answers it"
+
 // errReaderLost ends followTarget when the reader's place was taken.
 var errReaderLost = errors.New("target reader place taken")
 
@@ -198,7 +212,7 @@ func (s *Service) followTarget(ctx context.Context, sub *stream.Subscription[Rea
 
 // follow calls on with each update until on fails, the client leaves or
 // the service closes; the last two are a clean end (KEDA reopens the
-// stream in 2 s). A nil updates channel only waits for the end.
+// stream in 2 s).
 func (s *Service) follow(ctx context.Context, updates <-chan stream.Update[Reading], on func(stream.Update[Reading]) error) error {
 	for {
 		select {

@@ -73,6 +73,44 @@ type Place struct {
 	// gone is set, under the pool's lock, once the place is released or
 	// taken.
 	gone bool
+	// after holds the funcs of AfterLost not stopped yet, under the
+	// pool's lock.
+	after []*afterLost
+}
+
+// afterLost is one func of AfterLost.
+type afterLost struct{ f func() }
+
+// AfterLost arranges for f to run in a goroutine of its own once the
+// place is taken for another namespace (at once if it already was), as
+// context.AfterFunc does for a context: nothing waits meanwhile. stop
+// undoes it and reports whether it did: false once f has been started.
+// After Release, f never runs.
+func (pl *Place) AfterLost(f func()) (stop func() bool) {
+	p := pl.pool
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	a := &afterLost{f: f}
+	if pl.gone {
+		select {
+		case <-pl.lost:
+			go f()
+		default:
+		}
+		return func() bool { return false }
+	}
+	pl.after = append(pl.after, a)
+	return func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for i, o := range pl.after {
+			if o == a {
+				pl.after = append(pl.after[:i], pl.after[i+1:]...)
+				return true
+			}
+		}
+		return false
+	}
 }
 
 // Lost is closed when the place was taken for another namespace. The
@@ -89,6 +127,7 @@ func (pl *Place) Release() {
 	if pl.gone {
 		return
 	}
+	pl.after = nil // released, never lost
 	p.dropLocked(pl)
 	p.reportLocked()
 }
@@ -107,6 +146,10 @@ func (p *Pool) Take(ns string) (pl *Place, ok bool) {
 		taken := victim.places[len(victim.places)-1] // the newest: long-held places stay put
 		p.dropLocked(taken)
 		close(taken.lost)
+		for _, a := range taken.after {
+			go a.f()
+		}
+		taken.after = nil
 		if p.opts.Taken != nil {
 			p.opts.Taken()
 		}

@@ -281,3 +281,33 @@ func TestPoolFree(t *testing.T) {
 		t.Errorf("Free() after one release (twice) = %d, want 1", p.Free())
 	}
 }
+
+// TestPlaceAfterLost: the func runs once the place is taken (at once when
+// it already was), never after Release or stop, and nothing waits
+// meanwhile.
+func TestPlaceAfterLost(t *testing.T) {
+	p := share.New(2, share.Options{})
+	a := fill(t, p, "a", 2)
+	ran := make(chan string, 4)
+	a[1].AfterLost(func() { ran <- "taken" })
+	stopped := a[1].AfterLost(func() { ran <- "stopped" })
+	if !stopped() {
+		t.Fatal("stop before the loss = false, want true")
+	}
+	a[0].AfterLost(func() { ran <- "released" })
+	fill(t, p, "b", 1) // takes a's newest, a[1]
+	if got := <-ran; got != "taken" {
+		t.Fatalf("ran %q, want taken", got)
+	}
+	a[0].Release()
+	fill(t, p, "c", 1) // the place a[0] freed
+	a[1].AfterLost(func() { ran <- "late" })
+	if got := <-ran; got != "late" {
+		t.Fatalf("ran %q, want late (registered after the loss)", got)
+	}
+	select {
+	case got := <-ran:
+		t.Errorf("ran %q as well", got)
+	case <-time.After(50 * time.Millisecond): // a safety net: a func never started shows nothing
+	}
+}

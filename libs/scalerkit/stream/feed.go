@@ -2,13 +2,18 @@ package stream
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/share"
 )
 
-// feed reads one source for its subscribers.
+// feed reads one source for its subscribers. It holds no goroutine while
+// it waits: what it waits for (its interval, a change signal, a change
+// read delayed, its watch place lost, its end) posts an event, and one
+// goroutine at a time handles the events pending, then returns (see
+// post). A feed that only polls thus costs a timer, not a goroutine.
 type feed[T any] struct {
 	hub    *Hub[T]
 	src    Source[T]
@@ -22,6 +27,19 @@ type feed[T any] struct {
 	// place, or back after a failure), not a change: it opens no gap.
 	catchUp atomic.Bool
 
+	evMu    sync.Mutex
+	events  event // pending, guarded by evMu
+	running bool  // a goroutine handles events, guarded by evMu
+	ended   bool  // the end was handled, guarded by evMu
+
+	// Owned by the goroutine handling events.
+	w          *watching[T]
+	tick       *time.Timer // every Interval: read, and ask for a watch place again
+	delay      *time.Timer // a change read that must wait (Throttle, the source's gap)
+	delayed    bool        // delay is armed
+	last       time.Time   // the last read
+	lastChange time.Time   // the last read a change caused
+
 	// Guarded by hub.mu.
 	subs    map[*Subscription[T]]struct{}
 	used    time.Time // last asked for: the order in which idle feeds make room
@@ -31,73 +49,144 @@ type feed[T any] struct {
 	polled  bool // counted in Hub.polled
 }
 
-func (f *feed[T]) run() {
-	defer f.hub.wg.Done()
-	defer f.cancel()
-	changed := make(chan struct{}, 1)
-	w := &watching[T]{f: f, changed: changed}
-	defer func() {
-		w.stop()
-		f.hub.setPolled(f, false)
-	}()
-	w.start(false)
-	ticker := time.NewTicker(f.hub.opts.Interval)
-	defer ticker.Stop()
-	// A change that must wait (Throttle, the source's gap) waits on a
-	// timer, so that the periodic reads go on meanwhile.
-	delay := time.NewTimer(time.Hour)
-	delay.Stop()
-	defer delay.Stop()
-	var delayed <-chan time.Time // non-nil while a change read waits
-	f.read()
-	last := time.Now()
-	var lastChange time.Time // the last read a change caused
-	for {
-		byChange := false
-		select {
-		case <-f.ctx.Done():
-			return
-		case <-w.lost():
-			w.stop()
-			w.poll()
-			continue
-		case <-ticker.C:
-			w.start(true) // a polling feed asks for a watch place again
-		case <-changed:
-			wait := max(time.Until(last.Add(f.hub.opts.Throttle)), time.Until(lastChange.Add(time.Duration(f.gap.Load()))))
-			if wait > 0 {
-				if delayed == nil {
-					delay.Reset(wait)
-					delayed = delay.C
-				}
-				continue
-			}
-			byChange = true
-		case <-delayed:
-			delayed = nil
-			byChange = true
-		}
-		// This read covers every change signalled before it.
-		if delayed != nil && !byChange {
-			delay.Stop()
-			delayed = nil
-		}
-		select {
-		case <-changed:
-			if !byChange {
-				f.catchUp.Store(false) // a catch-up this read covers
-			}
-		default:
-		}
-		f.read()
-		last = time.Now()
-		if byChange && !f.catchUp.Swap(false) {
-			lastChange = last
-		}
-		f.hub.mu.Lock()
-		f.hub.retireLocked(f)
-		f.hub.mu.Unlock()
+// event is a set of things a feed must handle.
+type event uint8
+
+const (
+	evStart   event = 1 << iota // the first read
+	evTick                      // the interval elapsed
+	evChanged                   // the source signalled a change
+	evDelayed                   // a delayed change read is due
+	evLost                      // the watch place may have been taken
+	evEnd                       // the feed's context ended
+)
+
+// start starts f: its first read, then its events until its context ends.
+// The Hub's WaitGroup counts f until its end is handled.
+func (f *feed[T]) start() {
+	f.w = &watching[T]{f: f}
+	f.hub.wg.Add(1)
+	context.AfterFunc(f.ctx, func() { f.post(evEnd) })
+	f.post(evStart)
+}
+
+// post adds e to f's pending events and starts a goroutine to handle them
+// unless one runs or f has ended.
+func (f *feed[T]) post(e event) {
+	f.evMu.Lock()
+	defer f.evMu.Unlock()
+	f.events |= e
+	if f.running || f.ended {
+		return
 	}
+	f.running = true
+	f.hub.wg.Add(1) // f's own count is held until its end: Close waits for this too
+	go f.handleEvents()
+}
+
+// handleEvents handles f's pending events one set at a time until none is
+// left, or f's end.
+func (f *feed[T]) handleEvents() {
+	defer f.hub.wg.Done()
+	for {
+		f.evMu.Lock()
+		e := f.events
+		f.events = 0
+		if e == 0 {
+			f.running = false
+		}
+		if e&evEnd != 0 {
+			f.ended = true
+		}
+		f.evMu.Unlock()
+		switch {
+		case e == 0:
+			return
+		case e&evEnd != 0:
+			f.end()
+			return
+		}
+		f.handle(e)
+	}
+}
+
+// end stops f's watch and timers once its context ended.
+func (f *feed[T]) end() {
+	defer f.hub.wg.Done()
+	f.w.stop()
+	f.hub.setPolled(f, false)
+	if f.tick != nil {
+		f.tick.Stop()
+	}
+	if f.delay != nil {
+		f.delay.Stop()
+	}
+}
+
+// handle handles one set of events: at most one read.
+func (f *feed[T]) handle(e event) {
+	interval := f.hub.opts.Interval
+	if e&evStart != 0 {
+		f.w.start(false)
+		f.read()
+		f.last = time.Now()
+		f.tick = time.AfterFunc(interval, func() { f.post(evTick) })
+	}
+	if e&evLost != 0 && f.w.placeLost() {
+		f.w.stop()
+		f.w.poll()
+	}
+	byChange := false
+	switch {
+	case e&evTick != 0:
+		f.tick.Reset(interval)
+		f.w.start(true) // a polling feed asks for a watch place again
+	case e&evDelayed != 0 && f.delayed:
+		f.delayed = false
+		byChange = true
+	case e&evChanged != 0:
+		wait := max(time.Until(f.last.Add(f.hub.opts.Throttle)), time.Until(f.lastChange.Add(time.Duration(f.gap.Load()))))
+		if wait > 0 {
+			if !f.delayed {
+				if f.delay == nil {
+					f.delay = time.AfterFunc(wait, func() { f.post(evDelayed) })
+				} else {
+					f.delay.Reset(wait)
+				}
+				f.delayed = true
+			}
+			return
+		}
+		byChange = true
+		e &^= evChanged // the signal this read is for
+	default:
+		return
+	}
+	// This read covers every change signalled before it.
+	if f.delayed && !byChange {
+		f.delay.Stop()
+		f.delayed = false
+	}
+	f.evMu.Lock()
+	pending := e&evChanged != 0 || f.events&evChanged != 0
+	f.events &^= evChanged
+	f.evMu.Unlock()
+	if pending && !byChange {
+		f.catchUp.Store(false) // a catch-up this read covers
+	}
+	f.read()
+	f.last = time.Now()
+	if byChange && !f.catchUp.Swap(false) {
+		f.lastChange = f.last
+	}
+	f.retire()
+}
+
+// retire stops f when it has no subscribers and no lease left.
+func (f *feed[T]) retire() {
+	f.hub.mu.Lock()
+	f.hub.retireLocked(f)
+	f.hub.mu.Unlock()
 }
 
 // read asks the source once and hands the reading to every subscriber.

@@ -31,18 +31,9 @@ func (h *Hub[T]) feedLocked(src Source[T], again bool) (*feed[T], error) {
 	f := &feed[T]{hub: h, src: src, key: key, ns: ns, place: place, ctx: ctx, cancel: cancel, used: now,
 		subs: make(map[*Subscription[T]]struct{})}
 	h.feeds[key] = f
-	h.wg.Add(1)
-	go f.run()
+	f.start()
 	if place != nil {
-		h.wg.Add(1)
-		go func() { // a read in progress must not hold a place taken away
-			defer h.wg.Done()
-			select {
-			case <-place.Lost():
-				h.lost(f)
-			case <-ctx.Done():
-			}
-		}()
+		place.AfterLost(func() { h.lost(f) }) // a read in progress must not hold a place taken away
 	}
 	return f, nil
 }

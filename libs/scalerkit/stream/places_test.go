@@ -2,6 +2,8 @@ package stream_test
 
 import (
 	"errors"
+	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -271,5 +273,37 @@ func TestReadersResubscribeTakesNoSinglePlace(t *testing.T) {
 	defer sub.Close()
 	if pool.Held("a") != 1 {
 		t.Errorf("a holds %d, want 1", pool.Held("a"))
+	}
+}
+
+// TestFeedsHoldNoGoroutineWhileWaiting: 500 polling feeds (their sources
+// have no change signals) are read on their interval but hold no
+// goroutine between reads: a timer each.
+func TestFeedsHoldNoGoroutineWhileWaiting(t *testing.T) {
+	const feeds = 500
+	h := newHub(t, stream.Options{Interval: 100 * time.Millisecond})
+	before := runtime.NumGoroutine()
+	sources := make([]*counter, feeds)
+	for i := range sources {
+		sources[i] = newCounter(fmt.Sprint("k", i))
+		defer subscribe(t, h, sources[i]).Close()
+	}
+	wait.For(t, waitTimeout, "every feed read on its interval", func() bool {
+		for _, c := range sources {
+			if c.reads.Load() < 3 {
+				return false
+			}
+		}
+		return true
+	})
+	// Goroutines handling a read come and go: the fewest seen over a few
+	// samples is what the feeds hold while they wait.
+	least := feeds
+	for range 20 {
+		least = min(least, runtime.NumGoroutine()-before)
+		time.Sleep(7 * time.Millisecond)
+	}
+	if least > feeds/10 {
+		t.Errorf("%d feeds hold %d goroutines, want about none between reads", feeds, least)
 	}
 }

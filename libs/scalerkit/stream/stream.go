@@ -5,7 +5,8 @@
 // it: the feed reads its source when it starts, every interval after that,
 // and soon after the source signals a change (see Source.Watch), and hands
 // every reading to its subscribers. A subscriber holds only the newest
-// reading, so a slow stream never blocks a feed. A feed
+// reading, so a slow stream never blocks a feed. A feed holds no
+// goroutine while it waits (only a watch does). A feed
 // stops when its last subscriber leaves and its lease (see Hub.Latest) has
 // run out; Close stops them all and tells stream handlers to end.
 //

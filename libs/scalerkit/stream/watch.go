@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,14 +13,14 @@ import (
 )
 
 // watching runs a feed's Watch while the feed may: always without
-// Options.Watches, else while it holds a place of it. Only the feed's run
-// loop calls its methods.
+// Options.Watches, else while it holds a place of it. Only the goroutine
+// handling the feed's events calls its methods.
 type watching[T any] struct {
-	f       *feed[T]
-	changed chan struct{}
-	place   *share.Place       // the Watches place held; nil without
-	cancel  context.CancelFunc // non-nil while a watch goroutine runs
-	done    chan struct{}      // closed when that goroutine has returned
+	f         *feed[T]
+	place     *share.Place       // the Watches place held; nil without
+	cancel    context.CancelFunc // non-nil while a watch goroutine runs
+	done      chan struct{}      // closed when that goroutine has returned
+	stopGuard func() bool        // undoes the place's AfterLost
 	// noChanges is set once Watch returned ErrNoChanges: the source only
 	// polls, needs no place and is never watched again.
 	noChanges atomic.Bool
@@ -47,21 +46,16 @@ func (w *watching[T]) start(again bool) {
 	ctx, cancel := context.WithCancel(f.ctx)
 	done := make(chan struct{})
 	w.place, w.cancel, w.done = pl, cancel, done
-	var running sync.WaitGroup
 	if pl != nil {
-		running.Go(func() { // stop watching at once when the place is taken
-			select {
-			case <-pl.Lost():
-				cancel()
-			case <-ctx.Done():
-			}
+		w.stopGuard = pl.AfterLost(func() { // stop watching at once when the place is taken
+			cancel()
+			f.post(evLost)
 		})
 	}
 	go func() {
 		defer close(done)
-		defer running.Wait()
 		defer cancel()
-		if f.watch(ctx, w.changed) {
+		if f.watch(ctx, func() { f.post(evChanged) }) {
 			w.noChanges.Store(true)
 			if pl != nil {
 				pl.Release() // a place stands for a watch, and there is none
@@ -70,17 +64,27 @@ func (w *watching[T]) start(again bool) {
 	}()
 }
 
-// lost is closed when the Watches place was taken for another namespace.
-func (w *watching[T]) lost() <-chan struct{} {
+// placeLost reports whether the Watches place was taken for another
+// namespace while the feed watched.
+func (w *watching[T]) placeLost() bool {
 	if w.place == nil || w.noChanges.Load() {
-		return nil
+		return false
 	}
-	return w.place.Lost()
+	select {
+	case <-w.place.Lost():
+		return true
+	default:
+		return false
+	}
 }
 
 // stop stops watching, waits for the watch to return and gives the place
 // back.
 func (w *watching[T]) stop() {
+	if w.stopGuard != nil {
+		w.stopGuard()
+		w.stopGuard = nil
+	}
 	if w.cancel != nil {
 		w.cancel()
 		<-w.done
@@ -104,13 +108,7 @@ func (w *watching[T]) poll() {
 // watch runs the source's Watch until ctx ends, again after each failure.
 // It reports whether it returned because the source has no change
 // signals.
-func (f *feed[T]) watch(ctx context.Context, changed chan<- struct{}) (noChanges bool) {
-	signal := func() {
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
-	}
+func (f *feed[T]) watch(ctx context.Context, signal func()) (noChanges bool) {
 	ctx = context.WithValue(ctx, gapKey{}, &f.gap)
 	for {
 		var caughtUp atomic.Bool

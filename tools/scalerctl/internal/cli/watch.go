@@ -22,7 +22,9 @@ external-push trigger, and prints every message with an RFC3339Nano timestamp
 (UTC) and the stream's name, until --duration has elapsed (exit 0) or Ctrl-C
 (exit 0). A stream the scaler ends cleanly is reopened after 2 s, as KEDA
 does. StreamMetricSpec answering Unimplemented is reported and not fatal
-(KEDA then falls back to GetMetricSpec); any other stream error prints the
+(KEDA then stops watching it and keeps the spec of GetMetricSpec): a
+kedascalers scaler sends a static target once, then ends its stream so,
+reported as "static target, not streamed"; any other stream error prints the
 gRPC status to stderr and exits 1. The scaler's warnings about the trigger
 (kedascalers-warning, an unknown metadata key say) are printed once each, as
 "warning:" lines.
@@ -34,11 +36,20 @@ const (
 	streamMetricSpec = "StreamMetricSpec"
 )
 
+// staticTargetPrefix starts the Unimplemented status with which a
+// kedascalers scaler ends the StreamMetricSpec of a static target, after
+// sending it (scaler.StaticTargetMessage); staticTargetNote reports it.
+const (
+	staticTargetPrefix = "static target"
+	staticTargetNote   = "static target, not streamed: KEDA keeps this spec (GetMetricSpec answers it)"
+)
+
 // Event kinds of watch's output.
 const (
 	eventMessage       = "message"
 	eventEnd           = "end"
 	eventUnimplemented = "unimplemented"
+	eventStatic        = "static"
 	eventWarning       = "warning"
 )
 
@@ -232,6 +243,10 @@ func (a *app) follow(ctx context.Context, stream string, tolerateUnimplemented b
 				return nil
 			case <-t.C:
 			}
+		case tolerateUnimplemented && status.Code(err) == codes.Unimplemented &&
+			strings.HasPrefix(status.Convert(err).Message(), staticTargetPrefix):
+			send(watchEvent{Event: eventStatic, Message: staticTargetNote})
+			return nil
 		case tolerateUnimplemented && status.Code(err) == codes.Unimplemented:
 			send(watchEvent{Event: eventUnimplemented, Status: statusText(err),
 				Message: "not implemented by the scaler: KEDA falls back to GetMetricSpec"})
@@ -258,6 +273,8 @@ func (a *app) printEvent(ev watchEvent, asJSON bool) {
 		body = "end: " + ev.Message
 	case ev.Event == eventWarning:
 		body = "warning: " + ev.Message + " (from the scaler, " + WarningKey + ")"
+	case ev.Event == eventStatic:
+		body = ev.Message
 	case ev.Event == eventUnimplemented:
 		body = "unimplemented: " + ev.Message + " (" + ev.Status + ")"
 	case ev.Result != nil:

@@ -195,6 +195,37 @@ func TestWatchUnimplementedMetricSpecAndReopen(t *testing.T) {
 	}
 }
 
+// staticTargetMessage is scaler.StaticTargetMessage as a kedascalers
+// scaler sends it (scaler's TestStreamMetricSpecStaticTarget holds its
+// prefix); scalerctl does not import the scaler's module.
+const staticTargetMessage = "static target, not streamed (the trigger reads no target from the backend); GetMetricSpec answers it"
+
+// TestWatchStaticTarget: a kedascalers scaler sends a static target once
+// and ends StreamMetricSpec Unimplemented; watch says so, not as an error,
+// and does not reopen it, as KEDA does not.
+func TestWatchStaticTarget(t *testing.T) {
+	f := pushScaler()
+	spec := f.specStream.msgs[0]
+	f.specStream = &streamPlan[[]*pb.MetricSpec]{msgs: [][]*pb.MetricSpec{spec},
+		end: status.Error(codes.Unimplemented, staticTargetMessage)}
+	addr := startFake(t, f)
+	code, out, errOut := runCLI(t, "watch", "--addr", addr, "--duration", "500ms")
+	if code != ExitOK {
+		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
+	}
+	for _, want := range []string{
+		`StreamMetricSpec metricName="queue-length"`,
+		"StreamMetricSpec static target, not streamed: KEDA keeps this spec (GetMetricSpec answers it)\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if n := f.count("StreamMetricSpec"); n != 1 {
+		t.Errorf("StreamMetricSpec opened %d times, want 1", n)
+	}
+}
+
 func TestWatchUnreachable(t *testing.T) {
 	code, _, errOut := runCLI(t, "watch", "--addr", closedAddr(t), "--duration", "30s")
 	if code != ExitFailure {
