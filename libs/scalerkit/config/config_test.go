@@ -21,7 +21,7 @@ import (
 var vars = []string{
 	"GRPC_ADDR", "HTTP_ADDR", "LOG_LEVEL", "LOG_FORMAT", "CACHE_TTL", "PUSH_INTERVAL",
 	"BACKEND_TIMEOUT", "SHUTDOWN_TIMEOUT", "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE",
-	"MAX_QUESTIONS", "MAX_QUESTION_BYTES", "MAX_FEEDS", "MAX_TARGET_READERS", "TARGET_READER_IDLE", "MAX_METADATA_BYTES",
+	"MAX_QUESTIONS", "MAX_QUESTION_BYTES", "MAX_PUSH_STREAMS", "MAX_PUSH_STREAMS_PER_NAMESPACE", "MAX_FEEDS", "MAX_TARGET_READERS", "TARGET_READER_IDLE", "MAX_METADATA_BYTES",
 	"MAX_CALLS_PER_NAMESPACE", "MAX_WAITING_PER_NAMESPACE", "MAX_BACKEND_CALLS",
 	"GRPC_MAX_CONNECTIONS", "GRPC_MAX_CONCURRENT_STREAMS", "GRPC_HANDSHAKE_TIMEOUT", "GRPC_KEEPALIVE_MIN_PING",
 	"GRPC_MAX_RECV_MSG_BYTES", "MAX_CONNECTION_AGE", "MAX_CONNECTION_AGE_GRACE",
@@ -179,7 +179,7 @@ func TestValidate(t *testing.T) {
 	valid := func() config.Config {
 		return config.Config{GRPCAddr: ":9090", HTTPAddr: ":8080", LogLevel: "info", LogFormat: "json",
 			CacheTTL: time.Second, PushInterval: time.Second, BackendTimeout: time.Second,
-			MaxQuestions: 1, MaxQuestionBytes: 1, MaxFeeds: 1, MaxTargetReaders: 1, TargetReaderIdle: time.Second, MaxMetadataBytes: 1,
+			MaxQuestions: 1, MaxQuestionBytes: 1, MaxFeeds: 1, MaxPushStreams: 1, MaxPushStreamsPerNamespace: 1, MaxTargetReaders: 1, TargetReaderIdle: time.Second, MaxMetadataBytes: 1,
 			MaxCallsPerNamespace: 1, MaxWaitingPerNamespace: 0, MaxBackendCalls: 2,
 			GRPCMaxConnections: 1, GRPCMaxConcurrentStreams: 1, GRPCHandshakeTimeout: time.Second,
 			GRPCKeepaliveMinPing: time.Second, GRPCMaxRecvMsgBytes: 4097, MaxConnectionAge: time.Minute, MaxConnectionAgeGrace: 14 * time.Second}

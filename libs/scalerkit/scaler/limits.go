@@ -19,6 +19,8 @@ const (
 	limitMetadata
 	limitNamespace
 	limitWaiting
+	limitStreams
+	limitStreamsPerNamespace
 )
 
 // limitSpec is how a limit is named (its variable, in status messages,
@@ -40,6 +42,14 @@ var limits = [...]limitSpec{
 	limitWaiting: {"MAX_WAITING_PER_NAMESPACE", func(o *Options, ns string) string {
 		return fmt.Sprintf("too many backend calls of namespace %q waiting their turn (%d, MAX_WAITING_PER_NAMESPACE): other namespaces' calls go on; try again shortly",
 			ns, o.MaxWaitingPerNamespace)
+	}},
+	limitStreams: {"MAX_PUSH_STREAMS", func(o *Options, ns string) string {
+		return fmt.Sprintf("too many push streams open (%d, MAX_PUSH_STREAMS), and namespace %q holds its fair share of them: KEDA polls this ScaledObject meanwhile; try again later",
+			o.MaxPushStreams, ns)
+	}},
+	limitStreamsPerNamespace: {"MAX_PUSH_STREAMS_PER_NAMESPACE", func(o *Options, ns string) string {
+		return fmt.Sprintf("too many push streams of namespace %q (%d, MAX_PUSH_STREAMS_PER_NAMESPACE): KEDA polls this ScaledObject meanwhile",
+			ns, o.MaxPushStreamsPerNamespace)
 	}},
 }
 

@@ -76,7 +76,10 @@ func (s *Service) StreamIsActive(ref *pb.ScaledObjectRef, srv pb.ExternalScaler_
 	if err != nil {
 		return err
 	}
-	done := s.openStream(ctx, "StreamIsActive")
+	ctx, done, err := s.openStream(ctx, "StreamIsActive")
+	if err != nil {
+		return err
+	}
 	defer done()
 
 	sub, err := s.values.Subscribe(s.source(ctx, kindValue, t.valueKey, t.Probe))
@@ -121,15 +124,17 @@ func (s *Service) StreamMetricSpec(ref *pb.ScaledObjectRef, srv pb.ExternalScale
 	if err != nil {
 		return err
 	}
-	done := s.openStream(ctx, "StreamMetricSpec")
-	defer done()
-
-	if t.TargetProbe == nil {
+	if t.TargetProbe == nil { // sent and ended at once: it holds no stream place
 		if err := s.sendSpec(srv, t, t.Target); err != nil {
 			return err
 		}
 		return errStaticTarget
 	}
+	ctx, done, err := s.openStream(ctx, "StreamMetricSpec")
+	if err != nil {
+		return err
+	}
+	defer done()
 	return s.streamTarget(ctx, srv, t)
 }
 
@@ -236,13 +241,35 @@ func (s *Service) sendSpec(srv pb.ExternalScaler_StreamMetricSpecServer, t *pars
 	return nil
 }
 
-// openStream counts and logs a push stream; the returned func closes it.
-func (s *Service) openStream(ctx context.Context, rpc string) func() {
-	s.metrics.OpenStreams.WithLabelValues(rpc).Inc()
+// openStream takes a push stream place of the caller's namespace
+// (MAX_PUSH_STREAMS, MAX_PUSH_STREAMS_PER_NAMESPACE), or refuses the
+// stream, then counts and logs it; done closes it. The returned context
+// ends when the place is taken for a namespace under its fair share: the
+// stream then ends cleanly (KEDA reopens it, and is refused while the
+// namespace holds its share).
+func (s *Service) openStream(ctx context.Context, rpc string) (_ context.Context, done func(), _ error) {
+	ns := refOf(ctx).GetNamespace()
+	if s.streams.Held(ns) >= s.opts.MaxPushStreamsPerNamespace {
+		return ctx, nil, s.refuse(ctx, limitStreamsPerNamespace)
+	}
+	place, ok := s.streams.Take(ns)
+	if !ok {
+		return ctx, nil, s.refuse(ctx, limitStreams)
+	}
+	ctx, cancel := context.WithCancel(ctx)
 	log := s.logger(ctx)
+	stop := place.AfterLost(func() {
+		s.limitLog.Log(ctx, log, slog.LevelInfo, "push-stream-place-lost",
+			"push stream ended cleanly: its place went to a namespace under its fair share (MAX_PUSH_STREAMS)", slog.String("rpc", rpc))
+		cancel()
+	})
+	s.metrics.OpenStreams.WithLabelValues(rpc).Inc()
 	log.Debug("stream opened", slog.String("rpc", rpc))
-	return func() {
+	return ctx, func() {
+		stop()
+		place.Release()
+		cancel()
 		s.metrics.OpenStreams.WithLabelValues(rpc).Dec()
 		log.Debug("stream closed", slog.String("rpc", rpc))
-	}
+	}, nil
 }

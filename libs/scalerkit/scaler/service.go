@@ -41,6 +41,12 @@ type Options struct {
 	// (their keys), and apart those of the trigger metadata kept parsed
 	// (MAX_QUESTION_BYTES).
 	MaxQuestionBytes int
+	// MaxPushStreams bounds the push streams open at once, shared fairly
+	// among namespaces (MAX_PUSH_STREAMS).
+	MaxPushStreams int
+	// MaxPushStreamsPerNamespace bounds one namespace's push streams
+	// (MAX_PUSH_STREAMS_PER_NAMESPACE).
+	MaxPushStreamsPerNamespace int
 	// MaxFeeds bounds the StreamIsActive feeds that watch their probe
 	// (MAX_FEEDS), shared fairly among namespaces; the others poll.
 	MaxFeeds int
@@ -78,6 +84,9 @@ func ConfigOptions(cfg config.Config) Options {
 		MaxQuestions:     cfg.MaxQuestions,
 		MaxQuestionBytes: cfg.MaxQuestionBytes,
 		MaxFeeds:         cfg.MaxFeeds,
+
+		MaxPushStreams:             cfg.MaxPushStreams,
+		MaxPushStreamsPerNamespace: cfg.MaxPushStreamsPerNamespace,
 		MaxTargetReaders: cfg.MaxTargetReaders,
 
 		MaxBackendCalls:        cfg.MaxBackendCalls,
@@ -99,6 +108,7 @@ type Service struct {
 	cache    *cache.Group[Reading]
 	triggers *triggerMemo         // parsed trigger metadata, so that a poll parses nothing
 	calls    *calls               // backend calls in flight, shared among namespaces
+	streams  *share.Pool          // push streams open, shared among namespaces
 	values   *stream.Hub[Reading] // feeds StreamIsActive; MAX_FEEDS places for watches
 	targets  *stream.Hub[Reading] // refreshes targets read from the backend; MAX_TARGET_READERS places
 
@@ -121,6 +131,7 @@ func New(b Backend, opts Options) *Service {
 	m.HeldLimit.WithLabelValues("questions").Set(float64(opts.MaxQuestions))
 	m.HeldLimit.WithLabelValues("triggers").Set(float64(opts.MaxQuestions))
 	s.calls = newCalls(opts, m)
+	s.streams = share.New(opts.MaxPushStreams, m.Shared("push_streams", opts.MaxPushStreams))
 	heldTriggers := m.Held.WithLabelValues("triggers")
 	s.triggers = newTriggerMemo(opts.MaxQuestions, opts.MaxQuestionBytes, m.Evictions.WithLabelValues("triggers").Inc,
 		func(n int) { heldTriggers.Set(float64(n)) })
