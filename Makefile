@@ -97,7 +97,7 @@ abuse: deps build ## throwaway backends and the scalers, attacked as a hostile t
 	go build -o bin/abuse ./tools/abuse
 	nice -n 10 bin/abuse --bin bin $(ABUSE_FLAGS)
 
-# SCALE_FLAGS go to `abuse scale`: -duration 90s, -services redis-session, -sos/-push/-targets/-pg-sos, -max-streams N.
+# SCALE_FLAGS go to `abuse scale`: -duration 90s, -services <one of services/>, -sos/-push/-targets/-pg-sos, -max-streams N.
 scale: deps build ## an honest cluster at defaults (10,000 ScaledObjects in 1,000 namespaces, as KEDA calls them): refusals, memory, backend load
 	go build -o bin/abuse ./tools/abuse
 	nice -n 10 bin/abuse scale --bin bin $(SCALE_FLAGS)
