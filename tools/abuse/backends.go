@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/kedascalers/kedascalers/libs/testkit/proc"
 	"github.com/kedascalers/kedascalers/libs/testkit/testenv"
 )
 
@@ -172,8 +173,8 @@ func (b *pgBackend) sample(ctx context.Context) (int, int64, error) {
 	}
 	var mem int64
 	for _, pid := range pids {
-		if kb, err := procKB(int(pid), "VmRSS"); err == nil {
-			mem += kb << 10
+		if u, err := proc.UsageOf(int(pid)); err == nil {
+			mem += u.RSS
 		}
 	}
 	return len(pids), mem, nil

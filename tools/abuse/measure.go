@@ -11,36 +11,6 @@ import (
 	"time"
 )
 
-// statusKB returns the value, in kB, of a field such as "VmHWM" in the text
-// of /proc/<pid>/status.
-func statusKB(status, field string) (int64, error) {
-	for _, line := range strings.Split(status, "\n") {
-		name, rest, ok := strings.Cut(line, ":")
-		if !ok || name != field {
-			continue
-		}
-		f := strings.Fields(rest)
-		if len(f) != 2 || f[1] != "kB" {
-			return 0, fmt.Errorf("/proc status field %s: want \"<n> kB\", got %q", field, strings.TrimSpace(rest))
-		}
-		v, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("/proc status field %s: %w", field, err)
-		}
-		return v, nil
-	}
-	return 0, fmt.Errorf("/proc status has no field %s", field)
-}
-
-// procKB reads a field such as "VmHWM" or "VmRSS" of process pid, in kB.
-func procKB(pid int, field string) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, fmt.Errorf("read status of pid %d: %w", pid, err)
-	}
-	return statusKB(string(b), field)
-}
-
 // procFDs returns how many file descriptors process pid holds, or -1.
 func procFDs(pid int) int {
 	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))

@@ -5,33 +5,6 @@ import (
 	"time"
 )
 
-func TestStatusKB(t *testing.T) {
-	status := "Name:\tredis-session\nVmPeak:\t 1262412 kB\nVmHWM:\t   15872 kB\nVmRSS:\t   14980 kB\nThreads:\t8\nBad:\t12 MB\n"
-	tests := []struct {
-		field   string
-		want    int64
-		wantErr bool
-	}{
-		{"VmHWM", 15872, false},
-		{"VmRSS", 14980, false},
-		{"VmPeak", 1262412, false},
-		{"Threads", 0, true}, // no unit
-		{"Bad", 0, true},     // not kB
-		{"VmSwap", 0, true},  // missing
-	}
-	for _, tt := range tests {
-		t.Run(tt.field, func(t *testing.T) {
-			got, err := statusKB(status, tt.field)
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("statusKB(%s) error = %v, want error %v", tt.field, err, tt.wantErr)
-			}
-			if got != tt.want {
-				t.Errorf("statusKB(%s) = %d, want %d", tt.field, got, tt.want)
-			}
-		})
-	}
-}
-
 func TestInfoInt(t *testing.T) {
 	info := "# Clients\r\nconnected_clients:9993\r\nblocked_clients:0\r\n# Memory\r\nused_memory:1089456\r\nused_memory_human:1.04M\r\n"
 	tests := []struct {

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/kedascalers/kedascalers/libs/testkit/proc"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
 
@@ -121,8 +122,8 @@ func (rn *runner) run(ctx context.Context, c *abuseCase) (res *result) {
 	}
 	res.acceptingErr = b.accepting(ctx)
 	mon()
-	if kb, err := procKB(s.pid(), "VmHWM"); err == nil {
-		res.peakRSS = kb << 10
+	if u, err := proc.UsageOf(s.pid()); err == nil {
+		res.peakRSS = u.PeakRSS
 	}
 	_, res.endMem, _ = b.sample(ctx)
 
@@ -178,7 +179,7 @@ func (rn *runner) monitor(ctx context.Context, s *scaler, b backend, res *result
 				stop()
 			}
 		}
-		if kb, err := procKB(s.pid(), "VmRSS"); err == nil && kb<<10 > rn.rssCeiling && res.ceiling == "" {
+		if u, err := proc.UsageOf(s.pid()); err == nil && u.RSS > rn.rssCeiling && res.ceiling == "" {
 			res.ceiling = fmt.Sprintf("scaler RSS passed %d MB: attack stopped", rn.rssCeiling>>20)
 			stop()
 		}

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/kedascalers/kedascalers/libs/testkit/proc"
 	pb "github.com/kedascalers/kedascalers/proto/externalscaler"
 )
 
@@ -124,8 +125,8 @@ func runScale(ctx context.Context, o scaleOptions, bs *backends, dir, name strin
 	defer conn.Close()
 	r.client = pb.NewExternalScalerClient(conn)
 	r.run(ctx)
-	if kb, err := procKB(s.pid(), "VmHWM"); err == nil {
-		r.peakRSS = kb << 10
+	if u, err := proc.UsageOf(s.pid()); err == nil {
+		r.peakRSS = u.PeakRSS
 	}
 	if s.exited() {
 		return r, fmt.Errorf("the scaler exited during the run (%v):\n%s", s.waitErr(), s.logTail(5))

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+
+	"github.com/kedascalers/kedascalers/libs/testkit/proc"
 )
 
 // monitorEvery is how often the scale run samples the scaler and backend.
@@ -62,8 +64,8 @@ func (r *scaleRun) fill(ctx context.Context) error {
 func (r *scaleRun) monitor(ctx context.Context) {
 	start := time.Now()
 	sample := func(ctx context.Context) {
-		if kb, err := procKB(r.s.pid(), "VmRSS"); err == nil {
-			r.peakRSSSeen = max(r.peakRSSSeen, kb<<10)
+		if u, err := proc.UsageOf(r.s.pid()); err == nil {
+			r.peakRSSSeen = max(r.peakRSSSeen, u.RSS)
 		}
 		if code, body := r.s.get(ctx, "/metrics"); code == 200 {
 			if g, err := metricValue(body, "go_goroutines"); err == nil {

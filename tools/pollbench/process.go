@@ -78,39 +78,8 @@ func (s *server) mallocs(ctx context.Context) (float64, error) {
 
 // cpu returns the process's CPU time so far (utime+stime).
 func (s *server) cpu() (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.p.Pid()))
-	if err != nil {
-		return 0, err
-	}
-	return parseStatCPU(string(b))
-}
-
-// clockTicks is USER_HZ, the unit of /proc/<pid>/stat times: 100 on
-// every Linux architecture Go supports.
-const clockTicks = 100
-
-// parseStatCPU returns utime+stime of a /proc/<pid>/stat line. The fields
-// are counted after the command name, which is in parentheses and may
-// hold spaces.
-func parseStatCPU(stat string) (time.Duration, error) {
-	i := strings.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("malformed /proc stat %q", stat)
-	}
-	f := strings.Fields(stat[i+1:])
-	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
-	if len(f) < 13 {
-		return 0, fmt.Errorf("malformed /proc stat %q", stat)
-	}
-	var ticks int64
-	for _, s := range f[11:13] {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("malformed /proc stat %q: %w", stat, err)
-		}
-		ticks += n
-	}
-	return time.Duration(ticks) * time.Second / clockTicks, nil
+	u, err := proc.UsageOf(s.p.Pid())
+	return u.CPU, err
 }
 
 // metricValue returns the value of an unlabelled sample in a Prometheus
