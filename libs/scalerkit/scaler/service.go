@@ -87,7 +87,7 @@ func ConfigOptions(cfg config.Config) Options {
 
 		MaxPushStreams:             cfg.MaxPushStreams,
 		MaxPushStreamsPerNamespace: cfg.MaxPushStreamsPerNamespace,
-		MaxTargetReaders: cfg.MaxTargetReaders,
+		MaxTargetReaders:           cfg.MaxTargetReaders,
 
 		MaxBackendCalls:        cfg.MaxBackendCalls,
 		MaxCallsPerNamespace:   cfg.MaxCallsPerNamespace,
