@@ -249,11 +249,11 @@ func (s *Service) sendSpec(srv pb.ExternalScaler_StreamMetricSpecServer, t *pars
 // namespace holds its share).
 func (s *Service) openStream(ctx context.Context, rpc string) (_ context.Context, done func(), _ error) {
 	ns := refOf(ctx).GetNamespace()
-	if s.streams.Held(ns) >= s.opts.MaxPushStreamsPerNamespace {
+	place, ok := s.streams.TakeAtMost(ns, s.opts.MaxPushStreamsPerNamespace)
+	switch {
+	case !ok && s.streams.Held(ns) >= s.opts.MaxPushStreamsPerNamespace:
 		return ctx, nil, s.refuse(ctx, limitStreamsPerNamespace)
-	}
-	place, ok := s.streams.Take(ns)
-	if !ok {
+	case !ok:
 		return ctx, nil, s.refuse(ctx, limitStreams)
 	}
 	ctx, cancel := context.WithCancel(ctx)

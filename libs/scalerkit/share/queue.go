@@ -181,8 +181,9 @@ func (q *Queue) releaseLocked(n *queued) {
 		if len(o.waiters) > 0 {
 			q.turn = append(q.turn, o) // the back of the line
 		}
-		q.startLocked(o)
-		break
+		q.startLocked(o) // reports Running
+		q.forgetLocked(n)
+		return
 	}
 	if q.opts.Running != nil {
 		q.opts.Running(q.total)

@@ -134,10 +134,19 @@ func (pl *Place) Release() {
 
 // Take asks for a place for namespace ns, without waiting. ok is false
 // when no place is free and ns holds its fair share or more.
-func (p *Pool) Take(ns string) (pl *Place, ok bool) {
+func (p *Pool) Take(ns string) (pl *Place, ok bool) { return p.TakeAtMost(ns, p.capacity) }
+
+// TakeAtMost is Take for a namespace that may hold at most most places,
+// even while places are free: ok is false when ns holds most already.
+// The check and the take are one step, so that concurrent asks of one
+// namespace never pass most.
+func (p *Pool) TakeAtMost(ns string, most int) (pl *Place, ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	h := p.byNS[ns]
+	if h != nil && len(h.places) >= most {
+		return nil, false
+	}
 	if p.total >= p.capacity {
 		victim := p.victimLocked(ns, h)
 		if victim == nil {

@@ -147,8 +147,11 @@ func TestPoolManyNamespacesEachGetAPlace(t *testing.T) {
 // TestQueueTurnsAcrossNamespaces: a namespace that asks while another's
 // burst waits runs next, not after the burst.
 func TestQueueTurnsAcrossNamespaces(t *testing.T) {
-	var running atomic.Int64
-	q := share.NewQueue(1, 1, 100, func(n int) { running.Store(int64(n)) })
+	var running, waiting atomic.Int64
+	q := share.NewQueueWith(1, 1, 100, share.QueueOptions{
+		Running: func(n int) { running.Store(int64(n)) },
+		Waiting: func(n int) { waiting.Store(int64(n)) },
+	})
 	ctx := context.Background()
 	first, err := q.Acquire(ctx, "burst")
 	if err != nil {
@@ -167,14 +170,14 @@ func TestQueueTurnsAcrossNamespaces(t *testing.T) {
 		time.Sleep(time.Millisecond)
 		release()
 	}
-	for range 3 {
+	for i := range 3 {
 		wg.Add(1)
 		go ask("burst")
-		time.Sleep(10 * time.Millisecond) // queued in this order
+		wait.For(t, 5*time.Second, "burst's calls queued in order", func() bool { return waiting.Load() == int64(i+1) })
 	}
 	wg.Add(1)
 	go ask("other")
-	time.Sleep(10 * time.Millisecond)
+	wait.For(t, 5*time.Second, "other's call queued", func() bool { return waiting.Load() == 4 })
 	first()
 	var got []string
 	for range 4 {
@@ -190,20 +193,21 @@ func TestQueueTurnsAcrossNamespaces(t *testing.T) {
 }
 
 func TestQueueBounds(t *testing.T) {
-	q := share.NewQueue(4, 1, 1, nil)
+	var waiting atomic.Int64
+	q := share.NewQueueWith(4, 1, 1, share.QueueOptions{Waiting: func(n int) { waiting.Store(int64(n)) }})
 	ctx := context.Background()
 	release, err := q.Acquire(ctx, "a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	queued, cancel := context.WithCancel(ctx)
 	defer cancel()
 	waited := make(chan error, 1)
 	go func() {
-		_, err := q.Acquire(short, "a")
+		_, err := q.Acquire(queued, "a")
 		waited <- err
 	}()
-	time.Sleep(5 * time.Millisecond)
+	wait.For(t, 5*time.Second, "a's second call to wait", func() bool { return waiting.Load() == 1 })
 	if _, err := q.Acquire(ctx, "a"); !errors.Is(err, share.ErrQueueFull) {
 		t.Fatalf("a second waiter of a: %v, want ErrQueueFull", err)
 	}
@@ -212,8 +216,9 @@ func TestQueueBounds(t *testing.T) {
 	} else {
 		r()
 	}
-	if err := <-waited; !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("a's waiter: %v, want its deadline", err)
+	cancel()
+	if err := <-waited; !errors.Is(err, context.Canceled) {
+		t.Fatalf("a's waiter: %v, want its context's end", err)
 	}
 	release()
 	release()
@@ -309,5 +314,27 @@ func TestPlaceAfterLost(t *testing.T) {
 	case got := <-ran:
 		t.Errorf("ran %q as well", got)
 	case <-time.After(50 * time.Millisecond): // a safety net: a func never started shows nothing
+	}
+}
+
+// TestPoolTakeAtMost: a namespace at its own bound is refused even with
+// places free, however many ask at once; others are not.
+func TestPoolTakeAtMost(t *testing.T) {
+	p := share.New(100, share.Options{})
+	var wg sync.WaitGroup
+	var got atomic.Int64
+	for range 50 {
+		wg.Go(func() {
+			if _, ok := p.TakeAtMost("a", 3); ok {
+				got.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if got.Load() != 3 || p.Held("a") != 3 {
+		t.Fatalf("50 concurrent asks under a bound of 3: %d taken, %d held", got.Load(), p.Held("a"))
+	}
+	if _, ok := p.TakeAtMost("b", 3); !ok {
+		t.Fatal("b refused while a is at its own bound")
 	}
 }

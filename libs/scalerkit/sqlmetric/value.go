@@ -3,7 +3,6 @@ package sqlmetric
 import (
 	"errors"
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 )
@@ -81,8 +80,5 @@ func parseNumber(s string) (float64, bool) {
 	if err != nil && !errors.Is(err, strconv.ErrRange) {
 		return 0, false
 	}
-	if math.IsInf(f, 0) && errors.Is(err, strconv.ErrRange) {
-		return f, true // out of range: scalerkit refuses ±Inf
-	}
-	return f, true
+	return f, true // out of range is ±Inf, which scalerkit refuses
 }

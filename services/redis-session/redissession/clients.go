@@ -26,24 +26,20 @@ import (
 
 // acquire returns the client of database n, creating it when needed, for
 // one read of the namespace of ctx: call release when the read is done.
-// It waits its turn for a connection, and for room among
-// REDIS_MAX_DATABASES clients, within ctx (BACKEND_TIMEOUT). A
-// databaseIndex the server does not have is FailedPrecondition.
+// It waits for room among REDIS_MAX_DATABASES clients, then its turn for
+// a connection, within ctx (BACKEND_TIMEOUT): a read waiting for a client
+// holds no connection turn. A databaseIndex the server does not have is
+// FailedPrecondition.
 func (b *Backend) acquire(ctx context.Context, n int) (d *database, release func(), err error) {
 	if !b.cluster && n != b.opts.DB {
 		if err := b.checkIndex(ctx, n); err != nil {
 			return nil, nil, err
 		}
 	}
-	leave, err := b.gate.acquire(ctx, scaler.Namespace(ctx))
-	if err != nil {
-		return nil, nil, b.waitFailed(ctx, n, err)
-	}
 	if d, err = b.client(ctx, n); err != nil {
-		leave()
-		return nil, nil, b.waitFailed(ctx, n, err)
+		return nil, nil, b.clientWaitFailed(ctx, n, err)
 	}
-	return d, func() {
+	done := func() {
 		b.mu.Lock()
 		d.refs--
 		d.used = time.Now()
@@ -52,8 +48,27 @@ func (b *Backend) acquire(ctx context.Context, n int) (d *database, release func
 		if idle {
 			b.conns.freed.broadcast() // its connections may be closed for another database
 		}
+	}
+	leave, err := b.gate.acquire(ctx, scaler.Namespace(ctx))
+	if err != nil {
+		done()
+		return nil, nil, b.waitFailed(ctx, n, err)
+	}
+	return d, func() {
+		done()
 		leave()
 	}, nil
+}
+
+// clientWaitFailed explains a read that found no room for its database's
+// client in time.
+func (b *Backend) clientWaitFailed(ctx context.Context, n int, err error) error {
+	if ctx.Err() == nil {
+		return err
+	}
+	b.limitReached(limitDatabases)
+	return status.Errorf(codes.DeadlineExceeded, "databaseIndex %d: no room for its Redis client in time: the %d clients of %s are all reading (%v)",
+		n, b.cfg.MaxDatabases, limitDatabases, err)
 }
 
 // waitFailed explains a read that found no connection in time.
