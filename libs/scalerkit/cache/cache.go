@@ -215,12 +215,8 @@ func (g *Group[V]) admit(caller context.Context, key string, cancel context.Canc
 		// below); else a place taken from the largest holder, whose call
 		// is cancelled and leaves soon after.
 		var ok bool
-		full := len(g.inflight) >= g.places.Capacity()
 		if place, ok = g.places.Take(ns); !ok {
 			return v, false, nil, ErrFull
-		}
-		if full {
-			g.cancelLostLocked()
 		}
 		for len(g.entries)+len(g.inflight) >= g.opts.MaxEntries && g.lru.Len() > 0 {
 			oldest := g.lru.Back()
@@ -230,7 +226,11 @@ func (g *Group[V]) admit(caller context.Context, key string, cancel context.Canc
 			g.removeLocked(oldest)
 		}
 	}
-	g.inflight[key] = &flight{place: place, cancel: cancel}
+	f := &flight{place: place}
+	if place != nil {
+		f.stop = place.AfterLost(cancel)
+	}
+	g.inflight[key] = f
 	g.calls.Add(1)
 	return v, false, place, nil
 }
@@ -240,6 +240,7 @@ func (g *Group[V]) finish(key string, v V, ok bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if f := g.inflight[key]; f != nil && f.place != nil {
+		f.stop()
 		f.place.Release()
 	}
 	delete(g.inflight, key)

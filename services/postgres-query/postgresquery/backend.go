@@ -72,7 +72,13 @@ func New(ctx context.Context, s Settings, env scalerkit.Env) (*Backend, error) {
 			b.Close()
 			return nil, err
 		}
-		b.listeners[name] = NewListener(listenConfig(pc), ListenerOptions{MaxChannels: s.MaxListenChannels, Shared: shared, Logger: connLog})
+		refused, err := skmetrics.Refusals(env.Registerer)
+		if err != nil {
+			b.Close()
+			return nil, err
+		}
+		waited := refused.WithLabelValues("POSTGRES_MAX_LISTEN_CHANNELS")
+		b.listeners[name] = NewListener(listenConfig(pc), ListenerOptions{MaxChannels: s.MaxListenChannels, Shared: shared, Refused: waited.Inc, Logger: connLog})
 		cc := pc.ConnConfig
 		connLog.Info("postgres configured", slog.String("host", cc.Host), slog.Int("port", int(cc.Port)),
 			slog.String("database", cc.Database), slog.String("user", cc.User), slog.Bool("tls", cc.TLSConfig != nil),

@@ -42,6 +42,9 @@ type ListenerOptions struct {
 	MaxChannels int
 	// Shared receives the reports of the places (metrics.SharedOn).
 	Shared share.Options
+	// Refused, when set, is called once per watch that waits for room
+	// (kedascalers_limit_refusals_total{limit="POSTGRES_MAX_LISTEN_CHANNELS"}).
+	Refused func()
 	// MinBackoff and MaxBackoff bound the pause between reconnection
 	// attempts; zero takes minBackoff and maxBackoff.
 	MinBackoff, MaxBackoff time.Duration
@@ -95,7 +98,7 @@ func NewListener(cfg *pgx.ConnConfig, opts ListenerOptions) *Listener {
 	}
 	l := &Listener{cfg: cfg, opts: opts, log: log, sessions: make(map[string]*listenSession)}
 	l.mux = subscription.New[string](l, subscription.Options{
-		Limit: opts.MaxChannels, Namespace: scaler.Namespace, Shared: opts.Shared,
+		Limit: opts.MaxChannels, Namespace: scaler.Namespace, Shared: opts.Shared, Refused: opts.Refused,
 		Variable: "POSTGRES_MAX_LISTEN_CHANNELS", Logger: log, Limiter: ratelog.New(time.Minute, 1),
 		Full: "too many notifyChannel values for this namespace's share of LISTEN sessions: this one is polled until one is free",
 	})

@@ -204,7 +204,8 @@ func TestListener(t *testing.T) {
 	url := newDatabase(t, sharedPostgres(t))
 	db := connect(t, url)
 	var logs wait.Buffer
-	l := newListener(t, url, ListenerOptions{MaxChannels: 2, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	var waited atomic.Int32
+	l := newListener(t, url, ListenerOptions{MaxChannels: 2, Refused: func() { waited.Add(1) }, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -230,6 +231,7 @@ func TestListener(t *testing.T) {
 	if n := strings.Count(logs.String(), "POSTGRES_MAX_LISTEN_CHANNELS"); n != 1 {
 		t.Errorf("%d warnings for 5 watches over the limit, want 1:\n%s", n, logs.String())
 	}
+	wait.For(t, 5*time.Second, "each watch over the limit counted", func() bool { return waited.Load() == 5 })
 	for _, over := range overs {
 		select {
 		case err := <-over:
