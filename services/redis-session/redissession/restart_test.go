@@ -57,8 +57,10 @@ func TestPushThroughRedisRestart(t *testing.T) {
 		must(t, e.r.Start()) // the same arguments: notifications on
 		back := time.Now()
 		waitSubscribed(t, e.rdb, channel)
-		if d := time.Since(back); d > 3*time.Second {
-			t.Errorf("restart %d: subscribed again %v after Redis answered, want within 3s", i+1, d)
+		d := time.Since(back)
+		t.Logf("restart %d: subscribed again %v after Redis answered", i+1, d)
+		if d > 5*time.Second {
+			t.Errorf("restart %d: subscribed again %v after Redis answered, want within 5s", i+1, d)
 		}
 		must(t, e.rdb.SAdd(ctx, "s", "b").Err())
 		if !scalertest.Next(t, ch, time.Second, "push after the restart") {
