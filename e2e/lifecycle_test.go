@@ -205,6 +205,15 @@ func TestLifecycleCrash(t *testing.T) {
 	if p99 := percentile(lat, 99); p99 > time.Second {
 		t.Errorf("p99 %s: want under 1 s", ms(p99))
 	}
+	// KEDA doubles its wait after each stream error, from 2 s, and no
+	// clean end resets it between kills: after kill k (from 0) the stream
+	// is back within 2^(k+1) s, plus a second for the scrapes; more means
+	// a reopen failed too (RELIABILITY.md, KEDA behaviours, 1).
+	for k, d := range dark {
+		if bound := time.Duration(2<<k)*time.Second + time.Second; d > bound {
+			t.Errorf("after SIGKILL %d: stream open on a survivor after %v, want within %v (KEDA's doubling wait)", k+1, d.Round(10*time.Millisecond), bound)
+		}
+	}
 }
 
 // TestLifecycleSingleReplicaCrash asserts what KEDA v2.21 does when the
