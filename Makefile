@@ -64,7 +64,12 @@ e2e: deps build ## our scalers under the real KEDA operator, adapter and HPA, on
 	e2e/run.sh -test.skip '^TestLifecycle|^TestAtScale$$' $(E2E_FLAGS)
 
 # The lifecycle scenarios: replicas behind one name, aged, rolled, crashed.
-e2e-lifecycle: deps build ## the scalers as replicas under KEDA: connection aging, rolling restart, crashes (e2e/lifecycle_test.go)
+# First KEDA's own push client (pkg/scalers, from e2e/build's module) through
+# MAX_CONNECTION_AGE cycles against bin/redis-session, without a cluster;
+# built with e2e/build.sh's flags, so that it shares the operator's build
+# cache.
+e2e-lifecycle: deps build ## the scalers as replicas under KEDA: connection aging, rolling restart, crashes (e2e/lifecycle_test.go); KEDA's push client through connection aging (e2e/build/kedaclient)
+	@$(PROGRESS) "KEDA's push client through MAX_CONNECTION_AGE" e2e/build env GOWORK=off CGO_ENABLED=0 go test -trimpath -count=1 -timeout 10m -v ./kedaclient
 	E2E_NAME=e2e-lifecycle e2e/run.sh -test.run '^TestLifecycle' $(E2E_FLAGS)
 
 # 500 ScaledObjects in 50 namespaces, alone in a cluster of their own.

@@ -98,8 +98,35 @@ func TestOverlays(t *testing.T) {
 				if ns := o.namespaces(); len(ns) != 1 || ns[0] == "" {
 					t.Errorf("namespaces %q: want every object in the overlay's one namespace", ns)
 				}
+				checkReplicasAndRollout(t, o.deployment(t), env)
 			})
 		}
+	}
+}
+
+// checkReplicasAndRollout holds the deploy advice of deploy/README.md,
+// built on what make e2e-lifecycle measured under KEDA (RELIABILITY.md,
+// "KEDA behaviours we design around"): staging and prod run at least two
+// replicas, so that a poll never fails while one is down and KEDA never
+// closes its scaler; every overlay rolls one new pod in before an old one
+// goes (maxSurge 1, maxUnavailable 0), so that a rollout never leaves
+// fewer replicas answering.
+func checkReplicasAndRollout(t *testing.T, d *appsv1.Deployment, env string) {
+	t.Helper()
+	replicas := int32(1)
+	if d.Spec.Replicas != nil {
+		replicas = *d.Spec.Replicas
+	}
+	if env != "dev" && replicas < 2 {
+		t.Errorf("%s: %d replica(s): want at least 2 (a single replica loses push after a crash: RELIABILITY.md, KEDA behaviours we design around, 2)", env, replicas)
+	}
+	s := d.Spec.Strategy
+	ru := s.RollingUpdate
+	if s.Type != appsv1.RollingUpdateDeploymentStrategyType || ru == nil || ru.MaxUnavailable == nil || ru.MaxSurge == nil {
+		t.Fatalf("%s: strategy %+v: want RollingUpdate with maxSurge 1 and maxUnavailable 0", env, s)
+	}
+	if ru.MaxUnavailable.String() != "0" || ru.MaxSurge.String() != "1" {
+		t.Errorf("%s: rollingUpdate maxSurge %s, maxUnavailable %s: want 1 and 0 (a new replica ready before an old one stops)", env, ru.MaxSurge.String(), ru.MaxUnavailable.String())
 	}
 }
 

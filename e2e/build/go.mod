@@ -2,7 +2,9 @@
 // kube-apiserver, kube-controller-manager, and the KEDA operator and metrics
 // adapter. KEDA v2.21 pins Kubernetes v0.36, so one module builds all five
 // and they share one build cache. It is not in go.work: only e2e/build.sh
-// builds it, once per version set.
+// builds it, once per version set, and make e2e-lifecycle tests its
+// kedaclient package (KEDA's own push client against our scaler) with the
+// same flags.
 module github.com/kedascalers/kedascalers/e2e/build
 
 go 1.26.0
@@ -14,7 +16,13 @@ tool (
 	k8s.io/kubernetes/cmd/kube-controller-manager
 )
 
-require go.etcd.io/etcd/server/v3 v3.7.1
+require (
+	github.com/go-logr/logr v1.4.4
+	github.com/kedacore/keda/v2 v2.21.0
+	github.com/redis/go-redis/v9 v9.22.0
+	go.etcd.io/etcd/server/v3 v3.7.1
+	sigs.k8s.io/controller-runtime v0.24.1
+)
 
 require (
 	cel.dev/expr v0.25.3 // indirect
@@ -139,7 +147,6 @@ require (
 	github.com/go-faster/errors v0.8.0 // indirect
 	github.com/go-jose/go-jose/v4 v4.1.5 // indirect
 	github.com/go-kivik/kivik/v4 v4.5.2 // indirect
-	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/go-logr/zapr v1.3.0 // indirect
 	github.com/go-openapi/jsonpointer v1.0.0 // indirect
@@ -217,7 +224,6 @@ require (
 	github.com/jonboulle/clockwork v0.5.0 // indirect
 	github.com/jpillora/backoff v1.0.0 // indirect
 	github.com/json-iterator/go v1.1.12 // indirect
-	github.com/kedacore/keda/v2 v2.21.0 // indirect
 	github.com/kkdai/maglev v0.2.0 // indirect
 	github.com/klauspost/compress v1.20.0 // indirect
 	github.com/klauspost/cpuid/v2 v2.4.0 // indirect
@@ -267,7 +273,6 @@ require (
 	github.com/prometheus/prometheus v0.314.0 // indirect
 	github.com/rabbitmq/amqp091-go v1.15.0 // indirect
 	github.com/rcrowley/go-metrics v0.0.0-20250401214520-65e299d6c5c9 // indirect
-	github.com/redis/go-redis/v9 v9.22.0 // indirect
 	github.com/robertkrimen/otto v0.5.1 // indirect
 	github.com/robfig/cron v1.2.0 // indirect
 	github.com/robfig/cron/v3 v3.0.1 // indirect
@@ -392,7 +397,6 @@ require (
 	k8s.io/streaming v0.36.5 // indirect
 	k8s.io/utils v0.0.0-20260707023825-cf1189d6abe3 // indirect
 	sigs.k8s.io/apiserver-network-proxy/konnectivity-client v0.36.0 // indirect
-	sigs.k8s.io/controller-runtime v0.24.1 // indirect
 	sigs.k8s.io/custom-metrics-apiserver v1.36.0 // indirect
 	sigs.k8s.io/json v0.0.0-20250730193827-2d320260d730 // indirect
 	sigs.k8s.io/randfill v1.0.0 // indirect
