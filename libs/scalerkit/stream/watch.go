@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -52,16 +53,16 @@ func (w *watching[T]) start(again bool) {
 			f.post(evLost)
 		})
 	}
-	go func() {
-		defer close(done)
-		defer cancel()
-		if f.watch(ctx, func() { f.post(evChanged) }) {
+	go f.watch(ctx, func() { f.post(evChanged) }, func(noChanges bool) {
+		if noChanges {
 			w.noChanges.Store(true)
 			if pl != nil {
 				pl.Release() // a place stands for a watch, and there is none
 			}
 		}
-	}()
+		cancel()
+		close(done)
+	})
 }
 
 // placeLost reports whether the Watches place was taken for another
@@ -105,39 +106,83 @@ func (w *watching[T]) poll() {
 	}
 }
 
-// watch runs the source's Watch until ctx ends, again after each failure.
-// It reports whether it returned because the source has no change
-// signals.
-func (f *feed[T]) watch(ctx context.Context, signal func()) (noChanges bool) {
-	ctx = context.WithValue(ctx, gapKey{}, &f.gap)
-	for {
-		var caughtUp atomic.Bool
-		err := f.src.Watch(ctx, func() {
-			if !caughtUp.Swap(true) {
-				f.catchUp.Store(true) // the signal of a watch in place
-			}
-			signal()
-		})
+// watch runs the source's Watch until ctx ends, again after each failure,
+// then calls end once, with whether the source has no change signals. A
+// source whose Watch detaches (subscription.Detach) resumes this loop
+// from its end, on a goroutine of its own: a watch in place, and one
+// waiting to retry, hold no goroutine.
+func (f *feed[T]) watch(ctx context.Context, signal func(), end func(noChanges bool)) {
+	f.watchOnce(context.WithValue(ctx, gapKey{}, &f.gap), signal, end)
+}
+
+// watchOnce runs the source's Watch once, and hands its end to
+// watchEnded.
+func (f *feed[T]) watchOnce(ctx context.Context, signal func(), end func(noChanges bool)) {
+	var caughtUp, ended atomic.Bool
+	resume := func(err error) {
+		if !ended.Swap(true) {
+			f.watchEnded(ctx, err, signal, end)
+		}
+	}
+	err := f.src.Watch(subscription.Detach(ctx, resume), func() {
+		if !caughtUp.Swap(true) {
+			f.catchUp.Store(true) // the signal of a watch in place
+		}
+		signal()
+	})
+	if !errors.Is(err, subscription.ErrDetached) {
+		resume(err)
+	}
+}
+
+// watchEnded handles the end of one Watch with err: the feed's end, a
+// source without change signals, or a failure, after which the feed
+// watches again once RetryWatch has passed, its timer holding no
+// goroutine meanwhile.
+func (f *feed[T]) watchEnded(ctx context.Context, err error, signal func(), end func(noChanges bool)) {
+	if ctx.Err() != nil {
+		end(false)
+		return
+	}
+	if errors.Is(err, ErrNoChanges) {
+		end(true)
+		return
+	}
+	switch {
+	case errors.Is(err, subscription.ErrPlaceLost): // fair shares at work, not a failure
+		f.hub.opts.Logger.Info("watch place given to another namespace; polling until one is free",
+			slog.String("source", metadata.Clip(f.key)))
+	case err != nil:
+		f.hub.opts.Logger.Warn("watching for changes failed; polling until it works again",
+			slog.String("source", metadata.Clip(f.key)), slog.Any("error", err))
+	}
+	// Whichever of the timer and ctx's end comes first goes on.
+	var first atomic.Bool
+	var mu sync.Mutex // held until t and stop are set
+	var stop func() bool
+	mu.Lock()
+	defer mu.Unlock()
+	t := time.AfterFunc(f.hub.opts.RetryWatch, func() {
+		if first.Swap(true) {
+			return
+		}
+		mu.Lock()
+		stop() // ctx keeps no callback per retry
+		mu.Unlock()
 		if ctx.Err() != nil {
-			return false
-		}
-		if errors.Is(err, ErrNoChanges) {
-			return true
-		}
-		switch {
-		case errors.Is(err, subscription.ErrPlaceLost): // fair shares at work, not a failure
-			f.hub.opts.Logger.Info("watch place given to another namespace; polling until one is free",
-				slog.String("source", metadata.Clip(f.key)))
-		case err != nil:
-			f.hub.opts.Logger.Warn("watching for changes failed; polling until it works again",
-				slog.String("source", metadata.Clip(f.key)), slog.Any("error", err))
-		}
-		if !Sleep(ctx, f.hub.opts.RetryWatch) {
-			return false
+			end(false)
+			return
 		}
 		f.catchUp.Store(true)
 		signal() // changes may have been missed while not watching
-	}
+		f.watchOnce(ctx, signal, end)
+	})
+	stop = context.AfterFunc(ctx, func() {
+		if !first.Swap(true) {
+			t.Stop()
+			end(false)
+		}
+	})
 }
 
 // gapKey carries a feed's change gap in the context of its source's Watch.

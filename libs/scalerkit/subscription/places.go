@@ -71,10 +71,7 @@ func (m *Mux[K]) lostLocked(keep []K) (gone []K) {
 			delete(holds, ns)
 			m.dropLocked(ns)
 			for w := range h.watchers {
-				select {
-				case w.failed <- ErrPlaceLost:
-				default:
-				}
+				w.fail(ErrPlaceLost)
 			}
 		}
 		if len(holds) == 0 && !contains(keep, name) {
@@ -199,12 +196,11 @@ func (m *Mux[K]) forgetLocked(err error) {
 			h.place.Release()
 			m.dropLocked(h.ns)
 			for w := range h.watchers {
-				if err == nil {
-					continue
-				}
-				select {
-				case w.failed <- err:
-				default:
+				switch {
+				case err != nil:
+					w.fail(err)
+				case w.end != nil: // closing: a waiting Watch sees m.done
+					w.fail(ErrClosed)
 				}
 			}
 		}

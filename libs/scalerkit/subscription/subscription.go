@@ -104,6 +104,38 @@ type watcher struct {
 	ns      string
 	changed func()
 	failed  chan error // receives why its subscriptions were lost
+	// end, for a detached watch (see Detach), ends it with the reason
+	// instead of failed: once, on its own goroutine.
+	end func(err error)
+}
+
+// fail ends w with err, its subscriptions lost: a waiting Watch returns
+// err, a detached one ends. Safe under m.mu.
+func (w *watcher) fail(err error) {
+	if w.end != nil {
+		go w.end(err)
+		return
+	}
+	select {
+	case w.failed <- err:
+	default:
+	}
+}
+
+// ErrDetached is what Watch returns at once, its watch in place, when its
+// context carries an end callback (see Detach).
+var ErrDetached = errors.New("subscription: watching, detached from the caller")
+
+type detachKey struct{}
+
+// Detach returns a context under which Watch does not wait for the watch
+// to end: once in place it returns ErrDetached, and ended is called
+// once, on a goroutine of its own, with what Watch would have returned
+// (ctx.Err(), ErrClosed, ErrPlaceLost or a failure). A watch in place so
+// holds no goroutine: a push feed's costs a few hundred bytes, not a
+// stack. The callers in between pass ctx on and return Watch's error.
+func Detach(ctx context.Context, ended func(err error)) context.Context {
+	return context.WithValue(ctx, detachKey{}, ended)
 }
 
 // New returns a Mux over t. Call Close when done.
@@ -118,13 +150,19 @@ func New[K comparable](t Transport[K], opts Options) *Mux[K] {
 // Notify of one of them, until ctx ends (ctx.Err()), the Mux is closed
 // (ErrClosed), the namespace's place is taken (ErrPlaceLost) or the
 // subscriptions are lost (Fail's error). When the namespace of ctx is at
-// its share of a full Mux it waits for room.
+// its share of a full Mux it waits for room. Under a context of Detach
+// it returns ErrDetached once subscribed, and the end goes to the
+// callback.
 func (m *Mux[K]) Watch(ctx context.Context, names []K, changed func()) error {
 	w := &watcher{changed: changed, failed: make(chan error, 1)}
 	if m.opts.Namespace != nil {
 		w.ns = m.opts.Namespace(ctx)
 	}
 	names = unique(names)
+	var follow func(context.Context)
+	if ended, ok := ctx.Value(detachKey{}).(func(error)); ok {
+		follow = m.detached(names, w, ended)
+	}
 	waited := false
 	for {
 		room, err := m.join(ctx, names, w)
@@ -152,11 +190,18 @@ func (m *Mux[K]) Watch(ctx context.Context, names []K, changed func()) error {
 		case <-room:
 		}
 	}
-	defer m.leave(names, w)
 	ready := true
 	for _, n := range names {
 		ready = ready && m.t.Ready(n)
 	}
+	if follow != nil {
+		follow(ctx)
+		if ready {
+			changed()
+		}
+		return ErrDetached
+	}
+	defer m.leave(names, w)
 	if ready {
 		changed()
 	}
@@ -167,6 +212,31 @@ func (m *Mux[K]) Watch(ctx context.Context, names []K, changed func()) error {
 		return ErrClosed
 	case err := <-w.failed:
 		return err
+	}
+}
+
+// detached makes w a detached watcher of names: its end leaves and calls
+// ended, once. Set before w joins, so that whatever ends w finds it. The
+// function returned, called once w has joined, ends w when ctx ends.
+func (m *Mux[K]) detached(names []K, w *watcher, ended func(error)) (follow func(ctx context.Context)) {
+	var once sync.Once
+	var mu sync.Mutex
+	var stop func() bool // unregisters the AfterFunc of ctx; nil until follow
+	w.end = func(err error) {
+		once.Do(func() {
+			mu.Lock()
+			if stop != nil {
+				stop()
+			}
+			mu.Unlock()
+			m.leave(names, w)
+			ended(err)
+		})
+	}
+	return func(ctx context.Context) {
+		mu.Lock()
+		defer mu.Unlock()
+		stop = context.AfterFunc(ctx, func() { w.end(ctx.Err()) })
 	}
 }
 
