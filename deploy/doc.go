@@ -13,7 +13,10 @@
 //     without Docker (the same build context, .dockerignore included) and
 //     checks that the binary is static and stamped with its version;
 //   - release_test.go checks the one release workflow and runs its tag
-//     step;
+//     step; image_test.go that an overlay pins only a version CHANGELOG.md
+//     records; testedwith_test.go that CHANGELOG.md's newest "Tested
+//     with" table says the KEDA, Kubernetes and etcd versions
+//     e2e/build/go.mod pins;
 //   - glue_test.go checks that a service needs, outside its folder, only
 //     the glue files CONTRIBUTING.md's "Adding a backend" lists.
 //

@@ -128,11 +128,14 @@ func run(name string, args []string, stdout, stderr io.Writer, svcConfig any, re
 
 	var cfg config.Config
 	misses := config.NearMisses(os.Environ(), &cfg, svcConfig)
+	// A near miss is often the cause of the error (REDIS_ULR for a
+	// missing REDIS_URL): it is printed first, so that the reader meets
+	// the cause before the effect.
 	fail := func(err error) int {
-		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		for _, m := range misses {
 			fmt.Fprintf(stderr, "%s: %v\n", name, m)
 		}
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 2
 	}
 	if err := config.Load(&cfg); err != nil {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -247,6 +248,25 @@ func TestRunConfigErrors(t *testing.T) {
 				t.Error("a configuration error built the backend")
 			}
 		})
+	}
+}
+
+// TestRunNearMissBeforeTheError: the "did you mean" of a misspelt
+// variable is printed before the error it likely causes, so that the
+// reader meets the cause first.
+func TestRunNearMissBeforeTheError(t *testing.T) {
+	cleanEnv(t, map[string]string{"TESTSVC_WROKERS": "3", "TESTSVC_WORKERS": "1000"})
+	var stdout, stderr bytes.Buffer
+	b := &builder{backend: fakeBackend{}}
+	if code := run("my-scaler", nil, &stdout, &stderr, &testSvcConfig{}, nil, b.build); code != 2 {
+		t.Fatalf("run = %d, want 2; stderr:\n%s", code, stderr.String())
+	}
+	want := []string{
+		"my-scaler: TESTSVC_WROKERS is set but is not a variable of this scaler: did you mean TESTSVC_WORKERS?",
+		"my-scaler: configuration: TESTSVC_WORKERS: want <= 100",
+	}
+	if got := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n"); !slices.Equal(got, want) {
+		t.Errorf("stderr lines = %q, want %q", got, want)
 	}
 }
 

@@ -8,12 +8,12 @@ require (
 	github.com/redis/go-redis/v9 v9.23.0
 	go.uber.org/goleak v1.3.0
 	google.golang.org/grpc v1.85.0
-	sigs.k8s.io/yaml v1.6.0
 )
 
 require (
 	github.com/kylelemons/godebug v1.1.0 // indirect
 	go.yaml.in/yaml/v2 v2.4.4 // indirect
+	sigs.k8s.io/yaml v1.6.0 // indirect
 )
 
 require (

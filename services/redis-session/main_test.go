@@ -54,7 +54,7 @@ func TestAnAddressIsNotAURL(t *testing.T) {
 }
 
 // TestMisconfigurationAtStart: a misspelt variable is named with a "did
-// you mean", and a missing file named by a variable is a configuration
+// you mean" before the error it causes, and a missing file named by a variable is a configuration
 // error naming it (exit 2).
 func TestMisconfigurationAtStart(t *testing.T) {
 	tests := []struct {
@@ -63,8 +63,8 @@ func TestMisconfigurationAtStart(t *testing.T) {
 		want []string
 	}{
 		{"misspelt REDIS_URL", map[string]string{"REDIS_ULR": "redis://127.0.0.1:1/0"}, []string{
-			"redis-session: configuration: REDIS_URL or REDIS_ADDRS is required",
 			"redis-session: REDIS_ULR is set but is not a variable of this scaler: did you mean REDIS_URL?",
+			"redis-session: configuration: REDIS_URL or REDIS_ADDRS is required",
 		}},
 		{"missing CA file", map[string]string{"REDIS_URL": "rediss://127.0.0.1:1/0", "REDIS_TLS_CA_FILE": "/nonexistent/ca.pem"}, []string{
 			"redis-session: configuration: REDIS_TLS_CA_FILE: open /nonexistent/ca.pem: no such file or directory",
@@ -83,10 +83,16 @@ func TestMisconfigurationAtStart(t *testing.T) {
 			if code != 2 {
 				t.Errorf("exit code %d, want 2 (configuration error)", code)
 			}
+			// In this order: a "did you mean" comes before the error it
+			// explains.
+			rest := errOut
 			for _, w := range tt.want {
-				if !strings.Contains(errOut, w) {
-					t.Errorf("stderr lacks %q:\n%s", w, errOut)
+				_, after, found := strings.Cut(rest, w)
+				if !found {
+					t.Errorf("stderr lacks %q after %q:\n%s", w, tt.want, errOut)
+					break
 				}
+				rest = after
 			}
 		})
 	}

@@ -2,6 +2,7 @@ package postgresquery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/ratelog"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
@@ -31,6 +33,16 @@ const (
 	maxBackoff = 10 * time.Second
 )
 
+// listenPing is how long a LISTEN session may stay quiet (no
+// notification) before it is pinged, unless ListenerOptions say
+// otherwise: the same 30 s as redis-session's keyspace subscription. A
+// session that does not answer within the connect timeout
+// (POSTGRES_CONNECT_TIMEOUT) has died silently (a network or NAT that
+// drops the connection without a reset, which TCP keepalive finds only
+// after minutes, or never through a proxy that keeps its side open) and
+// is reconnected.
+const listenPing = 30 * time.Second
+
 // ListenerOptions tunes a Listener.
 type ListenerOptions struct {
 	// MaxChannels caps the channels listened to at once
@@ -48,6 +60,10 @@ type ListenerOptions struct {
 	// MinBackoff and MaxBackoff bound the pause between reconnection
 	// attempts; zero takes minBackoff and maxBackoff.
 	MinBackoff, MaxBackoff time.Duration
+	// PingAfter is how long a session may be quiet before it is pinged;
+	// zero takes listenPing. The ping's timeout is the connection's
+	// ConnectTimeout (PingAfter when it has none).
+	PingAfter time.Duration
 	// Logger receives connection failures and recoveries, and the
 	// warning of a watch past MaxChannels (one line a minute).
 	Logger *slog.Logger
@@ -59,7 +75,9 @@ type ListenerOptions struct {
 //
 // A session that fails (the server restarts, the network drops) is
 // reconnected inside, with exponential backoff, while its watchers keep
-// waiting: Watch does not fail on an outage. Once listening again, every
+// waiting: Watch does not fail on an outage. A session quiet for
+// PingAfter is pinged, so that one that died silently is found within
+// PingAfter and the connect timeout. Once listening again, every
 // watcher of the channel is signalled once, since notifications sent in
 // the meantime are lost. Until then scalerkit's push feeds still poll
 // every PUSH_INTERVAL.
@@ -91,6 +109,9 @@ func NewListener(cfg *pgx.ConnConfig, opts ListenerOptions) *Listener {
 	}
 	if opts.MaxBackoff < opts.MinBackoff {
 		opts.MaxBackoff = max(maxBackoff, opts.MinBackoff)
+	}
+	if opts.PingAfter <= 0 {
+		opts.PingAfter = listenPing
 	}
 	log := opts.Logger
 	if log == nil {
@@ -227,7 +248,8 @@ func (l *Listener) listen(ctx context.Context, ch *listenSession, resumed bool) 
 		_ = conn.Close(closeCtx)
 	}()
 	// Sanitize quotes the name; channelRE already allows no quotes anyway.
-	if _, err := conn.Exec(ctx, "listen "+pgx.Identifier{ch.name}.Sanitize()); err != nil {
+	listen := "listen " + pgx.Identifier{ch.name}.Sanitize()
+	if _, err := conn.Exec(ctx, listen); err != nil {
 		return false, err
 	}
 	if resumed {
@@ -245,12 +267,39 @@ func (l *Listener) listen(ctx context.Context, ch *listenSession, resumed bool) 
 		l.mu.Unlock()
 	}()
 	for {
-		n, err := conn.WaitForNotification(ctx)
+		n, err := l.next(ctx, conn, listen)
 		if err != nil {
 			return true, err
 		}
-		if n.Channel == ch.name {
+		if n != nil && n.Channel == ch.name {
 			l.mux.Notify(ch.name)
 		}
 	}
+}
+
+// next waits up to PingAfter for conn's next notification; after that
+// quiet spell it pings conn and returns no notification when it answers.
+// An error says that the session failed, or died silently. The ping runs
+// listen (the session's LISTEN) again: a no-op for PostgreSQL, and
+// pg_stat_activity keeps showing what the session is for.
+func (l *Listener) next(ctx context.Context, conn *pgx.Conn, listen string) (*pgconn.Notification, error) {
+	wctx, cancel := context.WithTimeout(ctx, l.opts.PingAfter)
+	n, err := conn.WaitForNotification(wctx)
+	cancel()
+	if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+		return n, err
+	}
+	timeout := l.cfg.ConnectTimeout
+	if timeout <= 0 {
+		timeout = l.opts.PingAfter
+	}
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if _, err := conn.Exec(pctx, listen); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("no answer to a ping within %v after %v without a notification: %w", timeout, l.opts.PingAfter, err)
+	}
+	return nil, nil
 }

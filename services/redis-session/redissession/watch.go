@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -92,10 +93,17 @@ type notifier struct {
 	ps     *redis.PubSub         // nil while nothing is subscribed
 	done   chan struct{}         // closed when ps's receive loop has ended
 	n      int                   // names subscribed on ps
+	// back is closed once Redis answers again, for the watches waiting
+	// after their subscription broke; nil while none waits (see waitBack).
+	back    chan struct{}
+	waiting int // watches waiting on back
+
+	quit    chan struct{}  // closed by close: ends the wait for Redis
+	pinging sync.WaitGroup // the PING loop of back
 }
 
 func newNotifier(b *Backend) *notifier {
-	n := &notifier{b: b}
+	n := &notifier{b: b, quit: make(chan struct{})}
 	n.mux = subscription.New[topic](n, subscription.Options{
 		Limit: b.cfg.MaxWatchedKeys, Namespace: scaler.Namespace, Shared: b.metrics.watchedKeys,
 		Variable: limitWatchedKeys, Logger: b.log, Limiter: b.warn,
@@ -109,13 +117,32 @@ func newNotifier(b *Backend) *notifier {
 // watch subscribes to topics and calls changed once subscribed and then
 // for every message on them, until ctx ends (ctx.Err()) or the
 // subscription fails. Past REDIS_MAX_WATCHED_KEYS it waits for room (the
-// feed polls meanwhile), with a rate-limited warning.
+// feed polls meanwhile), with a rate-limited warning. When the connection
+// to Redis breaks (a restart) it waits for Redis to answer and subscribes
+// again, calling changed once subscribed; it fails when subscribing right
+// after Redis answered fails again.
 func (n *notifier) watch(ctx context.Context, topics []topic, changed func()) error {
-	err := n.mux.Watch(ctx, topics, changed)
-	if err != nil && ctx.Err() == nil {
-		return fmt.Errorf("keyspace notifications: %w", err)
+	failedBefore := false // the last try failed before it subscribed
+	for {
+		var subscribed atomic.Bool
+		err := n.mux.Watch(ctx, topics, func() {
+			subscribed.Store(true)
+			changed()
+		})
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !connLost(err) || (failedBefore && !subscribed.Load()) {
+			return fmt.Errorf("keyspace notifications: %w", err)
+		}
+		failedBefore = !subscribed.Load()
+		if werr := n.waitBack(ctx, err); werr != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("keyspace notifications: %w", err)
+		}
 	}
-	return err
 }
 
 // Subscribe implements subscription.Transport, opening the shared
@@ -198,10 +225,15 @@ func (n *notifier) Unsubscribe(topics []topic) {
 // Subscribe returned.
 func (n *notifier) Ready(topic) bool { return true }
 
-// close ends every watch and the shared connection.
+// close ends every watch, the wait for Redis and the shared connection.
 func (n *notifier) close() {
 	n.mux.Close()
 	n.mu.Lock()
+	select {
+	case <-n.quit:
+	default:
+		close(n.quit)
+	}
 	done := n.done
 	if n.ps != nil {
 		n.teardownLocked()
@@ -210,6 +242,7 @@ func (n *notifier) close() {
 	if done != nil {
 		<-done
 	}
+	n.pinging.Wait()
 }
 
 // teardownLocked closes the shared connection. n.mu must be held.

@@ -260,32 +260,6 @@ func TestNotifierSharesOneConnection(t *testing.T) {
 	wait.For(t, 5*time.Second, "pub/sub connection closed after the last watcher", func() bool { return pubsubClients() == 0 })
 }
 
-// TestWatchFailsWithRedis: a watch ends with an error when Redis goes, so
-// that the feed polls and watches again later.
-func TestWatchFailsWithRedis(t *testing.T) {
-	r := testenv.NewRedis(t, "--notify-keyspace-events", "KEA")
-	b := newBackend(t, testConfig(r))
-	tr, err := b.Parse(metadata.NewParser(map[string]string{"mode": "pattern", "keyPattern": "sess:*"}))
-	must(t, err)
-	done := make(chan error, 1)
-	ctx := scalertest.Context(t, time.Minute)
-	go func() { done <- tr.Probe.Watch(ctx, func() {}) }()
-	waitSubscribed(t, client(t, r, 0), "")
-	must(t, r.Stop())
-	select {
-	case err := <-done:
-		if err == nil || errors.Is(err, context.Canceled) {
-			t.Errorf("Watch = %v, want the subscription's failure", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Watch still running 5s after Redis stopped")
-	}
-	// Redis is down: subscribing again fails at once.
-	if err := tr.Probe.Watch(ctx, func() {}); err == nil || errors.Is(err, context.Canceled) {
-		t.Errorf("Watch with Redis down = %v, want an error", err)
-	}
-}
-
 func TestClusterProbesDoNotWatch(t *testing.T) {
 	b := &Backend{cluster: true}
 	tr, err := b.Parse(metadata.NewParser(map[string]string{"mode": "set", "key": "s", "sessionSizeKey": "c"}))
