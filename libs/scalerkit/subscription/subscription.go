@@ -160,7 +160,7 @@ func (m *Mux[K]) Watch(ctx context.Context, names []K, changed func()) error {
 	}
 	names = unique(names)
 	var follow func(context.Context)
-	if ended, ok := ctx.Value(detachKey{}).(func(error)); ok {
+	if ended, ok := Detached(ctx); ok {
 		follow = m.detached(names, w, ended)
 	}
 	waited := false
@@ -238,6 +238,14 @@ func (m *Mux[K]) detached(names []K, w *watcher, ended func(error)) (follow func
 		defer mu.Unlock()
 		stop = context.AfterFunc(ctx, func() { w.end(ctx.Err()) })
 	}
+}
+
+// Detached returns the end callback of a context of Detach: a Transport's
+// caller that retries a watch itself passes its own callback on with
+// Detach, and calls this one when it gives up.
+func Detached(ctx context.Context) (ended func(err error), ok bool) {
+	ended, ok = ctx.Value(detachKey{}).(func(error))
+	return ended, ok
 }
 
 // unique returns names without repeats, in order.

@@ -120,29 +120,58 @@ func newNotifier(b *Backend) *notifier {
 // feed polls meanwhile), with a rate-limited warning. When the connection
 // to Redis breaks (a restart) it waits for Redis to answer and subscribes
 // again, calling changed once subscribed; it fails when subscribing right
-// after Redis answered fails again.
+// after Redis answered fails again. Under subscription.Detach it returns
+// once subscribed, and does the same from the watch's end.
 func (n *notifier) watch(ctx context.Context, topics []topic, changed func()) error {
+	ended, detached := subscription.Detached(ctx)
 	failedBefore := false // the last try failed before it subscribed
 	for {
 		var subscribed atomic.Bool
-		err := n.mux.Watch(ctx, topics, func() {
+		wctx := ctx
+		if detached {
+			wctx = subscription.Detach(ctx, func(err error) {
+				// It was subscribed: after Redis is back, a new watch.
+				if err = n.afterLost(ctx, err); err == nil {
+					if err = n.watch(ctx, topics, changed); errors.Is(err, subscription.ErrDetached) {
+						return
+					}
+				}
+				ended(err)
+			})
+		}
+		err := n.mux.Watch(wctx, topics, func() {
 			subscribed.Store(true)
 			changed()
 		})
-		if ctx.Err() != nil {
-			return ctx.Err()
+		if errors.Is(err, subscription.ErrDetached) {
+			return err
 		}
-		if !connLost(err) || (failedBefore && !subscribed.Load()) {
+		if failedBefore && !subscribed.Load() && ctx.Err() == nil {
 			return fmt.Errorf("keyspace notifications: %w", err)
 		}
 		failedBefore = !subscribed.Load()
-		if werr := n.waitBack(ctx, err); werr != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("keyspace notifications: %w", err)
+		if err = n.afterLost(ctx, err); err != nil {
+			return err
 		}
 	}
+}
+
+// afterLost returns nil once Redis answers again when err, a watch's end,
+// says that the connection broke; else the watch's end to report.
+func (n *notifier) afterLost(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if !connLost(err) {
+		return fmt.Errorf("keyspace notifications: %w", err)
+	}
+	if werr := n.waitBack(ctx, err); werr != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("keyspace notifications: %w", err)
+	}
+	return nil
 }
 
 // Subscribe implements subscription.Transport, opening the shared
