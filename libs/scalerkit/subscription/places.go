@@ -184,6 +184,7 @@ func (m *Mux[K]) Close() {
 		m.closed = true
 		close(m.done)
 		m.forgetLocked(nil)
+		m.wakeLocked()
 		m.heldLocked()
 	}
 }
@@ -227,6 +228,7 @@ func (m *Mux[K]) freedLocked() {
 	m.heldLocked()
 	close(m.room)
 	m.room = make(chan struct{})
+	m.wakeLocked()
 }
 
 func (m *Mux[K]) heldLocked() {

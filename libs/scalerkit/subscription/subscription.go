@@ -86,9 +86,11 @@ type Mux[K comparable] struct {
 	placed int                       // places held, by holds or by a join under way
 	byNS   map[string]int            // places held by each namespace
 	room   chan struct{}             // closed, and replaced, when places are freed
-	gen    int                       // counts Fail: a subscription made across one is lost
-	closed bool
-	done   chan struct{} // closed by Close
+	// waiters are the detached watchers waiting for room, woken with room.
+	waiters []func()
+	gen     int // counts Fail: a subscription made across one is lost
+	closed  bool
+	done    chan struct{} // closed by Close
 }
 
 // hold is a namespace's place for one name, and its watchers of it.
@@ -106,36 +108,8 @@ type watcher struct {
 	failed  chan error // receives why its subscriptions were lost
 	// end, for a detached watch (see Detach), ends it with the reason
 	// instead of failed: once, on its own goroutine.
-	end func(err error)
-}
-
-// fail ends w with err, its subscriptions lost: a waiting Watch returns
-// err, a detached one ends. Safe under m.mu.
-func (w *watcher) fail(err error) {
-	if w.end != nil {
-		go w.end(err)
-		return
-	}
-	select {
-	case w.failed <- err:
-	default:
-	}
-}
-
-// ErrDetached is what Watch returns at once, its watch in place, when its
-// context carries an end callback (see Detach).
-var ErrDetached = errors.New("subscription: watching, detached from the caller")
-
-type detachKey struct{}
-
-// Detach returns a context under which Watch does not wait for the watch
-// to end: once in place it returns ErrDetached, and ended is called
-// once, on a goroutine of its own, with what Watch would have returned
-// (ctx.Err(), ErrClosed, ErrPlaceLost or a failure). A watch in place so
-// holds no goroutine: a push feed's costs a few hundred bytes, not a
-// stack. The callers in between pass ctx on and return Watch's error.
-func Detach(ctx context.Context, ended func(err error)) context.Context {
-	return context.WithValue(ctx, detachKey{}, ended)
+	end  func(err error)
+	stop func() bool // stops following the context of a detached watch; guarded by the Mux's mu
 }
 
 // New returns a Mux over t. Call Close when done.
@@ -159,11 +133,14 @@ func (m *Mux[K]) Watch(ctx context.Context, names []K, changed func()) error {
 		w.ns = m.opts.Namespace(ctx)
 	}
 	names = unique(names)
-	var follow func(context.Context)
 	if ended, ok := Detached(ctx); ok {
-		follow = m.detached(names, w, ended)
+		w.end = m.endOf(names, w, ended)
 	}
-	waited := false
+	return m.watch(ctx, names, w, false)
+}
+
+// watch is Watch for w, which waited for room before when waited.
+func (m *Mux[K]) watch(ctx context.Context, names []K, w *watcher, waited bool) error {
 	for {
 		room, err := m.join(ctx, names, w)
 		if err != nil {
@@ -182,6 +159,10 @@ func (m *Mux[K]) Watch(ctx context.Context, names []K, changed func()) error {
 				slog.String("channel", metadata.Clip(fmt.Sprint(names[0]))),
 				slog.String("namespace", metadata.Clip(w.ns)), slog.Int("share", m.places.Share()))
 		}
+		if w.end != nil {
+			m.awaitRoom(ctx, names, w, room)
+			return ErrDetached
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -194,16 +175,16 @@ func (m *Mux[K]) Watch(ctx context.Context, names []K, changed func()) error {
 	for _, n := range names {
 		ready = ready && m.t.Ready(n)
 	}
-	if follow != nil {
-		follow(ctx)
+	if w.end != nil {
+		m.follow(ctx, w)
 		if ready {
-			changed()
+			w.changed()
 		}
 		return ErrDetached
 	}
 	defer m.leave(names, w)
 	if ready {
-		changed()
+		w.changed()
 	}
 	select {
 	case <-ctx.Done():
@@ -213,39 +194,6 @@ func (m *Mux[K]) Watch(ctx context.Context, names []K, changed func()) error {
 	case err := <-w.failed:
 		return err
 	}
-}
-
-// detached makes w a detached watcher of names: its end leaves and calls
-// ended, once. Set before w joins, so that whatever ends w finds it. The
-// function returned, called once w has joined, ends w when ctx ends.
-func (m *Mux[K]) detached(names []K, w *watcher, ended func(error)) (follow func(ctx context.Context)) {
-	var once sync.Once
-	var mu sync.Mutex
-	var stop func() bool // unregisters the AfterFunc of ctx; nil until follow
-	w.end = func(err error) {
-		once.Do(func() {
-			mu.Lock()
-			if stop != nil {
-				stop()
-			}
-			mu.Unlock()
-			m.leave(names, w)
-			ended(err)
-		})
-	}
-	return func(ctx context.Context) {
-		mu.Lock()
-		defer mu.Unlock()
-		stop = context.AfterFunc(ctx, func() { w.end(ctx.Err()) })
-	}
-}
-
-// Detached returns the end callback of a context of Detach: a Transport's
-// caller that retries a watch itself passes its own callback on with
-// Detach, and calls this one when it gives up.
-func Detached(ctx context.Context) (ended func(err error), ok bool) {
-	ended, ok = ctx.Value(detachKey{}).(func(error))
-	return ended, ok
 }
 
 // unique returns names without repeats, in order.
