@@ -50,8 +50,8 @@ func (d *detaching) signal() {
 	d.changed()
 }
 
-// fail ends the watch in place with err, as a lost connection does.
-func (d *detaching) fail(err error) {
+// endWatch ends the watch in place with err, as a lost connection does.
+func (d *detaching) endWatch(err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.end(err)
@@ -91,7 +91,7 @@ func TestDetachedWatch(t *testing.T) {
 		t.Fatalf("after a change signal: %+v, reads %d, want one more read than %d", u, src.reads.Load(), reads)
 	}
 
-	src.fail(errors.New("connection reset"))
+	src.endWatch(errors.New("connection reset"))
 	wait.For(t, waitTimeout, "Watch called again after RetryWatch", func() bool { return src.watches.Load() == 2 })
 	waitRead(t, src.counter, reads+2) // the catch-up read
 	if out := logs.String(); !strings.Contains(out, "watching for changes failed") || !strings.Contains(out, "connection reset") {
@@ -102,4 +102,45 @@ func TestDetachedWatch(t *testing.T) {
 		s.Close()
 	}
 	wait.For(t, waitTimeout, "every feed and watch to end", func() bool { return runtime.NumGoroutine() <= before })
+}
+
+// TestWatchedFeedReadsOnSignals: with Options.Watched, a feed whose watch
+// is in place skips its interval reads and reads on change signals; once
+// a read fails (the backend gone) it reads every interval again until one
+// succeeds, and its watch's end has it read every interval too.
+func TestWatchedFeedReadsOnSignals(t *testing.T) {
+	const interval = 5 * time.Millisecond
+	h := newHub(t, stream.Options{Interval: interval, Watched: long, RetryWatch: long, Throttle: time.Millisecond})
+	src := &detaching{counter: newCounter("k")}
+	var failing atomic.Bool
+	src.counter.fail = func(int64) error {
+		if failing.Load() {
+			return errors.New("connection refused")
+		}
+		return nil
+	}
+	sub := subscribe(t, h, src)
+	defer sub.Close()
+	waitRead(t, src.counter, 2) // the first read, and the catch-up of the watch in place
+	time.Sleep(40 * interval)
+	if n := src.reads.Load(); n != 2 {
+		t.Fatalf("%d reads over 40 intervals of a watched feed, want 2 (no interval reads)", n)
+	}
+	src.signal()
+	waitRead(t, src.counter, 3)
+
+	failing.Store(true)
+	src.signal() // the backend is gone: the read fails
+	waitRead(t, src.counter, 6)
+	failing.Store(false)
+	waitRead(t, src.counter, 7) // a read that succeeds
+	time.Sleep(20 * interval)
+	quiet := src.reads.Load()
+	time.Sleep(40 * interval)
+	if n := src.reads.Load(); n != quiet {
+		t.Fatalf("%d reads over 40 intervals once a read succeeded again, want none", n-quiet)
+	}
+
+	src.endWatch(errors.New("connection reset")) // the watch ends: the feed polls
+	waitRead(t, src.counter, quiet+3)
 }

@@ -38,6 +38,7 @@ type feed[T any] struct {
 	delay      *time.Timer // a change read that must wait (Throttle, the source's gap)
 	delayed    bool        // delay is armed
 	last       time.Time   // the last read
+	lastOK     bool        // the last read succeeded
 	lastChange time.Time   // the last read a change caused
 
 	// Guarded by hub.mu.
@@ -125,12 +126,11 @@ func (f *feed[T]) end() {
 
 // handle handles one set of events: at most one read.
 func (f *feed[T]) handle(e event) {
-	interval := f.hub.opts.Interval
 	if e&evStart != 0 {
 		f.w.start(false)
 		f.read()
 		f.last = time.Now()
-		f.tick = time.AfterFunc(interval, func() { f.post(evTick) })
+		f.tick = time.AfterFunc(f.hub.interval(), func() { f.post(evTick) })
 	}
 	if e&evLost != 0 && f.w.placeLost() {
 		f.w.stop()
@@ -139,8 +139,11 @@ func (f *feed[T]) handle(e event) {
 	byChange := false
 	switch {
 	case e&evTick != 0:
-		f.tick.Reset(interval)
+		f.tick.Reset(f.hub.interval())
 		f.w.start(true) // a polling feed asks for a watch place again
+		if e&(evChanged|evDelayed) == 0 && f.quiet() {
+			return
+		}
 	case e&evDelayed != 0 && f.delayed:
 		f.delayed = false
 		byChange = true
@@ -182,6 +185,14 @@ func (f *feed[T]) handle(e event) {
 	f.retire()
 }
 
+// quiet reports whether f may skip its interval read: its watch is in
+// place, its last read succeeded and is younger than Options.Watched.
+func (f *feed[T]) quiet() bool {
+	watched := f.hub.opts.Watched
+	return watched > f.hub.opts.Interval && f.lastOK && f.w.inPlace.Load() &&
+		time.Since(f.last) < watched-f.hub.opts.Interval/2
+}
+
 // retire stops f when it has no subscribers and no lease left.
 func (f *feed[T]) retire() {
 	f.hub.mu.Lock()
@@ -195,6 +206,7 @@ func (f *feed[T]) read() {
 	if f.ctx.Err() != nil {
 		return // stopping: a read cut short is no news
 	}
+	f.lastOK = err == nil
 	u := Update[T]{Value: v, Err: err, At: time.Now()}
 	f.hub.mu.Lock()
 	defer f.hub.mu.Unlock()

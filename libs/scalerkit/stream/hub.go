@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"math/rand/v2"
 	"time"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/share"
@@ -153,4 +154,12 @@ func (h *Hub[T]) setPolled(f *feed[T], polled bool) bool {
 		h.opts.Polled(h.polled)
 	}
 	return true
+}
+
+// interval returns Options.Interval less up to a tenth of it, at random:
+// feeds started together (a KEDA restart reopens every stream at once)
+// then do not all read together at every interval ever after.
+func (h *Hub[T]) interval() time.Duration {
+	i := h.opts.Interval
+	return i - rand.N(i/10+1)
 }

@@ -88,6 +88,11 @@ type Options struct {
 	// Interval is how often each feed reads its source (PUSH_INTERVAL);
 	// it must be above 0.
 	Interval time.Duration
+	// Watched, when above Interval, is how often a feed whose watch is in
+	// place, and whose last read succeeded, reads without a change signal
+	// (PUSH_WATCHED_INTERVAL): its signals tell it of changes, and this
+	// read catches what they miss. Zero reads every Interval.
+	Watched time.Duration
 	// Throttle is the least time between any read and a read that a
 	// change signal causes: a change after a quiet spell (no read for
 	// Throttle) is read at once, so a push reaches KEDA within a read's

@@ -25,6 +25,9 @@ type watching[T any] struct {
 	// noChanges is set once Watch returned ErrNoChanges: the source only
 	// polls, needs no place and is never watched again.
 	noChanges atomic.Bool
+	// inPlace is set while a Watch is in place (it signalled once) and has
+	// not ended.
+	inPlace atomic.Bool
 }
 
 // start starts watching unless the feed already does or its source has
@@ -127,6 +130,7 @@ func (f *feed[T]) watchOnce(ctx context.Context, signal func(), end func(noChang
 	err := f.src.Watch(subscription.Detach(ctx, resume), func() {
 		if !caughtUp.Swap(true) {
 			f.catchUp.Store(true) // the signal of a watch in place
+			f.w.inPlace.Store(!ended.Load())
 		}
 		signal()
 	})
@@ -140,6 +144,7 @@ func (f *feed[T]) watchOnce(ctx context.Context, signal func(), end func(noChang
 // watches again once RetryWatch has passed, its timer holding no
 // goroutine meanwhile.
 func (f *feed[T]) watchEnded(ctx context.Context, err error, signal func(), end func(noChanges bool)) {
+	f.w.inPlace.Store(false)
 	if ctx.Err() != nil {
 		end(false)
 		return

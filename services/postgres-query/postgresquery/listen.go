@@ -214,6 +214,9 @@ func (l *Listener) run(ctx context.Context, ch *listenSession) {
 			return
 		}
 		if listened {
+			// Its watchers read once: the backend may be gone, and their
+			// feeds read every interval again only after a read failed.
+			l.mux.Notify(ch.name)
 			failures = 0
 			if time.Since(start) >= l.opts.MaxBackoff {
 				backoff = l.opts.MinBackoff // a healthy session: start the backoff over

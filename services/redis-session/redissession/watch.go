@@ -131,7 +131,7 @@ func (n *notifier) watch(ctx context.Context, topics []topic, changed func()) er
 		if detached {
 			wctx = subscription.Detach(ctx, func(err error) {
 				// It was subscribed: after Redis is back, a new watch.
-				if err = n.afterLost(ctx, err); err == nil {
+				if err = n.afterLost(ctx, err, changed); err == nil {
 					if err = n.watch(ctx, topics, changed); errors.Is(err, subscription.ErrDetached) {
 						return
 					}
@@ -150,21 +150,25 @@ func (n *notifier) watch(ctx context.Context, topics []topic, changed func()) er
 			return fmt.Errorf("keyspace notifications: %w", err)
 		}
 		failedBefore = !subscribed.Load()
-		if err = n.afterLost(ctx, err); err != nil {
+		if err = n.afterLost(ctx, err, changed); err != nil {
 			return err
 		}
 	}
 }
 
 // afterLost returns nil once Redis answers again when err, a watch's end,
-// says that the connection broke; else the watch's end to report.
-func (n *notifier) afterLost(ctx context.Context, err error) error {
+// says that the connection broke; else the watch's end to report. A
+// broken connection calls changed first: the feed reads, and reads every
+// interval while its reads fail (Redis gone), not only every
+// PUSH_WATCHED_INTERVAL.
+func (n *notifier) afterLost(ctx context.Context, err error, changed func()) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
 	if !connLost(err) {
 		return fmt.Errorf("keyspace notifications: %w", err)
 	}
+	changed()
 	if werr := n.waitBack(ctx, err); werr != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
