@@ -23,6 +23,7 @@ import (
 type detaching struct {
 	*counter
 	watches atomic.Int64
+	trusted bool // its Watch calls TrustSignals
 	mu      sync.Mutex
 	changed func()
 	end     func(error)
@@ -40,6 +41,9 @@ func (d *detaching) Watch(ctx context.Context, changed func()) error {
 	d.changed, d.end = changed, end
 	d.mu.Unlock()
 	context.AfterFunc(ctx, func() { end(ctx.Err()) })
+	if d.trusted {
+		stream.TrustSignals(ctx)
+	}
 	changed() // in place
 	return subscription.ErrDetached
 }
@@ -105,13 +109,15 @@ func TestDetachedWatch(t *testing.T) {
 }
 
 // TestWatchedFeedReadsOnSignals: with Options.Watched, a feed whose watch
-// is in place skips its interval reads and reads on change signals; once
+// is in place and trusted (TrustSignals) skips its interval reads and
+// reads on change signals; one whose watch is not trusted reads every
+// interval; once
 // a read fails (the backend gone) it reads every interval again until one
 // succeeds, and its watch's end has it read every interval too.
 func TestWatchedFeedReadsOnSignals(t *testing.T) {
 	const interval = 5 * time.Millisecond
 	h := newHub(t, stream.Options{Interval: interval, Watched: long, RetryWatch: long, Throttle: time.Millisecond})
-	src := &detaching{counter: newCounter("k")}
+	src := &detaching{counter: newCounter("k"), trusted: true}
 	var failing atomic.Bool
 	src.counter.fail = func(int64) error {
 		if failing.Load() {
@@ -143,4 +149,16 @@ func TestWatchedFeedReadsOnSignals(t *testing.T) {
 
 	src.endWatch(errors.New("connection reset")) // the watch ends: the feed polls
 	waitRead(t, src.counter, quiet+3)
+}
+
+// TestUntrustedWatchReadsEveryInterval: a watch in place whose source
+// does not call TrustSignals (Redis with keyspace notifications off: the
+// subscription works, nothing arrives) leaves its feed reading every
+// interval.
+func TestUntrustedWatchReadsEveryInterval(t *testing.T) {
+	h := newHub(t, stream.Options{Interval: 5 * time.Millisecond, Watched: long, RetryWatch: long, Throttle: time.Millisecond})
+	src := &detaching{counter: newCounter("k")}
+	sub := subscribe(t, h, src)
+	defer sub.Close()
+	waitRead(t, src.counter, 10)
 }

@@ -23,6 +23,9 @@ type feed[T any] struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	gap    atomic.Int64 // a change gap the source asked for (SetChangeGap)
+	// trusted says that the watch's signals tell of every change
+	// (TrustSignals).
+	trusted atomic.Bool
 	// catchUp says that the pending signal is a Watch catching up (in
 	// place, or back after a failure), not a change: it opens no gap.
 	catchUp atomic.Bool
@@ -186,10 +189,11 @@ func (f *feed[T]) handle(e event) {
 }
 
 // quiet reports whether f may skip its interval read: its watch is in
-// place, its last read succeeded and is younger than Options.Watched.
+// place and trusted (TrustSignals), its last read succeeded and is
+// younger than Options.Watched.
 func (f *feed[T]) quiet() bool {
 	watched := f.hub.opts.Watched
-	return watched > f.hub.opts.Interval && f.lastOK && f.w.inPlace.Load() &&
+	return watched > f.hub.opts.Interval && f.lastOK && f.w.inPlace.Load() && f.trusted.Load() &&
 		time.Since(f.last) < watched-f.hub.opts.Interval/2
 }
 

@@ -115,13 +115,15 @@ func (w *watching[T]) poll() {
 // from its end, on a goroutine of its own: a watch in place, and one
 // waiting to retry, hold no goroutine.
 func (f *feed[T]) watch(ctx context.Context, signal func(), end func(noChanges bool)) {
-	f.watchOnce(context.WithValue(ctx, gapKey{}, &f.gap), signal, end)
+	ctx = context.WithValue(ctx, gapKey{}, &f.gap)
+	f.watchOnce(context.WithValue(ctx, trustKey{}, &f.trusted), signal, end)
 }
 
 // watchOnce runs the source's Watch once, and hands its end to
 // watchEnded.
 func (f *feed[T]) watchOnce(ctx context.Context, signal func(), end func(noChanges bool)) {
 	var caughtUp, ended atomic.Bool
+	f.trusted.Store(false) // until this Watch says so
 	resume := func(err error) {
 		if !ended.Swap(true) {
 			f.watchEnded(ctx, err, signal, end)
@@ -215,5 +217,21 @@ func Sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	case <-ctx.Done():
 		return false
+	}
+}
+
+// trustKey carries a feed's trust in its watch's signals in the context
+// of its source's Watch.
+type trustKey struct{}
+
+// TrustSignals says, from a source's Watch, that its change signals tell
+// of every change to the answer: while the watch is in place and the
+// feed's reads succeed, the feed reads only every Options.Watched, not
+// every Interval. A source says it only when it knows (keyspace
+// notifications that Redis says are on). Outside a feed's Watch it does
+// nothing.
+func TrustSignals(ctx context.Context) {
+	if t, ok := ctx.Value(trustKey{}).(*atomic.Bool); ok {
+		t.Store(true)
 	}
 }

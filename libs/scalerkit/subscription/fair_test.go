@@ -138,9 +138,7 @@ func testSharedNameAcrossNamespaces(t *testing.T) {
 		t.Errorf("b's watch = %v", err)
 	}
 	must(t, stopC())
-	if got := subscribed(tr); len(got) != 0 {
-		t.Errorf("subscribed %v after everyone left", got)
-	}
+	eventually(t, "nothing subscribed after everyone left", func() bool { return len(subscribed(tr)) == 0 })
 }
 
 func subscribed(tr *transport) []string {

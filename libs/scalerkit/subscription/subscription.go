@@ -79,7 +79,7 @@ type Mux[K comparable] struct {
 	opts   Options
 	places *share.Pool
 
-	ops sync.Mutex // one join or leave at a time, with its Transport calls
+	ops sync.Mutex // one join or batch of unsubscriptions at a time, with its Transport calls
 
 	mu     sync.Mutex
 	names  map[K]map[string]*hold[K] // subscribed names: the holds of each namespace
@@ -91,6 +91,10 @@ type Mux[K comparable] struct {
 	gen     int // counts Fail: a subscription made across one is lost
 	closed  bool
 	done    chan struct{} // closed by Close
+	// unsub holds the names nobody watches any more, still subscribed
+	// until unsubscribe's next batch; unsubscribing says it runs.
+	unsub         map[K]struct{}
+	unsubscribing bool
 }
 
 // hold is a namespace's place for one name, and its watchers of it.
@@ -240,7 +244,7 @@ func (m *Mux[K]) join(ctx context.Context, names []K, w *watcher) (<-chan struct
 		}
 		var fresh []K
 		for _, n := range names {
-			if _, ok := m.names[n]; !ok {
+			if _, ok := m.names[n]; !ok && !m.reviveLocked(n) {
 				fresh = append(fresh, n)
 			}
 		}

@@ -144,13 +144,47 @@ func testCounted(t *testing.T) {
 	if err := stopA(); !errors.Is(err, context.Canceled) {
 		t.Errorf("Watch = %v, want context.Canceled", err)
 	}
-	if subbed, _ := tr.snapshot(); !slices.Equal(subbed, []string{"x"}) {
-		t.Errorf("after a left: subscribed %v, want x (b watches it)", subbed)
-	}
+	// Unsubscribing runs in the background.
+	eventually(t, "after a left: subscribed x only (b watches it)", func() bool {
+		subbed, _ := tr.snapshot()
+		return slices.Equal(subbed, []string{"x"})
+	})
 	must(t, stopB())
-	if subbed, calls := tr.snapshot(); len(subbed) != 0 || len(calls) != 4 || held.Load() != 0 {
-		t.Errorf("after both left: subscribed %v, calls %v, held %d; want nothing, 2 subscriptions and 2 ends", subbed, calls, held.Load())
+	eventually(t, "after both left: nothing subscribed, 2 subscriptions and 2 ends", func() bool {
+		subbed, calls := tr.snapshot()
+		return len(subbed) == 0 && len(calls) == 4 && held.Load() == 0
+	})
+}
+
+// TestWatchedAgainBeforeUnsubscribed: a name watched again before its
+// unsubscription ran keeps its subscription: not subscribed twice, never
+// unsubscribed while watched.
+func TestWatchedAgainBeforeUnsubscribed(t *testing.T) {
+	bothWays(t, testWatchedAgainBeforeUnsubscribed)
+}
+
+func testWatchedAgainBeforeUnsubscribed(t *testing.T) {
+	tr := &transport{ready: true}
+	m := subscription.New[string](tr, subscription.Options{Limit: 10})
+	defer m.Close()
+	for range 50 {
+		stop, _ := watch(m, []string{"x"}, func() {})
+		must(t, stop())
 	}
+	stop, _ := watch(m, []string{"x"}, func() {})
+	eventually(t, "x subscribed once, last", func() bool {
+		subbed, calls := tr.snapshot()
+		return slices.Equal(subbed, []string{"x"}) && calls[len(calls)-1] == "+x"
+	})
+	time.Sleep(20 * time.Millisecond) // an unsubscription still queued would run now
+	if subbed, calls := tr.snapshot(); !slices.Equal(subbed, []string{"x"}) || calls[len(calls)-1] != "+x" {
+		t.Errorf("x watched: subscribed %v, last calls %v", subbed, calls[max(0, len(calls)-3):])
+	}
+	must(t, stop())
+	eventually(t, "x unsubscribed once nobody watches it", func() bool {
+		subbed, _ := tr.snapshot()
+		return len(subbed) == 0
+	})
 }
 
 func must(t *testing.T, err error) {

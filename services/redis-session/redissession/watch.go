@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -93,6 +94,9 @@ type notifier struct {
 	ps     *redis.PubSub         // nil while nothing is subscribed
 	done   chan struct{}         // closed when ps's receive loop has ended
 	n      int                   // names subscribed on ps
+	// complete says that Redis reported keyspace notifications of every
+	// event class on when ps connected (see notificationsOn).
+	complete atomic.Bool
 	// back is closed once Redis answers again, for the watches waiting
 	// after their subscription broke; nil while none waits (see waitBack).
 	back    chan struct{}
@@ -140,7 +144,9 @@ func (n *notifier) watch(ctx context.Context, topics []topic, changed func()) er
 			})
 		}
 		err := n.mux.Watch(wctx, topics, func() {
-			subscribed.Store(true)
+			if !subscribed.Swap(true) && n.complete.Load() {
+				stream.TrustSignals(ctx)
+			}
 			changed()
 		})
 		if errors.Is(err, subscription.ErrDetached) {
@@ -189,6 +195,7 @@ func (n *notifier) Subscribe(ctx context.Context, topics []topic) error {
 		opts.DB, opts.PoolSize, opts.MaxActiveConns, opts.MinIdleConns = 0, 1, 1, 0
 		client = redis.NewUniversalClient(&opts)
 		ps = client.Subscribe(ctx) // connects on the first subscription
+		n.complete.Store(notificationsOn(ctx, client))
 	}
 	var chans, pats []string
 	for _, t := range topics {
@@ -327,4 +334,19 @@ func (n *notifier) receive(ps *redis.PubSub, done chan struct{}) {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// notificationsOn reports whether Redis says that its keyspace
+// notifications cover every change a probe reads: keyspace channels (K)
+// of every event class (A: generic, string, list, set, hash, sorted
+// set, expired, evicted). Only then may watched feeds skip their
+// interval reads (stream.TrustSignals). Where CONFIG GET is refused (a
+// managed Redis) it reports false, and feeds read every PUSH_INTERVAL.
+func notificationsOn(ctx context.Context, client redis.UniversalClient) bool {
+	cfg, err := client.ConfigGet(ctx, "notify-keyspace-events").Result()
+	if err != nil {
+		return false
+	}
+	flags := cfg["notify-keyspace-events"]
+	return strings.Contains(flags, "K") && strings.Contains(flags, "A")
 }
