@@ -70,22 +70,40 @@ const (
 func (f *feed[T]) start() {
 	f.w = &watching[T]{f: f}
 	f.hub.wg.Add(1)
-	context.AfterFunc(f.ctx, func() { f.post(evEnd) })
+	context.AfterFunc(f.ctx, func() { f.postHere(evEnd) })
 	f.post(evStart)
 }
 
 // post adds e to f's pending events and starts a goroutine to handle them
 // unless one runs or f has ended.
 func (f *feed[T]) post(e event) {
+	if f.claim(e) {
+		go f.handleEvents()
+	}
+}
+
+// postHere is post from a goroutine of its own (a timer's, a context's
+// AfterFunc): it handles the events itself instead of starting another,
+// so that thousands of feeds ending or ticking at once start half the
+// goroutines.
+func (f *feed[T]) postHere(e event) {
+	if f.claim(e) {
+		f.handleEvents()
+	}
+}
+
+// claim adds e to f's pending events and reports whether the caller is
+// to handle them: none does, and f has not ended.
+func (f *feed[T]) claim(e event) bool {
 	f.evMu.Lock()
 	defer f.evMu.Unlock()
 	f.events |= e
 	if f.running || f.ended {
-		return
+		return false
 	}
 	f.running = true
 	f.hub.wg.Add(1) // f's own count is held until its end: Close waits for this too
-	go f.handleEvents()
+	return true
 }
 
 // handleEvents handles f's pending events one set at a time until none is
@@ -133,7 +151,7 @@ func (f *feed[T]) handle(e event) {
 		f.w.start(false)
 		f.read()
 		f.last = time.Now()
-		f.tick = time.AfterFunc(f.hub.interval(), func() { f.post(evTick) })
+		f.tick = time.AfterFunc(f.hub.interval(), func() { f.postHere(evTick) })
 	}
 	if e&evLost != 0 && f.w.placeLost() {
 		f.w.stop()
@@ -155,7 +173,7 @@ func (f *feed[T]) handle(e event) {
 		if wait > 0 {
 			if !f.delayed {
 				if f.delay == nil {
-					f.delay = time.AfterFunc(wait, func() { f.post(evDelayed) })
+					f.delay = time.AfterFunc(wait, func() { f.postHere(evDelayed) })
 				} else {
 					f.delay.Reset(wait)
 				}
