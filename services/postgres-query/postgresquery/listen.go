@@ -35,7 +35,7 @@ const (
 
 // listenPing is how long a LISTEN session may stay quiet (no
 // notification) before it is pinged, unless ListenerOptions say
-// otherwise: the same 30 s as redis-session's keyspace subscription. A
+// otherwise: 30 s. A
 // session that does not answer within the connect timeout
 // (POSTGRES_CONNECT_TIMEOUT) has died silently (a network or NAT that
 // drops the connection without a reset, which TCP keepalive finds only
