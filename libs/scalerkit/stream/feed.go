@@ -70,8 +70,7 @@ const (
 func (f *feed[T]) start() {
 	f.w = &watching[T]{f: f}
 	f.hub.wg.Add(1)
-	context.AfterFunc(f.ctx, func() { f.postHere(evEnd) })
-	f.post(evStart)
+	f.post(evStart) // the Hub posts its end (see stopLocked)
 }
 
 // post adds e to f's pending events and starts a goroutine to handle them
@@ -219,7 +218,7 @@ func (f *feed[T]) quiet() bool {
 func (f *feed[T]) retire() {
 	f.hub.mu.Lock()
 	f.hub.retireLocked(f)
-	f.hub.mu.Unlock()
+	f.hub.unlock()
 }
 
 // read asks the source once and hands the reading to every subscriber.

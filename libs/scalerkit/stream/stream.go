@@ -143,6 +143,9 @@ type Hub[T any] struct {
 	mu     sync.Mutex
 	feeds  map[string]*feed[T]
 	polled int // feeds polling for want of a Watches place
+	// ending holds the feeds stopped under mu whose end is yet to be
+	// posted, once mu is unlocked (see unlock).
+	ending []*feed[T]
 	closed bool
 }
 
@@ -180,7 +183,7 @@ func (h *Hub[T]) Close() {
 	for _, f := range h.feeds {
 		h.stopLocked(f)
 	}
-	h.mu.Unlock()
+	h.unlock()
 	h.stop()
 	h.wg.Wait()
 }
@@ -249,7 +252,7 @@ func (h *Hub[T]) Resubscribe(src Source[T]) (*Subscription[T], error) {
 func (h *Hub[T]) subscribe(src Source[T], again bool) (*Subscription[T], error) {
 	s := &Subscription[T]{c: make(chan Update[T], 1), hub: h}
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	defer h.unlock()
 	if h.closed {
 		return s, nil
 	}
@@ -269,7 +272,7 @@ func (h *Hub[T]) subscribe(src Source[T], again bool) (*Subscription[T], error) 
 // that src's namespace cannot have now.
 func (h *Hub[T]) Latest(src Source[T]) (v T, ok bool, err error) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	defer h.unlock()
 	if h.closed {
 		return v, false, nil
 	}

@@ -28,6 +28,9 @@ type watching[T any] struct {
 	// inPlace is set while a Watch is in place (it signalled once) and has
 	// not ended.
 	inPlace atomic.Bool
+	// handle stops the current Watch, when it detached, on the goroutine
+	// of stop.
+	handle atomic.Pointer[subscription.Handle]
 }
 
 // start starts watching unless the feed already does or its source has
@@ -90,7 +93,11 @@ func (w *watching[T]) stop() {
 		w.stopGuard = nil
 	}
 	if w.cancel != nil {
-		w.cancel()
+		if h := w.handle.Load(); h != nil {
+			h.Stop(w.cancel) // the watch ends here, with no goroutine of its own
+		} else {
+			w.cancel()
+		}
 		<-w.done
 		w.cancel = nil
 	}
@@ -129,7 +136,9 @@ func (f *feed[T]) watchOnce(ctx context.Context, signal func(), end func(noChang
 			f.watchEnded(ctx, err, signal, end)
 		}
 	}
-	err := f.src.Watch(subscription.Detach(ctx, resume), func() {
+	dctx, handle := subscription.Detach(ctx, resume)
+	f.w.handle.Store(handle)
+	err := f.src.Watch(dctx, func() {
 		if !caughtUp.Swap(true) {
 			f.catchUp.Store(true) // the signal of a watch in place
 			f.w.inPlace.Store(!ended.Load())

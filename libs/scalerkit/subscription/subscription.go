@@ -112,8 +112,9 @@ type watcher struct {
 	failed  chan error // receives why its subscriptions were lost
 	// end, for a detached watch (see Detach), ends it with the reason
 	// instead of failed: once, on its own goroutine.
-	end  func(err error)
-	stop func() bool // stops following the context of a detached watch; guarded by the Mux's mu
+	end    func(err error)
+	stop   func() bool // stops following the context of a detached watch; guarded by the Mux's mu
+	handle *Handle     // of a detached watch
 }
 
 // New returns a Mux over t. Call Close when done.
@@ -137,8 +138,8 @@ func (m *Mux[K]) Watch(ctx context.Context, names []K, changed func()) error {
 		w.ns = m.opts.Namespace(ctx)
 	}
 	names = unique(names)
-	if ended, ok := Detached(ctx); ok {
-		w.end = m.endOf(names, w, ended)
+	if d, ok := ctx.Value(detachKey{}).(detachValue); ok {
+		w.end, w.handle = m.endOf(names, w, d.ended), d.handle
 	}
 	return m.watch(ctx, names, w, false)
 }

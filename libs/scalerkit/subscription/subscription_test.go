@@ -71,6 +71,10 @@ func (t *transport) snapshot() (subbed, calls []string) {
 // test each way.
 var detached bool
 
+// stopByHandle counts detached watches: every other one is stopped by its
+// Handle instead of its context.
+var stopByHandle atomic.Int32
+
 func bothWays(t *testing.T, test func(t *testing.T)) {
 	for _, d := range []bool{false, true} {
 		t.Run(map[bool]string{false: "waiting", true: "detached"}[d], func(t *testing.T) {
@@ -92,7 +96,7 @@ func watchCtx(ctx context.Context, m *subscription.Mux[string], names []string, 
 	ch := make(chan error, 1)
 	if detached {
 		var ends atomic.Int32
-		ctx = subscription.Detach(ctx, func(err error) {
+		ctx, h := subscription.Detach(ctx, func(err error) {
 			if ends.Add(1) > 1 {
 				err = errors.New("ended twice")
 			}
@@ -100,6 +104,18 @@ func watchCtx(ctx context.Context, m *subscription.Mux[string], names []string, 
 		})
 		if err := m.Watch(ctx, names, changed); !errors.Is(err, subscription.ErrDetached) {
 			ch <- err
+		}
+		// Half the watches end by their Handle, on this goroutine.
+		if stopByHandle.Add(1)%2 == 0 {
+			return func() error {
+				h.Stop(cancel)
+				select {
+				case err := <-ch:
+					return err
+				default:
+					return errors.New("Handle.Stop returned before the watch ended")
+				}
+			}, ch
 		}
 	} else {
 		go func() { ch <- m.Watch(ctx, names, changed) }()

@@ -133,7 +133,7 @@ func (n *notifier) watch(ctx context.Context, topics []topic, changed func()) er
 		var subscribed atomic.Bool
 		wctx := ctx
 		if detached {
-			wctx = subscription.Detach(ctx, func(err error) {
+			wctx = subscription.Redetach(ctx, func(err error) {
 				// It was subscribed: after Redis is back, a new watch.
 				if err = n.afterLost(ctx, err, changed); err == nil {
 					if err = n.watch(ctx, topics, changed); errors.Is(err, subscription.ErrDetached) {
