@@ -35,6 +35,7 @@ type scaleOptions struct {
 	sample     int    // push ScaledObjects whose key is written during the run
 	maxStreams int    // GRPC_MAX_CONCURRENT_STREAMS; 0 leaves the default
 	memLimit   string // GOMEMLIMIT of the scaler, as the prod overlay sets it; "" for none
+	gogc       string // GOGC of the scaler, as the deploy files set it; "" for the Go default
 }
 
 // scaleMain is `abuse scale`: an honest cluster at the scalers' defaults
@@ -56,6 +57,7 @@ func scaleMain(ctx context.Context, args []string, out io.Writer) int {
 	fs.IntVar(&o.sample, "push-sample", 200, "push ScaledObjects whose key is written once during the run, to time the push")
 	fs.IntVar(&o.maxStreams, "max-streams", 0, "GRPC_MAX_CONCURRENT_STREAMS of the scaler; 0 leaves its default")
 	fs.StringVar(&o.memLimit, "gomemlimit", "256MiB", "GOMEMLIMIT of the scaler: the prod overlay sets the container's memory limit (256Mi); empty for none")
+	fs.StringVar(&o.gogc, "gogc", "50", "GOGC of the scaler, as the deploy files set it; empty for the Go default (100)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -105,6 +107,9 @@ func runScale(ctx context.Context, o scaleOptions, bs *backends, dir, name strin
 	var env []string
 	if o.memLimit != "" {
 		env = append(env, "GOMEMLIMIT="+o.memLimit)
+	}
+	if o.gogc != "" {
+		env = append(env, "GOGC="+o.gogc)
 	}
 	if o.maxStreams > 0 {
 		env = append(env, fmt.Sprintf("GRPC_MAX_CONCURRENT_STREAMS=%d", o.maxStreams))

@@ -158,9 +158,9 @@ func (r *scaleRun) report(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "\nscale %s, %s, load average %s: %d ScaledObjects in %d namespaces (%d push, %d with a backend-read target), "+
-		"polled every %v for %v; GRPC_MAX_CONCURRENT_STREAMS %s, GOMEMLIMIT %q\n\n",
+		"polled every %v for %v; GRPC_MAX_CONCURRENT_STREAMS %s, GOMEMLIMIT %q, GOGC %q\n\n",
 		r.name, time.Now().UTC().Format("2006-01-02 15:04 UTC"), loadAverage(), len(r.sos), r.nsCount, push,
-		min(push, r.o.targets), r.o.interval, r.o.duration, streams, r.o.memLimit)
+		min(push, r.o.targets), r.o.interval, r.o.duration, streams, r.o.memLimit, r.o.gogc)
 	fmt.Fprintln(w, "| figure | value |")
 	fmt.Fprintln(w, "|---|---|")
 	rpcs := make([]string, 0, len(r.codes))

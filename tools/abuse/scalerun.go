@@ -109,8 +109,13 @@ func newScaleRun(name string, o scaleOptions, b backend) *scaleRun {
 // phase (GetMetricSpec, its push streams), then is polled every interval;
 // the push sample's keys are written after the ramp, spread.
 func (r *scaleRun) run(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, r.o.duration)
+	// Cancelled, not given a deadline: KEDA sets none on its streams, and
+	// a deadline would reach the scaler (grpc-timeout), which would then
+	// time out all 10,000 streams at the same instant, a timer goroutine
+	// each, as no KEDA restart does.
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer time.AfterFunc(r.o.duration, cancel).Stop()
 	r.start = time.Now()
 	var wg sync.WaitGroup
 	for _, o := range r.sos {

@@ -19,7 +19,7 @@ import (
 
 // vars are the shared variables, a public interface.
 var vars = []string{
-	"GRPC_ADDR", "HTTP_ADDR", "LOG_LEVEL", "LOG_FORMAT", "CACHE_TTL", "PUSH_INTERVAL",
+	"GRPC_ADDR", "HTTP_ADDR", "LOG_LEVEL", "LOG_FORMAT", "CACHE_TTL", "PUSH_INTERVAL", "PUSH_WATCHED_INTERVAL",
 	"BACKEND_TIMEOUT", "SHUTDOWN_TIMEOUT", "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE",
 	"MAX_QUESTIONS", "MAX_QUESTION_BYTES", "MAX_PUSH_STREAMS", "MAX_PUSH_STREAMS_PER_NAMESPACE", "MAX_FEEDS", "MAX_TARGET_READERS", "TARGET_READER_IDLE", "MAX_METADATA_BYTES",
 	"MAX_CALLS_PER_NAMESPACE", "MAX_WAITING_PER_NAMESPACE", "MAX_BACKEND_CALLS",
@@ -178,7 +178,7 @@ func TestLoadInvalid(t *testing.T) {
 func TestValidate(t *testing.T) {
 	valid := func() config.Config {
 		return config.Config{GRPCAddr: ":9090", HTTPAddr: ":8080", LogLevel: "info", LogFormat: "json",
-			CacheTTL: time.Second, PushInterval: time.Second, BackendTimeout: time.Second,
+			CacheTTL: time.Second, PushInterval: time.Second, PushWatchedInterval: time.Second, BackendTimeout: time.Second,
 			MaxQuestions: 1, MaxQuestionBytes: 1, MaxFeeds: 1, MaxPushStreams: 1, MaxPushStreamsPerNamespace: 1, MaxTargetReaders: 1, TargetReaderIdle: time.Second, MaxMetadataBytes: 1,
 			MaxCallsPerNamespace: 1, MaxWaitingPerNamespace: 0, MaxBackendCalls: 2,
 			GRPCMaxConnections: 1, GRPCMaxConcurrentStreams: 1, GRPCHandshakeTimeout: time.Second,
@@ -197,6 +197,7 @@ func TestValidate(t *testing.T) {
 		{"format", func(c *config.Config) { c.LogFormat = "" }, "LOG_FORMAT"},
 		{"ttl", func(c *config.Config) { c.CacheTTL = -1 }, "CACHE_TTL"},
 		{"push", func(c *config.Config) { c.PushInterval = 0 }, "PUSH_INTERVAL"},
+		{"push watched", func(c *config.Config) { c.PushWatchedInterval = 0 }, "PUSH_WATCHED_INTERVAL"},
 		{"backend", func(c *config.Config) { c.BackendTimeout = -time.Second }, "BACKEND_TIMEOUT"},
 		{"shutdown", func(c *config.Config) { c.ShutdownTimeout = -time.Second }, "SHUTDOWN_TIMEOUT"},
 		{"questions", func(c *config.Config) { c.MaxQuestions = 0 }, "MAX_QUESTIONS"},

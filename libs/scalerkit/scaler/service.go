@@ -28,6 +28,10 @@ type Options struct {
 	CacheTTL time.Duration
 	// PushInterval is how often push feeds read their probe.
 	PushInterval time.Duration
+	// PushWatched is how often a push feed whose watch is in place reads
+	// its probe without a change signal (PUSH_WATCHED_INTERVAL); at or
+	// below PushInterval, every PushInterval.
+	PushWatched time.Duration
 	// BackendTimeout bounds every backend call.
 	BackendTimeout time.Duration
 	// TargetLease is how long a target read from the backend keeps being
@@ -79,6 +83,7 @@ func ConfigOptions(cfg config.Config) Options {
 	return Options{
 		CacheTTL:         cfg.CacheTTL,
 		PushInterval:     cfg.PushInterval,
+		PushWatched:      cfg.PushWatchedInterval,
 		BackendTimeout:   cfg.BackendTimeout,
 		TargetLease:      cfg.TargetReaderIdle,
 		MaxQuestions:     cfg.MaxQuestions,
@@ -153,13 +158,13 @@ func New(b Backend, opts Options) *Service {
 	})
 	polled := m.Held.WithLabelValues("feeds_polled")
 	s.values = stream.NewHub[Reading](stream.Options{
-		Interval: opts.PushInterval, Logger: opts.Logger,
+		Interval: opts.PushInterval, Watched: opts.PushWatched, Logger: opts.Logger,
 		Watches: share.New(opts.MaxFeeds, m.Shared("feeds", opts.MaxFeeds)),
 		Polled:  func(n int) { polled.Set(float64(n)) },
 		NoWatch: s.noWatch,
 	})
 	s.targets = stream.NewHub[Reading](stream.Options{
-		Interval: opts.PushInterval, Logger: opts.Logger, Lease: opts.TargetLease,
+		Interval: opts.PushInterval, Watched: opts.PushWatched, Logger: opts.Logger, Lease: opts.TargetLease,
 		Readers: share.New(opts.MaxTargetReaders, m.Shared("target_readers", opts.MaxTargetReaders)),
 		Evicted: m.Evictions.WithLabelValues("target_readers").Inc,
 	})

@@ -23,6 +23,9 @@ type feed[T any] struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	gap    atomic.Int64 // a change gap the source asked for (SetChangeGap)
+	// trusted says that the watch's signals tell of every change
+	// (TrustSignals).
+	trusted atomic.Bool
 	// catchUp says that the pending signal is a Watch catching up (in
 	// place, or back after a failure), not a change: it opens no gap.
 	catchUp atomic.Bool
@@ -38,6 +41,7 @@ type feed[T any] struct {
 	delay      *time.Timer // a change read that must wait (Throttle, the source's gap)
 	delayed    bool        // delay is armed
 	last       time.Time   // the last read
+	lastOK     bool        // the last read succeeded
 	lastChange time.Time   // the last read a change caused
 
 	// Guarded by hub.mu.
@@ -66,22 +70,39 @@ const (
 func (f *feed[T]) start() {
 	f.w = &watching[T]{f: f}
 	f.hub.wg.Add(1)
-	context.AfterFunc(f.ctx, func() { f.post(evEnd) })
-	f.post(evStart)
+	f.post(evStart) // the Hub posts its end (see stopLocked)
 }
 
 // post adds e to f's pending events and starts a goroutine to handle them
 // unless one runs or f has ended.
 func (f *feed[T]) post(e event) {
+	if f.claim(e) {
+		go f.handleEvents()
+	}
+}
+
+// postHere is post from a goroutine of its own (a timer's, a context's
+// AfterFunc): it handles the events itself instead of starting another,
+// so that thousands of feeds ending or ticking at once start half the
+// goroutines.
+func (f *feed[T]) postHere(e event) {
+	if f.claim(e) {
+		f.handleEvents()
+	}
+}
+
+// claim adds e to f's pending events and reports whether the caller is
+// to handle them: none does, and f has not ended.
+func (f *feed[T]) claim(e event) bool {
 	f.evMu.Lock()
 	defer f.evMu.Unlock()
 	f.events |= e
 	if f.running || f.ended {
-		return
+		return false
 	}
 	f.running = true
 	f.hub.wg.Add(1) // f's own count is held until its end: Close waits for this too
-	go f.handleEvents()
+	return true
 }
 
 // handleEvents handles f's pending events one set at a time until none is
@@ -125,12 +146,11 @@ func (f *feed[T]) end() {
 
 // handle handles one set of events: at most one read.
 func (f *feed[T]) handle(e event) {
-	interval := f.hub.opts.Interval
 	if e&evStart != 0 {
 		f.w.start(false)
 		f.read()
 		f.last = time.Now()
-		f.tick = time.AfterFunc(interval, func() { f.post(evTick) })
+		f.tick = time.AfterFunc(f.hub.interval(), func() { f.postHere(evTick) })
 	}
 	if e&evLost != 0 && f.w.placeLost() {
 		f.w.stop()
@@ -139,8 +159,11 @@ func (f *feed[T]) handle(e event) {
 	byChange := false
 	switch {
 	case e&evTick != 0:
-		f.tick.Reset(interval)
+		f.tick.Reset(f.hub.interval())
 		f.w.start(true) // a polling feed asks for a watch place again
+		if e&(evChanged|evDelayed) == 0 && f.quiet() {
+			return
+		}
 	case e&evDelayed != 0 && f.delayed:
 		f.delayed = false
 		byChange = true
@@ -149,7 +172,7 @@ func (f *feed[T]) handle(e event) {
 		if wait > 0 {
 			if !f.delayed {
 				if f.delay == nil {
-					f.delay = time.AfterFunc(wait, func() { f.post(evDelayed) })
+					f.delay = time.AfterFunc(wait, func() { f.postHere(evDelayed) })
 				} else {
 					f.delay.Reset(wait)
 				}
@@ -182,11 +205,20 @@ func (f *feed[T]) handle(e event) {
 	f.retire()
 }
 
+// quiet reports whether f may skip its interval read: its watch is in
+// place and trusted (TrustSignals), its last read succeeded and is
+// younger than Options.Watched.
+func (f *feed[T]) quiet() bool {
+	watched := f.hub.opts.Watched
+	return watched > f.hub.opts.Interval && f.lastOK && f.w.inPlace.Load() && f.trusted.Load() &&
+		time.Since(f.last) < watched-f.hub.opts.Interval/2
+}
+
 // retire stops f when it has no subscribers and no lease left.
 func (f *feed[T]) retire() {
 	f.hub.mu.Lock()
 	f.hub.retireLocked(f)
-	f.hub.mu.Unlock()
+	f.hub.unlock()
 }
 
 // read asks the source once and hands the reading to every subscriber.
@@ -195,6 +227,7 @@ func (f *feed[T]) read() {
 	if f.ctx.Err() != nil {
 		return // stopping: a read cut short is no news
 	}
+	f.lastOK = err == nil
 	u := Update[T]{Value: v, Err: err, At: time.Now()}
 	f.hub.mu.Lock()
 	defer f.hub.mu.Unlock()

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"math/rand/v2"
 	"time"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit/share"
@@ -113,13 +114,33 @@ func (h *Hub[T]) stopLocked(f *feed[T]) {
 	if f.place != nil {
 		f.place.Release()
 	}
+	h.ending = append(h.ending, f)
 }
 
+// unlock unlocks h.mu and has the feeds stopped meanwhile handle their
+// end, each on a goroutine of its own.
+func (h *Hub[T]) unlock() {
+	ending := h.ending
+	h.ending = nil
+	h.mu.Unlock()
+	for _, f := range ending {
+		f.post(evEnd)
+	}
+}
+
+// leave removes s from f's subscribers; a feed it stops ends on the
+// caller's goroutine (a stream handler returning), so that thousands of
+// streams ending at once (a KEDA restart) start no goroutine each.
 func (h *Hub[T]) leave(f *feed[T], s *Subscription[T]) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	delete(f.subs, s)
 	h.retireLocked(f)
+	ending := h.ending
+	h.ending = nil
+	h.mu.Unlock()
+	for _, f := range ending {
+		f.postHere(evEnd)
+	}
 }
 
 // retireLocked stops f when it has no subscribers and no lease left.
@@ -132,7 +153,7 @@ func (h *Hub[T]) retireLocked(f *feed[T]) {
 // lost stops f, whose Readers place was taken: its subscribers see Lost.
 func (h *Hub[T]) lost(f *feed[T]) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	defer h.unlock()
 	h.stopLocked(f)
 }
 
@@ -153,4 +174,12 @@ func (h *Hub[T]) setPolled(f *feed[T], polled bool) bool {
 		h.opts.Polled(h.polled)
 	}
 	return true
+}
+
+// interval returns Options.Interval less up to a tenth of it, at random:
+// feeds started together (a KEDA restart reopens every stream at once)
+// then do not all read together at every interval ever after.
+func (h *Hub[T]) interval() time.Duration {
+	i := h.opts.Interval
+	return i - rand.N(i/10+1)
 }

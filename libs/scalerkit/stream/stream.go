@@ -88,6 +88,11 @@ type Options struct {
 	// Interval is how often each feed reads its source (PUSH_INTERVAL);
 	// it must be above 0.
 	Interval time.Duration
+	// Watched, when above Interval, is how often a feed whose watch is in
+	// place, and whose last read succeeded, reads without a change signal
+	// (PUSH_WATCHED_INTERVAL): its signals tell it of changes, and this
+	// read catches what they miss. Zero reads every Interval.
+	Watched time.Duration
 	// Throttle is the least time between any read and a read that a
 	// change signal causes: a change after a quiet spell (no read for
 	// Throttle) is read at once, so a push reaches KEDA within a read's
@@ -138,6 +143,9 @@ type Hub[T any] struct {
 	mu     sync.Mutex
 	feeds  map[string]*feed[T]
 	polled int // feeds polling for want of a Watches place
+	// ending holds the feeds stopped under mu whose end is yet to be
+	// posted, once mu is unlocked (see unlock).
+	ending []*feed[T]
 	closed bool
 }
 
@@ -175,7 +183,7 @@ func (h *Hub[T]) Close() {
 	for _, f := range h.feeds {
 		h.stopLocked(f)
 	}
-	h.mu.Unlock()
+	h.unlock()
 	h.stop()
 	h.wg.Wait()
 }
@@ -244,7 +252,7 @@ func (h *Hub[T]) Resubscribe(src Source[T]) (*Subscription[T], error) {
 func (h *Hub[T]) subscribe(src Source[T], again bool) (*Subscription[T], error) {
 	s := &Subscription[T]{c: make(chan Update[T], 1), hub: h}
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	defer h.unlock()
 	if h.closed {
 		return s, nil
 	}
@@ -264,7 +272,7 @@ func (h *Hub[T]) subscribe(src Source[T], again bool) (*Subscription[T], error) 
 // that src's namespace cannot have now.
 func (h *Hub[T]) Latest(src Source[T]) (v T, ok bool, err error) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	defer h.unlock()
 	if h.closed {
 		return v, false, nil
 	}

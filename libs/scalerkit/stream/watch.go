@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,6 +25,12 @@ type watching[T any] struct {
 	// noChanges is set once Watch returned ErrNoChanges: the source only
 	// polls, needs no place and is never watched again.
 	noChanges atomic.Bool
+	// inPlace is set while a Watch is in place (it signalled once) and has
+	// not ended.
+	inPlace atomic.Bool
+	// handle stops the current Watch, when it detached, on the goroutine
+	// of stop.
+	handle atomic.Pointer[subscription.Handle]
 }
 
 // start starts watching unless the feed already does or its source has
@@ -52,16 +59,16 @@ func (w *watching[T]) start(again bool) {
 			f.post(evLost)
 		})
 	}
-	go func() {
-		defer close(done)
-		defer cancel()
-		if f.watch(ctx, func() { f.post(evChanged) }) {
+	go f.watch(ctx, func() { f.post(evChanged) }, func(noChanges bool) {
+		if noChanges {
 			w.noChanges.Store(true)
 			if pl != nil {
 				pl.Release() // a place stands for a watch, and there is none
 			}
 		}
-	}()
+		cancel()
+		close(done)
+	})
 }
 
 // placeLost reports whether the Watches place was taken for another
@@ -86,7 +93,11 @@ func (w *watching[T]) stop() {
 		w.stopGuard = nil
 	}
 	if w.cancel != nil {
-		w.cancel()
+		if h := w.handle.Load(); h != nil {
+			h.Stop(w.cancel) // the watch ends here, with no goroutine of its own
+		} else {
+			w.cancel()
+		}
 		<-w.done
 		w.cancel = nil
 	}
@@ -105,39 +116,89 @@ func (w *watching[T]) poll() {
 	}
 }
 
-// watch runs the source's Watch until ctx ends, again after each failure.
-// It reports whether it returned because the source has no change
-// signals.
-func (f *feed[T]) watch(ctx context.Context, signal func()) (noChanges bool) {
+// watch runs the source's Watch until ctx ends, again after each failure,
+// then calls end once, with whether the source has no change signals. A
+// source whose Watch detaches (subscription.Detach) resumes this loop
+// from its end, on a goroutine of its own: a watch in place, and one
+// waiting to retry, hold no goroutine.
+func (f *feed[T]) watch(ctx context.Context, signal func(), end func(noChanges bool)) {
 	ctx = context.WithValue(ctx, gapKey{}, &f.gap)
-	for {
-		var caughtUp atomic.Bool
-		err := f.src.Watch(ctx, func() {
-			if !caughtUp.Swap(true) {
-				f.catchUp.Store(true) // the signal of a watch in place
-			}
-			signal()
-		})
+	f.watchOnce(context.WithValue(ctx, trustKey{}, &f.trusted), signal, end)
+}
+
+// watchOnce runs the source's Watch once, and hands its end to
+// watchEnded.
+func (f *feed[T]) watchOnce(ctx context.Context, signal func(), end func(noChanges bool)) {
+	var caughtUp, ended atomic.Bool
+	f.trusted.Store(false) // until this Watch says so
+	resume := func(err error) {
+		if !ended.Swap(true) {
+			f.watchEnded(ctx, err, signal, end)
+		}
+	}
+	dctx, handle := subscription.Detach(ctx, resume)
+	f.w.handle.Store(handle)
+	err := f.src.Watch(dctx, func() {
+		if !caughtUp.Swap(true) {
+			f.catchUp.Store(true) // the signal of a watch in place
+			f.w.inPlace.Store(!ended.Load())
+		}
+		signal()
+	})
+	if !errors.Is(err, subscription.ErrDetached) {
+		resume(err)
+	}
+}
+
+// watchEnded handles the end of one Watch with err: the feed's end, a
+// source without change signals, or a failure, after which the feed
+// watches again once RetryWatch has passed, its timer holding no
+// goroutine meanwhile.
+func (f *feed[T]) watchEnded(ctx context.Context, err error, signal func(), end func(noChanges bool)) {
+	f.w.inPlace.Store(false)
+	if ctx.Err() != nil {
+		end(false)
+		return
+	}
+	if errors.Is(err, ErrNoChanges) {
+		end(true)
+		return
+	}
+	switch {
+	case errors.Is(err, subscription.ErrPlaceLost): // fair shares at work, not a failure
+		f.hub.opts.Logger.Info("watch place given to another namespace; polling until one is free",
+			slog.String("source", metadata.Clip(f.key)))
+	case err != nil:
+		f.hub.opts.Logger.Warn("watching for changes failed; polling until it works again",
+			slog.String("source", metadata.Clip(f.key)), slog.Any("error", err))
+	}
+	// Whichever of the timer and ctx's end comes first goes on.
+	var first atomic.Bool
+	var mu sync.Mutex // held until t and stop are set
+	var stop func() bool
+	mu.Lock()
+	defer mu.Unlock()
+	t := time.AfterFunc(f.hub.opts.RetryWatch, func() {
+		if first.Swap(true) {
+			return
+		}
+		mu.Lock()
+		stop() // ctx keeps no callback per retry
+		mu.Unlock()
 		if ctx.Err() != nil {
-			return false
-		}
-		if errors.Is(err, ErrNoChanges) {
-			return true
-		}
-		switch {
-		case errors.Is(err, subscription.ErrPlaceLost): // fair shares at work, not a failure
-			f.hub.opts.Logger.Info("watch place given to another namespace; polling until one is free",
-				slog.String("source", metadata.Clip(f.key)))
-		case err != nil:
-			f.hub.opts.Logger.Warn("watching for changes failed; polling until it works again",
-				slog.String("source", metadata.Clip(f.key)), slog.Any("error", err))
-		}
-		if !Sleep(ctx, f.hub.opts.RetryWatch) {
-			return false
+			end(false)
+			return
 		}
 		f.catchUp.Store(true)
 		signal() // changes may have been missed while not watching
-	}
+		f.watchOnce(ctx, signal, end)
+	})
+	stop = context.AfterFunc(ctx, func() {
+		if !first.Swap(true) {
+			t.Stop()
+			end(false)
+		}
+	})
 }
 
 // gapKey carries a feed's change gap in the context of its source's Watch.
@@ -165,5 +226,21 @@ func Sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	case <-ctx.Done():
 		return false
+	}
+}
+
+// trustKey carries a feed's trust in its watch's signals in the context
+// of its source's Watch.
+type trustKey struct{}
+
+// TrustSignals says, from a source's Watch, that its change signals tell
+// of every change to the answer: while the watch is in place and the
+// feed's reads succeed, the feed reads only every Options.Watched, not
+// every Interval. A source says it only when it knows (keyspace
+// notifications that Redis says are on). Outside a feed's Watch it does
+// nothing.
+func TrustSignals(ctx context.Context) {
+	if t, ok := ctx.Value(trustKey{}).(*atomic.Bool); ok {
+		t.Store(true)
 	}
 }

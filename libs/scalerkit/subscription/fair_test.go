@@ -18,10 +18,7 @@ func namespaceOf(ctx context.Context) string { ns, _ := ctx.Value(nsKey{}).(stri
 
 // watchAs is watch for a watcher of namespace ns.
 func watchAs(m *subscription.Mux[string], ns string, names ...string) (stop func() error, done <-chan error) {
-	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), nsKey{}, ns))
-	ch := make(chan error, 1)
-	go func() { ch <- m.Watch(ctx, names, func() {}) }()
-	return func() error { cancel(); return <-ch }, ch
+	return watchCtx(context.WithValue(context.Background(), nsKey{}, ns), m, names, func() {})
 }
 
 // TestFairShares: a namespace may fill a free Mux; a second namespace
@@ -29,7 +26,9 @@ func watchAs(m *subscription.Mux[string], ns string, names ...string) (stop func
 // the namespace holding the most, whose watcher of that name ends with
 // ErrPlaceLost; past its share a namespace waits; the watcher that lost
 // its place watches again once there is room.
-func TestFairShares(t *testing.T) {
+func TestFairShares(t *testing.T) { bothWays(t, testFairShares) }
+
+func testFairShares(t *testing.T) {
 	tr := &transport{ready: true}
 	var refused, taken, largest atomic.Int32
 	m := subscription.New[string](tr, subscription.Options{Limit: 4, Namespace: namespaceOf,
@@ -103,7 +102,9 @@ func TestFairShares(t *testing.T) {
 // TestSharedNameAcrossNamespaces: two namespaces watching one name hold a
 // place each and share its one subscription; when one loses its place
 // the name stays subscribed for the other.
-func TestSharedNameAcrossNamespaces(t *testing.T) {
+func TestSharedNameAcrossNamespaces(t *testing.T) { bothWays(t, testSharedNameAcrossNamespaces) }
+
+func testSharedNameAcrossNamespaces(t *testing.T) {
 	tr := &transport{ready: true}
 	m := subscription.New[string](tr, subscription.Options{Limit: 3, Namespace: namespaceOf})
 	defer m.Close()
@@ -137,9 +138,7 @@ func TestSharedNameAcrossNamespaces(t *testing.T) {
 		t.Errorf("b's watch = %v", err)
 	}
 	must(t, stopC())
-	if got := subscribed(tr); len(got) != 0 {
-		t.Errorf("subscribed %v after everyone left", got)
-	}
+	eventually(t, "nothing subscribed after everyone left", func() bool { return len(subscribed(tr)) == 0 })
 }
 
 func subscribed(tr *transport) []string {

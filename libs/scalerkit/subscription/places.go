@@ -71,10 +71,7 @@ func (m *Mux[K]) lostLocked(keep []K) (gone []K) {
 			delete(holds, ns)
 			m.dropLocked(ns)
 			for w := range h.watchers {
-				select {
-				case w.failed <- ErrPlaceLost:
-				default:
-				}
+				w.fail(ErrPlaceLost)
 			}
 		}
 		if len(holds) == 0 && !contains(keep, name) {
@@ -94,14 +91,13 @@ func contains[K comparable](names []K, n K) bool {
 	return false
 }
 
-// leave unregisters w, gives back the places nobody of its namespace
-// needs and has the Transport unsubscribe from the names nobody needs any
-// more.
+// leave unregisters w and gives back the places nobody of its namespace
+// needs. The names nobody needs any more are unsubscribed in the
+// background, in batches (see unsubscribe): a KEDA restart ends thousands
+// of watches at once, and none waits for another's Transport call.
 func (m *Mux[K]) leave(names []K, w *watcher) {
-	m.ops.Lock()
-	defer m.ops.Unlock()
 	m.mu.Lock()
-	var gone []K
+	defer m.mu.Unlock()
 	freed := false
 	for _, n := range names {
 		holds := m.names[n]
@@ -119,16 +115,59 @@ func (m *Mux[K]) leave(names []K, w *watcher) {
 		freed = true
 		if len(holds) == 0 {
 			delete(m.names, n)
-			gone = append(gone, n)
+			m.goneLocked(n)
 		}
 	}
 	if freed {
 		m.freedLocked()
 	}
-	m.mu.Unlock()
-	if len(gone) > 0 {
-		m.t.Unsubscribe(gone)
+}
+
+// goneLocked has name, which nobody watches any more, unsubscribed in the
+// background. m.mu must be held.
+func (m *Mux[K]) goneLocked(name K) {
+	if m.unsub == nil {
+		m.unsub = make(map[K]struct{})
 	}
+	m.unsub[name] = struct{}{}
+	if !m.unsubscribing {
+		m.unsubscribing = true
+		go m.unsubscribe()
+	}
+}
+
+// unsubscribe has the Transport unsubscribe from the names gone, in
+// batches, until none is left. A name watched again meanwhile leaves the
+// batch (see reviveLocked): its subscription is still in place.
+func (m *Mux[K]) unsubscribe() {
+	m.ops.Lock()
+	defer m.ops.Unlock()
+	for {
+		m.mu.Lock()
+		batch := make([]K, 0, len(m.unsub))
+		for n := range m.unsub {
+			batch = append(batch, n)
+		}
+		clear(m.unsub)
+		if len(batch) == 0 {
+			m.unsubscribing = false
+			m.mu.Unlock()
+			return
+		}
+		m.mu.Unlock()
+		m.t.Unsubscribe(batch)
+	}
+}
+
+// reviveLocked takes name, watched again, out of the names waiting to be
+// unsubscribed, and reports whether it was there: its subscription is
+// still in place. m.mu must be held.
+func (m *Mux[K]) reviveLocked(name K) bool {
+	if _, ok := m.unsub[name]; ok {
+		delete(m.unsub, name)
+		return true
+	}
+	return false
 }
 
 // unusedLocked forgets the names of names that nobody holds (kept by
@@ -174,6 +213,7 @@ func (m *Mux[K]) Fail(err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.forgetLocked(err)
+	clear(m.unsub) // the Transport lost them too
 	m.gen++
 	m.freedLocked()
 }
@@ -187,6 +227,7 @@ func (m *Mux[K]) Close() {
 		m.closed = true
 		close(m.done)
 		m.forgetLocked(nil)
+		m.wakeLocked()
 		m.heldLocked()
 	}
 }
@@ -199,12 +240,11 @@ func (m *Mux[K]) forgetLocked(err error) {
 			h.place.Release()
 			m.dropLocked(h.ns)
 			for w := range h.watchers {
-				if err == nil {
-					continue
-				}
-				select {
-				case w.failed <- err:
-				default:
+				switch {
+				case err != nil:
+					w.fail(err)
+				case w.end != nil: // closing: a waiting Watch sees m.done
+					w.fail(ErrClosed)
 				}
 			}
 		}
@@ -231,6 +271,7 @@ func (m *Mux[K]) freedLocked() {
 	m.heldLocked()
 	close(m.room)
 	m.room = make(chan struct{})
+	m.wakeLocked()
 }
 
 func (m *Mux[K]) heldLocked() {

@@ -79,16 +79,22 @@ type Mux[K comparable] struct {
 	opts   Options
 	places *share.Pool
 
-	ops sync.Mutex // one join or leave at a time, with its Transport calls
+	ops sync.Mutex // one join or batch of unsubscriptions at a time, with its Transport calls
 
 	mu     sync.Mutex
 	names  map[K]map[string]*hold[K] // subscribed names: the holds of each namespace
 	placed int                       // places held, by holds or by a join under way
 	byNS   map[string]int            // places held by each namespace
 	room   chan struct{}             // closed, and replaced, when places are freed
-	gen    int                       // counts Fail: a subscription made across one is lost
-	closed bool
-	done   chan struct{} // closed by Close
+	// waiters are the detached watchers waiting for room, woken with room.
+	waiters []func()
+	gen     int // counts Fail: a subscription made across one is lost
+	closed  bool
+	done    chan struct{} // closed by Close
+	// unsub holds the names nobody watches any more, still subscribed
+	// until unsubscribe's next batch; unsubscribing says it runs.
+	unsub         map[K]struct{}
+	unsubscribing bool
 }
 
 // hold is a namespace's place for one name, and its watchers of it.
@@ -104,6 +110,11 @@ type watcher struct {
 	ns      string
 	changed func()
 	failed  chan error // receives why its subscriptions were lost
+	// end, for a detached watch (see Detach), ends it with the reason
+	// instead of failed: once, on its own goroutine.
+	end    func(err error)
+	stop   func() bool // stops following the context of a detached watch; guarded by the Mux's mu
+	handle *Handle     // of a detached watch
 }
 
 // New returns a Mux over t. Call Close when done.
@@ -118,14 +129,23 @@ func New[K comparable](t Transport[K], opts Options) *Mux[K] {
 // Notify of one of them, until ctx ends (ctx.Err()), the Mux is closed
 // (ErrClosed), the namespace's place is taken (ErrPlaceLost) or the
 // subscriptions are lost (Fail's error). When the namespace of ctx is at
-// its share of a full Mux it waits for room.
+// its share of a full Mux it waits for room. Under a context of Detach
+// it returns ErrDetached once subscribed, and the end goes to the
+// callback.
 func (m *Mux[K]) Watch(ctx context.Context, names []K, changed func()) error {
 	w := &watcher{changed: changed, failed: make(chan error, 1)}
 	if m.opts.Namespace != nil {
 		w.ns = m.opts.Namespace(ctx)
 	}
 	names = unique(names)
-	waited := false
+	if d, ok := ctx.Value(detachKey{}).(detachValue); ok {
+		w.end, w.handle = m.endOf(names, w, d.ended), d.handle
+	}
+	return m.watch(ctx, names, w, false)
+}
+
+// watch is Watch for w, which waited for room before when waited.
+func (m *Mux[K]) watch(ctx context.Context, names []K, w *watcher, waited bool) error {
 	for {
 		room, err := m.join(ctx, names, w)
 		if err != nil {
@@ -144,6 +164,10 @@ func (m *Mux[K]) Watch(ctx context.Context, names []K, changed func()) error {
 				slog.String("channel", metadata.Clip(fmt.Sprint(names[0]))),
 				slog.String("namespace", metadata.Clip(w.ns)), slog.Int("share", m.places.Share()))
 		}
+		if w.end != nil {
+			m.awaitRoom(ctx, names, w, room)
+			return ErrDetached
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -152,13 +176,20 @@ func (m *Mux[K]) Watch(ctx context.Context, names []K, changed func()) error {
 		case <-room:
 		}
 	}
-	defer m.leave(names, w)
 	ready := true
 	for _, n := range names {
 		ready = ready && m.t.Ready(n)
 	}
+	if w.end != nil {
+		m.follow(ctx, w)
+		if ready {
+			w.changed()
+		}
+		return ErrDetached
+	}
+	defer m.leave(names, w)
 	if ready {
-		changed()
+		w.changed()
 	}
 	select {
 	case <-ctx.Done():
@@ -214,7 +245,7 @@ func (m *Mux[K]) join(ctx context.Context, names []K, w *watcher) (<-chan struct
 		}
 		var fresh []K
 		for _, n := range names {
-			if _, ok := m.names[n]; !ok {
+			if _, ok := m.names[n]; !ok && !m.reviveLocked(n) {
 				fresh = append(fresh, n)
 			}
 		}

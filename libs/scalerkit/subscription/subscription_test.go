@@ -3,7 +3,9 @@ package subscription_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -63,11 +65,61 @@ func (t *transport) snapshot() (subbed, calls []string) {
 	return slices.Sorted(slices.Values(t.subbed)), slices.Clone(t.calls)
 }
 
+// detached says how the test's watches run: on a goroutine each, Watch
+// waiting for the end, or detached (subscription.Detach), Watch
+// returning at once and the end coming to a callback. bothWays runs a
+// test each way.
+var detached bool
+
+// stopByHandle counts detached watches: every other one is stopped by its
+// Handle instead of its context.
+var stopByHandle atomic.Int32
+
+func bothWays(t *testing.T, test func(t *testing.T)) {
+	for _, d := range []bool{false, true} {
+		t.Run(map[bool]string{false: "waiting", true: "detached"}[d], func(t *testing.T) {
+			detached = d
+			t.Cleanup(func() { detached = false })
+			test(t)
+		})
+	}
+}
+
 // watch runs m.Watch in the background; stop ends it and returns its error.
 func watch(m *subscription.Mux[string], names []string, changed func()) (stop func() error, done <-chan error) {
-	ctx, cancel := context.WithCancel(context.Background())
+	return watchCtx(context.Background(), m, names, changed)
+}
+
+// watchCtx is watch under ctx, each way (see detached).
+func watchCtx(ctx context.Context, m *subscription.Mux[string], names []string, changed func()) (stop func() error, done <-chan error) {
+	ctx, cancel := context.WithCancel(ctx)
 	ch := make(chan error, 1)
-	go func() { ch <- m.Watch(ctx, names, changed) }()
+	if detached {
+		var ends atomic.Int32
+		ctx, h := subscription.Detach(ctx, func(err error) {
+			if ends.Add(1) > 1 {
+				err = errors.New("ended twice")
+			}
+			ch <- err
+		})
+		if err := m.Watch(ctx, names, changed); !errors.Is(err, subscription.ErrDetached) {
+			ch <- err
+		}
+		// Half the watches end by their Handle, on this goroutine.
+		if stopByHandle.Add(1)%2 == 0 {
+			return func() error {
+				h.Stop(cancel)
+				select {
+				case err := <-ch:
+					return err
+				default:
+					return errors.New("Handle.Stop returned before the watch ended")
+				}
+			}, ch
+		}
+	} else {
+		go func() { ch <- m.Watch(ctx, names, changed) }()
+	}
 	return func() error { cancel(); return <-ch }, ch
 }
 
@@ -85,7 +137,9 @@ func eventually(t *testing.T, what string, ok func() bool) {
 
 // TestCounted: a name is subscribed once, for its first watcher, and
 // unsubscribed after its last; Notify reaches each watcher of the name.
-func TestCounted(t *testing.T) {
+func TestCounted(t *testing.T) { bothWays(t, testCounted) }
+
+func testCounted(t *testing.T) {
 	tr := &transport{ready: true}
 	var held atomic.Int32
 	m := subscription.New[string](tr, subscription.Options{Limit: 10, Held: func(n int) { held.Store(int32(n)) }})
@@ -106,13 +160,47 @@ func TestCounted(t *testing.T) {
 	if err := stopA(); !errors.Is(err, context.Canceled) {
 		t.Errorf("Watch = %v, want context.Canceled", err)
 	}
-	if subbed, _ := tr.snapshot(); !slices.Equal(subbed, []string{"x"}) {
-		t.Errorf("after a left: subscribed %v, want x (b watches it)", subbed)
-	}
+	// Unsubscribing runs in the background.
+	eventually(t, "after a left: subscribed x only (b watches it)", func() bool {
+		subbed, _ := tr.snapshot()
+		return slices.Equal(subbed, []string{"x"})
+	})
 	must(t, stopB())
-	if subbed, calls := tr.snapshot(); len(subbed) != 0 || len(calls) != 4 || held.Load() != 0 {
-		t.Errorf("after both left: subscribed %v, calls %v, held %d; want nothing, 2 subscriptions and 2 ends", subbed, calls, held.Load())
+	eventually(t, "after both left: nothing subscribed, 2 subscriptions and 2 ends", func() bool {
+		subbed, calls := tr.snapshot()
+		return len(subbed) == 0 && len(calls) == 4 && held.Load() == 0
+	})
+}
+
+// TestWatchedAgainBeforeUnsubscribed: a name watched again before its
+// unsubscription ran keeps its subscription: not subscribed twice, never
+// unsubscribed while watched.
+func TestWatchedAgainBeforeUnsubscribed(t *testing.T) {
+	bothWays(t, testWatchedAgainBeforeUnsubscribed)
+}
+
+func testWatchedAgainBeforeUnsubscribed(t *testing.T) {
+	tr := &transport{ready: true}
+	m := subscription.New[string](tr, subscription.Options{Limit: 10})
+	defer m.Close()
+	for range 50 {
+		stop, _ := watch(m, []string{"x"}, func() {})
+		must(t, stop())
 	}
+	stop, _ := watch(m, []string{"x"}, func() {})
+	eventually(t, "x subscribed once, last", func() bool {
+		subbed, calls := tr.snapshot()
+		return slices.Equal(subbed, []string{"x"}) && calls[len(calls)-1] == "+x"
+	})
+	time.Sleep(20 * time.Millisecond) // an unsubscription still queued would run now
+	if subbed, calls := tr.snapshot(); !slices.Equal(subbed, []string{"x"}) || calls[len(calls)-1] != "+x" {
+		t.Errorf("x watched: subscribed %v, last calls %v", subbed, calls[max(0, len(calls)-3):])
+	}
+	must(t, stop())
+	eventually(t, "x unsubscribed once nobody watches it", func() bool {
+		subbed, _ := tr.snapshot()
+		return len(subbed) == 0
+	})
 }
 
 func must(t *testing.T, err error) {
@@ -124,7 +212,9 @@ func must(t *testing.T, err error) {
 
 // TestLimit: a watcher whose names would pass the limit waits, counted
 // once and warned about once, and subscribes when a name is freed.
-func TestLimit(t *testing.T) {
+func TestLimit(t *testing.T) { bothWays(t, testLimit) }
+
+func testLimit(t *testing.T) {
 	tr := &transport{ready: true}
 	var logs wait.Buffer
 	var refused atomic.Int32
@@ -152,7 +242,9 @@ func TestLimit(t *testing.T) {
 
 // TestNotReady: a watcher of a name whose subscription is not in place
 // yet is signalled when the transport says it is (Notify), not at once.
-func TestNotReady(t *testing.T) {
+func TestNotReady(t *testing.T) { bothWays(t, testNotReady) }
+
+func testNotReady(t *testing.T) {
 	tr := &transport{}
 	m := subscription.New[string](tr, subscription.Options{Limit: 1})
 	defer m.Close()
@@ -174,7 +266,9 @@ func TestNotReady(t *testing.T) {
 // names (no Unsubscribe: the transport lost them); Close ends the rest
 // with ErrClosed, and a later Watch fails at once. A Subscribe error is
 // the watch's.
-func TestFailAndClose(t *testing.T) {
+func TestFailAndClose(t *testing.T) { bothWays(t, testFailAndClose) }
+
+func testFailAndClose(t *testing.T) {
 	tr := &transport{ready: true}
 	m := subscription.New[string](tr, subscription.Options{Limit: 5})
 	_, a := watch(m, []string{"a"}, func() {})
@@ -205,4 +299,44 @@ func TestFailAndClose(t *testing.T) {
 	if err := m.Watch(context.Background(), []string{"d"}, func() {}); !errors.Is(err, subscription.ErrClosed) {
 		t.Errorf("Watch on a closed Mux = %v, want ErrClosed", err)
 	}
+}
+
+// TestDetachedHoldsNoGoroutine: detached watches, in place or waiting for
+// room, hold no goroutine; each still hears its name, the waiting ones
+// take the places freed, and each ends once, with its context's error.
+func TestDetachedHoldsNoGoroutine(t *testing.T) {
+	const places, waiting = 300, 100
+	detached = true
+	t.Cleanup(func() { detached = false })
+	tr := &transport{ready: true}
+	m := subscription.New[string](tr, subscription.Options{Limit: places})
+	defer m.Close()
+	before := runtime.NumGoroutine()
+	var heard atomic.Int32
+	stops := make([]func() error, places+waiting)
+	for i := range stops {
+		stops[i], _ = watch(m, []string{fmt.Sprint("n", i)}, func() { heard.Add(1) })
+	}
+	if n := runtime.NumGoroutine() - before; n > 10 {
+		t.Errorf("%d goroutines for %d detached watches, want none", n, len(stops))
+	}
+	if m.Len() != places {
+		t.Fatalf("%d names subscribed, want the limit %d", m.Len(), places)
+	}
+	heard.Store(0)
+	m.Notify("n0")
+	if heard.Load() != 1 {
+		t.Errorf("Notify of a detached watch's name heard %d times, want 1", heard.Load())
+	}
+	for i := range waiting { // the first ones leave: the waiting ones take their places
+		must(t, stops[i]())
+	}
+	eventually(t, "the waiting watches subscribed", func() bool {
+		subbed, _ := tr.snapshot()
+		return len(subbed) == places && slices.Contains(subbed, fmt.Sprint("n", places+waiting-1))
+	})
+	for _, stop := range stops[waiting:] {
+		must(t, stop())
+	}
+	eventually(t, "every name unsubscribed", func() bool { return m.Len() == 0 })
 }

@@ -35,7 +35,7 @@ const (
 
 // listenPing is how long a LISTEN session may stay quiet (no
 // notification) before it is pinged, unless ListenerOptions say
-// otherwise: the same 30 s as redis-session's keyspace subscription. A
+// otherwise: 30 s. A
 // session that does not answer within the connect timeout
 // (POSTGRES_CONNECT_TIMEOUT) has died silently (a network or NAT that
 // drops the connection without a reset, which TCP keepalive finds only
@@ -214,6 +214,9 @@ func (l *Listener) run(ctx context.Context, ch *listenSession) {
 			return
 		}
 		if listened {
+			// Its watchers read once: the backend may be gone, and their
+			// feeds read every interval again only after a read failed.
+			l.mux.Notify(ch.name)
 			failures = 0
 			if time.Since(start) >= l.opts.MaxBackoff {
 				backoff = l.opts.MinBackoff // a healthy session: start the backoff over

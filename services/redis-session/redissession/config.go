@@ -84,7 +84,7 @@ type Config struct {
 	// MaxWatchedKeys bounds the keyspace-notification places (a channel
 	// or pattern per namespace watching it) on the one shared pub/sub
 	// connection, shared fairly among namespaces.
-	MaxWatchedKeys int `envconfig:"REDIS_MAX_WATCHED_KEYS" default:"1000" want:">= 0" desc:"keyspace-notification places (one per channel or pattern and namespace watching it) on one shared connection, shared fairly among namespaces: a namespace under its share takes one from the namespace holding the most; a trigger without one is polled every PUSH_INTERVAL instead, with a rate-limited warning; 0 turns notifications off. Raise it with MAX_FEEDS (a watched feed and a target reader each hold one) and the memory limit: about 10 KB each"`
+	MaxWatchedKeys int `envconfig:"REDIS_MAX_WATCHED_KEYS" default:"6000" want:">= 0" desc:"keyspace-notification places (one per channel or pattern and namespace watching it) on one shared connection, shared fairly among namespaces: a namespace under its share takes one from the namespace holding the most; a trigger without one is polled every PUSH_INTERVAL instead, with a rate-limited warning; 0 turns notifications off. 6000: MAX_FEEDS (5000) and MAX_TARGET_READERS (1000), each of which holds one; about 2 KB each"`
 }
 
 // Validate checks the configuration and names the variable at fault.

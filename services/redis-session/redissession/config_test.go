@@ -23,7 +23,7 @@ func validConfig() Config {
 	return Config{
 		URL: "redis://127.0.0.1:1/0", PoolSize: 10, MinIdleConns: 1, ConnectTimeout: 2 * time.Second,
 		ReadTimeout: 3 * time.Second, WriteTimeout: 3 * time.Second, ScanCount: 1000, NotifyMinInterval: 5 * time.Second,
-		MaxConnections: 32, MaxDatabases: 16, ClientIdleTimeout: 2 * time.Minute, MaxWatchedKeys: 1000,
+		MaxConnections: 32, MaxDatabases: 16, ClientIdleTimeout: 2 * time.Minute, MaxWatchedKeys: 6000,
 	}
 }
 
@@ -137,7 +137,7 @@ func TestConfigFromEnvironment(t *testing.T) {
 		Addrs: []string{"s1:26379", "s2:26379"}, MasterName: "mymaster", Password: "from-a-secret",
 		PoolSize: 10, MinIdleConns: 1, ConnectTimeout: 2 * time.Second, ReadTimeout: 3 * time.Second,
 		WriteTimeout: 3 * time.Second, ScanCount: 1000, NotifyMinInterval: 5 * time.Second,
-		MaxConnections: 32, MaxDatabases: 16, ClientIdleTimeout: 2 * time.Minute, MaxWatchedKeys: 1000,
+		MaxConnections: 32, MaxDatabases: 16, ClientIdleTimeout: 2 * time.Minute, MaxWatchedKeys: 6000,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("loaded %+v, want %+v", c, want)

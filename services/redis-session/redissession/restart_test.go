@@ -110,6 +110,8 @@ func TestWatchWaitsForRedis(t *testing.T) {
 
 	must(t, r.Stop())
 	logs.WaitFor(t, 5*time.Second, "keyspace notifications lost")
+	// The loss is a signal: the feed reads, fails, and polls meanwhile.
+	wait.For(t, 5*time.Second, "first watch called once more when the subscription broke", func() bool { return first.calls.Load() == 2 })
 	second := start()
 	select {
 	case err := <-first.done:
@@ -119,14 +121,15 @@ func TestWatchWaitsForRedis(t *testing.T) {
 	case <-time.After(2 * notifyRetry):
 	}
 
+	wait.For(t, 5*time.Second, "second watch called once when it could not subscribe", func() bool { return second.calls.Load() == 1 })
 	must(t, r.Start())
 	wait.For(t, 5*time.Second, "both watches subscribed again", func() bool {
-		return first.calls.Load() == 2 && second.calls.Load() == 1
+		return first.calls.Load() == 3 && second.calls.Load() == 2
 	})
 	waitSubscribed(t, rdb, "")
 	must(t, rdb.Set(ctx, "sess:1", "x", 0).Err())
 	wait.For(t, 5*time.Second, "both watches hear a change", func() bool {
-		return first.calls.Load() == 3 && second.calls.Load() == 2
+		return first.calls.Load() == 4 && second.calls.Load() == 3
 	})
 	for _, w := range []*watch{first, second} {
 		w.stop()

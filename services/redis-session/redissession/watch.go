@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -93,6 +94,9 @@ type notifier struct {
 	ps     *redis.PubSub         // nil while nothing is subscribed
 	done   chan struct{}         // closed when ps's receive loop has ended
 	n      int                   // names subscribed on ps
+	// complete says that Redis reported keyspace notifications of every
+	// event class on when ps connected (see notificationsOn).
+	complete atomic.Bool
 	// back is closed once Redis answers again, for the watches waiting
 	// after their subscription broke; nil while none waits (see waitBack).
 	back    chan struct{}
@@ -120,29 +124,64 @@ func newNotifier(b *Backend) *notifier {
 // feed polls meanwhile), with a rate-limited warning. When the connection
 // to Redis breaks (a restart) it waits for Redis to answer and subscribes
 // again, calling changed once subscribed; it fails when subscribing right
-// after Redis answered fails again.
+// after Redis answered fails again. Under subscription.Detach it returns
+// once subscribed, and does the same from the watch's end.
 func (n *notifier) watch(ctx context.Context, topics []topic, changed func()) error {
+	ended, detached := subscription.Detached(ctx)
 	failedBefore := false // the last try failed before it subscribed
 	for {
 		var subscribed atomic.Bool
-		err := n.mux.Watch(ctx, topics, func() {
-			subscribed.Store(true)
+		wctx := ctx
+		if detached {
+			wctx = subscription.Redetach(ctx, func(err error) {
+				// It was subscribed: after Redis is back, a new watch.
+				if err = n.afterLost(ctx, err, changed); err == nil {
+					if err = n.watch(ctx, topics, changed); errors.Is(err, subscription.ErrDetached) {
+						return
+					}
+				}
+				ended(err)
+			})
+		}
+		err := n.mux.Watch(wctx, topics, func() {
+			if !subscribed.Swap(true) && n.complete.Load() {
+				stream.TrustSignals(ctx)
+			}
 			changed()
 		})
-		if ctx.Err() != nil {
-			return ctx.Err()
+		if errors.Is(err, subscription.ErrDetached) {
+			return err
 		}
-		if !connLost(err) || (failedBefore && !subscribed.Load()) {
+		if failedBefore && !subscribed.Load() && ctx.Err() == nil {
 			return fmt.Errorf("keyspace notifications: %w", err)
 		}
 		failedBefore = !subscribed.Load()
-		if werr := n.waitBack(ctx, err); werr != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("keyspace notifications: %w", err)
+		if err = n.afterLost(ctx, err, changed); err != nil {
+			return err
 		}
 	}
+}
+
+// afterLost returns nil once Redis answers again when err, a watch's end,
+// says that the connection broke; else the watch's end to report. A
+// broken connection calls changed first: the feed reads, and reads every
+// interval while its reads fail (Redis gone), not only every
+// PUSH_WATCHED_INTERVAL.
+func (n *notifier) afterLost(ctx context.Context, err error, changed func()) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if !connLost(err) {
+		return fmt.Errorf("keyspace notifications: %w", err)
+	}
+	changed()
+	if werr := n.waitBack(ctx, err); werr != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("keyspace notifications: %w", err)
+	}
+	return nil
 }
 
 // Subscribe implements subscription.Transport, opening the shared
@@ -156,6 +195,7 @@ func (n *notifier) Subscribe(ctx context.Context, topics []topic) error {
 		opts.DB, opts.PoolSize, opts.MaxActiveConns, opts.MinIdleConns = 0, 1, 1, 0
 		client = redis.NewUniversalClient(&opts)
 		ps = client.Subscribe(ctx) // connects on the first subscription
+		n.complete.Store(notificationsOn(ctx, client))
 	}
 	var chans, pats []string
 	for _, t := range topics {
@@ -294,4 +334,19 @@ func (n *notifier) receive(ps *redis.PubSub, done chan struct{}) {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// notificationsOn reports whether Redis says that its keyspace
+// notifications cover every change a probe reads: keyspace channels (K)
+// of every event class (A: generic, string, list, set, hash, sorted
+// set, expired, evicted). Only then may watched feeds skip their
+// interval reads (stream.TrustSignals). Where CONFIG GET is refused (a
+// managed Redis) it reports false, and feeds read every PUSH_INTERVAL.
+func notificationsOn(ctx context.Context, client redis.UniversalClient) bool {
+	cfg, err := client.ConfigGet(ctx, "notify-keyspace-events").Result()
+	if err != nil {
+		return false
+	}
+	flags := cfg["notify-keyspace-events"]
+	return strings.Contains(flags, "K") && strings.Contains(flags, "A")
 }
