@@ -65,7 +65,7 @@ e2e: deps build ## our scalers under the real KEDA operator, adapter and HPA, on
 
 # The lifecycle scenarios: replicas behind one name, aged, rolled, crashed.
 # First KEDA's own push client (pkg/scalers, from e2e/build's module) through
-# MAX_CONNECTION_AGE cycles against bin/redis-session, without a cluster;
+# MAX_CONNECTION_AGE cycles against a scaler from bin/, without a cluster;
 # built with e2e/build.sh's flags, so that it shares the operator's build
 # cache.
 e2e-lifecycle: deps build ## the scalers as replicas under KEDA: connection aging, rolling restart, crashes (e2e/lifecycle_test.go); KEDA's push client through connection aging (e2e/build/kedaclient)

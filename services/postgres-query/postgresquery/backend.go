@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/kedascalers/kedascalers/libs/scalerkit"
+	"github.com/kedascalers/kedascalers/libs/scalerkit/config"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/metadata"
 	skmetrics "github.com/kedascalers/kedascalers/libs/scalerkit/metrics"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
@@ -109,8 +110,8 @@ func (b *Backend) checkRoles(ctx context.Context, timeout time.Duration) error {
 	defer cancel()
 	return b.pools.Check(ctx, acquire, func(name string, err error) error {
 		var refused *roleError
-		if errors.As(err, &refused) {
-			return fmt.Errorf("%s: %w", b.pools.URLVars[name], refused)
+		if errors.As(err, &refused) { // a configuration error: exit status 2
+			return config.Invalid(fmt.Errorf("%s: %w", b.pools.URLVars[name], refused))
 		}
 		return nil
 	})

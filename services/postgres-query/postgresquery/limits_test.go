@@ -215,6 +215,8 @@ func TestSuperuserRefused(t *testing.T) {
 			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want) ||
 				!strings.Contains(err.Error(), "POSTGRES_ALLOW_SUPERUSER") || !strings.Contains(err.Error(), "POSTGRES_URL")):
 				t.Errorf("New = %v, want a refusal saying %q and naming POSTGRES_URL and POSTGRES_ALLOW_SUPERUSER", err, tt.want)
+			case tt.want != "" && !errors.As(err, new(*config.InvalidError)):
+				t.Errorf("New = %v: want a configuration error (exit status 2)", err)
 			}
 		})
 	}
