@@ -57,7 +57,7 @@ func scaleMain(ctx context.Context, args []string, out io.Writer) int {
 	fs.IntVar(&o.sample, "push-sample", 200, "push ScaledObjects whose key is written once during the run, to time the push")
 	fs.IntVar(&o.maxStreams, "max-streams", 0, "GRPC_MAX_CONCURRENT_STREAMS of the scaler; 0 leaves its default")
 	fs.StringVar(&o.memLimit, "gomemlimit", "256MiB", "GOMEMLIMIT of the scaler: the prod overlay sets the container's memory limit (256Mi); empty for none")
-	fs.StringVar(&o.gogc, "gogc", "50", "GOGC of the scaler, as the deploy files set it; empty for the Go default (100)")
+	fs.StringVar(&o.gogc, "gogc", "40", "GOGC of the scaler, as the deploy files set it; empty for the Go default (100)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

@@ -175,7 +175,7 @@ func (r *scaleRun) report(w io.Writer) {
 	if len(r.unanswered) > 0 {
 		fmt.Fprintf(w, "| unanswered when the run ended (waited > %v) | %v |\n", lateAtEnd, r.unanswered)
 	}
-	fmt.Fprintf(w, "| peak RSS of the scaler (VmHWM) | %d MB |\n", r.peakRSS>>20)
+	fmt.Fprintf(w, "| peak RSS of the scaler (VmHWM) | %d MiB |\n", r.peakRSS>>20)
 	fmt.Fprintf(w, "| goroutines (go_goroutines, peak / after the run) | %d / %d |\n", r.peakGoroutines, r.endGoroutines)
 	fmt.Fprintf(w, "| push streams open (kedascalers_open_streams, peak) | %.0f |\n", r.peakStreams)
 	fmt.Fprintf(w, "| StreamMetricSpec of a static target: spec sent, then ended Unimplemented (KEDA stops watching) | %d |\n", r.staticSpecs)

@@ -11,7 +11,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
@@ -77,17 +76,7 @@ func kedaPushLoop(ctx context.Context, client pb.ExternalScalerClient, ref *pb.S
 // one opens on a new connection and KEDA's wait never grows. Handlers
 // that end with their context's error end OK too.
 func TestPushStreamsOutliveConnectionAging(t *testing.T) {
-	serverTLS, clientTLS := tlsCreds(t)
-	tests := []struct {
-		name           string
-		server, client credentials.TransportCredentials
-	}{
-		{"plaintext", nil, insecure.NewCredentials()},
-		{"TLS", serverTLS, clientTLS},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) { pushStreamsOutliveAging(t, tt.server, tt.client) })
-	}
+	eachTransport(t, pushStreamsOutliveAging)
 }
 
 // pushStreamsOutliveAging is TestPushStreamsOutliveConnectionAging with
