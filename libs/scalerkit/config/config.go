@@ -28,7 +28,7 @@ type Config struct {
 	PushInterval time.Duration `envconfig:"PUSH_INTERVAL" default:"5s" want:"> 0s" desc:"how often StreamIsActive and backend-read targets are re-checked"`
 	// PushWatchedInterval is how often a watched push feed re-reads
 	// without a change signal.
-	PushWatchedInterval time.Duration `envconfig:"PUSH_WATCHED_INTERVAL" default:"30s" want:"> 0s" desc:"how often a push feed or target reader whose watch is in place (a keyspace notification, a LISTEN) re-reads without a change signal, for what the signals miss (an expiry Redis has not yet deleted, a query that reads the clock); a feed without a watch, or whose last read failed, reads every PUSH_INTERVAL. At PUSH_INTERVAL or below every feed reads every PUSH_INTERVAL"`
+	PushWatchedInterval time.Duration `envconfig:"PUSH_WATCHED_INTERVAL" default:"30s" want:"> 0s" desc:"how often a push feed or target reader whose watch is in place and tells of every change (Redis keyspace notifications with K and A on; not a LISTEN) re-reads without a change signal, for what the signals miss (an expiry Redis has not yet deleted, a query that reads the clock); a feed without a watch, or whose last read failed, reads every PUSH_INTERVAL. At PUSH_INTERVAL or below every feed reads every PUSH_INTERVAL"`
 	// BackendTimeout bounds every backend call.
 	BackendTimeout time.Duration `envconfig:"BACKEND_TIMEOUT" default:"5s" want:"> 0s" desc:"bound on every backend call (KEDA sets no deadline of its own)"`
 	// ShutdownTimeout is how long in-flight calls may finish on shutdown.

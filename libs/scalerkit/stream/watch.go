@@ -141,7 +141,10 @@ func (f *feed[T]) watchOnce(ctx context.Context, signal func(), end func(noChang
 	err := f.src.Watch(dctx, func() {
 		if !caughtUp.Swap(true) {
 			f.catchUp.Store(true) // the signal of a watch in place
-			f.w.inPlace.Store(!ended.Load())
+			f.w.inPlace.Store(true)
+			if ended.Load() { // its end came meanwhile (watchEnded cleared it first)
+				f.w.inPlace.Store(false)
+			}
 		}
 		signal()
 	})
@@ -232,6 +235,15 @@ func Sleep(ctx context.Context, d time.Duration) bool {
 // trustKey carries a feed's trust in its watch's signals in the context
 // of its source's Watch.
 type trustKey struct{}
+
+// UntrustSignals takes TrustSignals back, from a source whose watch goes
+// on but may miss changes for a while (its subscription lost and being
+// made again): its feed reads every Interval until TrustSignals again.
+func UntrustSignals(ctx context.Context) {
+	if t, ok := ctx.Value(trustKey{}).(*atomic.Bool); ok {
+		t.Store(false)
+	}
+}
 
 // TrustSignals says, from a source's Watch, that its change signals tell
 // of every change to the answer: while the watch is in place and the

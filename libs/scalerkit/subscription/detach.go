@@ -152,8 +152,7 @@ func (m *Mux[K]) awaitRoom(ctx context.Context, names []K, w *watcher, room <-ch
 			}
 		})
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	// Not under m.mu: a Stop that came first ends w here, and w.end locks it.
 	stop = context.AfterFunc(ctx, func() { once.Do(func() { w.end(ctx.Err()) }) })
 	w.handle.bind(func(cancel context.CancelFunc) {
 		if stop() {
@@ -163,6 +162,8 @@ func (m *Mux[K]) awaitRoom(ctx context.Context, names []K, w *watcher, room <-ch
 		}
 		cancel() // already ending, or trying again
 	})
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	select {
 	case <-room: // freed since join looked
 		go again()

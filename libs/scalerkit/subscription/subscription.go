@@ -243,9 +243,11 @@ func (m *Mux[K]) join(ctx context.Context, names []K, w *watcher) (<-chan struct
 		if displaced {
 			gone = m.lostLocked(names)
 		}
-		var fresh []K
+		var fresh []K // neither held nor still subscribed (m.unsub)
 		for _, n := range names {
-			if _, ok := m.names[n]; !ok && !m.reviveLocked(n) {
+			_, held := m.names[n]
+			_, pending := m.unsub[n]
+			if !held && !pending {
 				fresh = append(fresh, n)
 			}
 		}
@@ -259,6 +261,18 @@ func (m *Mux[K]) join(ctx context.Context, names []K, w *watcher) (<-chan struct
 			err = m.t.Subscribe(ctx, fresh)
 		}
 		m.mu.Lock()
+		if err == nil && m.gen == gen && m.vanishedLocked(names, w.ns, taken) {
+			// A hold this join counted on was left meanwhile (its place
+			// gone, its name waiting in m.unsub: unsubscribe needs m.ops,
+			// held here). The fresh names wait there too; try again.
+			m.releaseLocked(w.ns, taken)
+			for _, n := range fresh {
+				m.goneLocked(n)
+			}
+			m.freedLocked()
+			m.mu.Unlock()
+			continue
+		}
 		if err != nil || m.gen != gen { // failed, or lost at once: subscribe again
 			m.releaseLocked(w.ns, taken)
 			unused := m.unusedLocked(names)
@@ -273,6 +287,7 @@ func (m *Mux[K]) join(ctx context.Context, names []K, w *watcher) (<-chan struct
 			continue
 		}
 		for _, n := range names {
+			m.reviveLocked(n) // left by others meanwhile, still subscribed: watched again
 			holds := m.names[n]
 			if holds == nil {
 				holds = make(map[string]*hold[K])
@@ -289,4 +304,15 @@ func (m *Mux[K]) join(ctx context.Context, names []K, w *watcher) (<-chan struct
 		m.mu.Unlock()
 		return nil, nil
 	}
+}
+
+// vanishedLocked reports whether a hold of ns that join counted on (no
+// place taken for it) was left since. m.mu must be held.
+func (m *Mux[K]) vanishedLocked(names []K, ns string, taken map[K]*share.Place) bool {
+	for _, n := range names {
+		if taken[n] == nil && m.names[n][ns] == nil {
+			return true
+		}
+	}
+	return false
 }

@@ -17,7 +17,6 @@ import (
 	skmetrics "github.com/kedascalers/kedascalers/libs/scalerkit/metrics"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/scaler"
 	"github.com/kedascalers/kedascalers/libs/scalerkit/sqlmetric"
-	"github.com/kedascalers/kedascalers/libs/scalerkit/stream"
 )
 
 var _ scaler.Backend = (*Backend)(nil)
@@ -185,10 +184,10 @@ type notifyProbe struct {
 // feed of a key watches the channel of the probe that started it.
 func (p *notifyProbe) Key() string { return p.Query.Key() + "|notify:" + p.channel }
 
-// Watch implements scaler.Probe. A trigger with a notifyChannel says
-// that its application notifies on every change: once LISTEN is in
-// place the feed re-reads only every PUSH_WATCHED_INTERVAL.
+// Watch implements scaler.Probe. Its signals are not trusted
+// (stream.TrustSignals): a LISTEN session being made again would leave
+// its feed reading only every PUSH_WATCHED_INTERVAL while nothing is
+// heard, so the feed also reads every PUSH_INTERVAL.
 func (p *notifyProbe) Watch(ctx context.Context, changed func()) error {
-	stream.TrustSignals(ctx)
 	return p.listener.Watch(ctx, p.channel, changed)
 }

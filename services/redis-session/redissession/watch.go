@@ -174,6 +174,7 @@ func (n *notifier) afterLost(ctx context.Context, err error, changed func()) err
 	if !connLost(err) {
 		return fmt.Errorf("keyspace notifications: %w", err)
 	}
+	stream.UntrustSignals(ctx) // until subscribed again, with notifications on
 	changed()
 	if werr := n.waitBack(ctx, err); werr != nil {
 		if ctx.Err() != nil {
