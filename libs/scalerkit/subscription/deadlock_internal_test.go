@@ -44,3 +44,38 @@ func TestAwaitRoomBindUnderMu(t *testing.T) {
 		t.Fatal("Watch stuck: awaitRoom's bind ended the watch under m.mu (self-deadlock)")
 	}
 }
+
+// TestWaitersLeaveWhenTheyEnd: detached watches that end while they wait
+// for room (streams opened and closed at a full Mux) leave nothing in
+// m.waiters, whether their context ends or their Handle stops them.
+func TestWaitersLeaveWhenTheyEnd(t *testing.T) {
+	m := New[string](nopTransport{}, Options{Limit: 1})
+	defer m.Close()
+	hctx, hcancel := context.WithCancel(context.Background())
+	defer hcancel()
+	go func() { _ = m.Watch(hctx, []string{"a"}, func() {}) }() // holds the only place
+	for m.Len() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	var ended sync.WaitGroup
+	for i := range 200 {
+		ctx, cancel := context.WithCancel(context.Background())
+		ended.Add(1)
+		dctx, h := Detach(ctx, func(error) { ended.Done() })
+		if err := m.Watch(dctx, []string{"b"}, func() {}); err != ErrDetached {
+			t.Fatalf("Watch = %v, want ErrDetached (waiting for room)", err)
+		}
+		if i%2 == 0 {
+			cancel()
+		} else {
+			h.Stop(cancel)
+		}
+	}
+	ended.Wait()
+	m.mu.Lock()
+	n := len(m.waiters)
+	m.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d watches still waiting for room after all 200 ended, want 0", n)
+	}
+}

@@ -141,10 +141,13 @@ func (m *Mux[K]) follow(ctx context.Context, w *watcher) {
 
 // awaitRoom has detached w try again once room was freed (room closed),
 // or end when ctx ends or the Mux closes first; meanwhile w's feed polls.
+// A watch that ends while it waits leaves m.waiters at once: streams
+// opened and closed while the Mux is full leave nothing behind.
 func (m *Mux[K]) awaitRoom(ctx context.Context, names []K, w *watcher, room <-chan struct{}) {
 	var once sync.Once
 	var stop func() bool
-	again := func() {
+	wt := &waiter{}
+	wt.again = func() {
 		once.Do(func() {
 			stop()
 			if err := m.watch(ctx, names, w, true); !errors.Is(err, ErrDetached) {
@@ -152,12 +155,18 @@ func (m *Mux[K]) awaitRoom(ctx context.Context, names []K, w *watcher, room <-ch
 			}
 		})
 	}
+	end := func() {
+		m.mu.Lock()
+		delete(m.waiters, wt)
+		m.mu.Unlock()
+		once.Do(func() { w.end(ctx.Err()) })
+	}
 	// Not under m.mu: a Stop that came first ends w here, and w.end locks it.
-	stop = context.AfterFunc(ctx, func() { once.Do(func() { w.end(ctx.Err()) }) })
+	stop = context.AfterFunc(ctx, end)
 	w.handle.bind(func(cancel context.CancelFunc) {
 		if stop() {
 			cancel()
-			once.Do(func() { w.end(ctx.Err()) })
+			end()
 			return
 		}
 		cancel() // already ending, or trying again
@@ -166,22 +175,31 @@ func (m *Mux[K]) awaitRoom(ctx context.Context, names []K, w *watcher, room <-ch
 	defer m.mu.Unlock()
 	select {
 	case <-room: // freed since join looked
-		go again()
+		go wt.again()
 		return
 	default:
 	}
 	if m.closed {
-		go again() // its join returns ErrClosed
+		go wt.again() // its join returns ErrClosed
 		return
 	}
-	m.waiters = append(m.waiters, again)
+	if ctx.Err() != nil {
+		return // ending: end runs, or ran
+	}
+	if m.waiters == nil {
+		m.waiters = make(map[*waiter]struct{})
+	}
+	m.waiters[wt] = struct{}{}
 }
+
+// waiter is a detached watcher waiting for room.
+type waiter struct{ again func() }
 
 // wakeLocked has the detached watchers waiting for room try again, each
 // on a goroutine of its own. m.mu must be held.
 func (m *Mux[K]) wakeLocked() {
-	for _, again := range m.waiters {
-		go again()
+	for wt := range m.waiters {
+		go wt.again()
 	}
-	m.waiters = nil
+	clear(m.waiters)
 }

@@ -87,7 +87,7 @@ type Mux[K comparable] struct {
 	byNS   map[string]int            // places held by each namespace
 	room   chan struct{}             // closed, and replaced, when places are freed
 	// waiters are the detached watchers waiting for room, woken with room.
-	waiters []func()
+	waiters map[*waiter]struct{}
 	gen     int // counts Fail: a subscription made across one is lost
 	closed  bool
 	done    chan struct{} // closed by Close
